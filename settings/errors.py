@@ -1,0 +1,43 @@
+"""Config errors that name the key path as the user wrote it and say what to do."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NAMESPACE = "llm-platform"
+
+
+@dataclass(frozen=True)
+class ConfigError:
+    path: str       # e.g. llm-platform:models[1].max_model_len
+    message: str
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "message": self.message}
+
+
+class ConfigErrors(Exception):
+    """One or more problems with a stack's configuration; nothing should be planned or created."""
+
+    def __init__(self, errors: list[ConfigError]):
+        self.errors = errors
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = [f"{len(self.errors)} problem{'s' if len(self.errors) != 1 else ''} in the stack configuration:"]
+        lines += [f"  {e.path}: {e.message}" for e in self.errors]
+        return "\n".join(lines)
+
+
+# Top-level keys whose config name differs from the schema's field name.
+CONFIG_NAMES = {"region": "aws:region", "hf_token": f"{NAMESPACE}:hfToken"}
+
+
+def key_path(loc: tuple) -> str:
+    """('models', 1, 'max_model_len') -> 'llm-platform:models[1].max_model_len'."""
+    if not loc:
+        return NAMESPACE
+    head, rest = loc[0], loc[1:]
+    out = CONFIG_NAMES.get(head, f"{NAMESPACE}:{head}")
+    for part in rest:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out

@@ -1,0 +1,364 @@
+"""The stack configuration (namespace `llm-platform:`), as a strict pydantic model.
+
+Every key, its default and its meaning is documented here and in the README's config
+reference. Cross-field rules are written as field validators that read the fields declared
+before them (`info.data`) and the validation context (environment, catalog, names seen), so
+that one broken key never hides the errors of another: all problems are reported at once.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Literal, Optional, Union
+
+from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, ValidationInfo, field_validator)
+
+from sizing.architecture import Architecture
+
+DNS_LABEL = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+FLOATING_REFS = {"main", "master", "latest", "head", "dev", "stable"}
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
+                      2192, 2557, 2922, 3288, 3653)   # the values CloudWatch Logs accepts
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _env(info: ValidationInfo) -> Optional[str]:
+    return (info.context or {}).get("environment")
+
+
+def _catalog(info: ValidationInfo):
+    return (info.context or {})["catalog"]
+
+
+def _cidr(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a CIDR block ({exc}); write it like 10.20.0.0/16") from None
+
+
+class Checksums(_Strict):
+    """Where the model's SHA-256 manifest lives and the digest of the manifest itself.
+
+    The instance verifies the manifest against `sha256` before trusting any line of it, then
+    runs `sha256sum -c` over the weights; any mismatch keeps the server from starting.
+    """
+    manifest: str = Field(min_length=1, description="the manifest's key under the model store prefix, e.g. SHA256SUMS")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the manifest file, 64 lowercase hex digits")
+
+
+class Provenance(_Strict):
+    source: str = Field(min_length=1, description="where the weights came from (repository URL)")
+    license: str = Field(min_length=1, description="the license the weights are used under")
+    approved_by: str = Field(min_length=1, description="who approved this model for use")
+    review_status: Literal["approved", "pending", "rejected"] = Field(description="the security review's outcome")
+
+
+class Autoscaling(_Strict):
+    min: PositiveInt = Field(description="instances (replicas) always running")
+    max: PositiveInt = Field(description="upper bound for scale-out")
+
+    @field_validator("max")
+    @classmethod
+    def _max_ge_min(cls, v: int, info: ValidationInfo) -> int:
+        if "min" in info.data and v < info.data["min"]:
+            raise ValueError(f"max ({v}) is below min ({info.data['min']}): raise max or lower min")
+        return v
+
+
+class ModelSpec(_Strict):
+    """One model deployment: what to serve, how, and how much of it."""
+
+    name: str = Field(pattern=DNS_LABEL, description="served model name and resource name: lowercase letters, "
+                      "digits and '-', at most 63 characters, e.g. llama-70b")
+    architecture: Optional[Architecture] = Field(None, description="config.json fields, for a model the registry lacks")
+    model: str = Field(min_length=1, description="Hugging Face repository id, e.g. meta-llama/Llama-3.1-8B-Instruct")
+    runtime: Literal["vllm", "ollama", "tgi"] = Field("vllm", description="inference server")
+    precision: Optional[str] = Field(None, validate_default=True, description="weight format: bf16, fp16, fp8, awq, "
+                                     "gptq, or a GGUF type for ollama (q4_k_m, q5_k_m, q6_k, q8_0, ...)")
+    kv_cache_dtype: str = Field("auto", validate_default=True, description="auto (the model's 16-bit type), fp8 "
+                                "(vllm, tgi) or q8_0/q4_0 (ollama)")
+    max_model_len: Optional[PositiveInt] = Field(None, validate_default=True, description="longest prompt + "
+                                                 "completion in tokens; default min(8192, the model's context window)")
+    concurrency: PositiveInt = Field(8, le=4096, description="sequences at full max_model_len the KV cache holds at once")
+    max_num_batched_tokens: PositiveInt = Field(8192, ge=256, le=262144, description="tokens per prefill chunk")
+    gpu_memory_utilization: float = Field(0.90, gt=0.5, le=0.95, description="fraction of each GPU's memory the "
+                                          "runtime may use; the guide allows at most 0.95")
+    replicas: Optional[PositiveInt] = Field(None, description="fixed number of replicas (default 1); prod needs >= 2")
+    autoscaling: Optional[Autoscaling] = Field(None, validate_default=True, description="{min, max} instead of replicas")
+    instance_type: Optional[str] = Field(None, description="force an instance type; the plan checks that it fits")
+    revision: Optional[str] = Field(None, validate_default=True, description="pinned revision: a 40-hex Hugging Face "
+                                    "commit or an sha256:<64 hex> digest; required in prod")
+    checksums: Optional[Checksums] = Field(None, validate_default=True, description="SHA-256 manifest; required in prod")
+    provenance: Optional[Provenance] = Field(None, validate_default=True, description="origin and approval; required in prod")
+    trust_remote_code: bool = Field(False, description="let the runtime run the repository's Python code")
+
+    @field_validator("name")
+    @classmethod
+    def _unique(cls, v: str, info: ValidationInfo) -> str:
+        seen = (info.context or {}).setdefault("names", set())
+        if v in seen:
+            raise ValueError(f"another model is already named {v!r}: names must be unique (they become DNS names)")
+        seen.add(v)
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _known(cls, v: str, info: ValidationInfo) -> str:
+        models = _catalog(info).models
+        if v not in models and info.data.get("architecture") is None:
+            raise ValueError(f"{v!r} is not in the model registry and the entry has no valid `architecture` block: "
+                             f"add one with the fields of its config.json, or use a registry model: {', '.join(sorted(models))}")
+        return v
+
+    @field_validator("precision")
+    @classmethod
+    def _precision(cls, v: Optional[str], info: ValidationInfo) -> Optional[str]:
+        runtime = info.data.get("runtime")
+        info_model = _registry_entry(info)
+        if v is None:
+            if runtime == "ollama":
+                embed = info_model is not None and info_model.task == "embed"
+                return "fp16" if embed else "q4_k_m"
+            return "bf16"
+        precisions = _catalog(info).precisions
+        if v not in precisions:
+            raise ValueError(f"unknown precision {v!r}: use one of {', '.join(precisions)}")
+        if runtime and runtime not in precisions[v].runtimes:
+            fits = [p for p, d in precisions.items() if runtime in d.runtimes]
+            kind = "a GGUF type, served only by ollama" if precisions[v].kind == "gguf" else \
+                f"served by {' and '.join(precisions[v].runtimes)}"
+            raise ValueError(f"precision {v!r} is {kind}; with runtime {runtime} use one of {', '.join(fits)}")
+        return v
+
+    @field_validator("kv_cache_dtype")
+    @classmethod
+    def _kv_dtype(cls, v: str, info: ValidationInfo) -> str:
+        kinds = _catalog(info).kv_dtypes
+        runtime = info.data.get("runtime")
+        if v not in kinds:
+            raise ValueError(f"unknown kv_cache_dtype {v!r}: use one of {', '.join(kinds)}")
+        if runtime and runtime not in kinds[v].runtimes:
+            fits = [k for k, d in kinds.items() if runtime in d.runtimes]
+            raise ValueError(f"kv_cache_dtype {v!r} is not available with {runtime}: use one of {', '.join(fits)}")
+        return v
+
+    @field_validator("max_model_len")
+    @classmethod
+    def _context(cls, v: Optional[int], info: ValidationInfo) -> Optional[int]:
+        window = _context_window(info)
+        if window is None:
+            return v
+        if v is None:
+            return min(8192, window)
+        if v > window:
+            raise ValueError(f"{v} tokens exceeds the context window of {info.data['model']} ({window} tokens): "
+                             f"set max_model_len to at most {window}")
+        return v
+
+    @field_validator("max_num_batched_tokens")
+    @classmethod
+    def _chunk(cls, v: int, info: ValidationInfo) -> int:
+        mml, entry = info.data.get("max_model_len"), _registry_entry(info)
+        embed = (entry.task if entry else getattr(info.data.get("architecture"), "task", "generate")) == "embed"
+        runtime = info.data.get("runtime")
+        if mml and v < mml and (embed or runtime == "tgi"):
+            why = "embedding models prefill a whole input at once" if embed else \
+                "TGI needs --max-batch-prefill-tokens >= --max-input-tokens"
+            raise ValueError(f"{v} is below max_model_len ({mml}); {why}: raise it to at least {mml}")
+        return v
+
+    @field_validator("autoscaling")
+    @classmethod
+    def _scale(cls, v: Optional[Autoscaling], info: ValidationInfo) -> Optional[Autoscaling]:
+        replicas = info.data.get("replicas")
+        if v is not None and replicas is not None:
+            raise ValueError("Only one of replicas and autoscaling can be specified: remove one")
+        lowest = v.min if v else (replicas or 1)
+        if _env(info) == "prod" and lowest < 2:
+            key = "autoscaling.min" if v else "replicas"
+            raise ValueError(f"prod needs at least 2 instances of every model for availability (got {lowest}): "
+                             f"set {key} to 2 or more")
+        return v
+
+    @field_validator("instance_type")
+    @classmethod
+    def _instance(cls, v: Optional[str], info: ValidationInfo) -> Optional[str]:
+        if v is not None and v not in _catalog(info).instances:
+            raise ValueError(f"{v!r} is not in the GPU instance catalog: run `python plan.py --catalog` for the list")
+        return v
+
+    @field_validator("revision")
+    @classmethod
+    def _revision(cls, v: Optional[str], info: ValidationInfo) -> Optional[str]:
+        if v is None:
+            if _env(info) == "prod":
+                raise ValueError("prod models need a pinned revision (the 40-hex commit of the weights on "
+                                 "Hugging Face, or an sha256: digest): add revision")
+            return v
+        if v.lower() in FLOATING_REFS:
+            raise ValueError(f"{v!r} is a moving reference: pin the 40-hex commit id instead")
+        if not re.fullmatch(r"[0-9a-f]{40}|sha256:[0-9a-f]{64}", v):
+            raise ValueError(f"{v!r} is not a pinned revision: use a 40-hex commit id or sha256:<64 hex>")
+        return v
+
+    @field_validator("checksums")
+    @classmethod
+    def _checksums(cls, v: Optional[Checksums], info: ValidationInfo) -> Optional[Checksums]:
+        if v is None and _env(info) == "prod":
+            raise ValueError("prod models need a SHA-256 manifest: add checksums {manifest, sha256}")
+        return v
+
+    @field_validator("provenance")
+    @classmethod
+    def _provenance(cls, v: Optional[Provenance], info: ValidationInfo) -> Optional[Provenance]:
+        if _env(info) == "prod":
+            if v is None:
+                raise ValueError("prod models need provenance {source, license, approved_by, review_status}")
+            if v.review_status != "approved":
+                raise ValueError(f"review_status is {v.review_status!r}: prod serves only approved models")
+        return v
+
+    @field_validator("trust_remote_code")
+    @classmethod
+    def _remote_code(cls, v: bool, info: ValidationInfo) -> bool:
+        entry = _registry_entry(info)
+        if v and entry is not None and not entry.trust_remote_code:
+            raise ValueError(f"{entry.id} loads without remote code: remove trust_remote_code "
+                             "(it lets the repository run Python on the server)")
+        prov = info.data.get("provenance")
+        if v and entry is None and (prov is None or prov.review_status != "approved"):
+            raise ValueError("remote code from a model outside the registry runs only after review: "
+                             "add provenance with review_status approved, or remove trust_remote_code")
+        return v
+
+
+def _registry_entry(info: ValidationInfo):
+    model = info.data.get("model")
+    return _catalog(info).models.get(model) if model and info.data.get("architecture") is None else None
+
+
+def _context_window(info: ValidationInfo) -> Optional[int]:
+    arch = info.data.get("architecture")
+    if arch is not None:
+        return arch.max_position_embeddings
+    entry = _registry_entry(info)
+    return entry.context_window if entry else None
+
+
+class NetworkSpec(_Strict):
+    """The private network the inference fleet lives in."""
+    cidr: str = Field("10.40.0.0/16", description="VPC CIDR, private (RFC 1918), /16 to /22")
+    availability_zones: Union[PositiveInt, list[str]] = Field(
+        2, validate_default=True, description="how many AZs (a number) or which ones (names); prod needs >= 2")
+    allowed_client_cidrs: list[str] = Field(
+        min_length=1, description="CIDRs allowed to call the API: your application networks, outside the VPC")
+    monitoring_cidrs: list[str] = Field(default_factory=list, description="CIDRs allowed to scrape /metrics")
+    egress: Literal["none", "nat"] = Field("none", description="none: air-gapped, VPC endpoints only; nat: NAT gateways")
+
+    @field_validator("cidr")
+    @classmethod
+    def _vpc(cls, v: str) -> str:
+        net = _cidr(v)
+        if net.version != 4 or not net.is_private or not 16 <= net.prefixlen <= 22:
+            raise ValueError(f"{v} must be a private IPv4 block (10/8, 172.16/12, 192.168/16) from /16 to /22")
+        return v
+
+    @field_validator("availability_zones")
+    @classmethod
+    def _azs(cls, v, info: ValidationInfo):
+        count = v if isinstance(v, int) else len(v)
+        if isinstance(v, list) and len(set(v)) != len(v):
+            raise ValueError("availability zone names repeat: list each once")
+        if not 1 <= count <= 6:
+            raise ValueError(f"{count} availability zones: use 1 to 6")
+        if _env(info) == "prod" and count < 2:
+            raise ValueError("prod spreads replicas over at least 2 availability zones: set 2 or more")
+        return v
+
+    @field_validator("allowed_client_cidrs", "monitoring_cidrs")
+    @classmethod
+    def _outside_vpc(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        vpc = _cidr(info.data["cidr"]) if "cidr" in info.data else None
+        problems = []
+        for i, item in enumerate(v):
+            try:
+                net = _cidr(item)
+            except ValueError as exc:
+                problems.append(f"[{i}] {exc}")
+                continue
+            if net.prefixlen == 0:
+                problems.append(f"[{i}] {item} admits the whole internet: list your networks instead")
+            elif vpc is not None and net.version == vpc.version and net.overlaps(vpc):
+                problems.append(f"[{i}] {item} overlaps the VPC CIDR {vpc}: clients and scrapers must be outside the VPC")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return v
+
+
+class ApiSpec(_Strict):
+    """The API the load balancer serves."""
+    domain: str = Field("llm.internal", pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
+                        description="DNS name clients use, in a private hosted zone")
+    certificate_arn: Optional[str] = Field(None, pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+$",
+                                           description="ACM certificate for the domain; default: an internal CA")
+    max_prompt_bytes: PositiveInt = Field(131072, ge=1024, le=10485760, description="largest request body accepted")
+    max_tokens: PositiveInt = Field(4096, le=131072, description="largest completion a request may ask for")
+    rate_limit_per_5min: PositiveInt = Field(600, ge=10, le=2000000000,
+                                             description="requests per client IP per 5 minutes (WAF rate-based rule)")
+    clients: list[str] = Field(min_length=1, description="API client names; each gets its own generated key")
+
+    @field_validator("clients")
+    @classmethod
+    def _clients(cls, v: list[str]) -> list[str]:
+        bad = [c for c in v if not re.fullmatch(DNS_LABEL, c)]
+        if bad:
+            raise ValueError(f"client names {bad} must be lowercase letters, digits and '-'")
+        if len(set(v)) != len(v):
+            raise ValueError("client names repeat: each client is listed once")
+        return v
+
+
+class MonitoringSpec(_Strict):
+    alarm_email: Optional[str] = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="alarm recipient")
+    log_retention_days: int = Field(90, description="CloudWatch Logs retention; the guide's default is 90")
+    latency_p99_seconds: float = Field(5.0, gt=0, le=600, description="p99 latency alarm threshold")
+    gpu_memory_alarm_percent: float = Field(95.0, ge=50, le=100, description="GPU memory alarm threshold")
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, v: int) -> int:
+        if v not in LOG_RETENTION_DAYS:
+            raise ValueError(f"CloudWatch Logs accepts only {', '.join(map(str, LOG_RETENTION_DAYS))} days")
+        return v
+
+
+class PricingSpec(_Strict):
+    hourly_usd: dict[str, float] = Field(default_factory=dict, description="price per instance type, overriding the catalog")
+    discount_percent: float = Field(0.0, ge=0, lt=100, description="applied to every catalog price (EDP, savings plans)")
+
+    @field_validator("hourly_usd")
+    @classmethod
+    def _known_types(cls, v: dict[str, float], info: ValidationInfo) -> dict[str, float]:
+        unknown = [k for k in v if k not in _catalog(info).instances]
+        if unknown:
+            raise ValueError(f"{unknown} are not in the GPU instance catalog: run `python plan.py --catalog`")
+        if any(p <= 0 for p in v.values()):
+            raise ValueError("prices must be positive")
+        return v
+
+
+class StackConfig(_Strict):
+    """Everything under `llm-platform:` in Pulumi.<stack>.yaml, plus aws:region."""
+    environment: Literal["dev", "staging", "prod"] = Field("dev", description="dev, staging or prod")
+    platform: Literal["ec2", "eks", "docker"] = Field("ec2", description="where replicas run")
+    region: str = Field("us-east-1", pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$", description="aws:region")
+    network: NetworkSpec
+    api: ApiSpec
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
+    models: list[ModelSpec] = Field(min_length=1, description="the model deployments")
+    pricing: PricingSpec = Field(default_factory=PricingSpec)
+    hf_token: bool = Field(False, description="whether llm-platform:hfToken is set (as a secret)")
