@@ -1,0 +1,330 @@
+"""From a model entry to a DeploymentPlan: which instance, how many GPUs, TP x PP, memory, cost.
+
+The rule: on ec2 one instance serves one replica; the chosen instance type is the cheapest
+on-demand one in the catalog on which some allowed tensor-parallel size fits (ties: fewer
+GPUs); on that instance the replica uses the largest TP that fits (the GPUs are paid for, and
+more TP means more KV-cache room and memory bandwidth per token). Pipeline parallelism spans
+nodes only on eks, only when no single node can hold a replica. A forced instance_type is
+checked, not trusted. When nothing fits, the error says what would, in numbers.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+import catalog
+from catalog import Catalog, InstanceType
+from settings.errors import ConfigError
+from settings.schema import ModelSpec, StackConfig
+from .architecture import Architecture
+from .memory import Layout, Memory, Workload, estimate, max_context, max_sequences
+from .params import active_parameter_count, parameter_count
+
+HOURS_PER_MONTH = 730
+MAX_NODES = 8          # pipeline stages across nodes on eks
+# Startup time model for health-check grace periods: download from the model store, verify
+# every file's SHA-256, load into GPU memory, then compile and capture CUDA graphs.
+DOWNLOAD_GIB_PER_S = 0.45    # S3 through the gateway endpoint onto gp3 at 500 MiB/s provisioned
+VERIFY_GIB_PER_S = 1.0       # sha256sum on one core
+LOAD_GIB_PER_S = 2.0         # safetensors from local disk to GPU
+WARMUP_S = 180               # profile run, torch.compile, CUDA graph capture
+
+
+@dataclass(frozen=True)
+class DeploymentPlan:
+    name: str
+    model: str
+    task: str
+    runtime: str
+    precision: str
+    kv_cache_dtype: str
+    instance_type: str
+    gpu_name: str
+    gpu_count: int                  # GPUs on one instance
+    gpu_memory_gib: float           # one GPU, as CUDA reports it
+    nodes_per_replica: int
+    replicas_min: int
+    replicas_max: int
+    tensor_parallel_size: int
+    pipeline_parallel_size: int
+    gpus_per_replica: int
+    max_model_len: int
+    concurrency: int
+    max_num_batched_tokens: int
+    gpu_memory_utilization: float
+    memory: Memory
+    max_concurrency_at_full_context: Optional[int]   # None for embedders: they keep no KV cache
+    parameters: int
+    active_parameters: int
+    hourly_cost_usd: float          # one replica (all its nodes)
+    volume_gib: int                 # root + model volume per node: weights, a staging copy, logs
+    startup_seconds: int            # boot to healthy, for health-check grace periods
+    trust_remote_code: bool
+    revision: Optional[str]
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def instances(self) -> int:
+        return self.replicas_min * self.nodes_per_replica
+
+    @property
+    def monthly_cost_usd(self) -> float:
+        return round(self.hourly_cost_usd * self.replicas_min * HOURS_PER_MONTH, 2)
+
+    @property
+    def monthly_cost_max_usd(self) -> float:
+        return round(self.hourly_cost_usd * self.replicas_max * HOURS_PER_MONTH, 2)
+
+    def as_dict(self) -> dict:
+        m = self.memory
+        return {
+            "name": self.name, "model": self.model, "task": self.task, "runtime": self.runtime,
+            "precision": self.precision, "kv_cache_dtype": self.kv_cache_dtype,
+            "instance_type": self.instance_type,
+            "gpu": {"name": self.gpu_name, "count": self.gpu_count, "memory_gib": round(self.gpu_memory_gib, 2)},
+            "instances": self.instances,
+            "replicas": {"min": self.replicas_min, "max": self.replicas_max},
+            "nodes_per_replica": self.nodes_per_replica,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "pipeline_parallel_size": self.pipeline_parallel_size,
+            "gpus_per_replica": self.gpus_per_replica,
+            "max_model_len": self.max_model_len, "concurrency": self.concurrency,
+            "max_num_batched_tokens": self.max_num_batched_tokens,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+            "memory": {
+                "weights_gib": round(m.weights_gib, 2), "kv_cache_gib": round(m.kv_cache_gib, 2),
+                "overhead_gib": round(m.overhead_gib, 2),
+                "per_gpu_weights_gib": round(m.per_gpu_weights_gib, 2),
+                "per_gpu_kv_cache_gib": round(m.per_gpu_kv_cache_gib, 2),
+                "per_gpu_required_gib": round(m.per_gpu_required_gib, 2),
+                "per_gpu_usable_gib": round(m.per_gpu_usable_gib, 2),
+                "kv_bytes_per_token": int(m.kv_bytes_per_token),
+            },
+            "max_concurrency_at_full_context": self.max_concurrency_at_full_context,
+            "parameters": self.parameters, "active_parameters": self.active_parameters,
+            "hourly_cost_usd": round(self.hourly_cost_usd, 4),
+            "monthly_cost_usd": self.monthly_cost_usd,
+            "monthly_cost_max_usd": self.monthly_cost_max_usd,
+            "volume_gib": self.volume_gib, "startup_seconds": self.startup_seconds,
+            "trust_remote_code": self.trust_remote_code, "revision": self.revision,
+            "notes": list(self.notes),
+        }
+
+
+class PlanningError(Exception):
+    """No instance can serve a model as configured; carries key paths like a config error."""
+
+    def __init__(self, errors: list[ConfigError]):
+        self.errors = errors
+        super().__init__("\n".join(f"{e.path}: {e.message}" for e in errors))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    instance: InstanceType
+    layout: Layout
+    memory: Memory
+    hourly_usd: float
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def architecture_of(spec: ModelSpec, cat: Catalog) -> Architecture:
+    if spec.architecture is not None:
+        return spec.architecture
+    return cat.models[spec.model].architecture
+
+
+def workload_of(spec: ModelSpec) -> Workload:
+    return Workload(runtime=spec.runtime, precision=spec.precision, kv_cache_dtype=spec.kv_cache_dtype,
+                    max_model_len=spec.max_model_len, concurrency=spec.concurrency,
+                    max_num_batched_tokens=spec.max_num_batched_tokens,
+                    gpu_memory_utilization=spec.gpu_memory_utilization)
+
+
+def hourly_price(instance: InstanceType, stack: Optional[StackConfig]) -> float:
+    if stack is not None and instance.name in stack.pricing.hourly_usd:
+        return stack.pricing.hourly_usd[instance.name]
+    discount = stack.pricing.discount_percent if stack is not None else 0.0
+    return instance.hourly_usd * (1 - discount / 100)
+
+
+def tensor_parallel_options(arch: Architecture, gpus: int) -> list[int]:
+    """TP sizes vLLM/TGI accept: 1, 2, 4, 8 dividing the attention heads; KV heads divide or are
+    replicated (TP a multiple of KV heads)."""
+    kv = arch.kv_heads
+    return [t for t in (1, 2, 4, 8) if t <= gpus and arch.num_attention_heads % t == 0
+            and (kv % t == 0 or t % kv == 0)]
+
+
+def _layouts(arch: Architecture, w: Workload, instance: InstanceType, nodes: int) -> list[Layout]:
+    """Layouts worth trying on one instance type, most GPUs first."""
+    if w.runtime == "ollama":
+        return [Layout(layer_split=n) for n in sorted({instance.gpu_count, 1}, reverse=True)]
+    return [Layout(tensor_parallel=t, pipeline_parallel=nodes)
+            for t in sorted(tensor_parallel_options(arch, instance.gpu_count), reverse=True)]
+
+
+def evaluate(arch: Architecture, w: Workload, instance: InstanceType, nodes: int, stack: Optional[StackConfig],
+             cat: Catalog) -> Optional[Candidate]:
+    """The best feasible layout of one replica on `nodes` instances of this type, or None."""
+    gpu = cat.gpu_of(instance)
+    if gpu.compute_capability < cat.precisions[w.precision].min_compute_capability:
+        return None
+    fitting = []
+    for layout in _layouts(arch, w, instance, nodes):
+        mem = estimate(arch, w, layout, gpu.memory_gib, cat)
+        if mem.fits:
+            fitting.append(Candidate(instance, layout, mem, hourly_price(instance, stack) * nodes))
+    if not fitting:
+        return None
+    if w.runtime == "ollama":
+        return fitting[-1]      # Ollama keeps a model on one GPU when it fits, else splits over all
+    return fitting[0]           # the largest TP that fits: the instance's GPUs are paid for anyway
+
+
+def _search(arch: Architecture, w: Workload, instances: list[InstanceType], nodes: int,
+            stack: Optional[StackConfig], cat: Catalog) -> list[Candidate]:
+    found = [c for i in instances if (c := evaluate(arch, w, i, nodes, stack, cat)) is not None]
+    return sorted(found, key=lambda c: (c.hourly_usd, c.instance.gpu_count, c.instance.name))
+
+
+def cheapest(arch: Architecture, w: Workload, platform: str, stack: Optional[StackConfig], cat: Catalog,
+             forced: Optional[str] = None) -> Optional[Candidate]:
+    pool = [cat.instances[forced]] if forced else \
+        [i for i in cat.instances.values() if i.purchase == "on-demand"]
+    found = _search(arch, w, pool, 1, stack, cat)
+    if not found and platform == "eks" and w.runtime != "ollama":
+        for nodes in range(2, MAX_NODES + 1):
+            found = _search(arch, w, pool, nodes, stack, cat)
+            if found:
+                break
+    return found[0] if found else None
+
+
+# ----------------------------------------------------------------------------- planning
+
+def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Optional[Catalog] = None) -> DeploymentPlan:
+    cat = cat or catalog.load()
+    arch = architecture_of(spec, cat)
+    w = workload_of(spec)
+    best = cheapest(arch, w, stack.platform, stack, cat, spec.instance_type)
+    if best is None:
+        raise PlanningError([ConfigError(f"llm-platform:models[{index}]" + (".instance_type" if spec.instance_type else ""),
+                                         infeasible_message(spec, arch, w, stack, cat))])
+    notes = []
+    if spec.instance_type:
+        free = cheapest(arch, w, stack.platform, stack, cat)
+        if free is not None and free.hourly_usd < best.hourly_usd:
+            notes.append(f"forced {spec.instance_type} costs ${best.hourly_usd:.2f}/h per replica; "
+                         f"{free.instance.name} would serve it for ${free.hourly_usd:.2f}/h")
+    inst, layout, mem = best.instance, best.layout, best.memory
+    gpu = cat.gpu_of(inst)
+    if gpu.estimated:
+        notes.append(f"{gpu.name}'s CUDA-visible memory is estimated, not measured: confirm with nvidia-smi")
+    if inst.price_region:
+        notes.append(f"{inst.name} price is for {inst.price_region}; set llm-platform:pricing.hourly_usd for yours")
+    if layout.pipeline_parallel > 1:
+        notes.append(f"no single {inst.name} holds a replica: {layout.pipeline_parallel} nodes in pipeline parallel")
+    if stack.region != cat.prices_region and not stack.pricing.hourly_usd:
+        notes.append(f"prices are {cat.prices_region} on-demand list prices; {stack.region} differs")
+    replicas_min = spec.autoscaling.min if spec.autoscaling else (spec.replicas or 1)
+    replicas_max = spec.autoscaling.max if spec.autoscaling else replicas_min
+    gpus_per_node = layout.tensor_parallel * layout.layer_split
+    startup = WARMUP_S + mem.weights_gib * (1 / DOWNLOAD_GIB_PER_S + 1 / VERIFY_GIB_PER_S + 1 / LOAD_GIB_PER_S)
+    return DeploymentPlan(
+        name=spec.name, model=spec.model, task=arch.task, runtime=spec.runtime, precision=spec.precision,
+        kv_cache_dtype=spec.kv_cache_dtype, instance_type=inst.name, gpu_name=gpu.name,
+        gpu_count=inst.gpu_count, gpu_memory_gib=gpu.memory_gib, nodes_per_replica=layout.pipeline_parallel,
+        replicas_min=replicas_min, replicas_max=replicas_max,
+        tensor_parallel_size=layout.tensor_parallel, pipeline_parallel_size=layout.pipeline_parallel,
+        gpus_per_replica=gpus_per_node * layout.pipeline_parallel,
+        max_model_len=spec.max_model_len, concurrency=spec.concurrency,
+        max_num_batched_tokens=spec.max_num_batched_tokens, gpu_memory_utilization=spec.gpu_memory_utilization,
+        memory=mem,
+        max_concurrency_at_full_context=(max_sequences(arch, w, layout, gpu.memory_gib, cat)
+                                         if arch.task == "generate" else None),
+        parameters=parameter_count(arch), active_parameters=active_parameter_count(arch),
+        hourly_cost_usd=best.hourly_usd,
+        volume_gib=int(math.ceil(mem.weights_gib / layout.pipeline_parallel * 2 + 50)),
+        startup_seconds=int(math.ceil(startup / 10) * 10),
+        trust_remote_code=spec.trust_remote_code, revision=spec.revision, notes=tuple(notes),
+    )
+
+
+def plan_stack(stack: StackConfig, cat: Optional[Catalog] = None) -> list[DeploymentPlan]:
+    """One plan per model; every model that cannot be planned is reported, not just the first."""
+    plans, errors = [], []
+    for i, spec in enumerate(stack.models):
+        try:
+            plans.append(plan_model(spec, i, stack, cat))
+        except PlanningError as exc:
+            errors += exc.errors
+    if errors:
+        raise PlanningError(errors)
+    return plans
+
+
+# ----------------------------------------------------------------------------- advice
+
+def infeasible_message(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig, cat: Catalog) -> str:
+    """Why nothing fits, and what would, in numbers."""
+    where = f"{spec.instance_type}" if spec.instance_type else "any on-demand instance in the catalog"
+    head = (f"{spec.model} at {w.precision} with max_model_len {w.max_model_len} x concurrency {w.concurrency} "
+            f"fits no {where}")
+    pool = [cat.instances[spec.instance_type]] if spec.instance_type else \
+        [i for i in cat.instances.values() if i.purchase == "on-demand"]
+    usable = [i for i in pool if cat.gpu_of(i).compute_capability >= cat.precisions[w.precision].min_compute_capability]
+    if not usable:
+        need = cat.precisions[w.precision].min_compute_capability
+        return (f"{head}: {w.precision} needs GPU compute capability {need}, "
+                f"{'this instance has' if spec.instance_type else 'none has'} it: choose fp16 or a newer GPU")
+    biggest = max(usable, key=lambda i: (i.gpu_count * cat.gpu_of(i).memory_gib, -i.hourly_usd))
+    layout = _layouts(arch, w, biggest, 1)[0]
+    gpu = cat.gpu_of(biggest)
+    mem = estimate(arch, w, layout, gpu.memory_gib, cat)
+    what = [f"the largest, {biggest.name} ({biggest.gpu_count} x {gpu.name}, {mem.per_gpu_usable_gib:.1f} GiB usable "
+            f"per GPU), needs {mem.per_gpu_required_gib:.1f} GiB per GPU at "
+            + (f"TP {layout.tensor_parallel}" if w.runtime != "ollama" else f"a {layout.layer_split}-GPU layer split")
+            + f" (weights {mem.per_gpu_weights_gib:.1f}, KV cache {mem.per_gpu_kv_cache_gib:.1f}, "
+              f"overhead {mem.overhead_gib:.1f})"]
+    fixes = []
+    seqs = max_sequences(arch, w, layout, gpu.memory_gib, cat)
+    if seqs >= 1:
+        fixes.append(f"concurrency <= {seqs} on {biggest.name}")
+    ctx = max_context(arch, w, layout, gpu.memory_gib, cat)
+    if ctx >= 256:
+        fixes.append(f"max_model_len <= {ctx} on {biggest.name}")
+    runtime_precisions = [p for p, d in cat.precisions.items() if w.runtime in d.runtimes and p != w.precision]
+    for p in sorted(runtime_precisions, key=lambda p: -_bits(cat, p)):
+        if _bits(cat, p) >= _bits(cat, w.precision):
+            continue
+        c = cheapest(arch, _replace(w, precision=p), "ec2", stack, cat, spec.instance_type)
+        if c is not None:
+            fixes.append(f"precision {p} on {c.instance.name} (${c.hourly_usd:.2f}/h)")
+            break
+    if w.kv_cache_dtype == "auto" and "fp8" in cat.kv_dtypes and w.runtime in cat.kv_dtypes["fp8"].runtimes:
+        c = cheapest(arch, _replace(w, kv_cache_dtype="fp8"), "ec2", stack, cat, spec.instance_type)
+        if c is not None:
+            fixes.append(f"kv_cache_dtype fp8 on {c.instance.name} (${c.hourly_usd:.2f}/h)")
+    if stack.platform != "eks" and w.runtime != "ollama":
+        c = cheapest(arch, w, "eks", stack, cat, spec.instance_type)
+        if c is not None:
+            fixes.append(f"platform eks, which spans nodes: {c.layout.pipeline_parallel} x {c.instance.name} "
+                         f"in pipeline parallel (${c.hourly_usd:.2f}/h per replica)")
+    tail = "; what would fit: " + "; or ".join(fixes) if fixes else \
+        "; nothing in the catalog fits even with less context or concurrency: choose a smaller model"
+    return f"{head}: {what[0]}{tail}"
+
+
+def _bits(cat: Catalog, precision: str) -> float:
+    p = cat.precisions[precision]
+    if p.kind == "gguf":
+        block, size = cat.ggml_bytes_per_block[p.default]
+        return 8 * size / block
+    return float(p.bits)
+
+
+def _replace(w: Workload, **changes) -> Workload:
+    return Workload(**{**asdict(w), **changes})
