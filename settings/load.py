@@ -75,12 +75,14 @@ def parse(raw: dict[str, Any], secret_keys: Optional[Iterable[str]] = None) -> S
                                       "credential: set it in plain text"))
             continue
         data[key] = value
-    errors += _secret_literals(data)
+    leaks = _secret_literals(data)
+    errors += leaks
     env = data.get("environment") if data.get("environment") in ("dev", "staging", "prod") else None
     try:
         config = StackConfig.model_validate(data, context={"environment": env, "catalog": catalog.load()})
     except ValidationError as exc:
-        errors += [ConfigError(key_path(e["loc"]), _message(e)) for e in exc.errors()]
+        leaked = {e.path for e in leaks}   # a leaked credential is the one thing to say about that key
+        errors += [e for e in map(_error, exc.errors()) if e.path not in leaked]
         config = None
     if errors:
         raise ConfigErrors(errors)
@@ -112,6 +114,14 @@ def _secret_literals(data: dict[str, Any]) -> list[ConfigError]:
     return found
 
 
+def _error(err: dict) -> ConfigError:
+    loc, message = tuple(err["loc"]), _message(err)
+    if message.startswith("@"):           # raised for a sibling key: see schema.at()
+        key, _, message = message[1:].partition(" ")
+        loc = loc[:-1] + tuple(key.split("."))
+    return ConfigError(key_path(loc), message)
+
+
 def _message(err: dict) -> str:
     loc, kind, msg = err["loc"], err["type"], err["msg"]
     if kind == "value_error":
@@ -125,7 +135,10 @@ def _message(err: dict) -> str:
         hint = parent.model_fields[field].description or ""
     if kind == "missing":
         return "required: add it" + (f" ({hint})" if hint else "")
-    return f"{msg}" + (f"; expected {hint}" if hint else "")
+    got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], (dict, list)) else ""
+    if kind == "string_pattern_mismatch" and hint:
+        return f"{err['input']!r} is not valid here: {hint}"
+    return f"{msg}{got}" + (f"; {field}: {hint}" if hint else "")
 
 
 def _schema_at(loc: tuple) -> Optional[type[BaseModel]]:

@@ -25,6 +25,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+def at(key: str, message: str) -> ValueError:
+    """An error that belongs to sibling key `key` (the validator runs on another field)."""
+    return ValueError(f"@{key} {message}")
+
+
 def _env(info: ValidationInfo) -> Optional[str]:
     return (info.context or {}).get("environment")
 
@@ -180,8 +185,8 @@ class ModelSpec(_Strict):
         lowest = v.min if v else (replicas or 1)
         if _env(info) == "prod" and lowest < 2:
             key = "autoscaling.min" if v else "replicas"
-            raise ValueError(f"prod needs at least 2 instances of every model for availability (got {lowest}): "
-                             f"set {key} to 2 or more")
+            raise at(key, f"prod needs at least 2 instances of every model for availability (got {lowest}): "
+                          f"set {key} to 2 or more")
         return v
 
     @field_validator("instance_type")
@@ -356,8 +361,8 @@ class StackConfig(_Strict):
     environment: Literal["dev", "staging", "prod"] = Field("dev", description="dev, staging or prod")
     platform: Literal["ec2", "eks", "docker"] = Field("ec2", description="where replicas run")
     region: str = Field("us-east-1", pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$", description="aws:region")
-    network: NetworkSpec
-    api: ApiSpec
+    network: NetworkSpec = Field(description="{allowed_client_cidrs: [...]} at least: the private network")
+    api: ApiSpec = Field(description="{clients: [...]} at least: the API and its clients")
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     models: list[ModelSpec] = Field(min_length=1, description="the model deployments")
     pricing: PricingSpec = Field(default_factory=PricingSpec)
