@@ -270,9 +270,9 @@ def plan_stack(stack: StackConfig, cat: Optional[Catalog] = None) -> list[Deploy
 
 def infeasible_message(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig, cat: Catalog) -> str:
     """Why nothing fits, and what would, in numbers."""
-    where = f"{spec.instance_type}" if spec.instance_type else "any on-demand instance in the catalog"
-    head = (f"{spec.model} at {w.precision} with max_model_len {w.max_model_len} x concurrency {w.concurrency} "
-            f"fits no {where}")
+    where = f"does not fit {spec.instance_type}" if spec.instance_type else \
+        "fits no on-demand instance in the catalog"
+    head = f"{spec.model} at {w.precision} with max_model_len {w.max_model_len} x concurrency {w.concurrency} {where}"
     pool = [cat.instances[spec.instance_type]] if spec.instance_type else \
         [i for i in cat.instances.values() if i.purchase == "on-demand"]
     usable = [i for i in pool if cat.gpu_of(i).compute_capability >= cat.precisions[w.precision].min_compute_capability]
