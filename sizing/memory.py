@@ -104,6 +104,7 @@ def tensor_bytes(arch: Architecture, precision: str) -> tuple[float, ...]:
     return tuple(_tensor_bytes(t, p, g, cat) for t, g in zip(ts, types))
 
 
+@lru_cache(maxsize=512)
 def weight_bytes(arch: Architecture, precision: str) -> float:
     return sum(tensor_bytes(arch, precision))
 
@@ -134,6 +135,7 @@ def _per_rank_split(arch: Architecture, precision: str, tp: int):
     return tuple(layers), head, tail
 
 
+@lru_cache(maxsize=4096)
 def _heaviest_stage(layers: tuple[float, ...], stages: int) -> tuple[float, int]:
     """Bytes and layer count of the heaviest run of ceil(L / stages) consecutive layers."""
     n = math.ceil(len(layers) / stages)

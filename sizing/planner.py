@@ -185,9 +185,19 @@ def evaluate(arch: Architecture, w: Workload, instance: InstanceType, nodes: int
 
 
 def _search(arch: Architecture, w: Workload, instances: list[InstanceType], nodes: int,
-            stack: Optional[StackConfig], cat: Catalog) -> list[Candidate]:
-    found = [c for i in instances if (c := evaluate(arch, w, i, nodes, stack, cat)) is not None]
-    return sorted(found, key=lambda c: (c.hourly_usd, c.instance.gpu_count, c.instance.name))
+            stack: Optional[StackConfig], cat: Catalog) -> Optional[Candidate]:
+    """The cheapest feasible candidate: instances in price order, the first that fits wins (ties:
+    fewer GPUs). Memory depends only on the GPU model and count, so each pair is sized once."""
+    order = sorted(instances, key=lambda i: (hourly_price(i, stack), i.gpu_count, i.name))
+    sized: dict[tuple[str, int], Optional[Candidate]] = {}
+    for inst in order:
+        key = (inst.gpu, inst.gpu_memory_mib, inst.gpu_count)
+        if key not in sized:
+            sized[key] = evaluate(arch, w, inst, nodes, stack, cat)
+        if sized[key] is not None:
+            c = sized[key]
+            return Candidate(inst, c.layout, c.memory, hourly_price(inst, stack) * nodes)
+    return None
 
 
 def cheapest(arch: Architecture, w: Workload, platform: str, stack: Optional[StackConfig], cat: Catalog,
@@ -195,12 +205,12 @@ def cheapest(arch: Architecture, w: Workload, platform: str, stack: Optional[Sta
     pool = [cat.instances[forced]] if forced else \
         [i for i in cat.instances.values() if i.purchase == "on-demand"]
     found = _search(arch, w, pool, 1, stack, cat)
-    if not found and platform == "eks" and w.runtime != "ollama":
+    if found is None and platform == "eks" and w.runtime != "ollama":
         for nodes in range(2, MAX_NODES + 1):
             found = _search(arch, w, pool, nodes, stack, cat)
-            if found:
+            if found is not None:
                 break
-    return found[0] if found else None
+    return found
 
 
 # ----------------------------------------------------------------------------- planning
