@@ -72,10 +72,18 @@ class Gpu(_Fact):
     memory_bandwidth_gbps: Optional[PositiveFloat] = None
     bf16_dense_tflops: Optional[PositiveFloat] = None
     fp8_dense_tflops: Optional[PositiveFloat] = None
+    fp16_dense_tflops: Optional[PositiveFloat] = None   # only where there is no BF16 (T4)
+    tensor_source: Literal["datasheet", "measured", "derived", "estimated"] = "datasheet"
+    pcie_gbps: Optional[PositiveFloat] = None           # one direction of the x16 link
 
     @property
     def memory_gib(self) -> float:
         return self.cuda_total_mib / 1024
+
+    @property
+    def tensor_16bit_tflops(self) -> Optional[float]:
+        """Dense 16-bit matrix throughput: BF16 where the GPU has it, else FP16."""
+        return self.bf16_dense_tflops or self.fp16_dense_tflops
 
 
 class Precision(_Fact):
@@ -97,6 +105,22 @@ class KvDtype(_Fact):
     runtimes: tuple[str, ...]
 
 
+class Communication(_Fact):
+    latency_us: PositiveFloat
+    bandwidth_fraction: PositiveFloat
+
+
+class PerformanceCalibration(_Fact):
+    """catalog/performance.yaml: achievable fractions and communication costs (each cited there)."""
+    memory_fraction: PositiveFloat
+    step_overhead_ms: float = Field(ge=0)
+    compute_fraction: PositiveFloat
+    nvlink: Communication
+    pcie: Communication
+    pipeline_hop_us: float = Field(ge=0)
+    checked: str
+
+
 class Catalog(_Fact):
     models: dict[str, ModelInfo]
     instances: dict[str, InstanceType]
@@ -107,6 +131,9 @@ class Catalog(_Fact):
     prices_as_of: str
     prices_region: str
     prices_source: str
+    images: dict = Field(default_factory=dict, description="catalog/images.yaml: pinned container images")
+    image_upstreams: dict = Field(default_factory=dict)
+    performance: Optional[PerformanceCalibration] = None
 
     def ggml_block(self, t: str) -> int:
         return self.ggml_bytes_per_block[t][0]
@@ -132,7 +159,9 @@ def load() -> Catalog:
     inst = _read("gpu_instances.yaml")
     gpus = _read("gpus.yaml")
     quant = _read("quantization.yaml")
+    imgs = _read("images.yaml")
     return Catalog(
+        images=imgs["images"], image_upstreams=imgs["upstreams"],
         models=_models(),
         instances={n: InstanceType(name=n, family=n.split(".")[0], **row) for n, row in inst["instances"].items()},
         gpus={n: Gpu(name=n, **row) for n, row in gpus["gpus"].items()},
@@ -142,4 +171,11 @@ def load() -> Catalog:
         prices_as_of=str(inst["prices"]["as_of"]),
         prices_region=inst["prices"]["region"],
         prices_source=inst["prices"]["source"],
+        performance=_performance(),
     )
+
+
+def _performance() -> PerformanceCalibration:
+    raw = _read("performance.yaml")
+    return PerformanceCalibration(checked=str(raw["checked"]), **raw["decode"], **raw["prefill"],
+                                  **raw["communication"])

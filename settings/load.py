@@ -78,8 +78,13 @@ def parse(raw: dict[str, Any], secret_keys: Optional[Iterable[str]] = None) -> S
     leaks = _secret_literals(data)
     errors += leaks
     env = data.get("environment") if data.get("environment") in ("dev", "staging", "prod") else None
+    models = data.get("models") if isinstance(data.get("models"), list) else []
+    images = data.get("images") if isinstance(data.get("images"), dict) else {}
+    context = {"environment": env, "catalog": catalog.load(),
+               "runtimes": {m.get("runtime", "vllm") for m in models if isinstance(m, dict)},
+               "image_overrides": {k for k, v in images.items() if v}}
     try:
-        config = StackConfig.model_validate(data, context={"environment": env, "catalog": catalog.load()})
+        config = StackConfig.model_validate(data, context=context)
     except ValidationError as exc:
         leaked = {e.path for e in leaks}   # a leaked credential is the one thing to say about that key
         errors += [e for e in map(_error, exc.errors()) if e.path not in leaked]

@@ -74,6 +74,22 @@ class Autoscaling(_Strict):
         return v
 
 
+class Load(_Strict):
+    """The traffic a model must serve, for capacity planning (sizing/performance.py).
+
+    With a load, the planner picks the decode batch that meets the latency targets, sets replicas to
+    what the load needs (at least the HA minimum) and autoscaling bounds around it.
+    """
+    requests_per_second: float = Field(gt=0, le=1_000_000, description="sustained requests per second, all "
+                                       "clients together (at peak)")
+    prompt_tokens: PositiveInt = Field(description="typical prompt length in tokens")
+    output_tokens: Optional[PositiveInt] = Field(None, description="typical completion length in tokens; "
+                                                 "required for generation models, absent for embedders")
+    ttft_p99_seconds: Optional[float] = Field(None, gt=0, le=600, description="time-to-first-token target (p99)")
+    tpot_p99_seconds: Optional[float] = Field(None, gt=0, le=60, description="time-per-output-token target (p99); "
+                                              "generation models only")
+
+
 class ModelSpec(_Strict):
     """One model deployment: what to serve, how, and how much of it."""
 
@@ -81,7 +97,7 @@ class ModelSpec(_Strict):
                       "digits and '-', at most 63 characters, e.g. llama-70b")
     architecture: Optional[Architecture] = Field(None, description="config.json fields, for a model the registry lacks")
     model: str = Field(min_length=1, description="Hugging Face repository id, e.g. meta-llama/Llama-3.1-8B-Instruct")
-    runtime: Literal["vllm", "ollama", "tgi"] = Field("vllm", description="inference server")
+    runtime: Literal["vllm", "ollama", "tgi"] = Field("vllm", validate_default=True, description="inference server")
     precision: Optional[str] = Field(None, validate_default=True, description="weight format: bf16, fp16, fp8, awq, "
                                      "gptq, or a GGUF type for ollama (q4_k_m, q5_k_m, q6_k, q8_0, ...)")
     kv_cache_dtype: str = Field("auto", validate_default=True, description="auto (the model's 16-bit type), fp8 "
@@ -92,6 +108,8 @@ class ModelSpec(_Strict):
     max_num_batched_tokens: PositiveInt = Field(8192, ge=256, le=262144, description="tokens per prefill chunk")
     gpu_memory_utilization: float = Field(0.90, gt=0.5, le=0.95, description="fraction of each GPU's memory the "
                                           "runtime may use; the guide allows at most 0.95")
+    load: Optional[Load] = Field(None, validate_default=True, description="expected traffic and latency "
+                                 "targets; replicas and autoscaling then follow from it")
     replicas: Optional[PositiveInt] = Field(None, description="fixed number of replicas (default 1); prod needs >= 2")
     autoscaling: Optional[Autoscaling] = Field(None, validate_default=True, description="{min, max} instead of replicas")
     instance_type: Optional[str] = Field(None, description="force an instance type; the plan checks that it fits")
@@ -117,6 +135,15 @@ class ModelSpec(_Strict):
         if v not in models and info.data.get("architecture") is None:
             raise ValueError(f"{v!r} is not in the model registry and the entry has no valid `architecture` block: "
                              f"add one with the fields of its config.json, or use a registry model: {', '.join(sorted(models))}")
+        return v
+
+    @field_validator("runtime")
+    @classmethod
+    def _runtime_image(cls, v: str, info: ValidationInfo) -> str:
+        image = _catalog(info).images.get(v, {})
+        overridden = v in (info.context or {}).get("image_overrides", set())
+        if not image.get("available", True) and not overridden:
+            raise ValueError(f"{v} has no pinned image: {' '.join(image['reason'].split())}")
         return v
 
     @field_validator("precision")
@@ -176,12 +203,37 @@ class ModelSpec(_Strict):
             raise ValueError(f"{v} is below max_model_len ({mml}); {why}: raise it to at least {mml}")
         return v
 
+    @field_validator("load")
+    @classmethod
+    def _load(cls, v: Optional[Load], info: ValidationInfo) -> Optional[Load]:
+        if v is None:
+            return v
+        entry = _registry_entry(info)
+        embed = (entry.task if entry else getattr(info.data.get("architecture"), "task", "generate")) == "embed"
+        if embed:
+            if v.output_tokens is not None:
+                raise at("load.output_tokens", "an embedding model returns vectors, not tokens: remove output_tokens")
+            if v.tpot_p99_seconds is not None:
+                raise at("load.tpot_p99_seconds", "an embedding model has no output tokens to pace: remove "
+                                                  "tpot_p99_seconds (ttft_p99_seconds bounds its latency)")
+        elif v.output_tokens is None:
+            raise at("load.output_tokens", "a generation model needs the typical completion length: add output_tokens")
+        mml = info.data.get("max_model_len")
+        total = v.prompt_tokens + (v.output_tokens or 0)
+        if mml and total > mml:
+            what = "prompt_tokens + output_tokens" if v.output_tokens else "prompt_tokens"
+            raise at("load.prompt_tokens", f"{what} = {total} exceeds max_model_len ({mml}): a request that long "
+                                           f"is refused; shorten them or raise max_model_len to at least {total}")
+        return v
+
     @field_validator("autoscaling")
     @classmethod
     def _scale(cls, v: Optional[Autoscaling], info: ValidationInfo) -> Optional[Autoscaling]:
         replicas = info.data.get("replicas")
         if v is not None and replicas is not None:
             raise ValueError("Only one of replicas and autoscaling can be specified: remove one")
+        if v is None and replicas is None and info.data.get("load") is not None:
+            return v        # the planner derives replicas from the load, never below the HA minimum
         lowest = v.min if v else (replicas or 1)
         if _env(info) == "prod" and lowest < 2:
             key = "autoscaling.min" if v else "replicas"
@@ -356,6 +408,22 @@ class PricingSpec(_Strict):
         return v
 
 
+IMAGE_REF = r"^[a-z0-9][a-z0-9.\-/_:]*@sha256:[0-9a-f]{64}$"
+
+
+class ImagesSpec(_Strict):
+    """Container images: pull-through cache credentials and per-image overrides (pinned by digest)."""
+    docker_hub_credential_arn: Optional[str] = Field(
+        None, pattern=r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:ecr-pullthroughcache/.+$",
+        description="Secrets Manager secret (name starting ecr-pullthroughcache/, keys username and "
+                    "accessToken) for the ECR pull-through cache of Docker Hub images; default: the stack creates "
+                    "ecr-pullthroughcache/llm-<stack>/docker-hub for you to fill once")
+    vllm: Optional[str] = Field(None, pattern=IMAGE_REF, description="vLLM image, <repository>@sha256:<digest>")
+    ollama: Optional[str] = Field(None, pattern=IMAGE_REF, description="Ollama image, <repository>@sha256:<digest>")
+    tgi: Optional[str] = Field(None, pattern=IMAGE_REF, description="TGI image, <repository>@sha256:<digest>")
+    proxy: Optional[str] = Field(None, pattern=IMAGE_REF, description="nginx proxy image, <repository>@sha256:<digest>")
+
+
 class StackConfig(_Strict):
     """Everything under `llm-platform:` in Pulumi.<stack>.yaml, plus aws:region."""
     environment: Literal["dev", "staging", "prod"] = Field("dev", description="dev, staging or prod")
@@ -366,4 +434,11 @@ class StackConfig(_Strict):
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     models: list[ModelSpec] = Field(min_length=1, description="the model deployments")
     pricing: PricingSpec = Field(default_factory=PricingSpec)
+    images: Optional[ImagesSpec] = Field(None, validate_default=True,
+                                         description="image overrides and the Docker Hub cache credential")
     hf_token: bool = Field(False, description="whether llm-platform:hfToken is set (as a secret)")
+
+    @field_validator("images")
+    @classmethod
+    def _images(cls, v: Optional[ImagesSpec], info: ValidationInfo) -> ImagesSpec:
+        return v or ImagesSpec()

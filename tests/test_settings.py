@@ -7,6 +7,9 @@ from settings import ConfigErrors, load_stack, parse, read_stack_file
 from tests.conftest import ROOT, STACKS, prod_config
 
 
+TGI_IMAGE = "registry.example.com/tgi@sha256:" + "0" * 64
+
+
 def errors_of(raw, secret_keys=()):
     with pytest.raises(ConfigErrors) as exc:
         parse(raw, secret_keys)
@@ -73,6 +76,7 @@ def test_every_problem_is_reported_at_once():
     ("vllm", "int3", "unknown precision"),
 ])
 def test_precision_must_suit_the_runtime(minimal, runtime, precision, hint):
+    minimal["llm-platform:images"] = {"tgi": TGI_IMAGE}
     errs = errors_of(model(minimal, runtime=runtime, precision=precision))
     assert hint in errs["llm-platform:models[0].precision"]
 
@@ -80,6 +84,7 @@ def test_precision_must_suit_the_runtime(minimal, runtime, precision, hint):
 @pytest.mark.parametrize("runtime,precision", [("vllm", "awq"), ("vllm", "gptq"), ("tgi", "fp8"), ("ollama", "q6_k"),
                                                 ("ollama", "q8_0"), ("vllm", "fp16")])
 def test_valid_precisions_pass(minimal, runtime, precision):
+    minimal["llm-platform:images"] = {"tgi": TGI_IMAGE}
     assert parse(model(minimal, runtime=runtime, precision=precision)).models[0].precision == precision
 
 
@@ -257,3 +262,21 @@ def test_unreadable_stack_files_are_config_errors(tmp_path):
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     with pytest.raises(ConfigErrors):
         read_stack_file(tmp_path / "list.yaml")
+
+
+def test_tgi_needs_an_image_of_your_own_since_upstream_archived_it(minimal):
+    msg = errors_of(model(minimal, runtime="tgi"))["llm-platform:models[0].runtime"]
+    assert "archived" in msg and "llm-platform:images.tgi" in msg
+    minimal["llm-platform:images"] = {"tgi": TGI_IMAGE}
+    assert parse(minimal).images.tgi == TGI_IMAGE
+
+
+@pytest.mark.parametrize("ref", ["vllm/vllm-openai:latest", "vllm/vllm-openai@sha256:abc", "VLLM@sha256:" + "0" * 64])
+def test_image_overrides_are_pinned_by_digest(minimal, ref):
+    minimal["llm-platform:images"] = {"vllm": ref}
+    assert "llm-platform:images.vllm" in errors_of(minimal)
+
+
+def test_docker_hub_credential_must_be_a_pull_through_cache_secret(minimal):
+    minimal["llm-platform:images"] = {"docker_hub_credential_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:hub"}
+    assert "llm-platform:images.docker_hub_credential_arn" in errors_of(minimal)
