@@ -13,6 +13,23 @@ except (ConfigErrors, PlanningError) as exc:
     # RunError: reported to the user without a Python traceback, before any resource exists.
     raise pulumi.RunError(str(exc)) from None
 
-platform = LlmPlatform(f"llm-{pulumi.get_stack()}", config, plans)
+hf_token = pulumi.Config().get_secret("hfToken") if config.hf_token else None
+try:
+    platform = LlmPlatform(f"llm-{pulumi.get_stack()}", config, plans, hf_token=hf_token)
+except ValueError as exc:
+    raise pulumi.RunError(str(exc)) from None
+
+pulumi.export("endpoints", platform.endpoints)
+pulumi.export("client_key_secret_arns", {c: s.arn for c, s in platform.keys.client_secrets.items()})
+if platform.keys.hf_token_secret is not None:
+    pulumi.export("hf_token_secret_arn", platform.keys.hf_token_secret.arn)
+if platform.images.docker_hub_secret is not None:
+    pulumi.export("docker_hub_credential_secret_arn", platform.images.docker_hub_secret.arn)
+pulumi.export("model_bucket", platform.store.bucket_name)
+pulumi.export("model_prefixes", {p.name: f"models/{p.name}/{p.revision or 'unpinned'}" for p in plans})
+pulumi.export("dashboard_url", platform.dashboard_url)
+pulumi.export("load_balancer_dns", platform.lb.alb.dns_name)
+if platform.lb.ca_cert_pem is not None:
+    pulumi.export("internal_ca_certificate_pem", platform.lb.ca_cert_pem)
 pulumi.export("deployments", {p.name: p.as_dict() for p in plans})
 pulumi.export("monthly_cost_usd", round(sum(p.monthly_cost_usd for p in plans), 2))

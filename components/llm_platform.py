@@ -1,33 +1,105 @@
-"""LlmPlatform: the root component. Wires one ModelDeployment per plan under it.
+"""LlmPlatform: the root component. Wires the stack from its StackConfig and DeploymentPlans.
 
-The platform-specific components (network, secrets, model store, GPU groups, load balancer,
-monitoring) hang under these; every child receives its DeploymentPlan and never re-sizes it.
+On `platform: ec2`:
+  PlatformKeys (KMS CMK, client API keys, HF token) -> PrivateNetwork (VPC, endpoints, flow logs)
+  -> ModelStore (S3) and ImageCache (ECR pull-through) -> InternalLoadBalancer (ALB, TLS, WAF,
+  DNS) -> per model a ModelDeployment holding its GpuInstanceGroup and its alarms -> Monitoring
+  (topic, log groups, dashboard).
+Components receive plans and never re-size them.
 """
 from __future__ import annotations
 
 from typing import Optional
 
 import pulumi
+import pulumi_aws as aws
 
-from settings import StackConfig
+from settings import ModelSpec, StackConfig
 from sizing.planner import DeploymentPlan
+from .gpu_fleet import GpuInstanceGroup
+from .images import ImageCache
+from .keys import PlatformKeys
+from .load_balancer import InternalLoadBalancer
+from .model_store import ModelStore
+from .monitoring import Monitoring
+from .network import PrivateNetwork
+
+SUPPORTED_PLATFORMS = ("ec2",)
 
 
 class ModelDeployment(pulumi.ComponentResource):
-    """One model's serving fleet; its outputs are the plan it was built from."""
+    """One model's serving fleet; its inputs are the plan it was built from."""
 
     def __init__(self, name: str, plan: DeploymentPlan, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("llm-platform:index:ModelDeployment", name, {"plan": plan.as_dict()}, opts)
         self.plan = plan
-        self.instance_type = pulumi.Output.from_input(plan.instance_type)
-        self.register_outputs({"plan": plan.as_dict()})
 
 
 class LlmPlatform(pulumi.ComponentResource):
-    def __init__(self, name: str, config: StackConfig, plans: list[DeploymentPlan],
+    def __init__(self, name: str, config: StackConfig, plans: list[DeploymentPlan], hf_token=None,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("llm-platform:index:LlmPlatform", name,
                          {"environment": config.environment, "platform": config.platform}, opts)
+        if config.platform not in SUPPORTED_PLATFORMS:
+            raise ValueError(f"llm-platform:platform: {config.platform} is planned (plan.py sizes it) but not yet "
+                             f"deployable; deployable platforms: {', '.join(SUPPORTED_PLATFORMS)}")
         child = pulumi.ResourceOptions(parent=self)
-        self.deployments = {p.name: ModelDeployment(p.name, p, child) for p in plans}
-        self.register_outputs({"deployments": {n: d.plan.as_dict() for n, d in self.deployments.items()}})
+        stack = pulumi.get_stack()
+        prod = config.environment == "prod"
+        net_cfg, api, mon_cfg = config.network, config.api, config.monitoring
+        region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
+
+        self.keys = PlatformKeys("keys", stack=stack, clients=api.clients, hf_token=hf_token, protect=prod, opts=child)
+        self.network = PrivateNetwork("network", stack=stack, cidr=net_cfg.cidr,
+                                      availability_zones=net_cfg.availability_zones, egress=net_cfg.egress,
+                                      kms_key_arn=self.keys.key.arn, log_retention_days=mon_cfg.log_retention_days,
+                                      protect=prod, opts=child)
+        self.store = ModelStore("model-store", stack=stack, kms_key_arn=self.keys.key.arn,
+                                s3_endpoint_id=self.network.s3_endpoint.id, protect=prod, opts=child)
+        overrides = {k: v for k, v in config.images.model_dump().items() if v and k != "docker_hub_credential_arn"}
+        self.images = ImageCache("images", stack=stack, image_keys={p.runtime for p in plans} | {"proxy"},
+                                 overrides=overrides, docker_hub_credential_arn=config.images.docker_hub_credential_arn,
+                                 kms_key_arn=self.keys.key.arn, opts=child)
+        self.monitoring = Monitoring("monitoring", stack=stack, kms_key_arn=self.keys.key.arn,
+                                     kms_key_id=self.keys.key.key_id, retention_days=mon_cfg.log_retention_days,
+                                     alarm_email=mon_cfg.alarm_email, protect=prod, opts=child)
+        self.lb = InternalLoadBalancer(
+            "api", stack=stack, vpc_id=self.network.vpc_id, vpc_cidr=net_cfg.cidr,
+            subnet_ids=self.network.private_subnet_ids, allowed_client_cidrs=net_cfg.allowed_client_cidrs,
+            monitoring_cidrs=net_cfg.monitoring_cidrs, domain=api.domain, certificate_arn=api.certificate_arn,
+            deployments=[p.name for p in plans], rate_limit_per_5min=api.rate_limit_per_5min,
+            max_prompt_bytes=api.max_prompt_bytes, kms_key_arn=self.keys.key.arn,
+            log_retention_days=mon_cfg.log_retention_days, s3_prefix_list_id=self.network.s3_endpoint.prefix_list_id,
+            egress=net_cfg.egress, protect=prod, opts=child)
+
+        specs: dict[str, ModelSpec] = {m.name: m for m in config.models}
+        self.deployments: dict[str, ModelDeployment] = {}
+        self.fleets: dict[str, GpuInstanceGroup] = {}
+        for plan in plans:
+            spec = specs[plan.name]
+            dep = ModelDeployment(plan.name, plan, child)
+            fleet = GpuInstanceGroup(
+                f"{plan.name}-fleet", plan=plan, stack=stack, environment=config.environment,
+                subnet_ids=self.network.private_subnet_ids, security_group_id=self.lb.instance_sg.id,
+                target_group_arn=self.lb.target_groups[plan.name].arn, kms_key_arn=self.keys.key.arn,
+                store=self.store, manifest=spec.checksums.manifest if spec.checksums else None,
+                manifest_sha256=spec.checksums.sha256 if spec.checksums else None,
+                provenance=spec.provenance.model_dump() if spec.provenance else None,
+                client_secret_arns={c: s.arn for c, s in self.keys.client_secrets.items()},
+                log_groups=self.monitoring.log_group_names, log_retention_days=mon_cfg.log_retention_days,
+                max_prompt_bytes=api.max_prompt_bytes, max_tokens=api.max_tokens,
+                monitoring_cidrs=net_cfg.monitoring_cidrs, domain=api.domain, image_overrides=overrides,
+                opts=pulumi.ResourceOptions(parent=dep, depends_on=[self.images]))
+            self.monitoring.deployment_alarms(
+                plan, asg_name=fleet.asg.name, lb_suffix=self.lb.alb.arn_suffix,
+                tg_suffix=self.lb.target_groups[plan.name].arn_suffix,
+                latency_p99_seconds=mon_cfg.latency_p99_seconds, gpu_memory_percent=mon_cfg.gpu_memory_alarm_percent,
+                parent=dep)
+            self.deployments[plan.name] = dep
+            self.fleets[plan.name] = fleet
+        self.dashboard_url = self.monitoring.dashboard(
+            plans, {n: f.asg.name for n, f in self.fleets.items()}, self.lb.alb.arn_suffix,
+            {n: tg.arn_suffix for n, tg in self.lb.target_groups.items()}, region)
+
+        self.endpoints = {p.name: f"https://{p.name}.{api.domain}/v1" for p in plans}
+        self.register_outputs({"endpoints": self.endpoints, "dashboard_url": self.dashboard_url})

@@ -1,0 +1,168 @@
+"""GpuInstanceGroup: one model deployment on EC2, driven entirely by its DeploymentPlan.
+
+Defaults and why:
+- AMI: the AWS Deep Learning Base OSS NVIDIA Driver GPU AMI (Amazon Linux 2023), resolved from
+  its public SSM parameter at deploy time. Chosen over the ECS GPU-optimized AMI because it ships
+  what a bare EC2 GPU host needs and ECS does not use: the NVIDIA fabric manager that p4d/p5 NVSwitch
+  systems require, EFA drivers, DCGM, the NVIDIA container toolkit and the CloudWatch agent; and no
+  ECS agent that would sit idle. A new AMI makes a new launch-template version, which rolls out
+  through instance refresh.
+- Launch template: IMDSv2 only with hop limit 1 (containers cannot reach instance credentials),
+  no public IP, one gp3 root volume sized by the plan (weights, a staging copy, caches),
+  6000 IOPS / 500 MiB/s so a 140 GB model loads in minutes, encrypted with the stack's CMK;
+  detailed monitoring; tags with model, revision, precision, runtime, TP/PP and provenance.
+- Instance role: SSM Session Manager instead of SSH (no port 22 anywhere), CloudWatch agent,
+  read of this model's prefix in the model store, read of the API client keys, ECR pulls
+  through the cache, and marking its own instance Unhealthy; nothing else.
+- Auto Scaling group over every private subnet (AZs), the plan's min/desired/max, ELB health
+  checks with a grace period equal to the plan's startup estimate, capacity rebalancing,
+  rolling instance refresh that launches new capacity before retiring old (min healthy 100 %),
+  and, when autoscaling is configured, target tracking on the runtime's queue depth.
+"""
+from __future__ import annotations
+
+import base64
+from typing import Optional
+
+import pulumi
+import pulumi_aws as aws
+
+from sizing.planner import DeploymentPlan
+from .model_store import ModelStore
+from .proxy import render_nginx_conf
+from .runtime import image_ref
+from .telemetry import QUEUE_METRIC, RUNTIME_NAMESPACE, cwagent_config, prometheus_config
+from .userdata import BootConfig, render_user_data
+
+AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id"
+QUEUE_TARGET = 2.0   # scale out when, on average, more than 2 requests wait for a free sequence slot
+
+
+class GpuInstanceGroup(pulumi.ComponentResource):
+    def __init__(self, name: str, *, plan: DeploymentPlan, stack: str, environment: str,
+                 subnet_ids: list, security_group_id: pulumi.Input[str], target_group_arn: pulumi.Input[str],
+                 kms_key_arn: pulumi.Input[str], store: ModelStore, manifest: Optional[str],
+                 manifest_sha256: Optional[str], provenance: Optional[dict], client_secret_arns: dict,
+                 log_groups: dict, log_retention_days: int, max_prompt_bytes: int, max_tokens: int,
+                 monitoring_cidrs: list[str], domain: str, image_overrides: dict,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("llm-platform:compute:GpuInstanceGroup", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        region = aws.get_region_output(opts=invoke).region
+        account = aws.get_caller_identity_output(opts=invoke).account_id
+        prefix = ModelStore.prefix(plan.name, plan.revision)
+        tags = deployment_tags(plan, stack, environment, manifest_sha256, provenance)
+
+        # --- instance role: least privilege for boot and serving
+        role = aws.iam.Role(f"{name}-instance", description=f"GPU instances serving {plan.name}",
+                            assume_role_policy=pulumi.Output.json_dumps({
+                                "Version": "2012-10-17", "Statement": [{
+                                    "Effect": "Allow", "Action": "sts:AssumeRole",
+                                    "Principal": {"Service": "ec2.amazonaws.com"}}]}),
+                            tags=tags, opts=child)
+        for policy in ("AmazonSSMManagedInstanceCore", "CloudWatchAgentServerPolicy"):
+            aws.iam.RolePolicyAttachment(f"{name}-{policy}", role=role.name,
+                                         policy_arn=f"arn:aws:iam::aws:policy/{policy}", opts=child)
+        self.cwagent_parameter = aws.ssm.Parameter(
+            f"{name}-cwagent", name=f"/llm-platform/{stack}/{plan.name}/cloudwatch-agent", type="String",
+            value=cwagent_config(plan, audit_log_group=log_groups["audit"],
+                                                  boot_log_group=log_groups["boot"],
+                                                  metrics_log_group=log_groups["runtime_metrics"],
+                                                  retention_days=log_retention_days),
+            description=f"CloudWatch agent config for {plan.name}", tags=tags, opts=child)
+        aws.iam.RolePolicy(f"{name}-instance", role=role.id, policy=pulumi.Output.json_dumps({
+            "Version": "2012-10-17", "Statement": [
+                {"Sid": "ReadThisModel", "Effect": "Allow", "Action": ["s3:GetObject"],
+                 "Resource": pulumi.Output.format("{0}/{1}/*", store.bucket_arn, prefix)},
+                {"Sid": "ListThisModel", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": store.bucket_arn,
+                 "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*", prefix]}}},
+                {"Sid": "ReadClientKeys", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
+                 "Resource": list(client_secret_arns.values())},
+                {"Sid": "DecryptThroughServices", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": kms_key_arn,
+                 "Condition": {"StringEquals": {"kms:ViaService": [
+                     pulumi.Output.concat("secretsmanager.", region, ".amazonaws.com"),
+                     pulumi.Output.concat("s3.", region, ".amazonaws.com")]}}},
+                {"Sid": "EcrLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
+                {"Sid": "EcrPullThroughCache", "Effect": "Allow",
+                 "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability",
+                            "ecr:BatchImportUpstreamImage", "ecr:CreateRepository"],
+                 "Resource": [pulumi.Output.format("arn:aws:ecr:{0}:{1}:repository/docker-hub/*", region, account),
+                              pulumi.Output.format("arn:aws:ecr:{0}:{1}:repository/ecr-public/*", region, account)]},
+                {"Sid": "AgentConfig", "Effect": "Allow", "Action": ["ssm:GetParameter"],
+                 "Resource": self.cwagent_parameter.arn},
+                {"Sid": "MarkSelfUnhealthy", "Effect": "Allow", "Action": ["autoscaling:SetInstanceHealth"],
+                 "Resource": "*",
+                 "Condition": {"StringEquals": {"autoscaling:ResourceTag/llm-platform:deployment": plan.name}}},
+            ]}), opts=child)
+        profile = aws.iam.InstanceProfile(f"{name}-instance", role=role.name, tags=tags, opts=child)
+
+        # --- launch template
+        ami = aws.ssm.get_parameter_output(name=AMI_PARAMETER, opts=invoke).value
+        registry = pulumi.Output.format("{0}.dkr.ecr.{1}.amazonaws.com", account, region)
+        user_data = pulumi.Output.all(
+            region=region, registry=registry, bucket=store.bucket_name,
+            secrets=pulumi.Output.all(**client_secret_arns), parameter=self.cwagent_parameter.name,
+        ).apply(lambda a: base64.b64encode(render_user_data(BootConfig(
+            plan=plan, region=a["region"], registry=a["registry"],
+            runtime_image=image_ref(plan.runtime, a["registry"], image_overrides.get(plan.runtime)),
+            proxy_image=image_ref("proxy", a["registry"], image_overrides.get("proxy")),
+            model_bucket=a["bucket"], model_prefix=prefix, manifest=manifest, manifest_sha256=manifest_sha256,
+            client_secrets=a["secrets"], nginx_conf=render_nginx_conf(plan, max_prompt_bytes, monitoring_cidrs),
+            cwagent_parameter=a["parameter"], prometheus_config=prometheus_config(plan), max_tokens=max_tokens,
+            domain=domain)).encode()).decode())
+        self.launch_template = aws.ec2.LaunchTemplate(
+            f"{name}-lt", name_prefix=f"llm-{stack}-{plan.name}-", description=f"{plan.model} on {plan.instance_type}",
+            image_id=ami, instance_type=plan.instance_type, iam_instance_profile={"arn": profile.arn},
+            metadata_options={"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1,
+                              "instance_metadata_tags": "enabled"},
+            network_interfaces=[{"device_index": 0, "associate_public_ip_address": "false",
+                                 "delete_on_termination": "true", "security_groups": [security_group_id]}],
+            block_device_mappings=[{"device_name": "/dev/xvda", "ebs": {
+                "volume_size": plan.volume_gib, "volume_type": "gp3", "iops": 6000, "throughput": 500,
+                "encrypted": "true", "kms_key_id": kms_key_arn, "delete_on_termination": "true"}}],
+            monitoring={"enabled": True}, ebs_optimized="true", user_data=user_data, update_default_version=True,
+            tag_specifications=[{"resource_type": "instance", "tags": tags}, {"resource_type": "volume", "tags": tags}],
+            tags=tags, opts=child)
+
+        # --- auto scaling group
+        self.asg = aws.autoscaling.Group(
+            f"{name}-asg", name_prefix=f"llm-{stack}-{plan.name}-", vpc_zone_identifiers=subnet_ids,
+            min_size=plan.replicas_min * plan.nodes_per_replica, max_size=plan.replicas_max * plan.nodes_per_replica,
+            desired_capacity=plan.instances, health_check_type="ELB",
+            health_check_grace_period=plan.startup_seconds, default_instance_warmup=plan.startup_seconds,
+            target_group_arns=[target_group_arn], capacity_rebalance=True, wait_for_capacity_timeout="0",
+            launch_template={"id": self.launch_template.id, "version": self.launch_template.latest_version.apply(str)},
+            instance_refresh={"strategy": "Rolling", "preferences": {
+                "min_healthy_percentage": 100, "max_healthy_percentage": 200, "instance_warmup": str(plan.startup_seconds),
+                "skip_matching": True, "auto_rollback": True}},
+            termination_policies=["OldestLaunchTemplate", "OldestInstance"],
+            enabled_metrics=["GroupInServiceInstances", "GroupDesiredCapacity", "GroupPendingInstances"],
+            tags=[{"key": k, "value": v, "propagate_at_launch": True} for k, v in tags.items()], opts=child)
+
+        if plan.replicas_max > plan.replicas_min and plan.runtime in QUEUE_METRIC:
+            aws.autoscaling.Policy(f"{name}-queue-depth", autoscaling_group_name=self.asg.name,
+                                   policy_type="TargetTrackingScaling", estimated_instance_warmup=plan.startup_seconds,
+                                   target_tracking_configuration={
+                                       "target_value": QUEUE_TARGET, "customized_metric_specification": {
+                                           "metric_name": QUEUE_METRIC[plan.runtime], "namespace": RUNTIME_NAMESPACE,
+                                           "statistic": "Average",
+                                           "metric_dimensions": [{"name": "deployment", "value": plan.name}]}},
+                                   opts=child)
+
+        self.asg_name = self.asg.name
+        self.register_outputs({"asg_name": self.asg.name, "launch_template_id": self.launch_template.id,
+                               "role_arn": role.arn})
+
+
+def deployment_tags(plan: DeploymentPlan, stack: str, environment: str, manifest_sha256: Optional[str],
+                    provenance: Optional[dict]) -> dict:
+    tags = {"llm-platform:stack": stack, "llm-platform:environment": environment,
+            "llm-platform:deployment": plan.name, "llm-platform:model": plan.model,
+            "llm-platform:revision": plan.revision or "unpinned", "llm-platform:precision": plan.precision,
+            "llm-platform:runtime": plan.runtime, "llm-platform:tensor-parallel": str(plan.tensor_parallel_size),
+            "llm-platform:pipeline-parallel": str(plan.pipeline_parallel_size),
+            "llm-platform:checksum": manifest_sha256 or "none"}
+    for key, value in (provenance or {}).items():
+        tags[f"llm-platform:provenance-{key.replace('_', '-')}"] = value
+    return tags

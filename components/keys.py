@@ -1,0 +1,87 @@
+"""PlatformKeys: the stack's KMS customer managed key and its Secrets Manager secrets.
+
+Defaults: one symmetric CMK per stack, automatic yearly rotation, 30-day deletion window, a key
+policy that lets only this account's IAM policies, CloudWatch Logs (for this stack's log groups),
+EC2 Auto Scaling (encrypted EBS on launch) and CloudWatch alarms (publishing to the encrypted SNS
+topic) use it. One API key per client in `api.clients` (48 random alphanumerics from
+pulumi-random: ~285 bits), and the Hugging Face token when `hfToken` is set as a config secret.
+Who may read which secret is granted on the reading roles (GpuInstanceGroup), not here.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_random as random
+
+
+class PlatformKeys(pulumi.ComponentResource):
+    def __init__(self, name: str, *, stack: str, clients: list[str], hf_token: Optional[pulumi.Output[str]],
+                 protect: bool, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("llm-platform:security:PlatformKeys", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        keep = pulumi.ResourceOptions(parent=self, protect=protect)
+        ident = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        self.log_group_prefix = f"/llm-platform/{stack}"
+
+        policy = pulumi.Output.all(ident.account_id, region.region).apply(
+            lambda a: pulumi.Output.json_dumps(key_policy(a[0], a[1], self.log_group_prefix)))
+        self.key = aws.kms.Key(
+            f"{name}-cmk", description=f"llm-platform {stack}: EBS, secrets, logs, model store, SNS",
+            enable_key_rotation=True, deletion_window_in_days=30, key_usage="ENCRYPT_DECRYPT",
+            customer_master_key_spec="SYMMETRIC_DEFAULT", policy=policy,
+            tags={"llm-platform:stack": stack}, opts=keep)
+        aws.kms.Alias(f"{name}-alias", name=f"alias/llm-platform-{stack}", target_key_id=self.key.key_id, opts=child)
+
+        self.client_secrets: dict[str, aws.secretsmanager.Secret] = {}
+        for client in clients:
+            key = random.RandomPassword(f"{name}-{client}-api-key", length=48, special=False, min_lower=4,
+                                        min_upper=4, min_numeric=4, opts=child)
+            secret = aws.secretsmanager.Secret(
+                f"{name}-{client}-api-key", name=f"llm-platform/{stack}/clients/{client}",
+                description=f"API key of client {client} for the {stack} LLM endpoints",
+                kms_key_id=self.key.arn, recovery_window_in_days=30 if protect else 7,
+                tags={"llm-platform:stack": stack, "llm-platform:client": client}, opts=keep)
+            aws.secretsmanager.SecretVersion(f"{name}-{client}-api-key", secret_id=secret.id,
+                                             secret_string=key.result, opts=child)
+            self.client_secrets[client] = secret
+
+        self.hf_token_secret: Optional[aws.secretsmanager.Secret] = None
+        if hf_token is not None:
+            self.hf_token_secret = aws.secretsmanager.Secret(
+                f"{name}-hf-token", name=f"llm-platform/{stack}/huggingface-token",
+                description="Hugging Face token for staging gated models into the model store",
+                kms_key_id=self.key.arn, recovery_window_in_days=30 if protect else 7,
+                tags={"llm-platform:stack": stack}, opts=keep)
+            aws.secretsmanager.SecretVersion(f"{name}-hf-token", secret_id=self.hf_token_secret.id,
+                                             secret_string=pulumi.Output.secret(hf_token), opts=child)
+
+        self.key_arn = self.key.arn
+        self.register_outputs({"key_arn": self.key.arn,
+                               "client_secret_arns": {c: s.arn for c, s in self.client_secrets.items()}})
+
+
+def key_policy(account: str, region: str, log_group_prefix: str) -> dict:
+    root = f"arn:aws:iam::{account}:root"
+    asg_role = f"arn:aws:iam::{account}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+    use = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "AccountIamPolicies", "Effect": "Allow", "Principal": {"AWS": root}, "Action": "kms:*", "Resource": "*"},
+        {"Sid": "CloudWatchLogsForThisStack", "Effect": "Allow",
+         "Principal": {"Service": f"logs.{region}.amazonaws.com"}, "Action": use, "Resource": "*",
+         "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
+                                   f"arn:aws:logs:{region}:{account}:log-group:{log_group_prefix}/*"}}},
+        {"Sid": "WafLogsForThisStack", "Effect": "Allow",
+         "Principal": {"Service": f"logs.{region}.amazonaws.com"}, "Action": use, "Resource": "*",
+         "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
+                                   f"arn:aws:logs:{region}:{account}:log-group:aws-waf-logs-llm-*"}}},
+        {"Sid": "AutoScalingEncryptedVolumes", "Effect": "Allow", "Principal": {"AWS": asg_role}, "Action": use,
+         "Resource": "*"},
+        {"Sid": "AutoScalingGrants", "Effect": "Allow", "Principal": {"AWS": asg_role}, "Action": "kms:CreateGrant",
+         "Resource": "*", "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}},
+        {"Sid": "CloudWatchAlarmsToEncryptedTopic", "Effect": "Allow", "Principal": {"Service": "cloudwatch.amazonaws.com"},
+         "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*",
+         "Condition": {"StringEquals": {"aws:SourceAccount": account}}},
+    ]}

@@ -1,0 +1,226 @@
+"""InternalLoadBalancer: the only way in. An internal ALB, HTTPS only, with WAF in front.
+
+Defaults:
+- internal scheme across the private subnets; its security group admits 443 from
+  `network.allowed_client_cidrs` only and sends only to the instances' proxy port;
+- one HTTPS listener, policy ELBSecurityPolicy-TLS13-1-2-2021-06 (TLS 1.3 and 1.2 only), with
+  `api.certificate_arn` or, without one, a certificate for `<domain>` and `*.<domain>` signed by a
+  CA that pulumi-tls makes for this stack and imported into ACM (clients trust the CA; its key is
+  a Pulumi secret, never in plaintext state);
+- invalid header fields dropped; deletion protection in prod; idle timeout 4000 s (the ALB
+  maximum) so long generations can stream; access logs to an encrypted, private bucket that
+  expires them with the stack's log retention;
+- routing by host: `<name>.<domain>` -> that model's target group. Host routing, not path
+  routing, because the ALB cannot rewrite paths and OpenAI clients expect /v1 at the root of
+  their base URL. A private Route 53 zone for the domain carries one alias per model;
+- per model an HTTPS target group on the proxy port: health check /health, slow start 60 s,
+  least outstanding requests (LLM requests vary 1000x in length; round robin piles them up),
+  deregistration delay 300 s so in-flight streams finish during scale-in and rolling updates;
+- a WAFv2 web ACL: a rate-based rule per client IP from `api.rate_limit_per_5min`, a request
+  size rule from `api.max_prompt_bytes`, AWS's common and known-bad-inputs rule sets. Their
+  body-inspecting rules are set to count, not block: prompts are source code, and the common
+  set's XSS/SQLi/size body rules would refuse ordinary coding requests. WAF logs go to a CMK
+  log group with the Authorization header redacted.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_tls as tls
+
+from .model_store import private_bucket, tls_only_statement
+from .proxy import METRICS_PORT, TARGET_PORT
+
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+# Elastic Load Balancing's log-delivery accounts for Regions older than August 2022 (AWS docs,
+# "Enable access logs for your Application Load Balancer"); newer Regions use the service principal.
+ELB_LOG_ACCOUNTS = {
+    "us-east-1": "127311923021", "us-east-2": "033677994240", "us-west-1": "027434742980",
+    "us-west-2": "797873946194", "ca-central-1": "985666609251", "eu-central-1": "054676820928",
+    "eu-west-1": "156460612806", "eu-west-2": "652711504416", "eu-west-3": "009996457667",
+    "eu-north-1": "897822967062", "ap-south-1": "718504428378", "ap-northeast-1": "582318560864",
+    "ap-northeast-2": "600734575887", "ap-southeast-1": "114774131450", "ap-southeast-2": "783225319266",
+    "sa-east-1": "507241528517",
+}
+BODY_RULES_TO_COUNT = ("SizeRestrictions_BODY", "CrossSiteScripting_BODY", "GenericRFI_BODY", "GenericLFI_BODY",
+                       "SQLi_BODY")
+WAF_BODY_LIMIT = 8192   # an ALB's WAF inspects at most the first 8 KiB of a body
+
+
+class InternalLoadBalancer(pulumi.ComponentResource):
+    def __init__(self, name: str, *, stack: str, vpc_id: pulumi.Input[str], vpc_cidr: str,
+                 subnet_ids: list, allowed_client_cidrs: list[str], monitoring_cidrs: list[str], domain: str,
+                 certificate_arn: Optional[str], deployments: list[str], rate_limit_per_5min: int,
+                 max_prompt_bytes: int, kms_key_arn: pulumi.Input[str], log_retention_days: int,
+                 s3_prefix_list_id: pulumi.Input[str], egress: str, protect: bool,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("llm-platform:network:InternalLoadBalancer", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = {"llm-platform:stack": stack}
+        region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
+        account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
+
+        # --- security groups: clients -> ALB -> proxy port on the instances; scrapers -> metrics port
+        self.alb_sg = aws.ec2.SecurityGroup(f"{name}-alb", vpc_id=vpc_id, description="LLM API load balancer",
+                                            tags={**tags, "Name": f"llm-{stack}-alb"}, opts=child)
+        self.instance_sg = aws.ec2.SecurityGroup(f"{name}-instances", vpc_id=vpc_id,
+                                                 description="GPU inference instances: proxy and metrics ports only",
+                                                 tags={**tags, "Name": f"llm-{stack}-instances"}, opts=child)
+        for i, cidr in enumerate(allowed_client_cidrs):
+            aws.vpc.SecurityGroupIngressRule(f"{name}-alb-client-{i}", security_group_id=self.alb_sg.id,
+                                             ip_protocol="tcp", from_port=443, to_port=443, cidr_ipv4=cidr,
+                                             description="HTTPS from allowed clients", opts=child)
+        aws.vpc.SecurityGroupEgressRule(f"{name}-alb-to-proxy", security_group_id=self.alb_sg.id, ip_protocol="tcp",
+                                        from_port=TARGET_PORT, to_port=TARGET_PORT,
+                                        referenced_security_group_id=self.instance_sg.id,
+                                        description="to the auth proxy on the instances", opts=child)
+        aws.vpc.SecurityGroupIngressRule(f"{name}-proxy-from-alb", security_group_id=self.instance_sg.id,
+                                         ip_protocol="tcp", from_port=TARGET_PORT, to_port=TARGET_PORT,
+                                         referenced_security_group_id=self.alb_sg.id,
+                                         description="auth proxy, from the load balancer only", opts=child)
+        for i, cidr in enumerate(monitoring_cidrs):
+            aws.vpc.SecurityGroupIngressRule(f"{name}-metrics-{i}", security_group_id=self.instance_sg.id,
+                                             ip_protocol="tcp", from_port=METRICS_PORT, to_port=METRICS_PORT,
+                                             cidr_ipv4=cidr, description="/metrics from monitoring", opts=child)
+        aws.vpc.SecurityGroupEgressRule(f"{name}-instances-endpoints", security_group_id=self.instance_sg.id,
+                                        ip_protocol="tcp", from_port=443, to_port=443, cidr_ipv4=vpc_cidr,
+                                        description="AWS APIs through the VPC interface endpoints", opts=child)
+        aws.vpc.SecurityGroupEgressRule(f"{name}-instances-s3", security_group_id=self.instance_sg.id,
+                                        ip_protocol="tcp", from_port=443, to_port=443, prefix_list_id=s3_prefix_list_id,
+                                        description="model store and image layers through the S3 gateway endpoint",
+                                        opts=child)
+        if egress == "nat":
+            aws.vpc.SecurityGroupEgressRule(f"{name}-instances-internet", security_group_id=self.instance_sg.id,
+                                            ip_protocol="tcp", from_port=443, to_port=443, cidr_ipv4="0.0.0.0/0",
+                                            description="HTTPS out through the NAT gateways (egress nat)", opts=child)
+
+        # --- certificate
+        self.ca_cert_pem: Optional[pulumi.Output[str]] = None
+        if certificate_arn:
+            cert_arn: pulumi.Input[str] = certificate_arn
+        else:
+            cert_arn = self._internal_certificate(name, domain, tags, child)
+
+        # --- access logs
+        logs = private_bucket(f"{name}-access-logs", prefix=f"llm-{stack}-alb-logs-", tags=tags, parent=self,
+                              protect=protect, kms_key_arn=None, expire_days=log_retention_days)
+        writer = region.apply(lambda r: {"AWS": f"arn:aws:iam::{ELB_LOG_ACCOUNTS[r]}:root"} if r in ELB_LOG_ACCOUNTS
+                              else {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"})
+        logs_policy = aws.s3.BucketPolicy(f"{name}-access-logs", bucket=logs.id, policy=pulumi.Output.json_dumps({
+            "Version": "2012-10-17", "Statement": [
+                tls_only_statement(logs.arn),
+                {"Sid": "ElbLogDelivery", "Effect": "Allow", "Principal": writer, "Action": "s3:PutObject",
+                 "Resource": pulumi.Output.format("{0}/alb/AWSLogs/{1}/*", logs.arn, account)}]}), opts=child)
+
+        # --- the load balancer and its listener
+        self.alb = aws.lb.LoadBalancer(
+            f"{name}-alb", name_prefix="llm-", internal=True, load_balancer_type="application",
+            security_groups=[self.alb_sg.id], subnets=subnet_ids, drop_invalid_header_fields=True,
+            enable_deletion_protection=protect, idle_timeout=4000, desync_mitigation_mode="strictest",
+            access_logs={"bucket": logs.bucket, "prefix": "alb", "enabled": True}, tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[logs_policy]))
+        self.listener = aws.lb.Listener(
+            f"{name}-https", load_balancer_arn=self.alb.arn, port=443, protocol="HTTPS", ssl_policy=TLS_POLICY,
+            certificate_arn=cert_arn, default_actions=[{"type": "fixed-response", "fixed_response": {
+                "content_type": "application/json", "status_code": "404",
+                "message_body": '{"error":"unknown model host: use https://<model>.' + domain + '/v1"}'}}],
+            tags=tags, opts=child)
+
+        # --- one target group and host rule per model
+        self.target_groups: dict[str, aws.lb.TargetGroup] = {}
+        for i, dep in enumerate(deployments):
+            tg = aws.lb.TargetGroup(
+                f"{name}-{dep}", name_prefix="llm-", port=TARGET_PORT, protocol="HTTPS", protocol_version="HTTP1",
+                vpc_id=vpc_id, target_type="instance", slow_start=60,
+                load_balancing_algorithm_type="least_outstanding_requests", deregistration_delay=300,
+                health_check={"enabled": True, "path": "/health", "protocol": "HTTPS", "port": "traffic-port",
+                              "matcher": "200", "interval": 15, "timeout": 5, "healthy_threshold": 2,
+                              "unhealthy_threshold": 3},
+                tags={**tags, "llm-platform:deployment": dep}, opts=child)
+            aws.lb.ListenerRule(f"{name}-{dep}", listener_arn=self.listener.arn, priority=10 + i,
+                                conditions=[{"host_header": {"values": [f"{dep}.{domain}"]}}],
+                                actions=[{"type": "forward", "target_group_arn": tg.arn}], tags=tags, opts=child)
+            self.target_groups[dep] = tg
+
+        # --- WAF
+        self.web_acl = aws.wafv2.WebAcl(f"{name}-waf", scope="REGIONAL", default_action={"allow": {}},
+                                        description=f"llm-platform {stack}: rate and size limits, AWS managed rules",
+                                        rules=waf_rules(rate_limit_per_5min, max_prompt_bytes),
+                                        visibility_config=_visibility(f"llm-{stack}"), tags=tags, opts=child)
+        aws.wafv2.WebAclAssociation(f"{name}-waf", resource_arn=self.alb.arn, web_acl_arn=self.web_acl.arn, opts=child)
+        waf_logs = aws.cloudwatch.LogGroup(f"{name}-waf-logs", name=f"aws-waf-logs-llm-{stack}",
+                                           retention_in_days=log_retention_days, kms_key_id=kms_key_arn, tags=tags,
+                                           opts=pulumi.ResourceOptions(parent=self, protect=protect))
+        aws.wafv2.WebAclLoggingConfiguration(f"{name}-waf-logs", resource_arn=self.web_acl.arn,
+                                             log_destination_configs=[waf_logs.arn],
+                                             redacted_fields=[{"single_header": {"name": "authorization"}}], opts=child)
+
+        # --- private DNS
+        self.zone = aws.route53.Zone(f"{name}-zone", name=domain, comment=f"llm-platform {stack}",
+                                     vpcs=[{"vpc_id": vpc_id}], tags=tags, opts=child)
+        for dep in deployments:
+            aws.route53.Record(f"{name}-{dep}", zone_id=self.zone.zone_id, name=f"{dep}.{domain}", type="A",
+                               aliases=[{"name": self.alb.dns_name, "zone_id": self.alb.zone_id,
+                                         "evaluate_target_health": True}], opts=child)
+
+        self.register_outputs({"dns_name": self.alb.dns_name, "web_acl_arn": self.web_acl.arn,
+                               "endpoints": {d: f"https://{d}.{domain}/v1" for d in deployments}})
+
+    def _internal_certificate(self, name: str, domain: str, tags: dict, child) -> pulumi.Output[str]:
+        ca_key = tls.PrivateKey(f"{name}-ca", algorithm="ECDSA", ecdsa_curve="P384", opts=child)
+        ca = tls.SelfSignedCert(f"{name}-ca", private_key_pem=ca_key.private_key_pem, is_ca_certificate=True,
+                                validity_period_hours=24 * 365 * 5, early_renewal_hours=24 * 60,
+                                subject={"common_name": f"llm-platform internal CA ({domain})",
+                                         "organization": "llm-platform"},
+                                allowed_uses=["cert_signing", "crl_signing"], opts=child)
+        key = tls.PrivateKey(f"{name}-server", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        csr = tls.CertRequest(f"{name}-server", private_key_pem=key.private_key_pem,
+                              subject={"common_name": domain, "organization": "llm-platform"},
+                              dns_names=[domain, f"*.{domain}"], opts=child)
+        cert = tls.LocallySignedCert(f"{name}-server", cert_request_pem=csr.cert_request_pem,
+                                     ca_private_key_pem=ca_key.private_key_pem, ca_cert_pem=ca.cert_pem,
+                                     validity_period_hours=24 * 397, early_renewal_hours=24 * 30,
+                                     allowed_uses=["digital_signature", "key_encipherment", "server_auth"], opts=child)
+        acm = aws.acm.Certificate(f"{name}-cert", private_key=key.private_key_pem, certificate_body=cert.cert_pem,
+                                  certificate_chain=ca.cert_pem, tags=tags, opts=child)
+        self.ca_cert_pem = ca.cert_pem
+        return acm.arn
+
+
+def _visibility(metric: str) -> dict:
+    return {"cloudwatch_metrics_enabled": True, "metric_name": metric, "sampled_requests_enabled": True}
+
+
+def waf_rules(rate_limit_per_5min: int, max_prompt_bytes: int) -> list[dict]:
+    """Rate limit, request size, AWS managed rules. A request larger than the WAF can inspect is
+    judged by its Content-Length: the size rule blocks bodies over max_prompt_bytes when that fits
+    in the 8 KiB window, and otherwise blocks Content-Length values with more digits than the limit;
+    the proxy's client_max_body_size enforces the exact limit either way."""
+    if max_prompt_bytes <= WAF_BODY_LIMIT:
+        size = {"size_constraint_statement": {
+            "field_to_match": {"body": {"oversize_handling": "MATCH"}}, "comparison_operator": "GT",
+            "size": max_prompt_bytes, "text_transformations": [{"priority": 0, "type": "NONE"}]}}
+    else:
+        size = {"size_constraint_statement": {
+            "field_to_match": {"single_header": {"name": "content-length"}}, "comparison_operator": "GT",
+            "size": len(str(max_prompt_bytes)), "text_transformations": [{"priority": 0, "type": "NONE"}]}}
+    return [
+        {"name": "rate-limit-per-ip", "priority": 0, "action": {"block": {}},
+         "statement": {"rate_based_statement": {"limit": rate_limit_per_5min, "aggregate_key_type": "IP",
+                                                "evaluation_window_sec": 300}},
+         "visibility_config": _visibility("rate-limit-per-ip")},
+        {"name": "request-size", "priority": 1, "action": {"block": {}}, "statement": size,
+         "visibility_config": _visibility("request-size")},
+        {"name": "aws-common", "priority": 2, "override_action": {"none": {}},
+         "statement": {"managed_rule_group_statement": {
+             "vendor_name": "AWS", "name": "AWSManagedRulesCommonRuleSet",
+             "rule_action_overrides": [{"name": r, "action_to_use": {"count": {}}} for r in BODY_RULES_TO_COUNT]}},
+         "visibility_config": _visibility("aws-common")},
+        {"name": "aws-known-bad-inputs", "priority": 3, "override_action": {"none": {}},
+         "statement": {"managed_rule_group_statement": {
+             "vendor_name": "AWS", "name": "AWSManagedRulesKnownBadInputsRuleSet",
+             "rule_action_overrides": [{"name": "Log4JRCE_BODY", "action_to_use": {"count": {}}}]}},
+         "visibility_config": _visibility("aws-known-bad-inputs")},
+    ]

@@ -1,0 +1,168 @@
+"""Container specs for vLLM, Ollama and TGI, from a DeploymentPlan. Pure: no Pulumi, no arithmetic.
+
+Every flag comes from the plan or the stack config; this module only spells them the way each
+server wants them. Why each flag is set:
+- the served model name is the deployment name, so clients address `model: <name>`;
+- TP/PP, context, sequences, prefill chunk and memory fraction are the planner's numbers: the
+  memory model holds only if the server runs with them;
+- weights are read from the verified local copy (HF_HUB_OFFLINE=1): nothing is fetched at run time;
+- request logging stays off (the guide: no prompts in logs); usage telemetry is off;
+- remote code only where the registry allows it for that model (the schema enforces it).
+Network exposure: vLLM and TGI run in a bridge network with their port published to the host's
+127.0.0.1 only (and, with IMDS hop limit 1, no path to instance credentials from a container
+that may run model code); Ollama runs with OLLAMA_HOST=127.0.0.1 on the host network. Only the
+TLS and auth proxy listens beyond loopback.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Optional
+
+import catalog
+from sizing.planner import DeploymentPlan
+
+MODEL_DIR = "/opt/llm/model"          # verified weights on the instance, mounted read-only
+CACHE_DIR = "/opt/llm/cache"          # compile and kernel caches (torch.compile, Triton): writable
+PORTS = {"vllm": 8000, "ollama": 11434, "tgi": 8080}
+HEALTH_PATHS = {"vllm": "/health", "ollama": "/", "tgi": "/health"}
+METRICS_PATHS = {"vllm": "/metrics", "ollama": None, "tgi": "/metrics"}
+
+VLLM_QUANTIZATION = {"fp8": "fp8", "awq": "awq_marlin", "gptq": "gptq_marlin"}
+TGI_QUANTIZATION = {"fp8": "fp8", "awq": "awq", "gptq": "gptq"}
+DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    pinned: str            # what runs: <repository>@sha256:<digest>
+    warm: Optional[str]    # pulled first by tag to fill the ECR pull-through cache; None for overrides
+
+
+def image_ref(key: str, registry: str, override: Optional[str] = None) -> ImageRef:
+    """Through the stack's ECR pull-through cache, pinned by digest; or the stack's own override."""
+    if override:
+        return ImageRef(pinned=override, warm=None)
+    img = catalog.load().images[key]
+    repo = f"{registry}/{img['cache_prefix']}/{img['repository']}"
+    return ImageRef(pinned=f"{repo}@{img['digest']}", warm=f"{repo}:{img['tag']}")
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str
+    image_key: str
+    args: tuple[str, ...]
+    env: dict = field(default_factory=dict)
+    host_network: bool = False
+    publish: tuple[str, ...] = ()          # docker -p values, always bound to 127.0.0.1
+    gpus: bool = True
+    mounts: tuple[str, ...] = ()
+    extra: tuple[str, ...] = ()            # further docker run options
+    port: int = 0
+    health_path: str = "/health"
+    metrics_path: str | None = None
+
+
+COMMON_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1"}
+HARDENING = ("--security-opt", "no-new-privileges", "--cap-drop", "ALL", "--read-only", "--tmpfs", "/tmp:rw,size=4g",
+             "--restart", "no", "--log-driver", "journald")
+
+
+def container_spec(plan: DeploymentPlan, max_tokens: int) -> ContainerSpec:
+    return {"vllm": _vllm, "ollama": _ollama, "tgi": _tgi}[plan.runtime](plan, max_tokens)
+
+
+def _vllm(plan: DeploymentPlan, max_tokens: int) -> ContainerSpec:
+    port = PORTS["vllm"]
+    args = ["--model", "/model", "--served-model-name", plan.name,
+            "--host", "0.0.0.0", "--port", str(port),
+            "--tensor-parallel-size", str(plan.tensor_parallel_size),
+            "--pipeline-parallel-size", str(plan.pipeline_parallel_size),
+            "--max-model-len", str(plan.max_model_len),
+            "--max-num-seqs", str(plan.concurrency),
+            "--max-num-batched-tokens", str(plan.max_num_batched_tokens),
+            "--gpu-memory-utilization", str(plan.gpu_memory_utilization),
+            "--uvicorn-log-level", "warning"]
+    if plan.precision in DTYPES:
+        args += ["--dtype", DTYPES[plan.precision]]
+    if plan.precision in VLLM_QUANTIZATION:
+        args += ["--quantization", VLLM_QUANTIZATION[plan.precision]]
+    if plan.kv_cache_dtype == "fp8":
+        args += ["--kv-cache-dtype", "fp8"]
+    if plan.task == "embed":
+        args += ["--runner", "pooling"]
+    else:
+        # the default completion length when a request gives none; vLLM still caps every request
+        # at max_model_len minus the prompt
+        args += ["--generation-config", "vllm",
+                 "--override-generation-config", json.dumps({"max_new_tokens": max_tokens}, separators=(",", ":"))]
+    if plan.trust_remote_code:
+        args.append("--trust-remote-code")
+    env = {**COMMON_ENV, "VLLM_NO_USAGE_STATS": "1", "VLLM_DO_NOT_TRACK": "1"}
+    return ContainerSpec(name="llm-runtime", image_key="vllm", args=tuple(args), env=env,
+                         publish=(f"127.0.0.1:{port}:{port}",),
+                         mounts=(f"{MODEL_DIR}:/model:ro", f"{CACHE_DIR}:/root/.cache"),
+                         extra=("--shm-size", "16g"), port=port, health_path=HEALTH_PATHS["vllm"],
+                         metrics_path=METRICS_PATHS["vllm"])
+
+
+def _ollama(plan: DeploymentPlan, max_tokens: int) -> ContainerSpec:
+    port = PORTS["ollama"]
+    env = {"OLLAMA_HOST": f"127.0.0.1:{port}",
+           "OLLAMA_MODELS": "/model",
+           "OLLAMA_NUM_PARALLEL": str(plan.concurrency),
+           "OLLAMA_CONTEXT_LENGTH": str(plan.max_model_len),
+           "OLLAMA_KEEP_ALIVE": "-1",            # keep the model loaded: a cold load is seconds per request
+           "OLLAMA_MAX_LOADED_MODELS": "1",
+           "OLLAMA_MAX_QUEUE": str(plan.concurrency * 8),
+           "OLLAMA_NOPRUNE": "1",                # never delete verified blobs
+           **({"OLLAMA_FLASH_ATTENTION": "1", "OLLAMA_KV_CACHE_TYPE": plan.kv_cache_dtype}
+              if plan.kv_cache_dtype != "auto" else {})}
+    return ContainerSpec(name="llm-runtime", image_key="ollama", args=("serve",), env=env, host_network=True,
+                         mounts=(f"{MODEL_DIR}:/model:ro",), extra=("--tmpfs", "/root/.ollama:rw,size=16m"),
+                         port=port, health_path=HEALTH_PATHS["ollama"],
+                         metrics_path=None)
+
+
+def _tgi(plan: DeploymentPlan, max_tokens: int) -> ContainerSpec:
+    port = PORTS["tgi"]
+    args = ["--model-id", "/model", "--hostname", "0.0.0.0", "--port", "80",
+            "--num-shard", str(plan.tensor_parallel_size),
+            "--max-input-tokens", str(plan.max_model_len - 1),
+            "--max-total-tokens", str(plan.max_model_len),
+            "--max-batch-prefill-tokens", str(plan.max_num_batched_tokens),
+            "--max-concurrent-requests", str(plan.concurrency * 8),
+            "--cuda-memory-fraction", str(plan.gpu_memory_utilization),
+            "--usage-stats", "off"]
+    if plan.precision in TGI_QUANTIZATION:
+        args += ["--quantize", TGI_QUANTIZATION[plan.precision]]
+    elif plan.precision in DTYPES:
+        args += ["--dtype", DTYPES[plan.precision]]
+    if plan.kv_cache_dtype == "fp8":
+        args += ["--kv-cache-dtype", "fp8_e4m3fn"]
+    if plan.trust_remote_code:
+        args.append("--trust-remote-code")
+    return ContainerSpec(name="llm-runtime", image_key="tgi", args=tuple(args), env=dict(COMMON_ENV),
+                         publish=(f"127.0.0.1:{port}:80",),
+                         mounts=(f"{MODEL_DIR}:/model:ro", f"{CACHE_DIR}:/data"),
+                         extra=("--shm-size", "16g"), port=port, health_path=HEALTH_PATHS["tgi"],
+                         metrics_path=METRICS_PATHS["tgi"])
+
+
+def docker_run(spec: ContainerSpec, image: str) -> list[str]:
+    """The `docker run` argv for a spec (systemd runs it in the foreground)."""
+    argv = ["docker", "run", "--rm", "--name", spec.name, *HARDENING]
+    if spec.gpus:
+        argv += ["--gpus", "all"]
+    argv += ["--network", "host"] if spec.host_network else []
+    for p in spec.publish:
+        argv += ["-p", p]
+    for m in spec.mounts:
+        argv += ["-v", m]
+    for k, v in sorted(spec.env.items()):
+        argv += ["-e", f"{k}={v}"]
+    argv += list(spec.extra)
+    argv.append(image)
+    argv += list(spec.args)
+    return argv

@@ -1,0 +1,197 @@
+"""cloud-init user data for a GPU inference instance. Pure: renders text, snapshot-tested.
+
+Boot order, as systemd units (each fails closed: a unit that fails stops everything after it,
+and llm-unhealthy marks the instance Unhealthy so the Auto Scaling group replaces it):
+  llm-secrets    fetch each API client's key from Secrets Manager through the instance role
+                 into /run/llm/keys.map (tmpfs); generate the instance's TLS key (never leaves it)
+  llm-model      download models/<name>/<revision>/ from the model store, check the manifest's own
+                 SHA-256 against the pinned digest, `sha256sum --check --strict` every file,
+                 refuse files the manifest does not list
+  llm-runtime    vLLM / Ollama / TGI, image pinned by digest, bound to 127.0.0.1
+  llm-proxy      nginx: HTTPS on the target port, bearer-token auth, audit log
+  llm-cwagent    CloudWatch agent: GPU metrics, the runtime's Prometheus metrics, the audit log
+Nothing secret is in this text: only ARNs, names and digests.
+"""
+from __future__ import annotations
+
+import hashlib
+import shlex
+from dataclasses import dataclass, field
+from typing import Optional
+
+from sizing.planner import DeploymentPlan
+from .proxy import AUDIT_LOG, KEYS_MAP, TLS_DIR
+from .runtime import CACHE_DIR, MODEL_DIR, ImageRef, container_spec, docker_run
+
+PROXY_UID = 101      # the nginx user of the unprivileged nginx image
+PROMETHEUS_CONFIG = "/opt/aws/amazon-cloudwatch-agent/etc/prometheus.yaml"
+
+
+@dataclass(frozen=True)
+class BootConfig:
+    plan: DeploymentPlan
+    region: str
+    registry: str                         # <account>.dkr.ecr.<region>.amazonaws.com
+    runtime_image: ImageRef               # pinned by digest
+    proxy_image: ImageRef
+    model_bucket: str
+    model_prefix: str                     # models/<name>/<revision>
+    manifest: Optional[str]               # file name of the SHA256SUMS manifest; None: unverified (dev only)
+    manifest_sha256: Optional[str]
+    client_secrets: dict = field(default_factory=dict)   # client name -> Secrets Manager ARN
+    nginx_conf: str = ""
+    cwagent_parameter: str = ""           # SSM parameter holding the CloudWatch agent config
+    prometheus_config: str = ""           # scrape config the agent reads
+    max_tokens: int = 4096
+    domain: str = "llm.internal"
+
+
+def client_hash(name: str) -> str:
+    """What the audit log records instead of the client's name or key."""
+    return hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
+def _indent(text: str, n: int = 6) -> str:
+    pad = " " * n
+    return "\n".join(pad + line if line else line for line in text.splitlines())
+
+
+def _file(path: str, content: str, mode: str = "0644") -> str:
+    return f"  - path: {path}\n    permissions: '{mode}'\n    owner: root:root\n    content: |\n{_indent(content)}\n"
+
+
+def _unit(description: str, body: str, after: str = "", requires: str = "", oneshot: bool = False) -> str:
+    dep = (f"After={after}\n" if after else "") + (f"Requires={requires}\n" if requires else "")
+    kind = ("Type=oneshot\nRemainAfterExit=yes\nStandardOutput=append:/var/log/llm/boot.log\n"
+            "StandardError=append:/var/log/llm/boot.log\n") if oneshot else "Restart=on-failure\nRestartSec=10\n"
+    return (f"[Unit]\nDescription={description}\n{dep}OnFailure=llm-unhealthy.service\n\n"
+            f"[Service]\n{kind}{body}\n\n[Install]\nWantedBy=multi-user.target\n")
+
+
+def render_user_data(boot: BootConfig) -> str:
+    plan = boot.plan
+    spec = container_spec(plan, boot.max_tokens)
+    env = {
+        "AWS_REGION": boot.region, "LLM_NAME": plan.name, "MODEL_BUCKET": boot.model_bucket,
+        "MODEL_PREFIX": boot.model_prefix, "MANIFEST": boot.manifest or "",
+        "MANIFEST_SHA256": boot.manifest_sha256 or "", "REGISTRY": boot.registry,
+        "CWAGENT_PARAMETER": boot.cwagent_parameter,
+    }
+    env_file = "\n".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + "\n"
+
+    fetch_secrets = "#!/bin/bash\n# Client keys from Secrets Manager, through the instance role. Written to tmpfs only.\n" \
+        "set -euo pipefail\n. /etc/llm/deployment.env\numask 077\nmkdir -p /run/llm\n" \
+        f"tmp=$(mktemp /run/llm/keys.XXXXXX)\n"
+    for name, arn in sorted(boot.client_secrets.items()):
+        fetch_secrets += (f"key=$(aws secretsmanager get-secret-value --region \"$AWS_REGION\" --secret-id {shlex.quote(arn)} "
+                          f"--query SecretString --output text)\n"
+                          f"printf '\"Bearer %s\" \"{client_hash(name)}\";\\n' \"$key\" >> \"$tmp\"\n")
+    fetch_secrets += (f"chown root:{PROXY_UID} \"$tmp\" && chmod 0440 \"$tmp\" && mv \"$tmp\" {KEYS_MAP}\n"
+                      f"mkdir -p {TLS_DIR}\n"
+                      f"openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 825 "
+                      f"-subj \"/CN={plan.name}.{boot.domain}\" -keyout {TLS_DIR}/key.pem -out {TLS_DIR}/cert.pem 2>/dev/null\n"
+                      f"chown -R root:{PROXY_UID} {TLS_DIR} && chmod 0750 {TLS_DIR} && chmod 0440 {TLS_DIR}/*.pem\n")
+
+    fetch_model = f"""#!/bin/bash
+# Download the pinned model and verify it. Any mismatch exits non-zero: the runtime never starts.
+set -euo pipefail
+. /etc/llm/deployment.env
+dest={MODEL_DIR}
+manifest=/opt/llm/SHA256SUMS
+mkdir -p "$dest" {CACHE_DIR}
+if [ -n "$MANIFEST" ]; then
+  aws s3 cp --region "$AWS_REGION" --only-show-errors "s3://$MODEL_BUCKET/$MODEL_PREFIX/$MANIFEST" "$manifest"
+  echo "$MANIFEST_SHA256  $manifest" | sha256sum --check --strict --quiet \\
+    || {{ echo "manifest digest differs from the pinned $MANIFEST_SHA256" >&2; exit 1; }}
+fi
+aws s3 sync --region "$AWS_REGION" --only-show-errors --no-progress --exact-timestamps \\
+  --exclude "$MANIFEST" "s3://$MODEL_BUCKET/$MODEL_PREFIX/" "$dest"
+if [ -n "$MANIFEST" ]; then
+  (cd "$dest" && sha256sum --check --strict --quiet "$manifest")
+  unlisted=$(comm -13 <(awk '{{print $2}}' "$manifest" | sed 's|^[*]||' | sort) \\
+                      <(cd "$dest" && find . -type f | sed 's|^[.]/||' | sort))
+  [ -z "$unlisted" ] || {{ echo "files not in the manifest: $unlisted" >&2; exit 1; }}
+else
+  echo "WARNING: no checksums configured for $LLM_NAME: weights are NOT verified (allowed outside prod)" >&2
+fi
+chmod -R a-w "$dest"
+"""
+
+    mark_unhealthy = """#!/bin/bash
+# Tell the Auto Scaling group this instance cannot serve: it is replaced, not left half-working.
+token=$(curl -s -X PUT http://169.254.169.254/latest/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 60')
+id=$(curl -s -H "X-aws-ec2-metadata-token: $token" http://169.254.169.254/latest/meta-data/instance-id)
+. /etc/llm/deployment.env
+aws autoscaling set-instance-health --region "$AWS_REGION" --instance-id "$id" --health-status Unhealthy
+"""
+
+    ecr_login = ("/bin/sh -c 'aws ecr get-login-password --region ${AWS_REGION} | "
+                 "docker login --username AWS --password-stdin ${REGISTRY}'")
+
+    def pulls(image: ImageRef) -> str:
+        # the tag first (fills the pull-through cache), then the digest that actually runs
+        warm = f"ExecStartPre=/usr/bin/docker pull {image.warm}\n" if image.warm else ""
+        return f"ExecStartPre={ecr_login}\n{warm}ExecStartPre=/usr/bin/docker pull {image.pinned}\n"
+
+    runtime_cmd = " ".join(shlex.quote(a) for a in docker_run(spec, boot.runtime_image.pinned))
+    proxy_cmd = " ".join(shlex.quote(a) for a in [
+        "docker", "run", "--rm", "--name", "llm-proxy", "--network", "host", "--read-only",
+        "--security-opt", "no-new-privileges", "--cap-drop", "ALL", "--user", f"{PROXY_UID}:{PROXY_UID}",
+        "--tmpfs", "/tmp:rw,size=64m", "--log-driver", "journald",
+        "-v", "/etc/llm-proxy/nginx.conf:/etc/nginx/nginx.conf:ro", "-v", "/run/llm:/run/llm:ro",
+        "-v", "/var/log/llm-proxy:/var/log/llm-proxy", boot.proxy_image.pinned])
+
+    units = {
+        "llm-secrets": _unit("llm-platform: fetch API client keys, make the proxy's TLS key",
+                             "EnvironmentFile=/etc/llm/deployment.env\nExecStart=/usr/local/sbin/llm-fetch-secrets",
+                             after="network-online.target", oneshot=True),
+        "llm-model": _unit("llm-platform: fetch and verify the model",
+                           "EnvironmentFile=/etc/llm/deployment.env\nExecStart=/usr/local/sbin/llm-fetch-model\n"
+                           "TimeoutStartSec=7200",
+                           after="network-online.target", oneshot=True),
+        "llm-runtime": _unit(f"llm-platform: {plan.runtime} serving {plan.name}",
+                             "EnvironmentFile=/etc/llm/deployment.env\n" + pulls(boot.runtime_image) +
+                             "ExecStartPre=-/usr/bin/docker rm -f llm-runtime\n"
+                             f"ExecStart={runtime_cmd}\nTimeoutStartSec=1800",
+                             after="docker.service llm-model.service", requires="docker.service llm-model.service"),
+        "llm-proxy": _unit("llm-platform: TLS and auth proxy",
+                           "EnvironmentFile=/etc/llm/deployment.env\n" + pulls(boot.proxy_image) +
+                           "ExecStartPre=-/usr/bin/docker rm -f llm-proxy\n"
+                           f"ExecStart={proxy_cmd}",
+                           after="llm-secrets.service llm-runtime.service",
+                           requires="docker.service llm-secrets.service"),
+        # the agent ships with the Deep Learning Base AMI (an RPM); its config lives in SSM
+        "llm-cwagent": _unit("llm-platform: CloudWatch agent (GPU and runtime metrics, audit log)",
+                             "EnvironmentFile=/etc/llm/deployment.env\n"
+                             "ExecStart=/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config "
+                             "-m ec2 -s -c ssm:${CWAGENT_PARAMETER}",
+                             after="network-online.target", oneshot=True),
+    }
+    unhealthy = ("[Unit]\nDescription=llm-platform: mark this instance Unhealthy\n\n"
+                 "[Service]\nType=oneshot\nExecStart=/usr/local/sbin/llm-mark-unhealthy\n")
+
+    out = "#cloud-config\n# llm-platform user data: " + f"{plan.name} ({plan.model}, {plan.runtime} {plan.precision}, " \
+          f"TP {plan.tensor_parallel_size} x PP {plan.pipeline_parallel_size})\n"
+    out += "write_files:\n"
+    out += _file("/etc/llm/deployment.env", env_file)
+    out += _file("/usr/local/sbin/llm-fetch-secrets", fetch_secrets, "0700")
+    out += _file("/usr/local/sbin/llm-fetch-model", fetch_model, "0700")
+    out += _file("/usr/local/sbin/llm-mark-unhealthy", mark_unhealthy, "0700")
+    out += _file("/etc/llm-proxy/nginx.conf", boot.nginx_conf)
+    if boot.prometheus_config:
+        out += _file(PROMETHEUS_CONFIG, boot.prometheus_config)
+    out += _file("/etc/systemd/system/llm-unhealthy.service", unhealthy)
+    for name, text in units.items():
+        out += _file(f"/etc/systemd/system/{name}.service", text)
+    out += ("runcmd:\n"
+            "  - [sh, -c, 'command -v docker >/dev/null || dnf install -y docker']   # AL2023 repos via the S3 endpoint\n"
+            "  - [nvidia-ctk, runtime, configure, --runtime=docker]\n"
+            "  - [systemctl, enable, --now, docker.service]\n"
+            f"  - [install, -d, -o, '{PROXY_UID}', -g, '{PROXY_UID}', -m, '0750', /var/log/llm-proxy]\n"
+            "  - [install, -d, -m, '0750', /var/log/llm]\n"
+            f"  - [touch, {AUDIT_LOG}]\n"
+            f"  - [chown, '{PROXY_UID}:{PROXY_UID}', {AUDIT_LOG}]\n"
+            "  - [systemctl, daemon-reload]\n"
+            "  - [systemctl, enable, --now, --no-block, llm-secrets.service, llm-model.service, llm-runtime.service, "
+            "llm-proxy.service, llm-cwagent.service]\n")
+    return out
