@@ -144,6 +144,7 @@ def render_text(report: dict) -> str:
             f"{d['pipeline_parallel_size']} | {d['max_model_len']} x {seqs} | {m['per_gpu_weights_gib']:.1f} + "
             f"{m['per_gpu_kv_cache_gib']:.1f} + {m['overhead_gib']:.1f} = {m['per_gpu_required_gib']:.1f} / "
             f"{m['per_gpu_usable_gib']:.1f} | {d['monthly_cost_usd']:,.0f} |")
+    out += _throughput_table(report["deployments"])
     notes = [(d["name"], n) for d in report["deployments"] for n in d["notes"]]
     if notes:
         out += [""] + [f"- {name}: {n}" for name, n in notes]
@@ -162,6 +163,30 @@ def render_text(report: dict) -> str:
             out.append(f"- **{policy}** ({vs[0]['enforcement']}): " + "; ".join(
                 f"`{v['resource']}`: {v['message']}" for v in vs))
     return "\n".join(out)
+
+
+def _throughput_table(deployments: list[dict]) -> list[str]:
+    """Per deployment: decode and prefill rates of one replica, and with a load its latency, replicas
+    and cost per million output tokens (sizing/performance.py)."""
+    rows = [d for d in deployments if d.get("throughput")]
+    if not rows:
+        return []
+    fmt = lambda x, f="{:,.0f}": "—" if x is None else f.format(x)  # noqa: E731
+    out = ["", "### Throughput (one replica; with `load`: at the planned batch and replicas)", "",
+           "| model | decode tok/s: 1 seq / full batch | prefill tok/s (one chunk) | load: batch, TTFT, TPOT | "
+           "replicas for load | $ per 1M output tokens |",
+           "|---|---|---|---|---|---|"]
+    for d in rows:
+        t = d["throughput"]
+        if t["ttft_seconds"] is None:
+            at_load = "no load stated"
+        else:
+            tpot = "" if t["tpot_seconds"] is None else f", TPOT {t['tpot_seconds'] * 1e3:.1f} ms"
+            at_load = f"batch {t['batch_for_load']}, TTFT {t['ttft_seconds']:.3g} s{tpot}"
+        out.append(f"| **{d['name']}** | {fmt(t['decode_tokens_per_s_single'])} / {fmt(t['decode_tokens_per_s_full'])} "
+                   f"(at {d['max_model_len']} context, {d['concurrency']} seqs) | {fmt(t['prefill_tokens_per_s'])} | "
+                   f"{at_load} | {fmt(t['replicas_for_load'], '{}')} | {fmt(t['usd_per_million_output_tokens'], '${:,.2f}')} |")
+    return out
 
 
 def _tree(resources: list[dict]) -> list[str]:

@@ -6,6 +6,12 @@ GPUs); on that instance the replica uses the largest TP that fits (the GPUs are 
 more TP means more KV-cache room and memory bandwidth per token). Pipeline parallelism spans
 nodes only on eks, only when no single node can hold a replica. A forced instance_type is
 checked, not trusted. When nothing fits, the error says what would, in numbers.
+
+With a `load` (requests/s, prompt and output tokens, TTFT/TPOT targets) the planner also sizes the
+fleet: on every instance type a replica fits, it finds the largest decode batch that meets the
+targets (sizing/performance.py), the replicas that carry the load at TARGET_UTILIZATION, and picks
+the type with the cheapest fleet. Replicas are never below the HA minimum (2 in prod); autoscaling
+runs from there to BURST_FACTOR x the load.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from settings.schema import ModelSpec, StackConfig
 from .architecture import Architecture
 from .memory import Layout, Memory, Workload, estimate, max_context, max_sequences
 from .params import active_parameter_count, parameter_count
+from . import performance as perf
 
 HOURS_PER_MONTH = 730
 MAX_NODES = 8          # pipeline stages across nodes on eks
@@ -29,6 +36,37 @@ DOWNLOAD_GIB_PER_S = 0.45    # S3 through the gateway endpoint onto gp3 at 500 M
 VERIFY_GIB_PER_S = 1.0       # sha256sum on one core
 LOAD_GIB_PER_S = 2.0         # safetensors from local disk to GPU
 WARMUP_S = 180               # profile run, torch.compile, CUDA graph capture
+# Capacity planning policy (not facts): replicas carry the stated load at 80 % of what they can, which
+# keeps queueing, and so p99 latencies, near the steady-state estimate; autoscaling may add replicas up
+# to twice the stated load.
+TARGET_UTILIZATION = 0.8
+BURST_FACTOR = 2.0
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """The `throughput` object of a deployment (plan.py --json). Load-dependent fields are None
+    without a `load`; decode fields are None for embedders (they prefill only)."""
+    decode_tokens_per_s_single: Optional[float]
+    decode_tokens_per_s_full: Optional[float]
+    prefill_tokens_per_s: float
+    ttft_seconds: Optional[float] = None
+    tpot_seconds: Optional[float] = None
+    batch_for_load: Optional[int] = None
+    requests_per_s_per_replica: Optional[float] = None
+    replicas_for_load: Optional[int] = None
+    usd_per_million_output_tokens: Optional[float] = None
+
+    def as_dict(self) -> dict:
+        r = lambda x, n: None if x is None else round(x, n)  # noqa: E731
+        return {"decode_tokens_per_s_single": r(self.decode_tokens_per_s_single, 1),
+                "decode_tokens_per_s_full": r(self.decode_tokens_per_s_full, 1),
+                "prefill_tokens_per_s": r(self.prefill_tokens_per_s, 0),
+                "ttft_seconds": r(self.ttft_seconds, 3), "tpot_seconds": r(self.tpot_seconds, 4),
+                "batch_for_load": self.batch_for_load,
+                "requests_per_s_per_replica": r(self.requests_per_s_per_replica, 3),
+                "replicas_for_load": self.replicas_for_load,
+                "usd_per_million_output_tokens": r(self.usd_per_million_output_tokens, 3)}
 
 
 @dataclass(frozen=True)
@@ -63,6 +101,7 @@ class DeploymentPlan:
     trust_remote_code: bool
     revision: Optional[str]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    throughput: Optional[Throughput] = None
 
     @property
     def instances(self) -> int:
@@ -109,6 +148,7 @@ class DeploymentPlan:
             "volume_gib": self.volume_gib, "startup_seconds": self.startup_seconds,
             "trust_remote_code": self.trust_remote_code, "revision": self.revision,
             "notes": list(self.notes),
+            "throughput": self.throughput.as_dict() if self.throughput else None,
         }
 
 
@@ -224,6 +264,15 @@ def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Optional[Ca
         raise PlanningError([ConfigError(f"llm-platform:models[{index}]" + (".instance_type" if spec.instance_type else ""),
                                          infeasible_message(spec, arch, w, stack, cat))])
     notes = []
+    fleet = None
+    if spec.load is not None:
+        fleet = size_fleet(spec, index, arch, w, best, stack, cat)
+        if fleet.candidate.instance.name != best.instance.name:
+            notes.append(f"load: {fleet.replicas} x {fleet.candidate.instance.name} "
+                         f"(${fleet.replicas * fleet.candidate.hourly_usd:.2f}/h) is the cheapest fleet for "
+                         f"{spec.load.requests_per_second:g} req/s; {best.instance.name}, the cheapest type one replica "
+                         f"fits, {fleet.alternative}")
+        best = fleet.candidate
     if spec.instance_type:
         free = cheapest(arch, w, stack.platform, stack, cat)
         if free is not None and free.hourly_usd < best.hourly_usd:
@@ -241,6 +290,20 @@ def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Optional[Ca
         notes.append(f"prices are {cat.prices_region} on-demand list prices; {stack.region} differs")
     replicas_min = spec.autoscaling.min if spec.autoscaling else (spec.replicas or 1)
     replicas_max = spec.autoscaling.max if spec.autoscaling else replicas_min
+    hw = perf.hardware_of(inst, cat)
+    kv_bytes = cat.kv_dtypes[w.kv_cache_dtype].bytes
+    r = perf.rates(arch, w.precision, kv_bytes, layout, hw, w.max_model_len, w.concurrency, w.max_num_batched_tokens)
+    throughput = Throughput(r.decode_tokens_per_s_single, r.decode_tokens_per_s_full, r.prefill_tokens_per_s)
+    if fleet is not None:
+        replicas_min, replicas_max, more = _replicas(spec, index, fleet, _ha_minimum(stack))
+        notes += more
+        op, load = fleet.operating, spec.load
+        usd = (None if not load.output_tokens else
+               replicas_min * best.hourly_usd / (load.requests_per_second * load.output_tokens * 3600) * 1e6)
+        throughput = Throughput(r.decode_tokens_per_s_single, r.decode_tokens_per_s_full, r.prefill_tokens_per_s,
+                                ttft_seconds=op.ttft_s, tpot_seconds=op.tpot_s, batch_for_load=op.batch,
+                                requests_per_s_per_replica=op.requests_per_s, replicas_for_load=fleet.replicas,
+                                usd_per_million_output_tokens=usd)
     gpus_per_node = layout.tensor_parallel * layout.layer_split
     startup = WARMUP_S + mem.weights_gib * (1 / DOWNLOAD_GIB_PER_S + 1 / VERIFY_GIB_PER_S + 1 / LOAD_GIB_PER_S)
     return DeploymentPlan(
@@ -260,6 +323,7 @@ def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Optional[Ca
         volume_gib=int(math.ceil(mem.weights_gib / layout.pipeline_parallel * 2 + 50)),
         startup_seconds=int(math.ceil(startup / 10) * 10),
         trust_remote_code=spec.trust_remote_code, revision=spec.revision, notes=tuple(notes),
+        throughput=throughput,
     )
 
 
@@ -274,6 +338,139 @@ def plan_stack(stack: StackConfig, cat: Optional[Catalog] = None) -> list[Deploy
     if errors:
         raise PlanningError(errors)
     return plans
+
+
+# ----------------------------------------------------------------------------- capacity planning
+
+@dataclass(frozen=True)
+class Fleet:
+    candidate: Candidate
+    operating: perf.Operating
+    replicas: int                 # what the load needs at TARGET_UTILIZATION (before the HA minimum)
+    alternative: str = ""         # what the memory-cheapest type would have needed, for the note
+
+
+def _ha_minimum(stack: StackConfig) -> int:
+    return 2 if stack.environment == "prod" else 1
+
+
+def _fleet_on(c: Candidate, spec: ModelSpec, arch: Architecture, w: Workload, cat: Catalog):
+    load = spec.load
+    hw = perf.hardware_of(c.instance, cat)
+    op = perf.best_operating_point(arch, w.precision, cat.kv_dtypes[w.kv_cache_dtype].bytes, c.layout, hw,
+                                   w.concurrency, load.prompt_tokens, load.output_tokens, w.max_num_batched_tokens,
+                                   TARGET_UTILIZATION, load.ttft_p99_seconds, load.tpot_p99_seconds)
+    if op is None:
+        return None
+    return op, max(1, math.ceil(load.requests_per_second / op.requests_per_s - 1e-9))
+
+
+def size_fleet(spec: ModelSpec, index: int, arch: Architecture, w: Workload, best: Candidate,
+               stack: StackConfig, cat: Catalog) -> Fleet:
+    """The instance type, decode batch and replica count that serve `spec.load` cheapest.
+
+    Every type one replica fits is a candidate (only the forced one if `instance_type` is set; only
+    the memory planner's choice when a replica spans nodes); each gets its largest batch that meets
+    the latency targets; the cheapest fleet (replicas, never below the HA minimum, x hourly price) wins,
+    ties to fewer GPUs."""
+    ha = _ha_minimum(stack)
+    if spec.instance_type or best.layout.pipeline_parallel > 1:
+        pool = [best]
+    else:
+        pool, seen = [], {}
+        for inst in sorted((i for i in cat.instances.values() if i.purchase == "on-demand"),
+                           key=lambda i: (hourly_price(i, stack), i.gpu_count, i.name)):
+            key = (inst.gpu, inst.gpu_memory_mib, inst.gpu_count)
+            if key not in seen:
+                seen[key] = evaluate(arch, w, inst, 1, stack, cat)
+            if seen[key] is not None:
+                c = seen[key]
+                pool.append(Candidate(inst, c.layout, c.memory, hourly_price(inst, stack)))
+    options = []
+    for c in pool:
+        sized = _fleet_on(c, spec, arch, w, cat)
+        if sized is not None:
+            op, n = sized
+            options.append((max(n, ha) * c.hourly_usd, c.instance.gpu_count, c.hourly_usd, c.instance.name, c, op, n))
+    if not options:
+        raise PlanningError(latency_errors(spec, index, arch, w, pool, cat))
+    options.sort(key=lambda o: o[:4])
+    _, _, _, _, c, op, n = options[0]
+    alt = next((o for o in options if o[3] == best.instance.name), None)
+    alternative = (f"would need {max(alt[6], ha)} (${alt[0]:.2f}/h)" if alt else "cannot meet the latency targets")
+    return Fleet(c, op, n, alternative)
+
+
+def _replicas(spec: ModelSpec, index: int, fleet: Fleet, ha: int) -> tuple[int, int, list[str]]:
+    """(min, max, notes): derived from the load, or the stated ones checked against it."""
+    need, base = fleet.replicas, f"llm-platform:models[{index}]"
+    rps = spec.load.requests_per_second
+    per = fleet.operating.requests_per_s
+    why = (f"{rps:g} req/s at {per:.3g} req/s per replica (batch {fleet.operating.batch}, "
+           f"{TARGET_UTILIZATION:.0%} utilization) needs {need}")
+    if spec.replicas is not None:
+        if spec.replicas < need:
+            raise PlanningError([ConfigError(f"{base}.replicas", f"{why} replicas on {fleet.candidate.instance.name}: "
+                                             f"raise replicas to {need}, or remove it and let the load decide")])
+        return spec.replicas, spec.replicas, []
+    if spec.autoscaling is not None:
+        if spec.autoscaling.max < need:
+            raise PlanningError([ConfigError(f"{base}.autoscaling.max", f"{why} replicas on "
+                                             f"{fleet.candidate.instance.name}: raise autoscaling.max to at least "
+                                             f"{need}, or remove autoscaling and let the load decide")])
+        notes = [] if spec.autoscaling.min >= need else [
+            f"autoscaling.min {spec.autoscaling.min} is below the {need} replicas the stated load needs: "
+            f"until it scales out, TTFT and TPOT exceed their targets"]
+        return spec.autoscaling.min, spec.autoscaling.max, notes
+    low = max(need, ha)
+    high = max(low + 1, math.ceil(need * BURST_FACTOR))
+    return low, high, [f"replicas from load: {why}; HA minimum {ha}; autoscaling {low}-{high} "
+                       f"({BURST_FACTOR:g}x the load)"]
+
+
+def latency_errors(spec: ModelSpec, index: int, arch: Architecture, w: Workload, pool: list[Candidate],
+                   cat: Catalog) -> list[ConfigError]:
+    """Why no instance meets the latency targets, and what each target could be, on which instance."""
+    load, base = spec.load, f"llm-platform:models[{index}].load"
+    kv = cat.kv_dtypes[w.kv_cache_dtype].bytes
+    points = []
+    for c in pool:
+        hw = perf.hardware_of(c.instance, cat)
+        op = perf.operating_point(arch, w.precision, kv, c.layout, hw, 1, load.prompt_tokens, load.output_tokens,
+                                  w.max_num_batched_tokens, TARGET_UTILIZATION)
+        points.append((c, op))
+    first = points[0]
+    errors = []
+    where = lambda c: (f"{c.instance.name} ({c.layout.gpus} x {cat.gpu_of(c.instance).name}"  # noqa: E731
+                       + (f", TP {c.layout.tensor_parallel}" if w.runtime != "ollama" else "") + f", ${c.hourly_usd:.2f}/h)")
+    if load.ttft_p99_seconds is not None and min(op.ttft_s for _, op in points) > load.ttft_p99_seconds:
+        c, op = min(points, key=lambda p: p[1].ttft_s)
+        errors.append(ConfigError(f"{base}.ttft_p99_seconds", (
+            f"{load.ttft_p99_seconds:g} s cannot be met for {load.prompt_tokens}-token prompts at {w.precision}: "
+            f"the first token takes {first[1].ttft_s:.3g} s on {where(first[0])}; the fastest is {op.ttft_s:.3g} s "
+            f"on {where(c)}: raise ttft_p99_seconds to at least {_ceil3(op.ttft_s)}"
+            + ("" if spec.instance_type is None else ", or remove instance_type") + ", or shorten prompts")))
+    if (load.tpot_p99_seconds is not None and first[1].tpot_s is not None
+            and min(op.tpot_s for _, op in points) > load.tpot_p99_seconds):
+        c, op = min(points, key=lambda p: p[1].tpot_s)
+        errors.append(ConfigError(f"{base}.tpot_p99_seconds", (
+            f"{load.tpot_p99_seconds:g} s per token cannot be met at {w.precision}: one sequence decodes at "
+            f"{first[1].tpot_s * 1e3:.3g} ms per token on {where(first[0])}; the fastest is {op.tpot_s * 1e3:.3g} ms "
+            f"on {where(c)}: raise tpot_p99_seconds to at least {_ceil3(op.tpot_s, 4)}"
+            + ("" if spec.instance_type is None else ", or remove instance_type")
+            + ", or choose a lower precision (fewer bytes per token)")))
+    if not errors:   # each target is reachable alone, but no batch meets both at once on one type
+        c, op = min(points, key=lambda p: (p[1].tpot_s or 0) + p[1].ttft_s)
+        errors.append(ConfigError(base, (
+            f"no instance meets ttft_p99_seconds {load.ttft_p99_seconds:g} and tpot_p99_seconds "
+            f"{load.tpot_p99_seconds:g} together; closest: {where(c)} at TTFT {op.ttft_s:.3g} s, "
+            f"TPOT {op.tpot_s * 1e3:.3g} ms: relax one of them")))
+    return errors
+
+
+def _ceil3(x: float, digits: int = 3) -> float:
+    f = 10 ** digits
+    return math.ceil(x * f) / f
 
 
 # ----------------------------------------------------------------------------- advice
