@@ -234,7 +234,7 @@ class Rates:
     """Throughput of one replica with no load stated (the throughput object's load-free half)."""
     decode_tokens_per_s_single: Optional[float]   # one sequence at max_model_len context
     decode_tokens_per_s_full: Optional[float]     # `concurrency` sequences at max_model_len, aggregate
-    prefill_tokens_per_s: float                   # one chunk of max_num_batched_tokens, fresh prompt
+    prefill_tokens_per_s: float                   # one chunk: min(max_num_batched_tokens, max_model_len) tokens of one fresh prompt
 
 
 def rates(arch: Architecture, precision: str, kv_dtype_bytes: float, layout: Layout, hw: Hardware,
