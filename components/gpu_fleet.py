@@ -22,6 +22,7 @@ Defaults and why:
 from __future__ import annotations
 
 import base64
+import gzip
 from typing import Optional
 
 import pulumi
@@ -103,14 +104,14 @@ class GpuInstanceGroup(pulumi.ComponentResource):
         user_data = pulumi.Output.all(
             region=region, registry=registry, bucket=store.bucket_name,
             secrets=pulumi.Output.all(**client_secret_arns), parameter=self.cwagent_parameter.name,
-        ).apply(lambda a: base64.b64encode(render_user_data(BootConfig(
+        ).apply(lambda a: encode_user_data(render_user_data(BootConfig(
             plan=plan, region=a["region"], registry=a["registry"],
             runtime_image=image_ref(plan.runtime, a["registry"], image_overrides.get(plan.runtime)),
             proxy_image=image_ref("proxy", a["registry"], image_overrides.get("proxy")),
             model_bucket=a["bucket"], model_prefix=prefix, manifest=manifest, manifest_sha256=manifest_sha256,
             client_secrets=a["secrets"], nginx_conf=render_nginx_conf(plan, max_prompt_bytes, monitoring_cidrs),
             cwagent_parameter=a["parameter"], prometheus_config=prometheus_config(plan), max_tokens=max_tokens,
-            domain=domain)).encode()).decode())
+            domain=domain))))
         self.launch_template = aws.ec2.LaunchTemplate(
             f"{name}-lt", name_prefix=f"llm-{stack}-{plan.name}-", description=f"{plan.model} on {plan.instance_type}",
             image_id=ami, instance_type=plan.instance_type, iam_instance_profile={"arn": profile.arn},
@@ -153,6 +154,20 @@ class GpuInstanceGroup(pulumi.ComponentResource):
         self.asg_name = self.asg.name
         self.register_outputs({"asg_name": self.asg.name, "launch_template_id": self.launch_template.id,
                                "role_arn": role.arn})
+
+
+USER_DATA_LIMIT = 16384   # EC2's limit on user data before base64
+
+
+def encode_user_data(text: str) -> str:
+    """base64 for the launch template; gzip first (cloud-init unpacks it) only when the text would
+    not fit EC2's 16 KiB limit, so that the usual case stays readable in `pulumi preview`."""
+    raw = text.encode()
+    if len(raw) > USER_DATA_LIMIT - 1024:
+        raw = gzip.compress(raw, mtime=0)
+    if len(raw) > USER_DATA_LIMIT:
+        raise ValueError(f"user data is {len(raw)} bytes compressed, over EC2's {USER_DATA_LIMIT}: fewer API clients")
+    return base64.b64encode(raw).decode()
 
 
 def deployment_tags(plan: DeploymentPlan, stack: str, environment: str, manifest_sha256: Optional[str],

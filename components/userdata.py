@@ -195,3 +195,11 @@ aws autoscaling set-instance-health --region "$AWS_REGION" --instance-id "$id" -
             "  - [systemctl, enable, --now, --no-block, llm-secrets.service, llm-model.service, llm-runtime.service, "
             "llm-proxy.service, llm-cwagent.service]\n")
     return out
+
+
+def decode_user_data(encoded: str) -> str:
+    """The inverse of gpu_fleet.encode_user_data: base64, gunzipped when gzip-compressed."""
+    import base64
+    import gzip
+    raw = base64.b64decode(encoded)
+    return gzip.decompress(raw).decode() if raw[:2] == b"\x1f\x8b" else raw.decode()

@@ -44,3 +44,8 @@ def prod_config(**model_overrides) -> dict:
     raw["llm-platform:network"]["availability_zones"] = 3
     raw["llm-platform:models"][0].update(copy.deepcopy(PROD_MODEL), **model_overrides)
     return raw
+
+
+def pytest_configure(config):
+    # pulumi-aws 7 warns about its own deprecated S3 *V2 classes when its modules import
+    config.addinivalue_line("filterwarnings", r"ignore::DeprecationWarning:pulumi_aws\..*")

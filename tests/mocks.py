@@ -67,11 +67,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         if not args.custom:
             return "", {}
-        service = args.typ.split(":")[1].split("/")[0] if ":" in args.typ else "mock"
         outputs = dict(args.inputs)
-        outputs.setdefault("arn", f"arn:aws:{service}:{self.region}:{ACCOUNT_ID}:{args.name}")
-        outputs.setdefault("name", args.name)
-        return f"{args.name}-id", outputs
+        outputs.update(computed_outputs(args.typ, args.name, args.inputs, self.region))
+        return outputs.pop("__id", f"{args.name}-id"), outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         self.invokes.append((args.token, dict(args.args)))
@@ -97,6 +95,66 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if token == "aws:iam/getPolicyDocument:getPolicyDocument":
             return {"json": json.dumps(_policy_json(a)), "id": "policy"}
         raise NotImplementedError(f"the mocks harness has no answer for invoke {token}: add one in tests/mocks.py")
+
+
+def _hex(name: str, n: int = 16) -> str:
+    import hashlib
+    return hashlib.sha256(name.encode()).hexdigest()[:n]
+
+
+def computed_outputs(typ: str, name: str, inputs: dict, region: str) -> dict:
+    """What AWS (or the provider) would compute for a new resource: names, ARNs, ids, secrets."""
+    acct, h = ACCOUNT_ID, _hex(name)
+    if typ == "aws:s3/bucket:Bucket":
+        bucket = inputs.get("bucket") or f"{inputs.get('bucketPrefix', name)}{h[:8]}"
+        return {"bucket": bucket, "arn": f"arn:aws:s3:::{bucket}", "__id": bucket}
+    if typ == "aws:ec2/vpcEndpoint:VpcEndpoint":
+        return {"prefixListId": "pl-63a5400a", "__id": f"vpce-{h}"}
+    if typ == "aws:lb/loadBalancer:LoadBalancer":
+        return {"arn": f"arn:aws:elasticloadbalancing:{region}:{acct}:loadbalancer/app/{name}/{h}",
+                "arnSuffix": f"app/{name}/{h}", "dnsName": f"internal-{name}-{h[:8]}.{region}.elb.amazonaws.com",
+                "zoneId": "Z35SXDOTRQ7X7K"}
+    if typ == "aws:lb/targetGroup:TargetGroup":
+        return {"arn": f"arn:aws:elasticloadbalancing:{region}:{acct}:targetgroup/{name}/{h}",
+                "arnSuffix": f"targetgroup/{name}/{h}"}
+    if typ == "aws:autoscaling/group:Group":
+        return {"name": f"{inputs.get('namePrefix', name)}{h[:8]}"}
+    if typ == "aws:ec2/launchTemplate:LaunchTemplate":
+        return {"latestVersion": 1, "__id": f"lt-{h}"}
+    if typ == "aws:kms/key:Key":
+        return {"keyId": f"{h[:8]}-{h[8:12]}-4{h[12:15]}-8{h[:3]}-{h}"[:36],
+                "arn": f"arn:aws:kms:{region}:{acct}:key/{h}"}
+    if typ == "aws:secretsmanager/secret:Secret":
+        return {"arn": f"arn:aws:secretsmanager:{region}:{acct}:secret:{inputs.get('name', name)}-{h[:6]}"}
+    if typ == "aws:iam/role:Role":
+        return {"arn": f"arn:aws:iam::{acct}:role/{name}", "name": name}
+    if typ == "aws:iam/instanceProfile:InstanceProfile":
+        return {"arn": f"arn:aws:iam::{acct}:instance-profile/{name}"}
+    if typ == "aws:sns/topic:Topic":
+        return {"arn": f"arn:aws:sns:{region}:{acct}:{inputs.get('name', name)}"}
+    if typ == "aws:cloudwatch/logGroup:LogGroup":
+        return {"arn": f"arn:aws:logs:{region}:{acct}:log-group:{inputs.get('name', name)}"}
+    if typ == "aws:ssm/parameter:Parameter":
+        return {"arn": f"arn:aws:ssm:{region}:{acct}:parameter{inputs.get('name', name)}"}
+    if typ == "aws:acm/certificate:Certificate":
+        return {"arn": f"arn:aws:acm:{region}:{acct}:certificate/{h}"}
+    if typ == "aws:wafv2/webAcl:WebAcl":
+        return {"arn": f"arn:aws:wafv2:{region}:{acct}:regional/webacl/{name}/{h}"}
+    if typ == "aws:route53/zone:Zone":
+        return {"zoneId": f"Z{h.upper()[:13]}"}
+    if typ == "aws:cloudwatch/dashboard:Dashboard":
+        return {"dashboardName": inputs.get("dashboardName", name)}
+    if typ == "random:index/randomPassword:RandomPassword":
+        return {"result": f"MOCKSECRET{h}{h}"[: int(inputs.get("length", 32))]}
+    if typ == "tls:index/privateKey:PrivateKey":
+        return {"privateKeyPem": f"-----BEGIN PRIVATE KEY-----\nMOCKKEY{h}\n-----END PRIVATE KEY-----\n",
+                "publicKeyPem": f"-----BEGIN PUBLIC KEY-----\n{h}\n-----END PUBLIC KEY-----\n"}
+    if typ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
+        return {"certPem": f"-----BEGIN CERTIFICATE-----\nMOCKCERT{h}\n-----END CERTIFICATE-----\n"}
+    if typ == "tls:index/certRequest:CertRequest":
+        return {"certRequestPem": f"-----BEGIN CERTIFICATE REQUEST-----\n{h}\n-----END CERTIFICATE REQUEST-----\n"}
+    service = typ.split(":")[1].split("/")[0] if ":" in typ else "mock"
+    return {"arn": f"arn:aws:{service}:{region}:{acct}:{name}"}
 
 
 def _policy_json(a: dict) -> dict:
@@ -142,8 +200,8 @@ class Recording:
     def of_type(self, type_: str) -> list[Recorded]:
         return [r for r in self.resources if r.type == type_]
 
-    def named(self, name: str) -> Recorded:
-        matches = [r for r in self.resources if r.name == name]
+    def named(self, name: str, type_: Optional[str] = None) -> Recorded:
+        matches = [r for r in self.resources if r.name == name and (type_ is None or r.type == type_)]
         if len(matches) != 1:
             raise KeyError(f"{len(matches)} resources named {name!r}")
         return matches[0]
@@ -151,11 +209,12 @@ class Recording:
 
 def config_for_runtime(raw: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
     """Stack-file config as the Pulumi engine hands it to a program: strings, objects as JSON,
-    `{secure: ...}` values as secret keys (the offline plan cannot decrypt them)."""
+    `{secure: ...}` values as secret keys. The offline plan cannot decrypt them: the program gets a
+    stand-in value, marked secret, which the leak tests then look for everywhere."""
     values, secret_keys = {}, []
     for key, value in raw.items():
         if isinstance(value, dict) and set(value) == {"secure"}:
-            values[key] = SECRET
+            values[key] = f"MOCKSECRET-config-{key.rsplit(':', 1)[-1]}"
             secret_keys.append(key)
         elif isinstance(value, str):
             values[key] = value
