@@ -43,7 +43,13 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(exc.errors, args.json)
 
     from tests.mocks import run_program   # imported late: the Pulumi SDK is only needed from here
-    recording = run_program(raw, stack=stack_name)
+    import pulumi
+    try:
+        recording = run_program(raw, stack=stack_name)
+    except pulumi.RunError as exc:          # the program refused the stack before creating anything
+        path, _, message = str(exc).partition(": ")
+        return _fail([ConfigError(path if path.startswith("llm-platform:") else "llm-platform", message or str(exc))],
+                     args.json)
     violations = _violations(recording, config)
     report = {
         "stack": stack_name,

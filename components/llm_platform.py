@@ -41,8 +41,8 @@ class LlmPlatform(pulumi.ComponentResource):
         super().__init__("llm-platform:index:LlmPlatform", name,
                          {"environment": config.environment, "platform": config.platform}, opts)
         if config.platform not in SUPPORTED_PLATFORMS:
-            raise ValueError(f"llm-platform:platform: {config.platform} is planned (plan.py sizes it) but not yet "
-                             f"deployable; deployable platforms: {', '.join(SUPPORTED_PLATFORMS)}")
+            raise ValueError(f"llm-platform:platform: {config.platform} cannot be deployed yet (deployable: "
+                             f"{', '.join(SUPPORTED_PLATFORMS)}): set platform to ec2")
         child = pulumi.ResourceOptions(parent=self)
         stack = pulumi.get_stack()
         prod = config.environment == "prod"
