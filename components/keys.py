@@ -81,6 +81,11 @@ def key_policy(account: str, region: str, log_group_prefix: str) -> dict:
          "Resource": "*"},
         {"Sid": "AutoScalingGrants", "Effect": "Allow", "Principal": {"AWS": asg_role}, "Action": "kms:CreateGrant",
          "Resource": "*", "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}},
+        {"Sid": "EcrPullThroughCacheCredential", "Effect": "Allow",
+         "Principal": {"AWS": f"arn:aws:iam::{account}:role/aws-service-role/pullthroughcache.ecr.amazonaws.com/"
+                              "AWSServiceRoleForECRPullThroughCache"},
+         "Action": "kms:Decrypt", "Resource": "*",
+         "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}}},
         {"Sid": "CloudWatchAlarmsToEncryptedTopic", "Effect": "Allow", "Principal": {"Service": "cloudwatch.amazonaws.com"},
          "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*",
          "Condition": {"StringEquals": {"aws:SourceAccount": account}}},
