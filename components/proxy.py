@@ -53,6 +53,8 @@ http {{
     scgi_temp_path /tmp/scgi;
 
     # Authorization header -> hash of the client's id; "" when the key is unknown.
+    # Keys are "Bearer " + 48 characters: longer than the default 64-byte map bucket.
+    map_hash_bucket_size 256;
     map $http_authorization $llm_client {{
         default "";
         include {KEYS_MAP};
