@@ -252,3 +252,19 @@ def test_audit_log_has_a_client_hash_and_never_the_prompt_or_key(proxy):
     assert lines and lines[-1]["client"] == client_hash("ide-plugins") and lines[-1]["model"] == "llama-8b"
     text = (proxy["dir"] / "log" / "audit.log").read_text()
     assert "TOP-SECRET-PROMPT" not in text and proxy["key"] not in text
+
+
+@pytest.mark.parametrize("runtime,allowed,refused", [
+    ("vllm", ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models"],
+     ["/metrics", "/v1/load_lora_adapter", "/collective_rpc", "/reset_prefix_cache", "/sleep", "/v1/chat/completions/x"]),
+    ("ollama", ["/api/chat", "/api/generate", "/api/embed", "/v1/chat/completions", "/api/tags"],
+     ["/api/pull", "/api/push", "/api/create", "/api/delete", "/api/copy", "/api/blobs/sha256:abc"]),
+    ("tgi", ["/v1/chat/completions", "/generate", "/generate_stream", "/info"], ["/metrics", "/tokenize", "/"]),
+])
+def test_each_runtime_exposes_only_its_api_routes(runtime, allowed, refused):
+    import re
+    from components.proxy import API_ROUTES
+    for path in allowed:
+        assert re.search(API_ROUTES[runtime], path), path
+    for path in refused:
+        assert not re.search(API_ROUTES[runtime], path), path
