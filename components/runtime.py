@@ -99,7 +99,9 @@ def _vllm(plan: DeploymentPlan, max_tokens: int) -> ContainerSpec:
                  "--override-generation-config", json.dumps({"max_new_tokens": max_tokens}, separators=(",", ":"))]
     if plan.trust_remote_code:
         args.append("--trust-remote-code")
-    env = {**COMMON_ENV, "VLLM_NO_USAGE_STATS": "1", "VLLM_DO_NOT_TRACK": "1"}
+    # the root filesystem is read-only: every cache vLLM, torch and Triton keep goes to the cache mount
+    env = {**COMMON_ENV, "VLLM_NO_USAGE_STATS": "1", "VLLM_DO_NOT_TRACK": "1",
+           "VLLM_CONFIG_ROOT": "/root/.cache/vllm-config", "TRITON_CACHE_DIR": "/root/.cache/triton"}
     return ContainerSpec(name="llm-runtime", image_key="vllm", args=tuple(args), env=env,
                          publish=(f"127.0.0.1:{port}:{port}",),
                          mounts=(f"{MODEL_DIR}:/model:ro", f"{CACHE_DIR}:/root/.cache"),
