@@ -1,0 +1,132 @@
+"""The pack without the Pulumi CLI: judge a `pulumi stack export` document or a plan.py recording
+with the same rules and levels (policies/engine.py).
+
+    from policies import offline
+    offline.evaluate_recording(recording, environment="prod")   # plan.py
+    offline.evaluate_export(document, config=None)               # python -m policies.analyze
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Optional
+
+from .core import RECORDED_SECRET, Resource, normalize
+from .engine import evaluate
+
+SKIP_TYPES = ("pulumi:pulumi:Stack",)
+
+
+class ExportError(ValueError):
+    """The document is not a stack export this tool can read."""
+
+
+# ----------------------------------------------------------------------------- plan.py recordings
+
+
+def recording_resources(recording) -> list[Resource]:
+    """Resources of a tests.mocks.Recording. Inputs carry "[secret]" for secrets. A recording has no
+    outputs, but other resources' inputs hold the ids and ARNs the harness computed for them; the harness's
+    own `computed_outputs` (when importable) gives them back, so references resolve as in a real stack."""
+    computed = _harness_outputs()
+    region = _region_of(recording)
+    out = []
+    for rec in recording.resources:
+        if not getattr(rec, "custom", True):
+            continue        # component resources hold no properties the rules read
+        props = normalize(rec.inputs, secret_marker=RECORDED_SECRET)
+        props = props if isinstance(props, dict) else {}
+        rid = f"{rec.name}-id"
+        if computed is not None:
+            try:
+                extra = dict(computed(rec.type, rec.name, getattr(rec, "raw_inputs", None) or rec.inputs, region))
+            except Exception:       # noqa: BLE001 - the harness's helper is best effort here
+                extra = {}
+            rid = extra.pop("__id", rid)
+            props = {**normalize(extra), **props}
+        out.append(Resource(type=rec.type, name=rec.name, props=props, urn=None, id=rid, parent=rec.parent,
+                            protect=None, extra_ids=(rec.name,)))
+    return out
+
+
+def _harness_outputs():
+    try:
+        from tests.mocks import computed_outputs
+    except Exception:       # noqa: BLE001 - any harness without the helper: ids fall back to "<name>-id"
+        return None
+    return computed_outputs
+
+
+def _region_of(recording) -> str:
+    counts: dict[str, int] = {}
+    for rec in recording.resources:
+        for m in re.finditer(r"arn:aws[\w-]*:[\w-]+:([a-z]{2}(?:-[a-z]+)+-\d):", json.dumps(rec.inputs)):
+            counts[m.group(1)] = counts.get(m.group(1), 0) + 1
+    return max(counts, key=counts.get) if counts else "us-east-1"
+
+
+def evaluate_recording(recording, environment: Optional[str] = None, config: Optional[dict] = None) -> list[dict]:
+    """Violations of a recorded program run, as plan.py reports them: {policy, enforcement, resource, message}."""
+    violations, _ = evaluate(recording_resources(recording), config=config, environment=environment)
+    return [{"policy": v["policy"], "enforcement": v["enforcement"], "resource": v["resource"],
+             "message": v["message"]} for v in violations]
+
+
+# ----------------------------------------------------------------------------- stack exports
+
+
+def export_resources(doc: Any) -> list[Resource]:
+    """Resources of a `pulumi stack export` document (version 3; 1 and 2 have the same resource shape).
+
+    A resource's properties are its outputs overlaid with its inputs: inputs are what the program
+    declared, outputs fill what the provider computed. Secrets stay in their encrypted envelope and read
+    as SECRET; an export made with --show-secrets carries plaintext, which is used."""
+    if not isinstance(doc, dict):
+        raise ExportError("not a stack export: the document is not a JSON object")
+    version = doc.get("version")
+    if version is not None and version not in (1, 2, 3):
+        raise ExportError(f"unsupported stack export version {version!r} (this tool reads versions 1-3)")
+    dep = doc.get("deployment", doc.get("checkpoint", {}).get("latest") if isinstance(doc.get("checkpoint"), dict)
+                  else None)
+    if not isinstance(dep, dict):
+        raise ExportError("not a stack export: no `deployment` object (expected the output of `pulumi stack export`)")
+    raw = dep.get("resources")
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ExportError("not a stack export: `deployment.resources` is not a list")
+    out = []
+    for i, r in enumerate(raw):
+        if not isinstance(r, dict) or not isinstance(r.get("type"), str):
+            raise ExportError(f"deployment.resources[{i}] has no `type`")
+        t = r["type"]
+        if t in SKIP_TYPES or t.startswith("pulumi:providers:"):
+            continue
+        if r.get("delete") is True:
+            continue     # pending deletion: no longer part of the stack
+        urn = r.get("urn") if isinstance(r.get("urn"), str) else f"urn:pulumi:export::export::{t}::resource-{i}"
+        name = urn.rsplit("::", 1)[-1]
+        outputs = normalize(r.get("outputs") or {})
+        inputs = normalize(r.get("inputs") or {})
+        props = {**(outputs if isinstance(outputs, dict) else {}), **(inputs if isinstance(inputs, dict) else {})}
+        if t in ("aws:ec2/securityGroup:SecurityGroup",) and isinstance(inputs, dict) and inputs:
+            # the provider reports rules of separate SecurityGroupIngressRule resources in `ingress` too
+            for k in ("ingress", "egress"):
+                if k not in inputs:
+                    props.pop(k, None)
+        pdeps = r.get("propertyDependencies") if isinstance(r.get("propertyDependencies"), dict) else {}
+        out.append(Resource(
+            type=t, name=name, props=props, urn=urn,
+            id=r.get("id") if isinstance(r.get("id"), str) else None,
+            parent=r.get("parent") if isinstance(r.get("parent"), str) else None,
+            protect=bool(r.get("protect")) or bool(r.get("retainOnDelete")),
+            property_dependencies={k: [u for u in v if isinstance(u, str)] for k, v in pdeps.items()
+                                   if isinstance(v, list)},
+            dependencies=[u for u in r.get("dependencies") or [] if isinstance(u, str)],
+        ))
+    return out
+
+
+def evaluate_export(doc: Any, config: Optional[dict] = None,
+                    environment: Optional[str] = None) -> tuple[list[dict], list[dict]]:
+    return evaluate(export_resources(doc), config=config, environment=environment)

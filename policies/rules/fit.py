@@ -1,0 +1,183 @@
+"""The model fits its GPUs at its tensor/pipeline parallel sizes: the project's planner (sizing/) judges
+the server's own flags on the instance type it runs on."""
+from __future__ import annotations
+
+import re
+
+from ..core import UNKNOWN, as_num, levels, opaque, rule, undetermined, violation
+from ..workloads import workload
+from .models import identity, registry_model
+from .runtime import TYPES
+
+_OLLAMA_QUANT = re.compile(r"[-:](q\d_[a-z0-9_]+|fp16|f16|q8_0)$", re.I)
+
+
+def _num(v, default):
+    if v is None or v is True:
+        return default
+    if isinstance(v, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*", v)
+        if m:
+            n = float(m.group(1)) * {"": 1, "k": 1024, "K": 1024, "m": 2 ** 20, "M": 2 ** 20}[m.group(2)]
+            return int(n)
+    n = as_num(v)
+    if opaque(n) or n is None:
+        return UNKNOWN
+    return int(n)
+
+
+def _precision(p, info, gpu, cat, model_name: str, hint=None):
+    if isinstance(hint, str) and hint.lower() in cat.precisions and \
+            p.runtime in cat.precisions[hint.lower()].runtimes:
+        return hint.lower()         # the deployment's own precision tag, when the command leaves it implicit
+    if p.runtime == "ollama":
+        m = _OLLAMA_QUANT.search(model_name or "")
+        if m:
+            q = m.group(1).lower().replace("f16", "fp16")
+            q = "fp16" if q == "fp16" else q
+            return q if q in cat.precisions else None
+        return "fp16" if info.task == "embed" else "q4_k_m"
+    q = (p.flag("--quantization", "-q") if p.runtime == "vllm" else p.flag("--quantize") or p.envv("QUANTIZE"))
+    if isinstance(q, str):
+        q = q.lower()
+        for key in ("fp8", "awq", "gptq"):
+            if q.startswith(key):
+                return key
+        return None      # bitsandbytes, eetq, ...: not modelled
+    low = (model_name or "").lower()
+    for key in ("awq", "gptq", "fp8"):
+        if f"-{key}" in low:
+            return key
+    dtype = str(p.flag("--dtype") or p.envv("DTYPE") or "auto").lower()
+    if dtype in ("float16", "half", "fp16"):
+        return "fp16"
+    if dtype in ("bfloat16", "bf16"):
+        return "bf16"
+    return "bf16" if gpu.compute_capability >= 8.0 else "fp16"
+
+
+def _kv_dtype(p):
+    if p.runtime == "ollama":
+        v = str(p.envv("OLLAMA_KV_CACHE_TYPE") or "auto").lower()
+        return v if v in ("q8_0", "q4_0") else "auto"
+    v = str(p.flag("--kv-cache-dtype") or "auto").lower()
+    return "fp8" if v.startswith("fp8") else "auto"
+
+
+@rule(
+    name="model-fits-gpu",
+    description="The model fits the GPUs it is given at its tensor/pipeline parallel sizes: TP x PP no more than "
+                "the instance's (or pod's) GPUs, TP dividing the attention heads, the precision supported by "
+                "the GPU, and weights + KV cache for one full-length sequence + overhead within "
+                "GPU memory x utilization (the project's planner; Ollama: without spilling layers to CPU).",
+    must="Provision appropriate hardware; MUST use tensor parallelism for models that exceed single GPU VRAM",
+    guide="Hardware Requirements; vLLM: Production Deployment (Tensor Parallelism for Large Models); "
+          "Do and Don't Examples (DON'T run 70B on insufficient hardware)",
+    severity="medium",
+    levels=levels(dev="advisory"),
+    rationale="dev: advisory, Ollama spills to CPU instead of failing and a dev box may be undersized on purpose",
+    remediation="Raise --tensor-parallel-size to the instance's GPUs, pick a larger instance, a lower precision "
+                "(fp8, awq), a shorter --max-model-len or an fp8 KV cache; `python plan.py` says which fits.",
+    types=TYPES,
+)
+def model_fits_gpu(r, ctx):
+    w = workload(r)
+    if w is None or not w.processes:
+        return
+    if w.opaque:
+        yield undetermined("the workload's commands are not known yet")
+        return
+    from catalog import load
+    from sizing.memory import Layout, Workload as Need, estimate
+    cat = load()
+    tags = r.tags()
+    for p in w.processes:
+        name = identity(p, {**tags, **p.env})
+        if opaque(name):
+            yield undetermined(f"{p.label}: the model is not known yet")
+            continue
+        info = registry_model(name)
+        if info is None:
+            continue        # not in the registry: no architecture to size (plan.py sizes custom models)
+        arch = info.architecture
+        if p.runtime == "llamacpp":
+            continue
+        tp = _num(p.flag("--tensor-parallel-size", "-tp") if p.runtime == "vllm" else p.flag("--num-shard")
+                  or p.envv("NUM_SHARD"), None)
+        pp = _num(p.flag("--pipeline-parallel-size", "-pp"), 1) if p.runtime == "vllm" else 1
+        if opaque(tp) or opaque(pp):
+            yield undetermined(f"{p.label}: the parallel sizes cannot be read before start-up")
+            continue
+        targets = []
+        for t in w.instance_types:
+            if opaque(t):
+                yield undetermined(f"{p.label}: the instance type is not known yet")
+            elif isinstance(t, str) and t in cat.instances:
+                inst = cat.instances[t]
+                targets.append((t, cat.gpu_of(inst), inst.gpu_count))
+        if not targets and isinstance(w.gpu_count, int) and tp is not None and p.runtime != "ollama":
+            if tp * pp > w.gpu_count:
+                yield violation(f"{p.label} asks for tensor-parallel {tp} x pipeline-parallel {pp} = {tp * pp} GPUs "
+                                f"but is given {w.gpu_count}")
+            continue
+        for itype, gpu, count in targets:
+            tpv = tp if tp is not None else (count if p.runtime == "tgi" else 1)
+            if p.runtime != "ollama":
+                if arch.num_attention_heads % tpv:
+                    yield violation(f"{p.label}: tensor-parallel size {tpv} does not divide {info.id}'s "
+                                    f"{arch.num_attention_heads} attention heads; the server refuses to start")
+                    continue
+                if tpv * pp > count and not (w.platform == "k8s" and pp > 1 and tpv <= count):
+                    yield violation(f"{p.label} needs {tpv * pp} GPUs (TP {tpv} x PP {pp}); {itype} has {count}")
+                    continue
+            hint = next((v for k, v in tags.items() if isinstance(k, str)
+                         and re.search(r"(^|[:/._-])(precision|quantization)$", k, re.I)), None)
+            explicit = p.flag("--quantization", "-q", "--quantize", "--dtype")
+            prec = _precision(p, info, gpu, cat, name, None if explicit not in (None, True) else hint)
+            if prec is None or prec not in cat.precisions:
+                continue
+            if gpu.compute_capability < cat.precisions[prec].min_compute_capability:
+                yield violation(f"{p.label}: {prec} needs compute capability "
+                                f"{cat.precisions[prec].min_compute_capability}, {gpu.name} on {itype} has "
+                                f"{gpu.compute_capability}")
+                continue
+            if p.runtime == "ollama":
+                mml = _num(p.envv("OLLAMA_CONTEXT_LENGTH"), 4096)
+                seqs = _num(p.envv("OLLAMA_NUM_PARALLEL"), 1)
+                gmu = 0.90
+            else:
+                mml = _num(p.flag("--max-model-len") if p.runtime == "vllm" else p.flag("--max-total-tokens")
+                           or p.envv("MAX_TOTAL_TOKENS"), arch.max_position_embeddings)
+                seqs = 1
+                gmu_raw = (p.flag("--gpu-memory-utilization") if p.runtime == "vllm"
+                           else p.flag("--cuda-memory-fraction") or p.envv("CUDA_MEMORY_FRACTION"))
+                gmu = as_num(gmu_raw) if gmu_raw not in (None, True) else (0.90 if p.runtime == "vllm" else 1.0)
+            if any(opaque(x) for x in (mml, seqs, gmu)) or gmu is None:
+                yield undetermined(f"{p.label}: context length or memory fraction cannot be read before start-up")
+                continue
+            mnbt = _num(p.flag("--max-num-batched-tokens"), 8192)
+            mnbt = max(mnbt if isinstance(mnbt, int) else 8192, mml if arch.task == "embed" else 0, 256)
+            need = Need(runtime=p.runtime, precision=prec, kv_cache_dtype=_kv_dtype(p), max_model_len=mml,
+                        concurrency=seqs, max_num_batched_tokens=mnbt, gpu_memory_utilization=min(float(gmu), 1.0))
+            try:
+                if p.runtime == "ollama":
+                    layouts = [Layout(layer_split=1)] + ([Layout(layer_split=count)] if count > 1 else [])
+                else:
+                    layouts = [Layout(tensor_parallel=tpv, pipeline_parallel=pp)]
+                mems = [estimate(arch, need, lay, gpu.memory_gib, cat) for lay in layouts]
+            except (KeyError, ValueError, ZeroDivisionError) as exc:
+                yield undetermined(f"{p.label}: cannot size {info.id}: {exc}")
+                continue
+            if any(m.fits for m in mems):
+                continue
+            m = mems[-1]
+            what = (f"TP {tpv}" + (f" x PP {pp}" if pp > 1 else "")) if p.runtime != "ollama" else \
+                f"{layouts[-1].layer_split} GPU(s)"
+            yield violation(
+                f"{p.label}: {info.id} at {prec} with a {mml}-token context does not fit {itype} at {what}: "
+                f"{m.per_gpu_weights_gib:.1f} GiB weights + {m.per_gpu_kv_cache_gib:.1f} KV + {m.overhead_gib:.1f} "
+                f"overhead = {m.per_gpu_required_gib:.1f} GiB per GPU > {m.per_gpu_usable_gib:.1f} usable"
+                + (" (Ollama would spill layers to CPU)" if p.runtime == "ollama" else ""))
+
+
+RULES = [model_fits_gpu]

@@ -1,0 +1,287 @@
+"""Kubernetes and container hardening: private EKS endpoint, encrypted secrets, non-root, no privilege
+escalation, read-only root filesystem, pinned images, GPU limits, probes."""
+from __future__ import annotations
+
+import re
+
+from ..core import UNKNOWN, as_bool, as_list, as_num, get, k8s_kind, levels, opaque, rule, undetermined, violation
+from ..workloads import GPU_RESOURCE_KEYS, WORKLOAD_TYPES, pod_spec, workload
+from .runtime import K8S_WORKLOADS
+
+EKS = "aws:eks/cluster:Cluster"
+LONG_RUNNING = ("k8s:Deployment", "k8s:StatefulSet", "k8s:DaemonSet", "k8s:ReplicaSet", "k8s:Pod",
+                "k8s:ReplicationController")
+
+
+@rule(
+    name="eks-private-endpoint",
+    description="EKS clusters expose their API endpoint privately only (vpcConfig.endpointPublicAccess false, "
+                "endpointPrivateAccess true).",
+    must="Deploy on a private network/VPC, no direct internet exposure",
+    guide="Security Considerations > Network Security",
+    severity="critical",
+    levels=levels(dev="mandatory"),
+    remediation="Set vpcConfig: {endpointPrivateAccess: true, endpointPublicAccess: false}; reach the API "
+                "through the VPN or a bastion-less SSM port forward.",
+    types=(EKS,),
+)
+def eks_private_endpoint(r, ctx):
+    vpc = r.get("vpcConfig")
+    if opaque(vpc):
+        yield undetermined("vpcConfig is not known yet")
+        return
+    pub = as_bool(get(vpc, "endpointPublicAccess"))
+    if opaque(pub):
+        yield undetermined("endpointPublicAccess is not known yet")
+    elif pub is not False:
+        yield violation("the cluster's API endpoint is public (endpointPublicAccess defaults to true)")
+    priv = as_bool(get(vpc, "endpointPrivateAccess"))
+    if priv is not True and not opaque(priv) and pub is False:
+        yield violation("endpointPrivateAccess is not true: with the public endpoint off, nodes cannot reach the API")
+
+
+@rule(
+    name="eks-secrets-encrypted",
+    description="EKS clusters envelope-encrypt Kubernetes secrets with a KMS key (encryptionConfig with "
+                "resources ['secrets']).",
+    must="Encryption at rest; proper secrets management (Kubernetes secrets)",
+    guide="Security Considerations > Secrets Management",
+    severity="high",
+    levels=levels(dev="advisory"),
+    rationale="dev: advisory, dev clusters hold no production API keys",
+    remediation="encryptionConfig: {provider: {keyArn: key.arn}, resources: ['secrets']}.",
+    types=(EKS,),
+)
+def eks_secrets_encrypted(r, ctx):
+    enc = r.get("encryptionConfig")
+    if opaque(enc):
+        yield undetermined("encryptionConfig is not known yet")
+        return
+    for e in as_list(enc):
+        if isinstance(e, dict) and "secrets" in as_list(get(e, "resources")) and get(e, "provider.keyArn") is not None:
+            return
+    yield violation("Kubernetes secrets are not envelope-encrypted with a KMS key")
+
+
+def _pod_containers(r):
+    spec = pod_spec(r)
+    if opaque(spec):
+        return spec, []
+    if not isinstance(spec, dict):
+        return None, []
+    out = []
+    for group in ("initContainers", "containers"):
+        for c in as_list(spec.get(group)):
+            if isinstance(c, dict):
+                out.append((group, c))
+    return spec, out
+
+
+def _sec(spec, c, key):
+    v = get(c, "securityContext." + key)
+    if v is None and key in ("runAsNonRoot", "runAsUser"):
+        v = get(spec, "securityContext." + key)
+    return v
+
+
+def _k8s_container_rule(check):
+    def run(r, ctx):
+        spec, containers = _pod_containers(r)
+        if opaque(spec):
+            yield undetermined("the pod spec is not known yet")
+            return
+        for group, c in containers:
+            msg = check(spec, c)
+            if msg is UNKNOWN:
+                yield undetermined(f"container {c.get('name')!r}: securityContext is not known yet")
+            elif msg:
+                yield violation(f"container {c.get('name')!r}: {msg}")
+    return run
+
+
+def _non_root(spec, c):
+    nr, uid = as_bool(_sec(spec, c, "runAsNonRoot")), as_num(_sec(spec, c, "runAsUser"))
+    if opaque(nr) or opaque(uid):
+        return UNKNOWN
+    if uid == 0:
+        return "runs as root (runAsUser 0)"
+    if nr is True or (isinstance(uid, float) and uid > 0):
+        return None
+    return "may run as root: set runAsNonRoot: true (and a non-zero runAsUser)"
+
+
+def _no_escalation(spec, c):
+    priv, ape = as_bool(get(c, "securityContext.privileged")), as_bool(get(c, "securityContext.allowPrivilegeEscalation"))
+    if opaque(priv) or opaque(ape):
+        return UNKNOWN
+    if priv is True:
+        return "runs privileged"
+    if ape is not False:
+        return "allowPrivilegeEscalation is not false (it defaults to true)"
+    return None
+
+
+def _ro_root(spec, c):
+    ro = as_bool(get(c, "securityContext.readOnlyRootFilesystem"))
+    if opaque(ro):
+        return UNKNOWN
+    return None if ro is True else "the root filesystem is writable: set readOnlyRootFilesystem: true and mount " \
+                                   "emptyDir volumes for caches"
+
+
+k8s_non_root = _k8s_container_rule(_non_root)
+k8s_no_escalation = _k8s_container_rule(_no_escalation)
+k8s_ro_root = _k8s_container_rule(_ro_root)
+
+K8S_HARDENING = dict(severity="high", levels=levels(dev="advisory"),
+                     rationale="dev: advisory, local images are often built to run as root",
+                     guide="Security Considerations > Network Security (enterprise: zero-trust); Secrets Management",
+                     types=K8S_WORKLOADS)
+
+RULE_NON_ROOT = rule(
+    name="k8s-run-as-non-root",
+    description="Kubernetes containers run as a non-root user (runAsNonRoot true or runAsUser > 0, pod or "
+                "container level).",
+    must="Container hardening: a compromised model server must not be root in its container",
+    remediation="securityContext: {runAsNonRoot: true, runAsUser: 1000}; the vLLM image runs as any uid with "
+                "HOME and the cache on writable volumes.",
+    **K8S_HARDENING)(k8s_non_root)
+RULE_NO_ESCALATION = rule(
+    name="k8s-no-privilege-escalation",
+    description="Kubernetes containers are not privileged and set allowPrivilegeEscalation: false.",
+    must="Container hardening: no privilege escalation",
+    remediation="securityContext: {allowPrivilegeEscalation: false, privileged: false, capabilities: {drop: [ALL]}}; "
+                "GPUs come through the device plugin, not privileged mode.",
+    **K8S_HARDENING)(k8s_no_escalation)
+RULE_RO_ROOT = rule(
+    name="k8s-read-only-root-filesystem",
+    description="Kubernetes containers mount their root filesystem read-only.",
+    must="Container hardening: read-only root filesystem",
+    remediation="securityContext: {readOnlyRootFilesystem: true}, with emptyDir volumes for /tmp, ~/.cache and "
+                "the model directory.",
+    **{**K8S_HARDENING, "severity": "medium"})(k8s_ro_root)
+
+
+def _image_problem(image):
+    if opaque(image):
+        return UNKNOWN
+    if not isinstance(image, str) or not image.strip():
+        return "has no image"
+    if "@sha256:" in image or re.fullmatch(r"sha256:[0-9a-f]{64}", image):
+        return None
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return f"image {image!r} has no tag (pulls :latest)"
+    tag = last.split(":", 1)[1]
+    if tag.lower() in ("latest", "main", "master", "nightly", "stable", "edge", "dev"):
+        return f"image {image!r} uses the moving tag {tag!r}"
+    return None
+
+
+@rule(
+    name="container-image-pinned",
+    description="Containers run pinned images: a version tag or a digest, never untagged or :latest (Kubernetes, "
+                "ECS task definitions, docker run / compose in user data, docker containers).",
+    must="Model integrity and change management: what runs is what was reviewed",
+    guide="Security Considerations > Model Security; Data Privacy and Compliance (SOC2 change management)",
+    severity="medium",
+    levels=levels(dev="advisory"),
+    rationale="dev: advisory, engineers try new runtime releases in dev",
+    remediation="Pin the image to a release tag (vllm/vllm-openai:v0.9.2) or better a digest (@sha256:...), "
+                "mirrored into ECR for air-gapped stacks.",
+    types=WORKLOAD_TYPES + K8S_WORKLOADS,
+)
+def image_pinned(r, ctx):
+    w = workload(r)
+    if w is None:
+        return
+    if w.opaque:
+        yield undetermined("the workload is not known yet")
+        return
+    for where, image in w.images:
+        msg = _image_problem(image)
+        if msg is UNKNOWN:
+            yield undetermined(f"{where}: the image is not known yet")
+        elif msg:
+            yield violation(f"{where}: {msg}")
+
+
+def _gpu_limit(c):
+    limits = get(c, "resources.limits")
+    if opaque(limits):
+        return UNKNOWN
+    if isinstance(limits, dict):
+        for k, v in limits.items():
+            if any(k.startswith(g) for g in GPU_RESOURCE_KEYS):
+                return v
+    return None
+
+
+@rule(
+    name="k8s-gpu-limits",
+    description="Kubernetes containers that need GPUs (vLLM/TGI servers, containers requesting GPUs, pods "
+                "selecting GPU nodes) set a GPU limit (nvidia.com/gpu, ...).",
+    must="Provision appropriate hardware (the scheduler places and isolates GPUs by their limits)",
+    guide="Hardware Requirements; vLLM: Production Deployment",
+    severity="medium",
+    levels=levels(dev="advisory"),
+    rationale="dev: advisory, a dev cluster may time-share one GPU",
+    remediation="resources: {limits: {nvidia.com/gpu: <tensor-parallel size>}} on the server container.",
+    types=K8S_WORKLOADS,
+)
+def k8s_gpu_limits(r, ctx):
+    spec, containers = _pod_containers(r)
+    if opaque(spec):
+        yield undetermined("the pod spec is not known yet")
+        return
+    if not isinstance(spec, dict):
+        return
+    w = workload(r)
+    serving = {p.container for p in (w.processes if w else []) if p.runtime in ("vllm", "tgi")
+               and str(p.flag("--device") or "").lower() != "cpu"}
+    gpu_nodes = any("gpu" in str(k).lower() or "nvidia" in str(k).lower() for k in (spec.get("nodeSelector") or {})) \
+        or any("nvidia.com/gpu" in str(get(t, "key", "")) for t in as_list(spec.get("tolerations")))
+    for group, c in containers:
+        if group != "containers":
+            continue
+        requests = get(c, "resources.requests") or {}
+        wants = c.get("name") in serving or (isinstance(requests, dict) and
+                                             any(any(k.startswith(g) for g in GPU_RESOURCE_KEYS) for k in requests))
+        if not wants and not (gpu_nodes and len([x for g2, x in containers if g2 == "containers"]) == 1):
+            continue
+        lim = _gpu_limit(c)
+        if lim is UNKNOWN:
+            yield undetermined(f"container {c.get('name')!r}: resources.limits is not known yet")
+        elif lim is None or (isinstance(as_num(lim), float) and as_num(lim) <= 0):
+            yield violation(f"container {c.get('name')!r} needs GPUs but sets no GPU limit: the scheduler will not "
+                            "give it one")
+
+
+@rule(
+    name="k8s-probes",
+    description="Long-running Kubernetes containers have readiness and liveness probes (a server loading a "
+                "70B model is not ready for minutes; a wedged one must be restarted).",
+    must="Monitoring and observability (health checks)",
+    guide="Monitoring and Observability; vLLM: Production Deployment (healthcheck /health)",
+    severity="low",
+    levels=levels(dev="advisory"),
+    rationale="dev: advisory",
+    remediation="readinessProbe and livenessProbe (httpGet /health through the proxy port, or exec), with a "
+                "startupProbe long enough for model loading.",
+    types=LONG_RUNNING,
+)
+def k8s_probes(r, ctx):
+    spec, containers = _pod_containers(r)
+    if opaque(spec):
+        yield undetermined("the pod spec is not known yet")
+        return
+    for group, c in containers:
+        if group != "containers" or get(c, "restartPolicy") == "Always":
+            continue
+        missing = [p for p in ("readinessProbe", "livenessProbe") if get(c, p) is None]
+        if missing:
+            yield violation(f"container {c.get('name')!r} has no {' or '.join(missing)}")
+
+
+RULES = [eks_private_endpoint, eks_secrets_encrypted, RULE_NON_ROOT, RULE_NO_ESCALATION, RULE_RO_ROOT,
+         image_pinned, k8s_gpu_limits, k8s_probes]
