@@ -2,6 +2,7 @@
 that differ from prod's are explicit, so the CLI judges a stack exactly as `policies.analyze` and plan.py do.
 
     python -m policies.levels dev > policies/config/dev.json
+    python -m policies.levels table          # the rule table of policies/README.md
 """
 from __future__ import annotations
 
@@ -16,10 +17,25 @@ from policies.core import ENVIRONMENTS  # noqa: E402
 from policies.engine import environment_config  # noqa: E402
 
 
+def table() -> str:
+    """The README's rule table (markdown)."""
+    from policies.rules import ALL
+    rows = ["| rule | the guide's MUST it enforces | kind | dev | staging | prod | severity | config |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in ALL:
+        cfg = ", ".join(f"`{k}`" for k in r.config) or "—"
+        rows.append(f"| `{r.name}` | {r.must} | {r.kind} | {r.levels['dev']} | {r.levels['staging']} | "
+                    f"{r.levels['prod']} | {r.severity} | {cfg} |")
+    return "\n".join(rows)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv == ["table"]:
+        print(table())
+        return 0
     if len(argv) != 1 or argv[0] not in ENVIRONMENTS:
-        print(f"usage: python -m policies.levels {{{'|'.join(ENVIRONMENTS)}}}", file=sys.stderr)
+        print(f"usage: python -m policies.levels {{{'|'.join(ENVIRONMENTS)}|table}}", file=sys.stderr)
         return 2
     print(json.dumps(environment_config(argv[0]), indent=2))
     return 0

@@ -870,10 +870,10 @@ def _k8s(r: Resource) -> Workload:
             limits = get(cs, "resources.limits") or {}
             requests = get(cs, "resources.requests") or {}
             gpu_limit = None
-            if isinstance(limits, dict):
-                for k in GPU_RESOURCE_KEYS:
-                    for lk, lv in limits.items():
-                        if lk.startswith(k):
+            for table in (requests, limits):       # a GPU request without a limit is k8s-gpu-limits' finding
+                if isinstance(table, dict):
+                    for lk, lv in table.items():
+                        if any(lk.startswith(k) for k in GPU_RESOURCE_KEYS):
                             gpu_limit = as_num(lv) if not opaque(lv) else lv
             published = []
             for port in as_list(cs.get("ports")):

@@ -278,6 +278,7 @@ def inference_subnets_private(stack, ctx):
     tables = stack.of_type(ROUTE_TABLE, DEFAULT_RT)
     assocs = stack.of_type(RT_ASSOC)
     seen = set()
+    bad_routes: dict = {}
     for g in topo.inference_groups():
         prop = {"aws:autoscaling/group:Group": "vpcZoneIdentifiers", "aws:ec2/instance:Instance": "subnetId"}.get(
             g.resource.type, "networkConfiguration")
@@ -286,8 +287,7 @@ def inference_subnets_private(stack, ctx):
                 if sn.key in seen:
                     continue
                 seen.add(sn.key)
-                mp = as_bool(sn.get("mapPublicIpOnLaunch"))
-                if mp is True:
+                if as_bool(sn.get("mapPublicIpOnLaunch")) is True:
                     yield violation(f"subnet {sn.name} hosts {g.resource.name} and assigns public IPs on launch "
                                     "(mapPublicIpOnLaunch)", sn)
                 my_tables = [t for a in assocs if stack.referenced(a, "subnetId", a.get("subnetId"), [sn])
@@ -295,8 +295,11 @@ def inference_subnets_private(stack, ctx):
                 for t in my_tables:
                     for src, dest, gw in _default_routes(t, stack):
                         if _is_igw(gw, igws, stack, src):
-                            yield violation(f"subnet {sn.name} hosts {g.resource.name} and its route table "
-                                            f"{t.name} sends {dest} to an internet gateway", src)
+                            entry = bad_routes.setdefault((src.key, dest), (src, t, dest, []))
+                            entry[3].append(f"{sn.name} ({g.resource.name})")
+    for src, t, dest, subnets in bad_routes.values():
+        yield violation(f"route table {t.name} sends {dest} to an internet gateway, and it serves the inference "
+                        f"subnet(s) {', '.join(subnets)}", src)
 
 
 @rule(

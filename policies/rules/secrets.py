@@ -116,9 +116,10 @@ def no_secret_literals(r, ctx):
         return
     seen = set()
     if isinstance(w.text, str):
-        for kind in scan_text(w.text):
-            yield violation(f"the user data contains {kind}: anyone who can read the instance's metadata or the "
-                            "launch template reads it")
+        kinds = scan_text(w.text)
+        if kinds:
+            yield violation(f"the user data contains {' and '.join(kinds)}: anyone who can read the instance's "
+                            "metadata or the launch template reads it")
     for where, name, value in w.env_values:
         if isinstance(w.text, str) and isinstance(value, str) and scan_text(f"{name}={value}"):
             continue        # already reported by the scan of the whole user data
@@ -128,8 +129,9 @@ def no_secret_literals(r, ctx):
             yield f
     if not isinstance(w.text, str):
         for where, text in w.args_texts:
-            for kind in scan_text(text):
-                yield violation(f"{where}: the command line contains {kind}")
+            kinds = scan_text(text)
+            if kinds:
+                yield violation(f"{where}: the command line contains {' and '.join(kinds)}")
 
 
 RULES = [no_secret_literals]

@@ -1,0 +1,217 @@
+"""The pack as a product: metadata of every rule, the environment configs, the CrossGuard adapter run
+through the SDK's own analyzer servicer (what `pulumi preview --policy-pack` talks to), and plan.py."""
+import io
+import json
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pytest
+import yaml
+from google.protobuf import json_format, struct_pb2
+from pulumi.runtime import proto
+from pulumi_policy import EnforcementLevel
+from pulumi_policy.policy import _PolicyAnalyzerServicer
+
+import catalog
+import plan
+from policies import crossguard
+from policies.core import ENVIRONMENTS, SEVERITIES
+from policies.engine import environment_config, evaluate, level_of
+from policies.rules import ALL, BY_NAME
+from tests.conftest import prod_config
+from tests.policies_baseline import b64, ec2_stack, to_resources, user_data
+
+ROOT = Path(__file__).resolve().parent.parent
+UNKNOWN_STRING = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+
+@pytest.mark.parametrize("rule", ALL, ids=lambda r: r.name)
+def test_every_rule_is_documented(rule):
+    assert rule.description and rule.remediation and rule.guide and rule.must
+    assert rule.severity in SEVERITIES
+    assert set(rule.levels) == set(ENVIRONMENTS)
+    schema = rule.config_schema()
+    assert schema["environment"]["default"] == "prod"
+    if rule.levels["dev"] != rule.levels["prod"]:
+        assert rule.rationale, "a level that differs in dev says why"
+    assert rule.name in (ROOT / "policies" / "README.md").read_text(), "the README's table lists every rule"
+
+
+def test_rule_counts():
+    assert len(ALL) >= 40
+    assert sum(r.levels["prod"] == "mandatory" for r in ALL) >= 35
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_shipped_configs_match_the_rules(env):
+    shipped = json.loads((ROOT / "policies" / "config" / f"{env}.json").read_text())
+    assert shipped == environment_config(env), f"rerun: python -m policies.levels {env}"
+
+
+def test_levels_follow_the_environment():
+    rule = BY_NAME["vpc-flow-logs"]
+    assert level_of(rule, {}, "prod")[0] == "mandatory"
+    assert level_of(rule, {}, None or "dev")[0] == "advisory"
+    assert level_of(rule, {"vpc-flow-logs": {"environment": "dev"}}, "prod")[0] == "advisory"
+    assert level_of(rule, {"vpc-flow-logs": "disabled"}, "prod")[0] == "disabled"
+    assert level_of(rule, {"all": "advisory"}, "prod")[0] == "advisory"
+    assert level_of(BY_NAME["prod-runtime-vllm-or-tgi"], {"all": "mandatory"}, "dev")[0] == "disabled"
+
+
+def test_pack_metadata_for_the_cli():
+    policies = crossguard.policies()
+    assert [p.name for p in policies] == [r.name for r in ALL]
+    for p, r in zip(policies, ALL):
+        assert p.enforcement_level == EnforcementLevel(r.levels["prod"])
+        assert p.remediation_steps == r.remediation and p.severity is not None
+        assert "environment" in p.config_schema.properties
+    main = (ROOT / "policies" / "__main__.py").read_text()
+    assert "PolicyPack(" in main and "def " not in main, "__main__ only builds the pack"
+    pulumi_policy_yaml = yaml.safe_load((ROOT / "policies" / "PulumiPolicy.yaml").read_text())
+    assert pulumi_policy_yaml["runtime"]["name"] == "python"
+    for req in ("requirements-dev.txt", "policies/requirements.txt"):
+        assert "pulumi-policy==1.21.0" in (ROOT / req).read_text()
+
+
+# ----------------------------------------------------------------------------- through the SDK's servicer
+
+
+def servicer():
+    return _PolicyAnalyzerServicer("llm-platform-guide", "0.1.0", crossguard.policies(), EnforcementLevel.MANDATORY)
+
+
+def struct(d: dict) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    json_format.ParseDict(d, s)
+    return s
+
+
+def cli_secrets(v):
+    """The CLI sends secrets decrypted, as {sig: secret, value: ...}; exports keep the ciphertext."""
+    if isinstance(v, dict):
+        if "ciphertext" in v:
+            return {k: x for k, x in v.items() if k != "ciphertext"} | {"value": "decrypted"}
+        return {k: cli_secrets(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [cli_secrets(x) for x in v]
+    return v
+
+
+def lt_props(**changes):
+    lt = next(x for x in ec2_stack() if x["name"] == "llm-8b" and "launchTemplate" in x["type"])
+    props = json.loads(json.dumps(lt["inputs"]))
+    props.update(changes)
+    return props
+
+
+def analyze(props, type_="aws:ec2/launchTemplate:LaunchTemplate", name="llm-8b", config=None):
+    s = servicer()
+    if config:
+        req = proto.ConfigureAnalyzerRequest()
+        for k, v in config.items():
+            pc = proto.PolicyConfig(enforcementLevel=proto.MANDATORY)
+            pc.properties.update(v)
+            req.policyConfig[k].CopyFrom(pc)
+        s.Configure(req, None)
+    resp = s.Analyze(proto.AnalyzeRequest(type=type_, properties=struct(props), urn=f"urn:pulumi:prod::p::{type_}::{name}",
+                                          name=name), None)
+    return [(d.policyName, d.enforcementLevel, d.message) for d in resp.diagnostics]
+
+
+def test_cli_adapter_passes_a_compliant_launch_template():
+    assert analyze(lt_props()) == []
+
+
+def test_cli_adapter_reports_string_booleans_and_floats():
+    diags = analyze(lt_props(metadataOptions={"httpTokens": "optional", "httpPutResponseHopLimit": 2.0},
+                             networkInterfaces=[{"deviceIndex": 0.0, "associatePublicIpAddress": "true"}]))
+    names = {d[0] for d in diags}
+    assert names == {"ec2-imdsv2-required", "no-public-ip"}
+    assert all(d[1] == proto.MANDATORY for d in diags)
+
+
+def test_cli_adapter_turns_unknowns_into_the_preview_diagnostic():
+    diags = analyze(lt_props(metadataOptions={"httpTokens": UNKNOWN_STRING}))
+    (d,) = diags
+    assert d[0] == "ec2-imdsv2-required" and d[1] == proto.ADVISORY and "during preview" in d[2]
+
+
+def test_cli_adapter_reads_the_runtime_from_user_data():
+    ud = b64(user_data(vllm_args="--model meta-llama/Llama-3.1-8B-Instruct --host 0.0.0.0 --gpu-memory-utilization 0.99"))
+    names = {d[0] for d in analyze(lt_props(userData=ud))}
+    assert {"runtime-behind-auth-proxy", "gpu-memory-utilization"} <= names
+
+
+def test_cli_adapter_uses_policy_config():
+    ud = b64(user_data(vllm_args="--model meta-llama/Llama-3.1-8B-Instruct --host 127.0.0.1 "
+                                 "--gpu-memory-utilization 0.93"))
+    assert "gpu-memory-utilization" in {d[0] for d in analyze(lt_props(userData=ud),
+                                                               config={"gpu-memory-utilization": {"max": 0.92}})}
+    assert "gpu-memory-utilization" not in {d[0] for d in analyze(lt_props(userData=ud))}
+
+
+def test_cli_adapter_environment_config_disables_prod_only_rules():
+    ud = b64(user_data(vllm_args="serve", image="ollama/ollama:0.6.2",
+                       docker_opts="--gpus all --network host -e OLLAMA_HOST=127.0.0.1"))
+    assert "prod-runtime-vllm-or-tgi" in {d[0] for d in analyze(lt_props(userData=ud))}
+    assert "prod-runtime-vllm-or-tgi" not in {d[0] for d in analyze(
+        lt_props(userData=ud), config={"prod-runtime-vllm-or-tgi": {"environment": "dev"}})}
+
+
+def test_cli_stack_policies_use_property_dependencies():
+    s = servicer()
+    stack = ec2_stack()
+    resources = []
+    for x in stack:
+        if "webAclAssociation" in x["type"]:
+            continue        # no WAF on the load balancer
+        props = cli_secrets({**x["inputs"], "id": x["id"], **x["outputs"]})   # state outputs carry the id
+        resources.append(proto.AnalyzerResource(type=x["type"], urn=f"urn:pulumi:prod::p::{x['type']}::{x['name']}",
+                                                name=x["name"], properties=struct(props)))
+    resp = s.AnalyzeStack(proto.AnalyzeStackRequest(resources=resources), None)
+    got = [(d.policyName, d.urn.rsplit("::", 1)[-1]) for d in resp.diagnostics]
+    assert got == [("waf-on-inference-lb", "api")]
+
+
+# ----------------------------------------------------------------------------- plan.py
+
+
+def run_plan(*argv):
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        rc = plan.main(list(argv))
+    return rc, buf.getvalue()
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_shipped_stacks_have_no_mandatory_violation(stack):
+    rc, out = run_plan("--stack", stack, "--json")
+    report = json.loads(out)
+    assert rc == 0, [v for v in report["violations"] if v["enforcement"] == "mandatory"]
+    for v in report["violations"]:
+        assert set(v) == {"policy", "enforcement", "resource", "message"}
+
+
+def test_plan_exits_1_naming_the_policy(tmp_path):
+    arch = catalog.load().models["meta-llama/Llama-3.1-8B-Instruct"].architecture.model_dump()
+    raw = prod_config(model="acme/custom-8b", architecture={k: v for k, v in arch.items()
+                                                            if k != "task" and v is not None})
+    path = tmp_path / "Pulumi.custom.yaml"
+    path.write_text(yaml.safe_dump({"config": raw}))
+    rc, out = run_plan("--config", str(path), "--json")
+    assert rc == 1
+    assert ("model-allow-list", "mandatory") in {(v["policy"], v["enforcement"]) for v in json.loads(out)["violations"]}
+
+
+def test_recording_and_export_judge_alike():
+    """The same resources through both offline adapters give the same verdicts."""
+    from policies.offline import evaluate_export
+    from tests.data.exports.make_exports import export
+    stack = ec2_stack()
+    for x in stack:
+        if x["name"] == "api" and "loadBalancer" in x["type"]:
+            x["inputs"]["internal"] = False
+    v1, _ = evaluate(to_resources(stack))
+    v2, _ = evaluate_export(export(stack))
+    assert [(v["policy"], v["resource"]) for v in v1] == [(v["policy"], v["resource"]) for v in v2] == \
+        [("internal-load-balancers", "api")]
