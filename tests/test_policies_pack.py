@@ -215,3 +215,51 @@ def test_recording_and_export_judge_alike():
     v2, _ = evaluate_export(export(stack))
     assert [(v["policy"], v["resource"]) for v in v1] == [(v["policy"], v["resource"]) for v in v2] == \
         [("internal-load-balancers", "api")]
+
+
+# ----------------------------------------------------------------------------- CI/CD
+
+
+def workflow(name):
+    return yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text())
+
+
+def uses(wf):
+    return [s["uses"] for job in wf["jobs"].values() for s in job.get("steps", []) if "uses" in s]
+
+
+@pytest.mark.parametrize("name", ["checks.yml", "preview.yml", "deploy.yml"])
+def test_workflow_actions_are_pinned(name):
+    import re
+    for u in uses(workflow(name)):
+        assert re.search(r"@v\d+\.\d+\.\d+$|@[0-9a-f]{40}$", u), f"{u} is not pinned to a release"
+
+
+def test_pr_preview_applies_the_pack_with_oidc():
+    wf = workflow("preview.yml")
+    job = wf["jobs"]["preview"]
+    assert wf["permissions"]["id-token"] == "write" and wf["permissions"]["pull-requests"] == "write"
+    assert job["strategy"]["matrix"]["stack"] == ["dev", "prod"]
+    assert "head.repo.full_name == github.repository" in job["if"], "no credentials for forks"
+    steps = {s.get("uses", "").split("@")[0]: s for s in job["steps"]}
+    pulumi = steps["pulumi/actions"]["with"]
+    assert pulumi["command"] == "preview" and pulumi["comment-on-pr"] is True
+    assert pulumi["policyPacks"] == "policies" and "policies/config/" in pulumi["policyPackConfigs"]
+    assert "role-to-assume" in steps["aws-actions/configure-aws-credentials"]["with"]
+
+
+def test_main_deploys_prod_behind_an_environment():
+    wf = workflow("deploy.yml")
+    up = wf["jobs"]["up"]
+    assert up["environment"] == "${{ matrix.stack }}" and up["strategy"]["matrix"]["stack"] == ["dev", "prod"]
+    assert up["strategy"]["max-parallel"] == 1 and up["needs"] == "checks"
+    pulumi = next(s for s in up["steps"] if s.get("uses", "").startswith("pulumi/actions"))["with"]
+    assert pulumi["command"] == "up" and pulumi["policyPacks"] == "policies"
+
+
+def test_untrusted_checks_have_no_credentials():
+    wf = workflow("checks.yml")
+    text = (ROOT / ".github" / "workflows" / "checks.yml").read_text()
+    assert wf["permissions"] == {"contents": "read"} and "secrets." not in text and "id-token" not in text
+    run = " ".join(s.get("run", "") for s in wf["jobs"]["offline"]["steps"])
+    assert "make test" in run and "plan.py" in run and "policies.analyze" in run
