@@ -32,8 +32,10 @@ class _Sentinel:
     def __repr__(self) -> str:
         return self.label
 
-    def __bool__(self) -> bool:       # a rule must decide what an unknown means; never by accident
-        raise TypeError(f"{self.label} has no truth value: compare with `is UNKNOWN` / `is SECRET`")
+    def __bool__(self) -> bool:
+        # A present value whose content cannot be read: truthy, so `x or default` keeps it; rules test
+        # `opaque(x)` / `x is UNKNOWN` before they read a value.
+        return True
 
     def __deepcopy__(self, memo):
         return self
@@ -472,12 +474,16 @@ class Rule:
     def run(self, subject: Any, ctx: Context) -> list[Finding]:
         if self.levels[ctx.environment] == "disabled":
             return []
-        if self.kind == "resource":
-            if not self.applies_to(subject):
-                return []
-            return [f if f.resource is not None else Finding(f.message, subject, f.undetermined)
-                    for f in self.check(subject, ctx) or ()]
-        return list(self.check(subject, ctx) or ())
+        try:
+            if self.kind == "resource":
+                if not self.applies_to(subject):
+                    return []
+                return [f if f.resource is not None else Finding(f.message, subject, f.undetermined)
+                        for f in self.check(subject, ctx) or ()]
+            return list(self.check(subject, ctx) or ())
+        except Exception as exc:       # noqa: BLE001 - a rule's bug must not take the whole analysis down
+            where = subject if self.kind == "resource" else None
+            return [Finding(f"the rule could not evaluate this input ({type(exc).__name__}: {exc})", where, True)]
 
 
 def rule(**kw) -> Callable[[Callable], Rule]:

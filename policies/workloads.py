@@ -609,8 +609,12 @@ def _scan_script(w: Workload, text: str, where: str = "user data") -> None:
             doc = None
         for svc in _compose_services(doc):
             _add_compose_service(w, svc, where)
-    if re.search(r"\bproxy_pass\b|\bupstream\b|\bbackend\b.*\bserver\b", text):
-        w.proxy_configs.append(text)
+    # proxy configurations: each heredoc body or written file on its own, the whole text otherwise
+    pieces = [m.group(3) for m in _HEREDOC.finditer(text)] + re.split(r"\n(?=# file: )", text)[1:]
+    configs = [x for x in pieces if re.search(r"\bproxy_pass\b|\bupstream\b", x)]
+    if not configs and re.search(r"\bproxy_pass\b|\bupstream\b", text):
+        configs = [text]
+    w.proxy_configs.extend(configs)
     for line in logical_lines(text):
         for cmd in split_commands(line):
             cmd = _strip_prefix(cmd, global_env)
@@ -869,7 +873,7 @@ def _k8s(r: Resource) -> Workload:
                 w.proxies.append(image_repo(image).rsplit("/", 1)[-1])
             limits = get(cs, "resources.limits") or {}
             requests = get(cs, "resources.requests") or {}
-            gpu_limit = None
+            gpu_limit = UNKNOWN if opaque(limits) or opaque(requests) else None
             for table in (requests, limits):       # a GPU request without a limit is k8s-gpu-limits' finding
                 if isinstance(table, dict):
                     for lk, lv in table.items():
