@@ -20,16 +20,21 @@ except ValueError as exc:
     raise pulumi.RunError(str(exc)) from None
 
 pulumi.export("endpoints", platform.endpoints)
-pulumi.export("client_key_secret_arns", {c: s.arn for c, s in platform.keys.client_secrets.items()})
-if platform.keys.hf_token_secret is not None:
-    pulumi.export("hf_token_secret_arn", platform.keys.hf_token_secret.arn)
-if platform.images.docker_hub_secret is not None:
-    pulumi.export("docker_hub_credential_secret_arn", platform.images.docker_hub_secret.arn)
-pulumi.export("model_bucket", platform.store.bucket_name)
-pulumi.export("model_prefixes", {p.name: f"models/{p.name}/{p.revision or 'unpinned'}" for p in plans})
-pulumi.export("dashboard_url", platform.dashboard_url)
-pulumi.export("load_balancer_dns", platform.lb.alb.dns_name)
-if platform.lb.ca_cert_pem is not None:
-    pulumi.export("internal_ca_certificate_pem", platform.lb.ca_cert_pem)
+if platform.keys is not None:       # ec2 and eks: keys, model store, images in the AWS account
+    pulumi.export("client_key_secret_arns", {c: s.arn for c, s in platform.keys.client_secrets.items()})
+    if platform.keys.hf_token_secret is not None:
+        pulumi.export("hf_token_secret_arn", platform.keys.hf_token_secret.arn)
+    if platform.images.docker_hub_secret is not None:
+        pulumi.export("docker_hub_credential_secret_arn", platform.images.docker_hub_secret.arn)
+    pulumi.export("model_bucket", platform.store.bucket_name)
+    pulumi.export("model_prefixes", {p.name: f"models/{p.name}/{p.revision or 'unpinned'}" for p in plans})
+if platform.dashboard_url is not None:
+    pulumi.export("dashboard_url", platform.dashboard_url)
+if platform.lb is not None:
+    pulumi.export("load_balancer_dns", platform.lb.alb.dns_name)
+if platform.cluster is not None:
+    pulumi.export("cluster_name", platform.cluster.cluster.name)
+if platform.ca_cert_pem is not None:
+    pulumi.export("internal_ca_certificate_pem", platform.ca_cert_pem)
 pulumi.export("deployments", {p.name: p.as_dict() for p in plans})
 pulumi.export("monthly_cost_usd", round(sum(p.monthly_cost_usd for p in plans), 2))

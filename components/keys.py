@@ -18,7 +18,7 @@ import pulumi_random as random
 
 class PlatformKeys(pulumi.ComponentResource):
     def __init__(self, name: str, *, stack: str, clients: list[str], hf_token: Optional[pulumi.Output[str]],
-                 protect: bool, opts: Optional[pulumi.ResourceOptions] = None):
+                 protect: bool, extra_log_groups: tuple[str, ...] = (), opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("llm-platform:security:PlatformKeys", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         keep = pulumi.ResourceOptions(parent=self, protect=protect)
@@ -27,7 +27,7 @@ class PlatformKeys(pulumi.ComponentResource):
         self.log_group_prefix = f"/llm-platform/{stack}"
 
         policy = pulumi.Output.all(ident.account_id, region.region).apply(
-            lambda a: pulumi.Output.json_dumps(key_policy(a[0], a[1], self.log_group_prefix)))
+            lambda a: pulumi.Output.json_dumps(key_policy(a[0], a[1], self.log_group_prefix, extra_log_groups)))
         self.key = aws.kms.Key(
             f"{name}-cmk", description=f"llm-platform {stack}: EBS, secrets, logs, model store, SNS",
             enable_key_rotation=True, deletion_window_in_days=30, key_usage="ENCRYPT_DECRYPT",
@@ -63,7 +63,8 @@ class PlatformKeys(pulumi.ComponentResource):
                                "client_secret_arns": {c: s.arn for c, s in self.client_secrets.items()}})
 
 
-def key_policy(account: str, region: str, log_group_prefix: str) -> dict:
+def key_policy(account: str, region: str, log_group_prefix: str, extra_log_groups: tuple[str, ...] = ()) -> dict:
+    """`extra_log_groups`: further log group names CloudWatch Logs may encrypt with the key (EKS control plane)."""
     root = f"arn:aws:iam::{account}:root"
     asg_role = f"arn:aws:iam::{account}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
     use = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]
@@ -77,6 +78,11 @@ def key_policy(account: str, region: str, log_group_prefix: str) -> dict:
          "Principal": {"Service": f"logs.{region}.amazonaws.com"}, "Action": use, "Resource": "*",
          "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
                                    f"arn:aws:logs:{region}:{account}:log-group:aws-waf-logs-llm-*"}}},
+        *([{"Sid": "CloudWatchLogsOtherGroups", "Effect": "Allow",
+            "Principal": {"Service": f"logs.{region}.amazonaws.com"}, "Action": use, "Resource": "*",
+            "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": [
+                f"arn:aws:logs:{region}:{account}:log-group:{g}" for g in extra_log_groups]}}}]
+          if extra_log_groups else []),
         {"Sid": "AutoScalingEncryptedVolumes", "Effect": "Allow", "Principal": {"AWS": asg_role}, "Action": use,
          "Resource": "*"},
         {"Sid": "AutoScalingGrants", "Effect": "Allow", "Principal": {"AWS": asg_role}, "Action": "kms:CreateGrant",

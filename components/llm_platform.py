@@ -24,7 +24,7 @@ from .model_store import ModelStore
 from .monitoring import Monitoring
 from .network import PrivateNetwork
 
-SUPPORTED_PLATFORMS = ("ec2",)
+SUPPORTED_PLATFORMS = ("ec2", "eks", "docker")
 
 
 class ModelDeployment(pulumi.ComponentResource):
@@ -43,13 +43,26 @@ class LlmPlatform(pulumi.ComponentResource):
         if config.platform not in SUPPORTED_PLATFORMS:
             raise ValueError(f"llm-platform:platform: {config.platform} cannot be deployed yet (deployable: "
                              f"{', '.join(SUPPORTED_PLATFORMS)}): set platform to ec2")
+        # what every platform exports (None where a platform has no such thing)
+        self.store = self.lb = self.dashboard_url = None
+        self.images = self.keys = None
+        self.cluster = None
+        self.ca_cert_pem = None
+        if config.platform == "docker":
+            from .local_docker import LocalStack
+            self.local = LocalStack("local", config=config, plans=plans, opts=pulumi.ResourceOptions(parent=self))
+            self.endpoints = self.local.endpoints
+            self.register_outputs({"endpoints": self.endpoints})
+            return
         child = pulumi.ResourceOptions(parent=self)
         stack = pulumi.get_stack()
         prod = config.environment == "prod"
         net_cfg, api, mon_cfg = config.network, config.api, config.monitoring
         region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
 
-        self.keys = PlatformKeys("keys", stack=stack, clients=api.clients, hf_token=hf_token, protect=prod, opts=child)
+        eks_logs = (f"/aws/eks/llm-{stack}/cluster",) if config.platform == "eks" else ()
+        self.keys = PlatformKeys("keys", stack=stack, clients=api.clients, hf_token=hf_token, protect=prod,
+                                 extra_log_groups=eks_logs, opts=child)
         self.network = PrivateNetwork("network", stack=stack, cidr=net_cfg.cidr,
                                       availability_zones=net_cfg.availability_zones, egress=net_cfg.egress,
                                       kms_key_arn=self.keys.key.arn, log_retention_days=mon_cfg.log_retention_days,
@@ -57,9 +70,13 @@ class LlmPlatform(pulumi.ComponentResource):
         self.store = ModelStore("model-store", stack=stack, kms_key_arn=self.keys.key.arn,
                                 s3_endpoint_id=self.network.s3_endpoint.id, protect=prod, opts=child)
         overrides = {k: v for k, v in config.images.model_dump().items() if v and k != "docker_hub_credential_arn"}
-        self.images = ImageCache("images", stack=stack, image_keys={p.runtime for p in plans} | {"proxy"},
+        self.images = ImageCache("images", stack=stack, image_keys={p.runtime for p in plans} | {"proxy"}
+                                 | ({"awscli"} if config.platform == "eks" else set()),
                                  overrides=overrides, docker_hub_credential_arn=config.images.docker_hub_credential_arn,
                                  kms_key_arn=self.keys.key.arn, opts=child)
+        if config.platform == "eks":
+            self._eks(config, plans, stack, prod, region, overrides, child)
+            return
         self.monitoring = Monitoring("monitoring", stack=stack, kms_key_arn=self.keys.key.arn,
                                      kms_key_id=self.keys.key.key_id, retention_days=mon_cfg.log_retention_days,
                                      alarm_email=mon_cfg.alarm_email, protect=prod, opts=child)
@@ -97,9 +114,55 @@ class LlmPlatform(pulumi.ComponentResource):
                 parent=dep)
             self.deployments[plan.name] = dep
             self.fleets[plan.name] = fleet
+        self.ca_cert_pem = self.lb.ca_cert_pem
         self.dashboard_url = self.monitoring.dashboard(
             plans, {n: f.asg.name for n, f in self.fleets.items()}, self.lb.alb.arn_suffix,
             {n: tg.arn_suffix for n, tg in self.lb.target_groups.items()}, region)
 
         self.endpoints = {p.name: f"https://{p.name}.{api.domain}/v1" for p in plans}
         self.register_outputs({"endpoints": self.endpoints, "dashboard_url": self.dashboard_url})
+
+    def _eks(self, config: StackConfig, plans: list[DeploymentPlan], stack: str, prod: bool, region, overrides: dict,
+             child: pulumi.ResourceOptions) -> None:
+        """platform eks: the cluster in the private network, one KubernetesServing per model (components/eks.py,
+        components/k8s_serving.py); TLS at internal NLBs, names in a private zone."""
+        from .eks import GpuCluster
+        from .k8s_serving import KubernetesServing
+        from .load_balancer import internal_certificate
+        net_cfg, api, mon_cfg = config.network, config.api, config.monitoring
+        tags = {"llm-platform:stack": stack}
+        account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
+        registry = pulumi.Output.concat(account, ".dkr.ecr.", region, ".amazonaws.com")
+        self.cluster = GpuCluster("cluster", stack=stack, plans=plans, eks=config.eks, vpc_id=self.network.vpc_id,
+                                  vpc_cidr=net_cfg.cidr, subnet_ids=self.network.private_subnet_ids,
+                                  kms_key_arn=self.keys.key.arn, log_retention_days=mon_cfg.log_retention_days,
+                                  protect=prod, opts=child)
+        if api.certificate_arn:
+            certificate_arn = api.certificate_arn
+        else:
+            certificate_arn, self.ca_cert_pem = internal_certificate("api", api.domain, tags, child)
+        zone = aws.route53.Zone("api-zone", name=api.domain, comment=f"llm-platform {stack}",
+                                vpcs=[{"vpc_id": self.network.vpc_id}], tags=tags, opts=child)
+        specs: dict[str, ModelSpec] = {m.name: m for m in config.models}
+        self.deployments = {}
+        for plan in plans:
+            spec = specs[plan.name]
+            dep = ModelDeployment(plan.name, plan, child)
+            serving = KubernetesServing(
+                f"{plan.name}-k8s", plan=plan, stack=stack, environment=config.environment, provider=self.cluster.provider,
+                cluster_name=self.cluster.cluster.name, registry=registry, region=region, store=self.store,
+                manifest=spec.checksums.manifest if spec.checksums else None,
+                manifest_sha256=spec.checksums.sha256 if spec.checksums else None, kms_key_arn=self.keys.key.arn,
+                client_secrets={c: s.arn for c, s in self.keys.client_secrets.items()},
+                certificate_arn=certificate_arn, vpc_cidr=net_cfg.cidr,
+                allowed_client_cidrs=net_cfg.allowed_client_cidrs, monitoring_cidrs=net_cfg.monitoring_cidrs,
+                eks=config.eks, max_prompt_bytes=api.max_prompt_bytes, max_tokens=api.max_tokens, domain=api.domain,
+                latency_p99_seconds=mon_cfg.latency_p99_seconds, gpu_memory_percent=mon_cfg.gpu_memory_alarm_percent,
+                image_overrides=overrides, depends_on=list(self.cluster.releases.values()),
+                provenance=spec.provenance.model_dump() if spec.provenance else None,
+                opts=pulumi.ResourceOptions(parent=dep))
+            aws.route53.Record(f"api-{plan.name}", zone_id=zone.zone_id, name=f"{plan.name}.{api.domain}", type="CNAME",
+                               ttl=60, records=[serving.hostname], opts=child)
+            self.deployments[plan.name] = serving
+        self.endpoints = {p.name: f"https://{p.name}.{api.domain}/v1" for p in plans}
+        self.register_outputs({"endpoints": self.endpoints, "cluster_name": self.cluster.cluster.name})

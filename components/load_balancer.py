@@ -13,13 +13,15 @@ Defaults:
 - routing by host: `<name>.<domain>` -> that model's target group. Host routing, not path
   routing, because the ALB cannot rewrite paths and OpenAI clients expect /v1 at the root of
   their base URL. A private Route 53 zone for the domain carries one alias per model;
-- per model an HTTPS target group on the proxy port: health check /health, slow start 60 s,
+- per model an HTTPS target group on the proxy port: health check /health (no slow start: ELB
+  refuses it with least outstanding requests, and the check already waits for a loaded model),
   least outstanding requests (LLM requests vary 1000x in length; round robin piles them up),
   deregistration delay 300 s so in-flight streams finish during scale-in and rolling updates;
 - a WAFv2 web ACL: a rate-based rule per client IP from `api.rate_limit_per_5min`, a request
   size rule from `api.max_prompt_bytes`, AWS's common and known-bad-inputs rule sets. Their
-  body-inspecting rules are set to count, not block: prompts are source code, and the common
-  set's XSS/SQLi/size body rules would refuse ordinary coding requests. WAF logs go to a CMK
+  body-inspecting rules are set to count, not block: prompts are source code, and the body rules
+  (XSS, RFI/LFI, size, instance-metadata SSRF, Log4j, Java deserialization) would refuse ordinary
+  coding requests. WAF logs go to a CMK
   log group with the Authorization header redacted.
 """
 from __future__ import annotations
@@ -45,7 +47,8 @@ ELB_LOG_ACCOUNTS = {
     "sa-east-1": "507241528517",
 }
 BODY_RULES_TO_COUNT = ("SizeRestrictions_BODY", "CrossSiteScripting_BODY", "GenericRFI_BODY", "GenericLFI_BODY",
-                       "SQLi_BODY")
+                       "EC2MetaDataSSRF_BODY")
+KNOWN_BAD_BODY_RULES_TO_COUNT = ("Log4JRCE_BODY", "JavaDeserializationRCE_BODY")
 WAF_BODY_LIMIT = 8192   # an ALB's WAF inspects at most the first 8 KiB of a body
 
 
@@ -133,7 +136,7 @@ class InternalLoadBalancer(pulumi.ComponentResource):
         for i, dep in enumerate(deployments):
             tg = aws.lb.TargetGroup(
                 f"{name}-{dep}", name_prefix="llm-", port=TARGET_PORT, protocol="HTTPS", protocol_version="HTTP1",
-                vpc_id=vpc_id, target_type="instance", slow_start=60,
+                vpc_id=vpc_id, target_type="instance",
                 load_balancing_algorithm_type="least_outstanding_requests", deregistration_delay=300,
                 health_check={"enabled": True, "path": "/health", "protocol": "HTTPS", "port": "traffic-port",
                               "matcher": "200", "interval": 15, "timeout": 5, "healthy_threshold": 2,
@@ -169,24 +172,30 @@ class InternalLoadBalancer(pulumi.ComponentResource):
                                "endpoints": {d: f"https://{d}.{domain}/v1" for d in deployments}})
 
     def _internal_certificate(self, name: str, domain: str, tags: dict, child) -> pulumi.Output[str]:
-        ca_key = tls.PrivateKey(f"{name}-ca", algorithm="ECDSA", ecdsa_curve="P384", opts=child)
-        ca = tls.SelfSignedCert(f"{name}-ca", private_key_pem=ca_key.private_key_pem, is_ca_certificate=True,
-                                validity_period_hours=24 * 365 * 5, early_renewal_hours=24 * 60,
-                                subject={"common_name": f"llm-platform internal CA ({domain})",
-                                         "organization": "llm-platform"},
-                                allowed_uses=["cert_signing", "crl_signing"], opts=child)
-        key = tls.PrivateKey(f"{name}-server", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
-        csr = tls.CertRequest(f"{name}-server", private_key_pem=key.private_key_pem,
-                              subject={"common_name": domain, "organization": "llm-platform"},
-                              dns_names=[domain, f"*.{domain}"], opts=child)
-        cert = tls.LocallySignedCert(f"{name}-server", cert_request_pem=csr.cert_request_pem,
-                                     ca_private_key_pem=ca_key.private_key_pem, ca_cert_pem=ca.cert_pem,
-                                     validity_period_hours=24 * 397, early_renewal_hours=24 * 30,
-                                     allowed_uses=["digital_signature", "key_encipherment", "server_auth"], opts=child)
-        acm = aws.acm.Certificate(f"{name}-cert", private_key=key.private_key_pem, certificate_body=cert.cert_pem,
-                                  certificate_chain=ca.cert_pem, tags=tags, opts=child)
-        self.ca_cert_pem = ca.cert_pem
-        return acm.arn
+        arn, self.ca_cert_pem = internal_certificate(name, domain, tags, child)
+        return arn
+
+
+def internal_certificate(name: str, domain: str, tags: dict, child: pulumi.ResourceOptions):
+    """An internal CA (pulumi-tls) and a `*.<domain>` server certificate it signs, imported into ACM.
+    Returns (ACM certificate ARN, CA certificate PEM): clients trust the CA."""
+    ca_key = tls.PrivateKey(f"{name}-ca", algorithm="ECDSA", ecdsa_curve="P384", opts=child)
+    ca = tls.SelfSignedCert(f"{name}-ca", private_key_pem=ca_key.private_key_pem, is_ca_certificate=True,
+                            validity_period_hours=24 * 365 * 5, early_renewal_hours=24 * 60,
+                            subject={"common_name": f"llm-platform internal CA ({domain})",
+                                     "organization": "llm-platform"},
+                            allowed_uses=["cert_signing", "crl_signing"], opts=child)
+    key = tls.PrivateKey(f"{name}-server", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+    csr = tls.CertRequest(f"{name}-server", private_key_pem=key.private_key_pem,
+                          subject={"common_name": domain, "organization": "llm-platform"},
+                          dns_names=[domain, f"*.{domain}"], opts=child)
+    cert = tls.LocallySignedCert(f"{name}-server", cert_request_pem=csr.cert_request_pem,
+                                 ca_private_key_pem=ca_key.private_key_pem, ca_cert_pem=ca.cert_pem,
+                                 validity_period_hours=24 * 397, early_renewal_hours=24 * 30,
+                                 allowed_uses=["digital_signature", "key_encipherment", "server_auth"], opts=child)
+    acm = aws.acm.Certificate(f"{name}-cert", private_key=key.private_key_pem, certificate_body=cert.cert_pem,
+                              certificate_chain=ca.cert_pem, tags=tags, opts=child)
+    return acm.arn, ca.cert_pem
 
 
 def _visibility(metric: str) -> dict:
@@ -221,6 +230,7 @@ def waf_rules(rate_limit_per_5min: int, max_prompt_bytes: int) -> list[dict]:
         {"name": "aws-known-bad-inputs", "priority": 3, "override_action": {"none": {}},
          "statement": {"managed_rule_group_statement": {
              "vendor_name": "AWS", "name": "AWSManagedRulesKnownBadInputsRuleSet",
-             "rule_action_overrides": [{"name": "Log4JRCE_BODY", "action_to_use": {"count": {}}}]}},
+             "rule_action_overrides": [{"name": r, "action_to_use": {"count": {}}}
+                                       for r in KNOWN_BAD_BODY_RULES_TO_COUNT]}},
          "visibility_config": _visibility("aws-known-bad-inputs")},
     ]

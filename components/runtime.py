@@ -69,14 +69,16 @@ HARDENING = ("--security-opt", "no-new-privileges", "--cap-drop", "ALL", "--read
              "--restart", "no", "--log-driver", "journald")
 
 
-def container_spec(plan: DeploymentPlan, max_tokens: int) -> ContainerSpec:
-    return {"vllm": _vllm, "ollama": _ollama, "tgi": _tgi}[plan.runtime](plan, max_tokens)
+def container_spec(plan: DeploymentPlan, max_tokens: int, host: str = "0.0.0.0") -> ContainerSpec:
+    """`host`: the address vLLM/TGI bind inside their network namespace. 0.0.0.0 behind docker's
+    127.0.0.1-only publish (EC2); 127.0.0.1 in a pod, where the proxy sidecar shares the namespace."""
+    return {"vllm": _vllm, "ollama": _ollama, "tgi": _tgi}[plan.runtime](plan, max_tokens, host)
 
 
-def _vllm(plan: DeploymentPlan, max_tokens: int) -> ContainerSpec:
+def _vllm(plan: DeploymentPlan, max_tokens: int, host: str = "0.0.0.0") -> ContainerSpec:
     port = PORTS["vllm"]
     args = ["--model", "/model", "--served-model-name", plan.name,
-            "--host", "0.0.0.0", "--port", str(port),
+            "--host", host, "--port", str(port),
             "--tensor-parallel-size", str(plan.tensor_parallel_size),
             "--pipeline-parallel-size", str(plan.pipeline_parallel_size),
             "--max-model-len", str(plan.max_model_len),
@@ -109,7 +111,7 @@ def _vllm(plan: DeploymentPlan, max_tokens: int) -> ContainerSpec:
                          metrics_path=METRICS_PATHS["vllm"])
 
 
-def _ollama(plan: DeploymentPlan, max_tokens: int) -> ContainerSpec:
+def _ollama(plan: DeploymentPlan, max_tokens: int, host: str = "0.0.0.0") -> ContainerSpec:
     port = PORTS["ollama"]
     env = {"OLLAMA_HOST": f"127.0.0.1:{port}",
            "OLLAMA_MODELS": "/model",
@@ -127,9 +129,9 @@ def _ollama(plan: DeploymentPlan, max_tokens: int) -> ContainerSpec:
                          metrics_path=None)
 
 
-def _tgi(plan: DeploymentPlan, max_tokens: int) -> ContainerSpec:
+def _tgi(plan: DeploymentPlan, max_tokens: int, host: str = "0.0.0.0") -> ContainerSpec:
     port = PORTS["tgi"]
-    args = ["--model-id", "/model", "--hostname", "0.0.0.0", "--port", "80",
+    args = ["--model-id", "/model", "--hostname", host, "--port", "80",
             "--num-shard", str(plan.tensor_parallel_size),
             "--max-input-tokens", str(plan.max_model_len - 1),
             "--max-total-tokens", str(plan.max_model_len),

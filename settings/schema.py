@@ -424,6 +424,40 @@ class ImagesSpec(_Strict):
     proxy: Optional[str] = Field(None, pattern=IMAGE_REF, description="nginx proxy image, <repository>@sha256:<digest>")
 
 
+class EksSpec(_Strict):
+    """platform eks: the cluster and the in-cluster services the workloads rely on."""
+    kubernetes_version: str = Field("1.33", pattern=r"^1\.(2[89]|3\d)$", description="EKS Kubernetes version")
+    system_instance_type: str = Field("m7i.large", pattern=r"^[a-z0-9-]+\.[a-z0-9]+$",
+                                      description="instance type of the (CPU) system node group: controllers, "
+                                                  "CoreDNS, the device plugin's scheduler-side pieces")
+    system_nodes: PositiveInt = Field(2, le=20, description="system node group size")
+    monitoring_namespace: str = Field("monitoring", pattern=DNS_LABEL,
+                                      description="namespace of the Prometheus Operator (ServiceMonitor, "
+                                                  "PrometheusRule); the only namespace admitted to /metrics")
+    prometheus_url: str = Field("http://prometheus-operated.monitoring.svc:9090", pattern=r"^https?://[^\s]+$",
+                                description="Prometheus the KEDA scaler queries for vllm:num_requests_waiting")
+    queue_target: PositiveInt = Field(4, le=1000, description="waiting requests per replica before KEDA adds "
+                                                              "one (the autoscaling threshold)")
+
+
+class LocalSpec(_Strict):
+    """platform docker: the workstation's GPU, which the planner sizes against instead of an instance."""
+    gpu: str = Field(description="the catalog GPU closest to yours, equal or smaller in memory and compute "
+                                 "capability: T4, A10G, L4, L40S, A100-40GB, A100-80GB, H100, H200, RTX-PRO-4500, "
+                                 "RTX-PRO-6000, ...")
+    gpu_count: PositiveInt = Field(1, le=8, description="GPUs the runtime may use")
+    port: int = Field(8443, ge=1024, le=65535, description="the proxy's HTTPS port on 127.0.0.1")
+
+    @field_validator("gpu")
+    @classmethod
+    def _gpu(cls, v: str, info: ValidationInfo) -> str:
+        gpus = _catalog(info).gpus
+        if v not in gpus:
+            raise ValueError(f"{v!r} is not a catalog GPU: use the closest of {', '.join(gpus)} "
+                             "(equal or less memory, so the plan stays safe)")
+        return v
+
+
 class StackConfig(_Strict):
     """Everything under `llm-platform:` in Pulumi.<stack>.yaml, plus aws:region."""
     environment: Literal["dev", "staging", "prod"] = Field("dev", description="dev, staging or prod")
@@ -436,9 +470,31 @@ class StackConfig(_Strict):
     pricing: PricingSpec = Field(default_factory=PricingSpec)
     images: Optional[ImagesSpec] = Field(None, validate_default=True,
                                          description="image overrides and the Docker Hub cache credential")
+    eks: Optional[EksSpec] = Field(None, validate_default=True, description="platform eks: cluster settings")
+    local: Optional[LocalSpec] = Field(None, validate_default=True,
+                                       description="platform docker: the workstation GPU to size against")
     hf_token: bool = Field(False, description="whether llm-platform:hfToken is set (as a secret)")
 
     @field_validator("images")
     @classmethod
     def _images(cls, v: Optional[ImagesSpec], info: ValidationInfo) -> ImagesSpec:
         return v or ImagesSpec()
+
+    @field_validator("eks")
+    @classmethod
+    def _eks(cls, v: Optional[EksSpec], info: ValidationInfo) -> Optional[EksSpec]:
+        platform = info.data.get("platform")
+        if v is not None and platform != "eks":
+            raise ValueError(f"the eks block applies to platform eks only (platform is {platform}): remove it")
+        return v if v is not None or platform != "eks" else EksSpec()
+
+    @field_validator("local")
+    @classmethod
+    def _local(cls, v: Optional[LocalSpec], info: ValidationInfo) -> Optional[LocalSpec]:
+        platform = info.data.get("platform")
+        if v is not None and platform != "docker":
+            raise ValueError(f"the local block applies to platform docker only (platform is {platform}): remove it")
+        if v is None and platform == "docker":
+            raise ValueError("platform docker sizes models against your workstation's GPU: add "
+                             "local: {gpu: <the closest catalog GPU, e.g. L4>, gpu_count: 1}")
+        return v

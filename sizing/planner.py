@@ -142,7 +142,9 @@ class DeploymentPlan:
             },
             "max_concurrency_at_full_context": self.max_concurrency_at_full_context,
             "parameters": self.parameters, "active_parameters": self.active_parameters,
-            "hourly_cost_usd": round(self.hourly_cost_usd, 4),
+            # per instance (the contract: monthly = hourly x instances x 730); a replica spans nodes_per_replica
+            "hourly_cost_usd": round(self.hourly_cost_usd / self.nodes_per_replica, 4),
+            "hourly_cost_per_replica_usd": round(self.hourly_cost_usd, 4),
             "monthly_cost_usd": self.monthly_cost_usd,
             "monthly_cost_max_usd": self.monthly_cost_max_usd,
             "volume_gib": self.volume_gib, "startup_seconds": self.startup_seconds,
@@ -183,7 +185,23 @@ def workload_of(spec: ModelSpec) -> Workload:
                     gpu_memory_utilization=spec.gpu_memory_utilization)
 
 
+LOCAL = "local"     # the instance name of a workstation (platform docker)
+
+
+def local_instance(stack: StackConfig, cat: Catalog) -> InstanceType:
+    """The workstation of `platform: docker` as an instance type: the catalog GPU `local.gpu`, `local.gpu_count`
+    of them, no price (it is already paid for). Sizing then runs exactly as for a cloud instance."""
+    gpu = cat.gpus[stack.local.gpu]
+    n = stack.local.gpu_count
+    return InstanceType.model_construct(
+        name=LOCAL, family=LOCAL, gpu=gpu.aws_name, gpu_count=n, gpu_memory_mib=gpu.aws_memory_mib,
+        vcpus=1, memory_mib=1, network="", nvme_gb=0, hourly_usd=0.0, interconnect="PCIe" if n > 1 else "",
+        purchase="on-demand", price_region="", price_source="")
+
+
 def hourly_price(instance: InstanceType, stack: Optional[StackConfig]) -> float:
+    if instance.name == LOCAL:
+        return 0.0
     if stack is not None and instance.name in stack.pricing.hourly_usd:
         return stack.pricing.hourly_usd[instance.name]
     discount = stack.pricing.discount_percent if stack is not None else 0.0
@@ -242,6 +260,8 @@ def _search(arch: Architecture, w: Workload, instances: list[InstanceType], node
 
 def cheapest(arch: Architecture, w: Workload, platform: str, stack: Optional[StackConfig], cat: Catalog,
              forced: Optional[str] = None) -> Optional[Candidate]:
+    if platform == "docker" and stack is not None and stack.local is not None:
+        return _search(arch, w, [local_instance(stack, cat)], 1, stack, cat)
     pool = [cat.instances[forced]] if forced else \
         [i for i in cat.instances.values() if i.purchase == "on-demand"]
     found = _search(arch, w, pool, 1, stack, cat)
@@ -374,7 +394,7 @@ def size_fleet(spec: ModelSpec, index: int, arch: Architecture, w: Workload, bes
     the latency targets; the cheapest fleet (replicas, never below the HA minimum, x hourly price) wins,
     ties to fewer GPUs."""
     ha = _ha_minimum(stack)
-    if spec.instance_type or best.layout.pipeline_parallel > 1:
+    if spec.instance_type or best.layout.pipeline_parallel > 1 or stack.platform == "docker":
         pool = [best]
     else:
         pool, seen = [], {}

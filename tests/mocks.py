@@ -94,6 +94,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
                                 "memorySize": inst.gpu_memory_mib}], "id": inst.name}
         if token == "aws:iam/getPolicyDocument:getPolicyDocument":
             return {"json": json.dumps(_policy_json(a)), "id": "policy"}
+        if token == "aws:secretsmanager/getSecretVersion:getSecretVersion":
+            return {"secretId": a.get("secretId"), "secretString": f"MOCKSECRET-{_hex(str(a.get('secretId')), 40)}",
+                    "arn": a.get("secretId"), "versionId": "v1", "versionStage": "AWSCURRENT", "id": "v1"}
         raise NotImplementedError(f"the mocks harness has no answer for invoke {token}: add one in tests/mocks.py")
 
 
@@ -153,6 +156,19 @@ def computed_outputs(typ: str, name: str, inputs: dict, region: str) -> dict:
         return {"certPem": f"-----BEGIN CERTIFICATE-----\nMOCKCERT{h}\n-----END CERTIFICATE-----\n"}
     if typ == "tls:index/certRequest:CertRequest":
         return {"certRequestPem": f"-----BEGIN CERTIFICATE REQUEST-----\n{h}\n-----END CERTIFICATE REQUEST-----\n"}
+    if typ == "aws:eks/cluster:Cluster":
+        return {"arn": f"arn:aws:eks:{region}:{acct}:cluster/{inputs.get('name', name)}",
+                "endpoint": f"https://{h.upper()[:32]}.gr7.{region}.eks.amazonaws.com",
+                "certificateAuthority": {"data": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1PQ0sKLS0tLS1FTkQ="},
+                "identities": [{"oidcs": [{"issuer": f"https://oidc.eks.{region}.amazonaws.com/id/{h.upper()}"}]}],
+                "clusterSecurityGroupId": f"sg-{h[:17]}", "status": "ACTIVE"}
+    if typ == "kubernetes:core/v1:Service" and (inputs.get("spec") or {}).get("type") == "LoadBalancer":
+        return {"status": {"loadBalancer": {"ingress": [
+            {"hostname": f"k8s-{name[:20]}-{h[:10]}.elb.{region}.amazonaws.com"}]}}}
+    if typ.startswith("kubernetes:") or typ.startswith("docker:"):
+        return {}
+    if typ == "aws:ec2/placementGroup:PlacementGroup":
+        return {"name": f"{name}-{h[:8]}", "arn": f"arn:aws:ec2:{region}:{acct}:placement-group/{name}"}
     service = typ.split(":")[1].split("/")[0] if ":" in typ else "mock"
     return {"arn": f"arn:aws:{service}:{region}:{acct}:{name}"}
 

@@ -124,8 +124,8 @@ def test_no_traceback_for_user_mistakes_in_a_real_process(tmp_path):
     assert any(e["path"] == "llm-platform:models" for e in json.loads(proc.stdout)["errors"])
 
 
-def test_platforms_that_cannot_be_deployed_yet_exit_2_naming_the_key(capsys, tmp_path):
-    raw = {**MINIMAL, "llm-platform:platform": "eks"}
+def test_docker_without_a_workstation_gpu_exits_2_naming_the_key(capsys, tmp_path):
+    raw = {**MINIMAL, "llm-platform:platform": "docker"}
     code, out, _ = run(capsys, "--config", write_stack(tmp_path, raw), "--json")
     err = json.loads(out)["errors"][0]
-    assert code == 2 and err["path"] == "llm-platform:platform" and "set platform to ec2" in err["message"]
+    assert code == 2 and err["path"] == "llm-platform:local" and "gpu_count" in err["message"]

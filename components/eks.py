@@ -1,0 +1,244 @@
+"""GpuCluster: the EKS cluster of `platform: eks`, in the stack's private network.
+
+- Control plane: private endpoint only (no public endpoint at all: `pulumi up` and kubectl run from
+  the VPC or the VPN), Kubernetes secrets envelope-encrypted with the stack's CMK, all five
+  control-plane log types to a CMK-encrypted log group with the stack's retention, access entries
+  (API authentication mode) instead of the aws-auth ConfigMap, EKS Pod Identity for workloads.
+- Nodes: a small CPU system group (controllers, CoreDNS), and one GPU managed node group per instance
+  type the plans need, sized from the plans (instances at min, replicas_max x nodes at max):
+  AL2023 NVIDIA AMI type, taint nvidia.com/gpu=true:NoSchedule, labels naming the GPU and the type;
+  a launch template with IMDSv2 (hop limit 1: pods cannot reach node credentials), CMK-encrypted
+  gp3 root volumes big enough for the model cache, and a cluster placement group in one AZ when a
+  replica spans nodes (pipeline parallel over the instance network).
+- In-cluster: the NVIDIA device plugin (GPU nodes only), LeaderWorkerSet (only when a plan spans
+  nodes), KEDA (queue-depth autoscaling) and the AWS Load Balancer Controller (internal NLBs), as
+  Helm releases pinned by chart version (sources below), each controller on the system nodes.
+Nothing here sizes anything: node groups follow the DeploymentPlans.
+"""
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from sizing.planner import DeploymentPlan
+
+GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}
+NODE_POOL_LABEL = "llm-platform/node-pool"
+GPU_LABEL = "llm-platform/gpu"
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"     # set by the kubelet on every node
+CONTROL_PLANE_LOGS = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
+
+# Helm charts, pinned by version (the chart pins its images' tags; mirror them for egress none):
+CHARTS = {
+    # github.com/NVIDIA/k8s-device-plugin CHANGELOG: v0.17.4 (go-nvlib 0.7.4, Directory volume types)
+    "nvidia-device-plugin": {"repo": "https://nvidia.github.io/k8s-device-plugin", "chart": "nvidia-device-plugin",
+                             "version": "0.17.4", "namespace": "kube-system"},
+    # kubernetes-sigs/lws chart from registry.k8s.io (pinned v0.8.0 in NVIDIA/aicr#2500)
+    "lws": {"repo": None, "chart": "oci://registry.k8s.io/lws/charts/lws", "version": "0.8.0",
+            "namespace": "lws-system"},
+    # github.com/kedacore/charts release v2.21.1 (app v2.21.1)
+    "keda": {"repo": "https://kedacore.github.io/charts", "chart": "keda", "version": "2.21.1", "namespace": "keda"},
+    # github.com/aws/eks-charts PR #1269: aws-load-balancer-controller v2.16.0 (chart 1.16.0)
+    "aws-load-balancer-controller": {"repo": "https://aws.github.io/eks-charts",
+                                     "chart": "aws-load-balancer-controller", "version": "1.16.0",
+                                     "namespace": "kube-system"},
+}
+
+
+def _assume(service: str, actions=("sts:AssumeRole",)) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": service}, "Action": list(actions)}]})
+
+
+POD_IDENTITY_TRUST = _assume("pods.eks.amazonaws.com", ("sts:AssumeRole", "sts:TagSession"))
+
+
+def node_groups_needed(plans: list[DeploymentPlan]) -> dict[str, dict]:
+    """Per instance type: nodes at min and max, the largest per-node volume, whether a replica spans nodes."""
+    groups: dict[str, dict] = {}
+    for p in plans:
+        g = groups.setdefault(p.instance_type, {"min": 0, "max": 0, "volume_gib": 0, "multi_node": False,
+                                                "gpu": p.gpu_name, "deployments": []})
+        g["min"] += p.replicas_min * p.nodes_per_replica
+        g["max"] += p.replicas_max * p.nodes_per_replica
+        g["volume_gib"] = max(g["volume_gib"], p.volume_gib)
+        g["multi_node"] = g["multi_node"] or p.nodes_per_replica > 1
+        g["deployments"].append(p.name)
+    return groups
+
+
+def group_name(instance_type: str) -> str:
+    return "gpu-" + instance_type.replace(".", "-")
+
+
+class GpuCluster(pulumi.ComponentResource):
+    def __init__(self, name: str, *, stack: str, plans: list[DeploymentPlan], eks, vpc_id: pulumi.Input[str],
+                 vpc_cidr: str, subnet_ids: pulumi.Input[list], kms_key_arn: pulumi.Input[str],
+                 log_retention_days: int, protect: bool, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("llm-platform:eks:GpuCluster", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = {"llm-platform:stack": stack}
+        self.cluster_name = f"llm-{stack}"
+
+        cluster_role = aws.iam.Role(f"{name}-cluster", assume_role_policy=_assume("eks.amazonaws.com",
+                                                                                   ("sts:AssumeRole", "sts:TagSession")),
+                                    tags=tags, opts=child)
+        aws.iam.RolePolicyAttachment(f"{name}-cluster", role=cluster_role.name,
+                                     policy_arn="arn:aws:iam::aws:policy/AmazonEKSClusterPolicy", opts=child)
+        # created first so that it carries the CMK and the retention (EKS would make one without either)
+        log_group = aws.cloudwatch.LogGroup(f"{name}-control-plane", name=f"/aws/eks/{self.cluster_name}/cluster",
+                                            retention_in_days=log_retention_days, kms_key_id=kms_key_arn, tags=tags,
+                                            opts=child)
+        self.security_group = aws.ec2.SecurityGroup(
+            f"{name}-api", vpc_id=vpc_id, description="EKS API: HTTPS from inside the VPC only",
+            ingress=[{"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": [vpc_cidr],
+                      "description": "kubectl / pulumi from the VPC (VPN, SSM port forward)"}],
+            egress=[{"protocol": "-1", "from_port": 0, "to_port": 0, "cidr_blocks": [vpc_cidr],
+                     "description": "to nodes and VPC endpoints"}],
+            tags={**tags, "Name": f"{self.cluster_name}-api"}, opts=child)
+        self.cluster = aws.eks.Cluster(
+            f"{name}-cluster", name=self.cluster_name, role_arn=cluster_role.arn, version=eks.kubernetes_version,
+            vpc_config={"subnet_ids": subnet_ids, "endpoint_private_access": True, "endpoint_public_access": False,
+                        "security_group_ids": [self.security_group.id]},
+            encryption_config={"provider": {"key_arn": kms_key_arn}, "resources": ["secrets"]},
+            enabled_cluster_log_types=CONTROL_PLANE_LOGS,
+            access_config={"authentication_mode": "API", "bootstrap_cluster_creator_admin_permissions": True},
+            upgrade_policy={"support_type": "STANDARD"}, tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, protect=protect, depends_on=[log_group]))
+
+        node_role = aws.iam.Role(f"{name}-node", assume_role_policy=_assume("ec2.amazonaws.com"), tags=tags, opts=child)
+        for i, policy in enumerate(("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy",
+                                    "AmazonEC2ContainerRegistryPullOnly", "AmazonSSMManagedInstanceCore")):
+            aws.iam.RolePolicyAttachment(f"{name}-node-{i}", role=node_role.name,
+                                         policy_arn=f"arn:aws:iam::aws:policy/{policy}", opts=child)
+        # the pull-through cache creates a repository on the first pull of an image
+        aws.iam.RolePolicy(f"{name}-node-ptc", role=node_role.id, policy=json.dumps({
+            "Version": "2012-10-17", "Statement": [{
+                "Sid": "EcrPullThroughCache", "Effect": "Allow",
+                "Action": ["ecr:BatchImportUpstreamImage", "ecr:CreateRepository"],
+                "Resource": ["arn:aws:ecr:*:*:repository/docker-hub/*", "arn:aws:ecr:*:*:repository/ecr-public/*"]}]}),
+            opts=child)
+
+        self.system_nodes = aws.eks.NodeGroup(
+            f"{name}-system", cluster_name=self.cluster.name, node_group_name="system", node_role_arn=node_role.arn,
+            subnet_ids=subnet_ids, ami_type="AL2023_x86_64_STANDARD", instance_types=[eks.system_instance_type],
+            scaling_config={"desired_size": eks.system_nodes, "min_size": eks.system_nodes,
+                            "max_size": eks.system_nodes + 1},
+            launch_template={"id": self._launch_template(f"{name}-system", 50, kms_key_arn, tags, None, child).id,
+                             "version": "$Latest"},
+            labels={NODE_POOL_LABEL: "system"}, update_config={"max_unavailable": 1}, tags=tags, opts=child)
+
+        for addon in ("vpc-cni", "kube-proxy", "coredns", "eks-pod-identity-agent"):
+            aws.eks.Addon(f"{name}-{addon}", cluster_name=self.cluster.name, addon_name=addon,
+                          resolve_conflicts_on_update="OVERWRITE", tags=tags,
+                          opts=pulumi.ResourceOptions(parent=self, depends_on=[self.system_nodes]))
+
+        self.gpu_node_groups: dict[str, aws.eks.NodeGroup] = {}
+        for itype, g in sorted(node_groups_needed(plans).items()):
+            gname = group_name(itype)
+            placement = None
+            subnets = subnet_ids
+            if g["multi_node"]:
+                # pipeline stages exchange activations every step: keep a replica's nodes close
+                placement = aws.ec2.PlacementGroup(f"{name}-{gname}", strategy="cluster", tags=tags, opts=child)
+                subnets = pulumi.Output.from_input(subnet_ids).apply(lambda ids: ids[:1])
+            lt = self._launch_template(f"{name}-{gname}", g["volume_gib"] + 50, kms_key_arn, tags, placement, child)
+            self.gpu_node_groups[itype] = aws.eks.NodeGroup(
+                f"{name}-{gname}", cluster_name=self.cluster.name, node_group_name=gname, node_role_arn=node_role.arn,
+                subnet_ids=subnets, ami_type="AL2023_x86_64_NVIDIA", instance_types=[itype],
+                scaling_config={"desired_size": g["min"], "min_size": g["min"], "max_size": max(g["max"], g["min"])},
+                launch_template={"id": lt.id, "version": lt.latest_version.apply(str)},
+                taints=[GPU_TAINT], labels={NODE_POOL_LABEL: "gpu", GPU_LABEL: g["gpu"]},
+                update_config={"max_unavailable": 1},
+                tags={**tags, "llm-platform:deployments": " ".join(g["deployments"])}, opts=child)
+
+        self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self._kubeconfig(), enable_server_side_apply=True,
+                                     opts=pulumi.ResourceOptions(parent=self, depends_on=[self.system_nodes]))
+        kopts = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        system = {"nodeSelector": {NODE_POOL_LABEL: "system"}}
+        self.releases: dict[str, k8s.helm.v3.Release] = {}
+        self.releases["nvidia-device-plugin"] = self._chart("nvidia-device-plugin", {
+            # only on GPU nodes, tolerating their taint
+            "nodeSelector": {NODE_POOL_LABEL: "gpu"},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            "failOnInitError": True}, kopts)
+        if any(p.nodes_per_replica > 1 for p in plans):
+            self.releases["lws"] = self._chart("lws", {"nodeSelector": system["nodeSelector"]}, kopts)
+        self.releases["keda"] = self._chart("keda", {"nodeSelector": system["nodeSelector"]}, kopts)
+        lbc_role = aws.iam.Role(f"{name}-lbc", assume_role_policy=POD_IDENTITY_TRUST, tags=tags, opts=child)
+        aws.iam.RolePolicy(f"{name}-lbc", role=lbc_role.id, policy=json.dumps(lbc_policy()), opts=child)
+        aws.eks.PodIdentityAssociation(f"{name}-lbc", cluster_name=self.cluster.name, namespace="kube-system",
+                                       service_account="aws-load-balancer-controller", role_arn=lbc_role.arn,
+                                       tags=tags, opts=child)
+        self.releases["aws-load-balancer-controller"] = self._chart("aws-load-balancer-controller", {
+            "clusterName": self.cluster_name, "vpcId": vpc_id, "region": aws.get_region_output(
+                opts=pulumi.InvokeOutputOptions(parent=self)).region,
+            "serviceAccount": {"create": True, "name": "aws-load-balancer-controller"},
+            "replicaCount": 2, "nodeSelector": system["nodeSelector"]}, kopts)
+        self.register_outputs({"cluster_name": self.cluster.name, "endpoint": self.cluster.endpoint})
+
+    def _launch_template(self, name: str, volume_gib: int, kms_key_arn, tags: dict, placement, child):
+        return aws.ec2.LaunchTemplate(
+            name, description="llm-platform EKS nodes: IMDSv2, encrypted root volume",
+            metadata_options={"http_tokens": "required", "http_put_response_hop_limit": 1, "http_endpoint": "enabled"},
+            block_device_mappings=[{"device_name": "/dev/xvda", "ebs": {
+                "volume_size": volume_gib, "volume_type": "gp3", "encrypted": "true", "kms_key_id": kms_key_arn,
+                "delete_on_termination": "true", "throughput": 500, "iops": 6000}}],
+            placement={"group_name": placement.name} if placement is not None else None,
+            tag_specifications=[{"resource_type": "instance", "tags": tags}, {"resource_type": "volume", "tags": tags}],
+            tags=tags, opts=child)
+
+    def _chart(self, key: str, values: dict, kopts: pulumi.ResourceOptions) -> k8s.helm.v3.Release:
+        c = CHARTS[key]
+        repo = {"repository_opts": {"repo": c["repo"]}} if c["repo"] else {}
+        return k8s.helm.v3.Release(key, name=key, chart=c["chart"], version=c["version"], namespace=c["namespace"],
+                                   create_namespace=True, atomic=True, cleanup_on_fail=True, values=values,
+                                   opts=pulumi.ResourceOptions.merge(kopts, pulumi.ResourceOptions(
+                                       depends_on=list(self.gpu_node_groups.values()) + [self.system_nodes])),
+                                   **repo)
+
+    def _kubeconfig(self) -> pulumi.Output[str]:
+        return pulumi.Output.all(self.cluster.endpoint, self.cluster.certificate_authority, self.cluster.name).apply(
+            lambda a: json.dumps({
+                "apiVersion": "v1", "kind": "Config", "current-context": "llm",
+                "clusters": [{"name": "llm", "cluster": {"server": a[0], "certificate-authority-data": a[1]["data"]}}],
+                "contexts": [{"name": "llm", "context": {"cluster": "llm", "user": "llm"}}],
+                "users": [{"name": "llm", "user": {"exec": {
+                    "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "aws",
+                    "args": ["eks", "get-token", "--cluster-name", a[2], "--output", "json"]}}}]}))
+
+
+def lbc_policy() -> dict:
+    """What the AWS Load Balancer Controller needs for internal NLBs with TLS listeners (IP targets): read
+    the network, and change only load balancers, target groups and security groups it created (tagged
+    elbv2.k8s.aws/cluster)."""
+    owned = {"Null": {"aws:ResourceTag/elbv2.k8s.aws/cluster": "false"}}
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "Read", "Effect": "Allow", "Resource": "*", "Action": [
+            "ec2:DescribeAccountAttributes", "ec2:DescribeAddresses", "ec2:DescribeAvailabilityZones",
+            "ec2:DescribeInternetGateways", "ec2:DescribeVpcs", "ec2:DescribeVpcPeeringConnections",
+            "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups", "ec2:DescribeInstances",
+            "ec2:DescribeNetworkInterfaces", "ec2:DescribeTags", "ec2:DescribeRouteTables",
+            "ec2:GetSecurityGroupsForVpc", "elasticloadbalancing:Describe*", "acm:ListCertificates",
+            "acm:DescribeCertificate", "wafv2:GetWebACLForResource", "shield:GetSubscriptionState"]},
+        {"Sid": "ServiceLinkedRole", "Effect": "Allow", "Action": "iam:CreateServiceLinkedRole", "Resource": "*",
+         "Condition": {"StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}}},
+        {"Sid": "CreateTagged", "Effect": "Allow", "Resource": "*", "Action": [
+            "ec2:CreateSecurityGroup", "elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:CreateTargetGroup",
+            "elasticloadbalancing:CreateListener", "elasticloadbalancing:CreateRule", "ec2:CreateTags",
+            "elasticloadbalancing:AddTags"],
+         "Condition": {"Null": {"aws:RequestTag/elbv2.k8s.aws/cluster": "false"}}},
+        {"Sid": "ChangeOwned", "Effect": "Allow", "Resource": "*", "Action": [
+            "ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "ec2:DeleteSecurityGroup",
+            "ec2:DeleteTags", "elasticloadbalancing:ModifyLoadBalancerAttributes", "elasticloadbalancing:SetSubnets",
+            "elasticloadbalancing:SetSecurityGroups", "elasticloadbalancing:DeleteLoadBalancer",
+            "elasticloadbalancing:ModifyTargetGroup", "elasticloadbalancing:ModifyTargetGroupAttributes",
+            "elasticloadbalancing:DeleteTargetGroup", "elasticloadbalancing:RegisterTargets",
+            "elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:ModifyListener",
+            "elasticloadbalancing:DeleteListener", "elasticloadbalancing:RemoveTags"],
+         "Condition": owned},
+    ]}

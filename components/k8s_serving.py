@@ -1,0 +1,437 @@
+"""KubernetesServing: one model deployment on EKS, every object built from its DeploymentPlan.
+
+Per deployment, in its own namespace (Pod Security `restricted`, enforced):
+- the pod: an init container that downloads models/<name>/<revision>/ from the model store (EKS Pod
+  Identity, read-only to that prefix), checks the manifest's own SHA-256 against the pinned digest,
+  `sha256sum --check --strict`s every file and refuses unlisted ones (fail closed: the server never
+  starts); the runtime bound to 127.0.0.1 with the plan's flags (components/runtime.py) and
+  `nvidia.com/gpu` = the GPUs one node of a replica uses; the TLS + bearer-key nginx proxy
+  (components/proxy.py) as a sidecar on :8443 (API, /health) and :9443 (/metrics). Non-root, no privilege
+  escalation, all capabilities dropped, RuntimeDefault seccomp, read-only root filesystems with
+  emptyDirs for the model cache, compile caches, /tmp and /dev/shm; no service-account token.
+  Startup, readiness and liveness probes go through the proxy's /health; the startup probe allows the
+  plan's load time.
+- one replica spanning nodes (PP > 1): a LeaderWorkerSet of PP pods per replica, Ray across them and
+  vLLM on the leader with the plan's TP x PP; otherwise a Deployment.
+- client keys as a Secret (the proxy's key map, built from the Secrets Manager values), the proxy's
+  TLS key pair as a Secret; a Service of type LoadBalancer that the AWS Load Balancer Controller
+  turns into an internal NLB with a TLS listener (ACM certificate, TLS 1.3/1.2 policy) re-encrypting
+  to the proxy, source ranges = allowed client CIDRs; a metrics Service for the ServiceMonitor.
+- a NetworkPolicy (default deny; API port from the allowed CIDRs and the VPC, where the NLB's health
+  checks come from; metrics port from the monitoring namespace only; DNS, HTTPS and the Pod Identity
+  agent out; pod-to-pod only inside a multi-node group), a PodDisruptionBudget, a KEDA ScaledObject
+  on vllm:num_requests_waiting bounded by the plan's replicas, a ServiceMonitor and a PrometheusRule.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shlex
+from typing import Optional
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+import pulumi_tls as tls
+
+from sizing.planner import DeploymentPlan
+from .eks import GPU_LABEL, INSTANCE_TYPE_LABEL, NODE_POOL_LABEL, POD_IDENTITY_TRUST
+from .proxy import AUDIT_LOG, KEYS_MAP, METRICS_PORT, TARGET_PORT, TLS_DIR, render_nginx_conf
+from .runtime import PORTS, ImageRef, container_spec, image_ref
+from .telemetry import QUEUE_METRIC
+from .userdata import client_hash
+
+RUNTIME_UID = 1000
+PROXY_UID = 101
+RAY_PORT = 6379
+PSS_LABELS = {f"pod-security.kubernetes.io/{m}": "restricted" for m in ("enforce", "audit", "warn")}
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+POD_IDENTITY_AGENT = "169.254.170.23/32"
+
+
+def fetch_script() -> str:
+    """The init container's script: the same verification as on EC2 (components/userdata.py)."""
+    return """set -eu
+dest=/model
+manifest=/tmp/SHA256SUMS
+if [ -n "$MANIFEST" ]; then
+  aws s3 cp --only-show-errors "s3://$MODEL_BUCKET/$MODEL_PREFIX/$MANIFEST" "$manifest"
+  echo "$MANIFEST_SHA256  $manifest" | sha256sum --check --strict --quiet \\
+    || { echo "manifest digest differs from the pinned $MANIFEST_SHA256" >&2; exit 1; }
+fi
+aws s3 sync --only-show-errors --no-progress --exact-timestamps --exclude "$MANIFEST" \\
+  "s3://$MODEL_BUCKET/$MODEL_PREFIX/" "$dest"
+if [ -n "$MANIFEST" ]; then
+  (cd "$dest" && sha256sum --check --strict --quiet "$manifest")
+  awk '{print $2}' "$manifest" | sed 's|^[*]||' | sort > /tmp/listed
+  (cd "$dest" && find . -type f | sed 's|^[.]/||' | sort) > /tmp/present
+  unlisted=$(comm -13 /tmp/listed /tmp/present)
+  [ -z "$unlisted" ] || { echo "files not in the manifest: $unlisted" >&2; exit 1; }
+else
+  echo "WARNING: no checksums configured for $LLM_NAME: weights are NOT verified (allowed outside prod)" >&2
+fi
+chmod -R a-w "$dest"
+"""
+
+
+def hardened(uid: int) -> k8s.core.v1.SecurityContextArgs:
+    return k8s.core.v1.SecurityContextArgs(
+        run_as_non_root=True, run_as_user=uid, run_as_group=RUNTIME_UID, allow_privilege_escalation=False,
+        privileged=False, read_only_root_filesystem=True, capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"))
+
+
+class KubernetesServing(pulumi.ComponentResource):
+    def __init__(self, name: str, *, plan: DeploymentPlan, stack: str, environment: str, provider: k8s.Provider,
+                 cluster_name: pulumi.Input[str], registry: pulumi.Input[str], region: pulumi.Input[str],
+                 store, manifest: Optional[str], manifest_sha256: Optional[str], kms_key_arn: pulumi.Input[str],
+                 client_secrets: dict, certificate_arn: pulumi.Input[str], vpc_cidr: str,
+                 allowed_client_cidrs: list[str], monitoring_cidrs: list[str], eks, max_prompt_bytes: int,
+                 max_tokens: int, domain: str, latency_p99_seconds: float, gpu_memory_percent: float,
+                 image_overrides: dict, depends_on: list, provenance: Optional[dict] = None, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("llm-platform:eks:KubernetesServing", name, None, opts)
+        self.plan = plan
+        name = plan.name        # children are named after the deployment
+        child = pulumi.ResourceOptions(parent=self)
+        kopts = pulumi.ResourceOptions(parent=self, provider=provider)
+        tags = {"llm-platform:stack": stack, "llm-platform:deployment": plan.name}
+        ns_name = f"llm-{plan.name}"
+        labels = {"app.kubernetes.io/name": plan.name, "app.kubernetes.io/part-of": "llm-platform",
+                  "llm-platform/deployment": plan.name}
+        multi_node = plan.nodes_per_replica > 1
+        # what the workload serves, for people and for the policy pack (the EC2 fleet's tags, as annotations)
+        identity = {"llm-platform.io/model": plan.model, "llm-platform.io/revision": plan.revision or "unpinned",
+                    "llm-platform.io/precision": plan.precision, "llm-platform.io/runtime": plan.runtime,
+                    "llm-platform.io/instance-type": plan.instance_type,
+                    "llm-platform.io/tensor-parallel": str(plan.tensor_parallel_size),
+                    "llm-platform.io/pipeline-parallel": str(plan.pipeline_parallel_size),
+                    "llm-platform.io/checksum": manifest_sha256 or "none",
+                    **{f"llm-platform.io/provenance-{k.replace('_', '-')}": v for k, v in (provenance or {}).items()}}
+
+        self.namespace = k8s.core.v1.Namespace(
+            name, metadata=k8s.meta.v1.ObjectMetaArgs(name=ns_name, labels={**PSS_LABELS, **labels}),
+            opts=pulumi.ResourceOptions.merge(kopts, pulumi.ResourceOptions(depends_on=depends_on)))
+        ns = self.namespace.metadata.name
+        meta = lambda n, extra=None, ann=None: k8s.meta.v1.ObjectMetaArgs(  # noqa: E731
+            name=n, namespace=ns, labels={**labels, **(extra or {})}, annotations=ann)
+
+        # --- identity: the pod reads only its model's prefix (EKS Pod Identity)
+        prefix = store.prefix(plan.name, plan.revision)
+        role = aws.iam.Role(f"{name}-pod", assume_role_policy=POD_IDENTITY_TRUST, tags=tags, opts=child)
+        aws.iam.RolePolicy(f"{name}-pod", role=role.id, policy=pulumi.Output.json_dumps({
+            "Version": "2012-10-17", "Statement": [
+                {"Sid": "ReadThisModel", "Effect": "Allow", "Action": ["s3:GetObject"],
+                 "Resource": pulumi.Output.format("{0}/{1}/*", store.bucket_arn, prefix)},
+                {"Sid": "ListThisModel", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": store.bucket_arn,
+                 "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*", prefix]}}},
+                {"Sid": "DecryptThroughS3", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": kms_key_arn,
+                 "Condition": {"StringEquals": {"kms:ViaService": pulumi.Output.concat("s3.", region,
+                                                                                        ".amazonaws.com")}}}]}),
+            opts=child)
+        sa = k8s.core.v1.ServiceAccount(f"{name}-sa", metadata=meta(plan.name), automount_service_account_token=False,
+                                        opts=kopts)
+        aws.eks.PodIdentityAssociation(f"{name}-pod", cluster_name=cluster_name, namespace=ns,
+                                       service_account=sa.metadata.name, role_arn=role.arn, tags=tags, opts=child)
+
+        # --- secrets: client keys (the proxy's key map) and the proxy's TLS key pair
+        keys = [aws.secretsmanager.get_secret_version_output(secret_id=arn, opts=pulumi.InvokeOutputOptions(parent=self))
+                .secret_string for _, arn in sorted(client_secrets.items())]
+        names = sorted(client_secrets)
+        keys_map = pulumi.Output.secret(pulumi.Output.all(*keys).apply(lambda vals: "".join(
+            f'"Bearer {v}" "{client_hash(n)}";\n' for n, v in zip(names, vals))))
+        self.client_keys = k8s.core.v1.Secret(f"{name}-client-keys", metadata=meta("client-keys"), type="Opaque",
+                                              immutable=False, string_data={"keys.map": keys_map}, opts=kopts)
+        tls_key = tls.PrivateKey(f"{name}-proxy", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        svc_dns = [f"{plan.name}.{domain}", f"{plan.name}.{ns_name}.svc", f"{plan.name}-metrics.{ns_name}.svc"]
+        tls_cert = tls.SelfSignedCert(f"{name}-proxy", private_key_pem=tls_key.private_key_pem,
+                                      validity_period_hours=24 * 397, early_renewal_hours=24 * 30,
+                                      subject={"common_name": svc_dns[0], "organization": "llm-platform"},
+                                      dns_names=svc_dns, allowed_uses=["digital_signature", "server_auth"],
+                                      opts=child)
+        k8s.core.v1.Secret(f"{name}-proxy-tls", metadata=meta("proxy-tls"), type="kubernetes.io/tls",
+                           string_data={"tls.crt": tls_cert.cert_pem, "tls.key": tls_key.private_key_pem}, opts=kopts)
+        # the audit line goes to the container log (collected by the cluster's log agent), never a prompt
+        conf = render_nginx_conf(plan, max_prompt_bytes, monitoring_cidrs + [vpc_cidr]).replace(
+            f"access_log {AUDIT_LOG}", "access_log /dev/stdout")
+        k8s.core.v1.ConfigMap(f"{name}-proxy-conf", metadata=meta("proxy-conf"), data={"nginx.conf": conf}, opts=kopts)
+
+        # --- the pod
+        runtime_img = image_ref(plan.runtime, "{registry}", image_overrides.get(plan.runtime))
+        proxy_img = image_ref("proxy", "{registry}", image_overrides.get("proxy"))
+        fetch_img = image_ref("awscli", "{registry}")
+        pinned = lambda ref: pulumi.Output.from_input(registry).apply(  # noqa: E731
+            lambda r: ref.pinned.replace("{registry}", r))
+        env_fetch = {"AWS_REGION": region, "MODEL_BUCKET": store.bucket_name, "MODEL_PREFIX": prefix,
+                     "MANIFEST": manifest or "", "MANIFEST_SHA256": manifest_sha256 or "", "LLM_NAME": plan.name,
+                     "HOME": "/tmp"}
+        gpus_per_node = plan.gpus_per_replica // plan.nodes_per_replica
+        spec = container_spec(plan, max_tokens, host="127.0.0.1")
+        self.runtime_args = list(spec.args)
+        startup_failures = math.ceil(plan.startup_seconds / 10) + 6
+
+        def https_probe(**kw):
+            return k8s.core.v1.ProbeArgs(http_get=k8s.core.v1.HTTPGetActionArgs(
+                path="/health", port=TARGET_PORT, scheme="HTTPS"), timeout_seconds=5, **kw)
+
+        def volumes(with_proxy: bool):
+            v = [k8s.core.v1.VolumeArgs(name="model", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
+                     size_limit=f"{plan.volume_gib}Gi")),
+                 k8s.core.v1.VolumeArgs(name="cache", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="20Gi")),
+                 k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="8Gi")),
+                 k8s.core.v1.VolumeArgs(name="shm", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
+                     medium="Memory", size_limit="16Gi"))]
+            if with_proxy:
+                v += [k8s.core.v1.VolumeArgs(name="proxy-conf", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
+                          name="proxy-conf", default_mode=0o440)),
+                      k8s.core.v1.VolumeArgs(name="client-keys", secret=k8s.core.v1.SecretVolumeSourceArgs(
+                          secret_name="client-keys", default_mode=0o440)),
+                      k8s.core.v1.VolumeArgs(name="proxy-tls", secret=k8s.core.v1.SecretVolumeSourceArgs(
+                          secret_name="proxy-tls", default_mode=0o440, items=[
+                              k8s.core.v1.KeyToPathArgs(key="tls.crt", path="cert.pem"),
+                              k8s.core.v1.KeyToPathArgs(key="tls.key", path="key.pem")])),
+                      k8s.core.v1.VolumeArgs(name="proxy-tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
+                          size_limit="256Mi"))]
+            return v
+
+        fetch = k8s.core.v1.ContainerArgs(
+            name="fetch-model", image=pinned(fetch_img), command=["/bin/sh", "-ec", fetch_script()],
+            env=[k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in env_fetch.items()],
+            resources=k8s.core.v1.ResourceRequirementsArgs(requests={"cpu": "2", "memory": "4Gi"},
+                                                           limits={"memory": "8Gi"}),
+            security_context=hardened(RUNTIME_UID),
+            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="model", mount_path="/model"),
+                           k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")])
+        runtime_mounts = [k8s.core.v1.VolumeMountArgs(name="model", mount_path="/model", read_only=True),
+                          k8s.core.v1.VolumeMountArgs(name="cache", mount_path="/root/.cache"),
+                          k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+                          k8s.core.v1.VolumeMountArgs(name="shm", mount_path="/dev/shm")]
+        runtime_env = [k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in sorted({**spec.env, "HOME": "/tmp"}.items())]
+        gpu_limits = {"nvidia.com/gpu": str(gpus_per_node)}
+
+        def runtime_container(command=None, args=None, probes=True):
+            return k8s.core.v1.ContainerArgs(
+                name="runtime", image=pinned(runtime_img), command=command, args=args,
+                env=runtime_env + ([k8s.core.v1.EnvVarArgs(name="VLLM_HOST_IP", value_from=k8s.core.v1.EnvVarSourceArgs(
+                    field_ref=k8s.core.v1.ObjectFieldSelectorArgs(field_path="status.podIP")))] if multi_node else []),
+                resources=k8s.core.v1.ResourceRequirementsArgs(limits=gpu_limits, requests=gpu_limits),
+                security_context=hardened(RUNTIME_UID), volume_mounts=runtime_mounts,
+                startup_probe=https_probe(period_seconds=10, failure_threshold=startup_failures) if probes else None,
+                readiness_probe=https_probe(period_seconds=10, failure_threshold=3) if probes else None,
+                liveness_probe=https_probe(period_seconds=30, failure_threshold=4) if probes else None)
+
+        proxy = k8s.core.v1.ContainerArgs(
+            name="proxy", image=pinned(proxy_img), args=["nginx", "-c", "/etc/llm-proxy/nginx.conf", "-g", "daemon off;"],
+            ports=[k8s.core.v1.ContainerPortArgs(name="https", container_port=TARGET_PORT),
+                   k8s.core.v1.ContainerPortArgs(name="metrics", container_port=METRICS_PORT)],
+            resources=k8s.core.v1.ResourceRequirementsArgs(requests={"cpu": "250m", "memory": "128Mi"},
+                                                           limits={"memory": "512Mi"}),
+            security_context=hardened(PROXY_UID),
+            readiness_probe=k8s.core.v1.ProbeArgs(tcp_socket=k8s.core.v1.TCPSocketActionArgs(port=TARGET_PORT),
+                                                  period_seconds=10),
+            liveness_probe=k8s.core.v1.ProbeArgs(tcp_socket=k8s.core.v1.TCPSocketActionArgs(port=TARGET_PORT),
+                                                 period_seconds=30, failure_threshold=4),
+            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="proxy-conf", mount_path="/etc/llm-proxy", read_only=True),
+                           k8s.core.v1.VolumeMountArgs(name="client-keys", mount_path=KEYS_MAP, sub_path="keys.map",
+                                                       read_only=True),
+                           k8s.core.v1.VolumeMountArgs(name="proxy-tls", mount_path=TLS_DIR, read_only=True),
+                           k8s.core.v1.VolumeMountArgs(name="proxy-tmp", mount_path="/tmp")])
+
+        def pod(containers, role_labels, with_proxy=True):
+            return k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels={**labels, **role_labels}),
+                spec=k8s.core.v1.PodSpecArgs(
+                    service_account_name=plan.name, automount_service_account_token=False,
+                    security_context=k8s.core.v1.PodSecurityContextArgs(
+                        run_as_non_root=True, run_as_user=RUNTIME_UID, run_as_group=RUNTIME_UID, fs_group=RUNTIME_UID,
+                        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault")),
+                    node_selector={INSTANCE_TYPE_LABEL: plan.instance_type, NODE_POOL_LABEL: "gpu",
+                                   GPU_LABEL: plan.gpu_name},
+                    tolerations=[k8s.core.v1.TolerationArgs(key="nvidia.com/gpu", operator="Exists",
+                                                            effect="NoSchedule")],
+                    topology_spread_constraints=None if multi_node else [k8s.core.v1.TopologySpreadConstraintArgs(
+                        max_skew=1, topology_key="topology.kubernetes.io/zone", when_unsatisfiable="ScheduleAnyway",
+                        label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels))],
+                    termination_grace_period_seconds=120, enable_service_links=False,
+                    init_containers=[fetch], containers=containers, volumes=volumes(with_proxy)))
+
+        selector_labels = dict(labels)
+        if not multi_node:
+            self.workload = k8s.apps.v1.Deployment(
+                f"{name}-deployment", metadata=meta(plan.name, ann=identity),
+                spec=k8s.apps.v1.DeploymentSpecArgs(
+                    replicas=plan.replicas_min,
+                    selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+                    strategy=k8s.apps.v1.DeploymentStrategyArgs(type="RollingUpdate", rolling_update=k8s.apps.v1.
+                                                                RollingUpdateDeploymentArgs(max_surge=1, max_unavailable=0)),
+                    progress_deadline_seconds=plan.startup_seconds + 600,
+                    template=pod([runtime_container(args=self.runtime_args), proxy], {})),
+                opts=pulumi.ResourceOptions.merge(kopts, pulumi.ResourceOptions(
+                    ignore_changes=["spec.replicas"] if plan.replicas_max > plan.replicas_min else None)))
+            scale_ref = {"apiVersion": "apps/v1", "kind": "Deployment", "name": plan.name}
+        else:
+            self.identity = identity
+            self.workload = self._leader_worker_set(name, plan, meta, pod, runtime_container, proxy, kopts)
+            scale_ref = {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "name": plan.name}
+            selector_labels["llm-platform/role"] = "leader"
+
+        # --- services: the internal NLB (AWS Load Balancer Controller) and the metrics endpoint
+        ann = {
+            "service.beta.kubernetes.io/aws-load-balancer-type": "external",
+            "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal",
+            "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip",
+            "service.beta.kubernetes.io/aws-load-balancer-ssl-ports": "https",
+            "service.beta.kubernetes.io/aws-load-balancer-ssl-negotiation-policy": TLS_POLICY,
+            "service.beta.kubernetes.io/aws-load-balancer-backend-protocol": "ssl",
+            "service.beta.kubernetes.io/aws-load-balancer-healthcheck-protocol": "HTTPS",
+            "service.beta.kubernetes.io/aws-load-balancer-healthcheck-path": "/health",
+            "service.beta.kubernetes.io/aws-load-balancer-healthcheck-port": str(TARGET_PORT),
+            "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes":
+                "preserve_client_ip.enabled=true,deregistration_delay.timeout_seconds=120",
+            "service.beta.kubernetes.io/aws-load-balancer-attributes":
+                "load_balancing.cross_zone.enabled=true" + (",deletion_protection.enabled=true"
+                                                            if environment == "prod" else ""),
+            "service.beta.kubernetes.io/aws-load-balancer-additional-resource-tags":
+                ",".join(f"{k}={v}" for k, v in tags.items()),
+        }
+        ann_out = pulumi.Output.from_input(certificate_arn).apply(
+            lambda arn: {**ann, "service.beta.kubernetes.io/aws-load-balancer-ssl-cert": arn})
+        self.service = k8s.core.v1.Service(
+            f"{name}-service", metadata=k8s.meta.v1.ObjectMetaArgs(name=plan.name, namespace=ns, labels=labels,
+                                                                  annotations=ann_out),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="LoadBalancer", load_balancer_class="service.k8s.aws/nlb", selector=selector_labels,
+                load_balancer_source_ranges=allowed_client_cidrs,
+                ports=[k8s.core.v1.ServicePortArgs(name="https", port=443, target_port=TARGET_PORT, protocol="TCP")]),
+            opts=kopts)
+        k8s.core.v1.Service(
+            f"{name}-metrics", metadata=meta(f"{plan.name}-metrics", {"llm-platform/metrics": "true"}),
+            spec=k8s.core.v1.ServiceSpecArgs(type="ClusterIP", selector=selector_labels, ports=[
+                k8s.core.v1.ServicePortArgs(name="metrics", port=METRICS_PORT, target_port=METRICS_PORT)]),
+            opts=kopts)
+        self.hostname = self.service.status.apply(
+            lambda s: s.load_balancer.ingress[0].hostname if s and s.load_balancer and s.load_balancer.ingress else None)
+
+        # --- network policy: default deny, then exactly what serving needs
+        peers_api = [k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=c))
+                     for c in allowed_client_cidrs + [vpc_cidr]]
+        ingress = [
+            k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                from_=peers_api, ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=TARGET_PORT, protocol="TCP")]),
+            k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                from_=[k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=k8s.meta.v1.LabelSelectorArgs(
+                    match_labels={"kubernetes.io/metadata.name": eks.monitoring_namespace}))],
+                ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=METRICS_PORT, protocol="TCP")])]
+        egress = [
+            k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                to=[k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=k8s.meta.v1.LabelSelectorArgs(
+                    match_labels={"kubernetes.io/metadata.name": "kube-system"}))],
+                ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=53, protocol=p) for p in ("UDP", "TCP")]),
+            # S3 (gateway endpoint: AWS's public ranges, no internet route when egress is none) and the
+            # Pod Identity agent on the node's link-local address
+            k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=443, protocol="TCP")]),
+            k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                to=[k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(
+                    cidr=POD_IDENTITY_AGENT))],
+                ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=80, protocol="TCP")])]
+        if multi_node:
+            # Ray and NCCL between the pods of one group: any port, only these pods
+            same = [k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(
+                match_labels=labels))]
+            ingress.append(k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=same))
+            egress.append(k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=same))
+        self.network_policy = k8s.networking.v1.NetworkPolicy(
+            f"{name}-netpol", metadata=meta(plan.name),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+                policy_types=["Ingress", "Egress"], ingress=ingress, egress=egress),
+            opts=kopts)
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb", metadata=meta(plan.name),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                max_unavailable=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector_labels)),
+            opts=kopts)
+
+        # --- autoscaling on queue depth, bounded by the plan
+        queue = QUEUE_METRIC.get(plan.runtime)
+        if queue and plan.replicas_max > plan.replicas_min:
+            k8s.apiextensions.CustomResource(
+                f"{name}-scaler", api_version="keda.sh/v1alpha1", kind="ScaledObject", metadata=meta(plan.name),
+                spec={"scaleTargetRef": scale_ref, "minReplicaCount": plan.replicas_min,
+                      "maxReplicaCount": plan.replicas_max, "pollingInterval": 15,
+                      # a new replica needs the plan's startup time: don't flap while it loads
+                      "cooldownPeriod": max(300, plan.startup_seconds),
+                      "triggers": [{"type": "prometheus", "metadata": {
+                          "serverAddress": eks.prometheus_url,
+                          "query": f'sum({queue}{{namespace="{ns_name}"}})',
+                          "threshold": str(eks.queue_target)}}]},
+                opts=kopts)
+
+        # --- monitoring: scrape through the proxy's metrics port; alerts
+        k8s.apiextensions.CustomResource(
+            f"{name}-servicemonitor", api_version="monitoring.coreos.com/v1", kind="ServiceMonitor",
+            metadata=meta(plan.name),
+            spec={"selector": {"matchLabels": {**labels, "llm-platform/metrics": "true"}},
+                  "endpoints": [{"port": "metrics", "scheme": "https", "path": "/metrics", "interval": "30s",
+                                 "tlsConfig": {"ca": {"secret": {"name": "proxy-tls", "key": "tls.crt"}},
+                                               "serverName": f"{plan.name}-metrics.{ns_name}.svc"}}]},
+            opts=kopts)
+        k8s.apiextensions.CustomResource(
+            f"{name}-alerts", api_version="monitoring.coreos.com/v1", kind="PrometheusRule", metadata=meta(plan.name),
+            spec={"groups": [{"name": f"llm-{plan.name}", "rules": alert_rules(
+                plan, ns_name, latency_p99_seconds, gpu_memory_percent, eks.queue_target)}]},
+            opts=kopts)
+        self.register_outputs({"namespace": ns, "hostname": self.hostname})
+
+    def _leader_worker_set(self, name, plan, meta, pod, runtime_container, proxy, kopts):
+        """PP nodes per replica: Ray head + vLLM on the leader, Ray workers on the others."""
+        gpus_per_node = plan.gpus_per_replica // plan.nodes_per_replica
+        total = plan.gpus_per_replica
+        args = " ".join(shlex.quote(a) for a in self.runtime_args)
+        ray_common = f"--num-gpus={gpus_per_node} --disable-usage-stats --temp-dir=/tmp/ray"
+        wait = (f"python3 -c 'import ray,time; ray.init(address=\"auto\"); "
+                f"[time.sleep(5) for _ in iter(lambda: ray.cluster_resources().get(\"GPU\", 0) < {total}, False)]'")
+        leader_cmd = (f"ray start --head --port={RAY_PORT} --include-dashboard=false {ray_common} && {wait} && "
+                      f"exec vllm serve {args} --distributed-executor-backend ray")
+        worker_cmd = f"exec ray start --address=$(LWS_LEADER_ADDRESS):{RAY_PORT} --block {ray_common}"
+        leader = pod([runtime_container(command=["/bin/sh", "-ec", leader_cmd]), proxy], {"llm-platform/role": "leader"})
+        worker = pod([runtime_container(command=["/bin/sh", "-ec", worker_cmd], probes=False)],
+                     {"llm-platform/role": "worker"}, with_proxy=False)
+        return k8s.apiextensions.CustomResource(
+            f"{name}-lws", api_version="leaderworkerset.x-k8s.io/v1", kind="LeaderWorkerSet",
+            metadata=meta(plan.name, ann=self.identity),
+            spec={"replicas": plan.replicas_min, "startupPolicy": "LeaderCreated",
+                  "rolloutStrategy": {"type": "RollingUpdate", "rollingUpdateConfiguration": {
+                      "maxUnavailable": 1, "maxSurge": 0}},
+                  "leaderWorkerTemplate": {"size": plan.nodes_per_replica,
+                                           "restartPolicy": "RecreateGroupOnPodRestart",
+                                           "leaderTemplate": leader, "workerTemplate": worker}},
+            opts=kopts)
+
+
+def alert_rules(plan: DeploymentPlan, ns: str, latency_p99: float, gpu_memory_percent: float, queue_target: int) -> list:
+    sel = f'namespace="{ns}"'
+    rules = [
+        {"alert": "LlmPodRestarts", "expr": f"increase(kube_pod_container_status_restarts_total{{{sel}}}[30m]) > 2",
+         "for": "5m", "labels": {"severity": "warning", "deployment": plan.name},
+         "annotations": {"summary": f"{plan.name}: containers restart repeatedly (OOM, failed verification?)"}},
+        {"alert": "LlmGpuMemoryHigh",
+         "expr": f"max(DCGM_FI_DEV_FB_USED{{{sel}}} / (DCGM_FI_DEV_FB_USED{{{sel}}} + DCGM_FI_DEV_FB_FREE{{{sel}}})) "
+                 f"* 100 > {gpu_memory_percent:g}",
+         "for": "10m", "labels": {"severity": "warning", "deployment": plan.name},
+         "annotations": {"summary": f"{plan.name}: GPU memory above {gpu_memory_percent:g} % (DCGM exporter)"}},
+    ]
+    if plan.runtime == "vllm":
+        rules += [
+            {"alert": "LlmLatencyP99High",
+             "expr": f"histogram_quantile(0.99, sum by (le) (rate(vllm:e2e_request_latency_seconds_bucket{{{sel}}}[5m])))"
+                     f" > {latency_p99:g}",
+             "for": "10m", "labels": {"severity": "critical", "deployment": plan.name},
+             "annotations": {"summary": f"{plan.name}: p99 latency above {latency_p99:g} s"}},
+            {"alert": "LlmQueueDepthHigh",
+             "expr": f"sum(vllm:num_requests_waiting{{{sel}}}) > {queue_target * plan.replicas_max}",
+             "for": "10m", "labels": {"severity": "warning", "deployment": plan.name},
+             "annotations": {"summary": f"{plan.name}: requests queue at the autoscaling maximum "
+                                        f"({plan.replicas_max} replicas)"}},
+        ]
+    return rules
