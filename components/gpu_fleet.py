@@ -15,7 +15,7 @@ Defaults and why:
   read of this model's prefix in the model store, read of the API client keys, ECR pulls
   through the cache, and marking its own instance Unhealthy; nothing else.
 - Auto Scaling group over every private subnet (AZs), the plan's min/desired/max, ELB health
-  checks with a grace period equal to the plan's startup estimate, capacity rebalancing,
+  checks with a grace period equal to the plan's startup estimate,
   rolling instance refresh that launches new capacity before retiring old (min healthy 100 %),
   and, when autoscaling is configured, target tracking on the runtime's queue depth.
 """
@@ -56,7 +56,8 @@ class GpuInstanceGroup(pulumi.ComponentResource):
         tags = deployment_tags(plan, stack, environment, manifest_sha256, provenance)
 
         # --- instance role: least privilege for boot and serving
-        role = aws.iam.Role(f"{name}-instance", description=f"GPU instances serving {plan.name}",
+        role = aws.iam.Role(f"{name}-instance", name_prefix=f"llm-{plan.name[:30]}-",
+                            description=f"GPU instances serving {plan.name}",
                             assume_role_policy=pulumi.Output.json_dumps({
                                 "Version": "2012-10-17", "Statement": [{
                                     "Effect": "Allow", "Action": "sts:AssumeRole",
@@ -69,8 +70,7 @@ class GpuInstanceGroup(pulumi.ComponentResource):
             f"{name}-cwagent", name=f"/llm-platform/{stack}/{plan.name}/cloudwatch-agent", type="String",
             value=cwagent_config(plan, audit_log_group=log_groups["audit"],
                                                   boot_log_group=log_groups["boot"],
-                                                  metrics_log_group=log_groups["runtime_metrics"],
-                                                  retention_days=log_retention_days),
+                                                  metrics_log_group=log_groups["runtime_metrics"]),
             description=f"CloudWatch agent config for {plan.name}", tags=tags, opts=child)
         aws.iam.RolePolicy(f"{name}-instance", role=role.id, policy=pulumi.Output.json_dumps({
             "Version": "2012-10-17", "Statement": [
@@ -130,9 +130,11 @@ class GpuInstanceGroup(pulumi.ComponentResource):
         self.asg = aws.autoscaling.Group(
             f"{name}-asg", name_prefix=f"llm-{stack}-{plan.name}-", vpc_zone_identifiers=subnet_ids,
             min_size=plan.replicas_min * plan.nodes_per_replica, max_size=plan.replicas_max * plan.nodes_per_replica,
-            desired_capacity=plan.instances, health_check_type="ELB",
+            # with target tracking the policy owns desired capacity: setting it here would reset it each `up`
+            desired_capacity=plan.instances if plan.replicas_max == plan.replicas_min else None,
+            health_check_type="ELB",
             health_check_grace_period=plan.startup_seconds, default_instance_warmup=plan.startup_seconds,
-            target_group_arns=[target_group_arn], capacity_rebalance=True, wait_for_capacity_timeout="0",
+            target_group_arns=[target_group_arn], wait_for_capacity_timeout="0",
             launch_template={"id": self.launch_template.id, "version": self.launch_template.latest_version.apply(str)},
             instance_refresh={"strategy": "Rolling", "preferences": {
                 "min_healthy_percentage": 100, "max_healthy_percentage": 200, "instance_warmup": str(plan.startup_seconds),

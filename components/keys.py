@@ -83,15 +83,18 @@ def key_policy(account: str, region: str, log_group_prefix: str, extra_log_group
             "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": [
                 f"arn:aws:logs:{region}:{account}:log-group:{g}" for g in extra_log_groups]}}}]
           if extra_log_groups else []),
-        {"Sid": "AutoScalingEncryptedVolumes", "Effect": "Allow", "Principal": {"AWS": asg_role}, "Action": use,
-         "Resource": "*"},
-        {"Sid": "AutoScalingGrants", "Effect": "Allow", "Principal": {"AWS": asg_role}, "Action": "kms:CreateGrant",
-         "Resource": "*", "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}},
-        {"Sid": "EcrPullThroughCacheCredential", "Effect": "Allow",
-         "Principal": {"AWS": f"arn:aws:iam::{account}:role/aws-service-role/pullthroughcache.ecr.amazonaws.com/"
-                              "AWSServiceRoleForECRPullThroughCache"},
+        # Service-linked roles may not exist yet when the key is made (KMS refuses a policy naming a
+        # missing principal), so they are matched by ARN in a condition, not named as principals.
+        {"Sid": "AutoScalingEncryptedVolumes", "Effect": "Allow", "Principal": {"AWS": "*"}, "Action": use,
+         "Resource": "*", "Condition": {"ArnEquals": {"aws:PrincipalArn": asg_role}}},
+        {"Sid": "AutoScalingGrants", "Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:CreateGrant",
+         "Resource": "*", "Condition": {"ArnEquals": {"aws:PrincipalArn": asg_role},
+                                        "Bool": {"kms:GrantIsForAWSResource": "true"}}},
+        {"Sid": "EcrPullThroughCacheCredential", "Effect": "Allow", "Principal": {"AWS": "*"},
          "Action": "kms:Decrypt", "Resource": "*",
-         "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}}},
+         "Condition": {"ArnEquals": {"aws:PrincipalArn": f"arn:aws:iam::{account}:role/aws-service-role/"
+                                     "pullthroughcache.ecr.amazonaws.com/AWSServiceRoleForECRPullThroughCache"},
+                       "StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}}},
         {"Sid": "CloudWatchAlarmsToEncryptedTopic", "Effect": "Allow", "Principal": {"Service": "cloudwatch.amazonaws.com"},
          "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*",
          "Condition": {"StringEquals": {"aws:SourceAccount": account}}},

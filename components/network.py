@@ -6,7 +6,7 @@ Defaults, as awsx's Vpc states its own:
   components/addressing.py; no instance in them gets a public IP;
 - egress `none` (the default): no internet gateway and no NAT at all. AWS APIs are reached
   through interface endpoints (Secrets Manager, KMS, ECR api and dkr, CloudWatch Logs and
-  monitoring, SSM, ssmmessages, ec2messages, STS, Auto Scaling) behind an endpoint security group
+  monitoring, SSM, ssmmessages, ec2messages, STS, Auto Scaling, EC2) behind an endpoint security group
   that admits HTTPS from the VPC only, and S3 through a gateway endpoint. The endpoints are made
   with egress `nat` too, so AWS traffic never leaves the VPC either way;
 - egress `nat`: small public subnets holding only one NAT gateway per AZ (no single-AZ failure
@@ -24,8 +24,9 @@ import pulumi_aws as aws
 
 from .addressing import subnet_layout
 
+# ec2: the CloudWatch agent learns its Auto Scaling group through ec2:DescribeTags
 INTERFACE_ENDPOINTS = ("secretsmanager", "kms", "ecr.api", "ecr.dkr", "logs", "monitoring", "ssm", "ssmmessages",
-                       "ec2messages", "sts", "autoscaling")
+                       "ec2messages", "sts", "autoscaling", "ec2")
 
 
 class PrivateNetwork(pulumi.ComponentResource):
@@ -92,7 +93,8 @@ class PrivateNetwork(pulumi.ComponentResource):
             tags=tags, opts=child)
         aws.iam.RolePolicy(f"{name}-flow-logs", role=role.id, policy=pulumi.Output.json_dumps({
             "Version": "2012-10-17", "Statement": [{
-                "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams",
+                                           "logs:DescribeLogGroups"],
                 "Resource": [self.flow_log_group.arn, pulumi.Output.concat(self.flow_log_group.arn, ":*")]}]}),
             opts=child)
         aws.ec2.FlowLog(f"{name}-flow-log", vpc_id=self.vpc.id, traffic_type="ALL",

@@ -36,8 +36,7 @@ def prometheus_config(plan: DeploymentPlan) -> str:
             f"          deployment: {plan.name}\n")
 
 
-def cwagent_config(plan: DeploymentPlan, *, audit_log_group: str, boot_log_group: str, metrics_log_group: str,
-                   retention_days: int) -> str:
+def cwagent_config(plan: DeploymentPlan, *, audit_log_group: str, boot_log_group: str, metrics_log_group: str) -> str:
     config: dict = {
         "agent": {"metrics_collection_interval": 60, "run_as_user": "root"},
         "metrics": {
@@ -51,10 +50,11 @@ def cwagent_config(plan: DeploymentPlan, *, audit_log_group: str, boot_log_group
                 "metrics_collection_interval": 60}},
         },
         "logs": {"logs_collected": {"files": {"collect_list": [
+            # retention and encryption are set on the log groups themselves (Monitoring), not by the agent
             {"file_path": AUDIT_LOG, "log_group_name": audit_log_group, "log_stream_name": "{instance_id}",
-             "retention_in_days": retention_days, "timezone": "UTC"},
+             "timezone": "UTC"},
             {"file_path": "/var/log/llm/boot.log", "log_group_name": boot_log_group, "log_stream_name": "{instance_id}",
-             "retention_in_days": retention_days, "timezone": "UTC"},
+             "timezone": "UTC"},
         ]}}},
     }
     if plan.runtime in RUNTIME_METRICS:

@@ -21,7 +21,8 @@ SECRET_PATTERNS = {
     "a Hugging Face token": re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"),
     "an AWS access key id": re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),
     "a private key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
-    "an API key assignment": re.compile(r"(?i)\b(api[_-]?key|token|password|secret)\s*[=:]\s*\S{12,}"),
+    # not after ':' or '/': "secret:" inside an ARN (arn:aws:secretsmanager:...:secret:name) is a name
+    "an API key assignment": re.compile(r"(?i)(?<![:/])\b(api[_-]?key|token|password|secret)\s*[=:]\s*\S{12,}"),
 }
 
 

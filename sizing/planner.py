@@ -29,6 +29,9 @@ from .params import active_parameter_count, parameter_count
 from . import performance as perf
 
 HOURS_PER_MONTH = 730
+# A node's disk: the OS image (the Deep Learning Base AMI's root snapshot with CUDA, drivers and the
+# container toolkit, plus images and compile caches) and twice the weights (download + verified copy).
+ROOT_VOLUME_GIB = 150
 MAX_NODES = 8          # pipeline stages across nodes on eks
 # Startup time model for health-check grace periods: download from the model store, verify
 # every file's SHA-256, load into GPU memory, then compile and capture CUDA graphs.
@@ -340,7 +343,7 @@ def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Optional[Ca
                                          if arch.task == "generate" else None),
         parameters=parameter_count(arch), active_parameters=active_parameter_count(arch),
         hourly_cost_usd=best.hourly_usd,
-        volume_gib=int(math.ceil(mem.weights_gib / layout.pipeline_parallel * 2 + 50)),
+        volume_gib=int(math.ceil(mem.weights_gib / layout.pipeline_parallel * 2 + ROOT_VOLUME_GIB)),
         startup_seconds=int(math.ceil(startup / 10) * 10),
         trust_remote_code=spec.trust_remote_code, revision=spec.revision, notes=tuple(notes),
         throughput=throughput,
