@@ -310,6 +310,8 @@ CASES = {
         config=({"environment": "dev"}, {"models!:bucketPublicAccessBlock": None}, "fail")),
     "model-allow-list": C(
         passing=[args("meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-Coder-7B-Instruct"),
+                 args("meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Meta-Llama-3.1-8B-Instruct"),
+                 args("meta-llama/Llama-3.1-8B-Instruct", "hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4"),
                  ud(vllm_args="serve", image="ollama/ollama:0.6.2", docker_opts="--gpus all --network host",
                     extra="ollama pull qwen2.5-coder:7b-instruct-q4_K_M")],
         failing=[args("meta-llama/Llama-3.1-8B-Instruct", "mistralai/Mistral-7B-Instruct-v0.3"),

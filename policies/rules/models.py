@@ -23,18 +23,36 @@ def registry():
     return load().models
 
 
+_QUANT_SUFFIX = re.compile(r"-(awq|gptq|fp8|int4|int8|w4a16|w8a8|gguf)(-[\w.]+)?$", re.I)
+
+
+def _canonical(n: str) -> str:
+    """Names the registry knows a model by: Hub renames (meta-llama/Meta-Llama-3.1-* is now
+    meta-llama/Llama-3.1-*) and quantised derivatives (<org>/<name>-AWQ) resolve to the base model."""
+    n = n.strip().lower().removeprefix("hf.co/").removeprefix("huggingface.co/").split("@", 1)[0]
+    n = n.replace("meta-llama/meta-llama-3.1-", "meta-llama/llama-3.1-")
+    return n
+
+
 def registry_model(name: Any):
-    """The registry entry for a Hugging Face id or an Ollama tag (with or without a quantisation suffix)."""
+    """The registry entry for a Hugging Face id (also renamed or quantised derivatives) or an Ollama tag
+    (with or without a quantisation suffix, or the family:size short form such as llama3.1:8b)."""
     if not isinstance(name, str) or not name:
         return None
-    n = name.strip().lower().removeprefix("hf.co/").removeprefix("huggingface.co/")
-    n = n.split("@", 1)[0]
-    for mid, info in registry().items():
+    n = _canonical(name)
+    models = registry()
+    for mid, info in models.items():
         if mid.lower() == n:
             return info
-    for info in registry().values():
+    base = re.sub(r"-hf$", "", _QUANT_SUFFIX.sub("", n.split("/", 1)[-1])) if "/" in n else None
+    if base:
+        for mid, info in models.items():
+            if re.sub(r"-hf$", "", mid.lower().split("/", 1)[1]) == base:
+                return info
+    for info in models.values():
         tag = (info.ollama_tag or "").lower()
-        if tag and (n == tag or n.startswith(tag + "-") or n == tag.split(":")[0] + ":" + tag.split(":")[1]):
+        if tag and (n == tag or n.startswith(tag + "-") or tag.startswith(n + "-") or
+                    (":" not in n and tag.split(":")[0] == n)):
             return info
     return None
 
@@ -46,6 +64,13 @@ def default_allow_list() -> list[str]:
         if info.ollama_tag:
             out += [info.ollama_tag, info.ollama_tag + "-*"]
     return out
+
+
+def allowed(model: str, patterns: Optional[list]) -> bool:
+    """On the allow-list: a configured pattern, or (no config) any model the registry resolves."""
+    if patterns:
+        return glob_match(model, patterns)
+    return registry_model(model) is not None
 
 
 def _is_repo_id(s: Any) -> bool:
@@ -103,7 +128,8 @@ def _what(p, res) -> str:
 @rule(
     name="model-allow-list",
     description="Every model served is on the allow-list (policy config `allowedModels`, glob patterns; default: "
-                "the project's model registry, Hugging Face ids and Ollama tags) and can be identified.",
+                "the project's model registry: its Hugging Face ids, their renamed and quantised (-AWQ, -GPTQ, "
+                "-FP8) forms, and its Ollama tags) and can be identified.",
     must="Teams MUST select appropriate models; DON'T allow arbitrary model access (model provenance)",
     guide="Model Selection Guide; Security Considerations > Model Security; Do and Don't Examples",
     severity="high",
@@ -117,7 +143,7 @@ def _what(p, res) -> str:
                                              "default: every model of catalog/models.yaml"}},
 )
 def model_allow_list(stack, ctx):
-    allowed = ctx.config.get("allowedModels") or default_allow_list()
+    patterns = ctx.config.get("allowedModels")
     for g, res, p, tags in _deployments(stack):
         m = identity(p, tags)
         if opaque(m):
@@ -125,7 +151,7 @@ def model_allow_list(stack, ctx):
         elif not m:
             yield violation(f"{_what(p, res)} serves a model that cannot be identified (a local path and no model "
                             "tag): the allow-list cannot be checked", res)
-        elif not glob_match(m, allowed):
+        elif not allowed(m, patterns):
             yield violation(f"{_what(p, res)} serves {m!r}, which is not on the model allow-list", res)
 
 
