@@ -44,7 +44,8 @@ def registry_model(name: Any):
     for mid, info in models.items():
         if mid.lower() == n:
             return info
-    base = re.sub(r"-hf$", "", _QUANT_SUFFIX.sub("", n.split("/", 1)[-1])) if "/" in n else None
+    base = re.sub(r"^meta-llama-", "llama-", re.sub(r"-hf$", "", _QUANT_SUFFIX.sub("", n.split("/", 1)[-1]))) \
+        if "/" in n else None
     if base:
         for mid, info in models.items():
             if re.sub(r"-hf$", "", mid.lower().split("/", 1)[1]) == base:
