@@ -2,6 +2,7 @@
 import pulumi
 
 from components import stack_config
+from components.images import credential_problem, image_keys, image_overrides
 from components.llm_platform import LlmPlatform
 from settings import ConfigErrors
 from sizing.planner import PlanningError, plan_stack
@@ -13,9 +14,17 @@ except (ConfigErrors, PlanningError) as exc:
     # RunError: reported to the user without a Python traceback, before any resource exists.
     raise pulumi.RunError(str(exc)) from None
 
-hf_token = pulumi.Config().get_secret("hfToken") if config.hf_token else None
+# checked before anything is created: ECR reads the Docker Hub credential when the cache rule is made
+problem = credential_problem(config, image_keys(config, plans), image_overrides(config))
+if problem:
+    raise pulumi.RunError(problem)
+
+secrets = pulumi.Config()
+hf_token = secrets.get_secret("hfToken") if config.hf_token else None
+docker_hub_token = secrets.get_secret("dockerHubToken") if config.docker_hub_token else None
 try:
-    platform = LlmPlatform(f"llm-{pulumi.get_stack()}", config, plans, hf_token=hf_token)
+    platform = LlmPlatform(f"llm-{pulumi.get_stack()}", config, plans, hf_token=hf_token,
+                           docker_hub_token=docker_hub_token)
 except ValueError as exc:
     raise pulumi.RunError(str(exc)) from None
 

@@ -17,7 +17,7 @@ import pulumi_aws as aws
 from settings import ModelSpec, StackConfig
 from sizing.planner import DeploymentPlan
 from .gpu_fleet import GpuInstanceGroup
-from .images import ImageCache
+from .images import ImageCache, credential_problem, image_keys, image_overrides
 from .keys import PlatformKeys
 from .load_balancer import InternalLoadBalancer
 from .model_store import ModelStore
@@ -37,6 +37,7 @@ class ModelDeployment(pulumi.ComponentResource):
 
 class LlmPlatform(pulumi.ComponentResource):
     def __init__(self, name: str, config: StackConfig, plans: list[DeploymentPlan], hf_token=None,
+                 docker_hub_token=None,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("llm-platform:index:LlmPlatform", name,
                          {"environment": config.environment, "platform": config.platform}, opts)
@@ -50,7 +51,9 @@ class LlmPlatform(pulumi.ComponentResource):
         self.ca_cert_pem = None
         if config.platform == "docker":
             from .local_docker import LocalStack
-            self.local = LocalStack("local", config=config, plans=plans, opts=pulumi.ResourceOptions(parent=self))
+            deps = {p.name: ModelDeployment(p.name, p, pulumi.ResourceOptions(parent=self)) for p in plans}
+            self.local = LocalStack("local", config=config, plans=plans, parents=deps,
+                                    opts=pulumi.ResourceOptions(parent=self))
             self.endpoints = self.local.endpoints
             self.register_outputs({"endpoints": self.endpoints})
             return
@@ -69,10 +72,11 @@ class LlmPlatform(pulumi.ComponentResource):
                                       protect=prod, opts=child)
         self.store = ModelStore("model-store", stack=stack, kms_key_arn=self.keys.key.arn,
                                 s3_endpoint_id=self.network.s3_endpoint.id, protect=prod, opts=child)
-        overrides = {k: v for k, v in config.images.model_dump().items() if v and k != "docker_hub_credential_arn"}
-        self.images = ImageCache("images", stack=stack, image_keys={p.runtime for p in plans} | {"proxy"}
-                                 | ({"awscli"} if config.platform == "eks" else set()),
-                                 overrides=overrides, docker_hub_credential_arn=config.images.docker_hub_credential_arn,
+        overrides = image_overrides(config)
+        self.images = ImageCache("images", stack=stack, image_keys=image_keys(config, plans), overrides=overrides,
+                                 docker_hub_credential_arn=config.images.docker_hub_credential_arn,
+                                 docker_hub_username=config.images.docker_hub_username,
+                                 docker_hub_token=docker_hub_token, create_rules=config.images.create_cache_rules,
                                  kms_key_arn=self.keys.key.arn, opts=child)
         if config.platform == "eks":
             self._eks(config, plans, stack, prod, region, overrides, child)

@@ -29,7 +29,8 @@ class ConfigErrors(Exception):
 
 
 # Top-level keys whose config name differs from the schema's field name.
-CONFIG_NAMES = {"region": "aws:region", "hf_token": f"{NAMESPACE}:hfToken"}
+CONFIG_NAMES = {"region": "aws:region", "hf_token": f"{NAMESPACE}:hfToken",
+                "docker_hub_token": f"{NAMESPACE}:dockerHubToken"}
 
 
 def key_path(loc: tuple) -> str:

@@ -14,7 +14,7 @@ import catalog
 from .errors import NAMESPACE, ConfigError, ConfigErrors, key_path
 from .schema import StackConfig
 
-SECRET_KEYS = {"hfToken": "hf_token"}   # config keys that must be set with `pulumi config set --secret`
+SECRET_KEYS = {"hfToken": "hf_token", "dockerHubToken": "docker_hub_token"}   # config keys that must be set with `pulumi config set --secret`
 
 # Literals that are secrets whatever key they sit under. A stack file is committed to git.
 SECRET_PATTERNS = {
@@ -81,7 +81,7 @@ def parse(raw: dict[str, Any], secret_keys: Optional[Iterable[str]] = None) -> S
     env = data.get("environment") if data.get("environment") in ("dev", "staging", "prod") else None
     models = data.get("models") if isinstance(data.get("models"), list) else []
     images = data.get("images") if isinstance(data.get("images"), dict) else {}
-    context = {"environment": env, "catalog": catalog.load(),
+    context = {"environment": env, "catalog": catalog.load(), "platform": data.get("platform", "ec2"),
                "runtimes": {m.get("runtime", "vllm") for m in models if isinstance(m, dict)},
                "image_overrides": {k for k, v in images.items() if v}}
     try:

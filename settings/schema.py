@@ -334,6 +334,10 @@ class NetworkSpec(_Strict):
             raise ValueError(f"{count} availability zones: use 1 to 6")
         if _env(info) == "prod" and count < 2:
             raise ValueError("prod spreads replicas over at least 2 availability zones: set 2 or more")
+        platform = (info.context or {}).get("platform")
+        if platform in ("ec2", "eks") and count < 2:
+            raise ValueError(f"platform {platform} puts an internal load balancer in front, and AWS load balancers "
+                             "need subnets in at least 2 availability zones: set 2 or more")
         return v
 
     @field_validator("allowed_client_cidrs", "monitoring_cidrs")
@@ -416,8 +420,14 @@ class ImagesSpec(_Strict):
     docker_hub_credential_arn: Optional[str] = Field(
         None, pattern=r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:ecr-pullthroughcache/.+$",
         description="Secrets Manager secret (name starting ecr-pullthroughcache/, keys username and "
-                    "accessToken) for the ECR pull-through cache of Docker Hub images; default: the stack creates "
-                    "ecr-pullthroughcache/llm-<stack>/docker-hub for you to fill once")
+                    "accessToken) for the ECR pull-through cache of Docker Hub images; or give "
+                    "docker_hub_username and the secret config dockerHubToken")
+    docker_hub_username: Optional[str] = Field(
+        None, pattern=r"^[a-z0-9][a-z0-9._-]{1,63}$",
+        description="Docker Hub user of the read-only token set with `pulumi config set --secret dockerHubToken`")
+    create_cache_rules: bool = Field(
+        True, description="make the ECR pull-through cache rules; they are account- and region-wide, so set "
+                          "false in every stack but one that shares an account and region")
     vllm: Optional[str] = Field(None, pattern=IMAGE_REF, description="vLLM image, <repository>@sha256:<digest>")
     ollama: Optional[str] = Field(None, pattern=IMAGE_REF, description="Ollama image, <repository>@sha256:<digest>")
     tgi: Optional[str] = Field(None, pattern=IMAGE_REF, description="TGI image, <repository>@sha256:<digest>")
@@ -474,6 +484,7 @@ class StackConfig(_Strict):
     local: Optional[LocalSpec] = Field(None, validate_default=True,
                                        description="platform docker: the workstation GPU to size against")
     hf_token: bool = Field(False, description="whether llm-platform:hfToken is set (as a secret)")
+    docker_hub_token: bool = Field(False, description="whether llm-platform:dockerHubToken is set (as a secret)")
 
     @field_validator("images")
     @classmethod

@@ -15,6 +15,8 @@ MINIMAL = {
     "llm-platform:environment": "dev",
     "llm-platform:network": {"allowed_client_cidrs": ["10.10.0.0/16"]},
     "llm-platform:api": {"clients": ["ide"]},
+    "llm-platform:images": {"docker_hub_credential_arn":
+                            "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/docker-hub-Qx7LmZ"},
     "llm-platform:models": [{"name": "llama-8b", "model": "meta-llama/Llama-3.1-8B-Instruct"}],
 }
 

@@ -340,3 +340,38 @@ def test_cloud_init_user_data_is_valid_yaml_with_the_units(prod):
     assert {"/etc/systemd/system/llm-runtime.service", "/etc/systemd/system/llm-proxy.service",
             "/etc/systemd/system/llm-model.service", "/usr/local/sbin/llm-fetch-model"} <= paths
     assert any("enable" in cmd for cmd in doc["runcmd"])
+
+
+def test_without_a_docker_hub_credential_nothing_is_created_and_the_key_is_named(prod_raw):
+    import pulumi
+    raw = copy.deepcopy(prod_raw)
+    del raw["llm-platform:images"]
+    with pytest.raises(pulumi.RunError) as exc:
+        run_program(raw, stack="prod")
+    assert str(exc.value).startswith("llm-platform:images.docker_hub_credential_arn:")
+
+
+def test_a_docker_hub_token_becomes_an_encrypted_secret_the_cache_rule_waits_for(prod_raw):
+    raw = copy.deepcopy(prod_raw)
+    raw["llm-platform:images"] = {"docker_hub_username": "llmplatform"}
+    raw["llm-platform:dockerHubToken"] = {"secure": "v1:ciphertext"}
+    rec = run_program(raw, stack="prod")
+    secret = rec.named("images-docker-hub", "aws:secretsmanager/secret:Secret")
+    assert secret.inputs["name"].startswith("ecr-pullthroughcache/") and secret.inputs["kmsKeyId"].startswith("arn:aws:kms")
+    version = rec.named("images-docker-hub", "aws:secretsmanager/secretVersion:SecretVersion")
+    assert version.inputs["secretString"] == SECRET
+    assert "MOCKSECRET-config-dockerHubToken" in version.raw_inputs["secretString"]
+    assert "MOCKSECRET-config-dockerHubToken" not in json.dumps([r.as_dict() for r in rec.resources])
+    rule = rec.named("images-docker-hub", "aws:ecr/pullThroughCacheRule:PullThroughCacheRule")
+    assert rule.inputs["upstreamRegistryUrl"] == "registry-1.docker.io" and rule.inputs["credentialArn"] == \
+        f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{secret.inputs['name']}-" + \
+        rule.inputs["credentialArn"].rsplit("-", 1)[-1]
+
+
+def test_one_stack_per_account_owns_the_cache_rules(prod_raw):
+    raw = copy.deepcopy(prod_raw)
+    raw["llm-platform:images"] = {"create_cache_rules": False}
+    rec = run_program(raw, stack="prod")
+    assert rec.of_type("aws:ecr/pullThroughCacheRule:PullThroughCacheRule") == []
+    rules = run_program(prod_raw, stack="prod").of_type("aws:ecr/pullThroughCacheRule:PullThroughCacheRule")
+    assert {r.inputs["ecrRepositoryPrefix"] for r in rules} == {"docker-hub", "ecr-public"}

@@ -280,3 +280,23 @@ def test_image_overrides_are_pinned_by_digest(minimal, ref):
 def test_docker_hub_credential_must_be_a_pull_through_cache_secret(minimal):
     minimal["llm-platform:images"] = {"docker_hub_credential_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:hub"}
     assert "llm-platform:images.docker_hub_credential_arn" in errors_of(minimal)
+
+
+def test_load_balanced_platforms_need_two_azs(minimal):
+    minimal["llm-platform:network"]["availability_zones"] = 1
+    assert "at least 2 availability zones" in errors_of(minimal)["llm-platform:network.availability_zones"]
+    minimal["llm-platform:platform"] = "docker"
+    minimal["llm-platform:local"] = minimal.get("llm-platform:local", {})
+    errs = {}
+    try:
+        parse(minimal)
+    except ConfigErrors as exc:
+        errs = {e.path: e.message for e in exc.errors}
+    assert "llm-platform:network.availability_zones" not in errs
+
+
+def test_docker_hub_token_must_be_a_secret(minimal):
+    minimal["llm-platform:dockerHubToken"] = "dckr_pat_plaintext_value_123"
+    assert "pulumi config set --secret dockerHubToken" in errors_of(minimal)["llm-platform:dockerHubToken"]
+    minimal["llm-platform:dockerHubToken"] = {"secure": "v1:abc"}
+    assert parse(minimal).docker_hub_token is True
