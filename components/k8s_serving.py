@@ -109,7 +109,7 @@ class KubernetesServing(pulumi.ComponentResource):
                     **{f"llm-platform.io/provenance-{k.replace('_', '-')}": v for k, v in (provenance or {}).items()}}
 
         self.namespace = k8s.core.v1.Namespace(
-            name, metadata=k8s.meta.v1.ObjectMetaArgs(name=ns_name, labels={**PSS_LABELS, **labels}),
+            f"{name}-namespace", metadata=k8s.meta.v1.ObjectMetaArgs(name=ns_name, labels={**PSS_LABELS, **labels}),
             opts=pulumi.ResourceOptions.merge(kopts, pulumi.ResourceOptions(depends_on=depends_on)))
         ns = self.namespace.metadata.name
         meta = lambda n, extra=None, ann=None: k8s.meta.v1.ObjectMetaArgs(  # noqa: E731

@@ -1,0 +1,241 @@
+"""platform eks and platform docker under the mocks harness: the Kubernetes objects and containers
+carry the plan (GPU limits, flags, replicas), the hardening, the probes and the network rules."""
+import math
+
+import pytest
+
+from settings import parse, read_stack_file
+from sizing.planner import plan_stack
+from tests.conftest import ROOT
+from tests.mocks import SECRET, run_program
+
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+LWS = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"
+
+
+@pytest.fixture(scope="module")
+def eks_raw():
+    return read_stack_file(ROOT / "Pulumi.eks.yaml")
+
+
+@pytest.fixture(scope="module")
+def eks(eks_raw):
+    return run_program(eks_raw, stack="eks")
+
+
+@pytest.fixture(scope="module")
+def eks_plans(eks_raw):
+    return {p.name: p for p in plan_stack(parse(eks_raw))}
+
+
+@pytest.fixture(scope="module")
+def local():
+    return run_program(read_stack_file(ROOT / "Pulumi.local.yaml"), stack="local")
+
+
+def pod_of(rec, name):
+    return rec.named(f"{name}-deployment", DEPLOYMENT).inputs["spec"]["template"]["spec"]
+
+
+def container(pod, name):
+    return next(c for c in pod["containers"] if c["name"] == name)
+
+
+def keys_raw(rec, name):
+    return rec.named(name).raw_inputs["stringData"]["keys.map"]
+
+
+def flag(args, name):
+    return args[args.index(name) + 1]
+
+
+# --- cluster ----------------------------------------------------------------------------------
+
+def test_cluster_is_private_encrypted_and_logged(eks):
+    c = eks.of_type("aws:eks/cluster:Cluster")[0].inputs
+    assert c["vpcConfig"]["endpointPublicAccess"] is False and c["vpcConfig"]["endpointPrivateAccess"] is True
+    assert c["encryptionConfig"]["resources"] == ["secrets"]
+    assert c["encryptionConfig"]["provider"]["keyArn"].startswith("arn:aws:kms:")
+    assert set(c["enabledClusterLogTypes"]) == {"api", "audit", "authenticator", "controllerManager", "scheduler"}
+    logs = eks.named("cluster-control-plane").inputs
+    assert logs["name"] == "/aws/eks/llm-eks/cluster" and logs["kmsKeyId"].startswith("arn:aws:kms:")
+    addons = {a.inputs["addonName"] for a in eks.of_type("aws:eks/addon:Addon")}
+    assert "eks-pod-identity-agent" in addons
+
+
+def test_one_gpu_node_group_per_instance_type_sized_from_the_plans(eks, eks_plans):
+    groups = {g.inputs["instanceTypes"][0]: g.inputs for g in eks.of_type("aws:eks/nodeGroup:NodeGroup")
+              if g.inputs["amiType"] == "AL2023_x86_64_NVIDIA"}
+    assert set(groups) == {p.instance_type for p in eks_plans.values()}
+    for itype, g in groups.items():
+        plans = [p for p in eks_plans.values() if p.instance_type == itype]
+        assert g["scalingConfig"]["minSize"] == sum(p.instances for p in plans)
+        assert g["scalingConfig"]["maxSize"] == sum(p.replicas_max * p.nodes_per_replica for p in plans)
+        assert g["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
+        assert g["labels"]["llm-platform/node-pool"] == "gpu"
+    assert groups["p5.48xlarge"]["scalingConfig"]["minSize"] == 4       # 2 replicas x 2 nodes
+    lts = [t.inputs for t in eks.of_type("aws:ec2/launchTemplate:LaunchTemplate")]
+    assert all(t["metadataOptions"]["httpTokens"] == "required" and t["metadataOptions"]["httpPutResponseHopLimit"] == 1
+               for t in lts)
+    assert all(t["blockDeviceMappings"][0]["ebs"]["encrypted"] == "true" for t in lts)
+    charts = {r.inputs["chart"].rsplit("/", 1)[-1]: r.inputs["version"] for r in eks.of_type("kubernetes:helm.sh/v3:Release")}
+    assert set(charts) == {"nvidia-device-plugin", "lws", "keda", "aws-load-balancer-controller"}
+
+
+# --- workloads carry the plan -------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["llama-70b", "qwen-coder-32b", "llama-8b", "nomic-embed"])
+def test_deployment_carries_the_plan(eks, eks_plans, name):
+    plan = eks_plans[name]
+    dep = eks.named(f"{name}-deployment", DEPLOYMENT).inputs
+    assert dep["spec"]["replicas"] == plan.replicas_min
+    pod = dep["spec"]["template"]["spec"]
+    rt = container(pod, "runtime")
+    assert rt["resources"]["limits"]["nvidia.com/gpu"] == str(plan.tensor_parallel_size)
+    args = rt["args"]
+    assert flag(args, "--tensor-parallel-size") == str(plan.tensor_parallel_size)
+    assert flag(args, "--max-model-len") == str(plan.max_model_len)
+    assert flag(args, "--max-num-seqs") == str(plan.concurrency)
+    assert flag(args, "--gpu-memory-utilization") == str(plan.gpu_memory_utilization)
+    assert flag(args, "--host") == "127.0.0.1"               # only the proxy sidecar is reachable
+    assert pod["nodeSelector"]["node.kubernetes.io/instance-type"] == plan.instance_type
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    startup = rt["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= plan.startup_seconds
+    assert rt["readinessProbe"]["httpGet"]["scheme"] == "HTTPS" and rt["livenessProbe"]
+    scaler = [s.inputs for s in eks.of_type("kubernetes:keda.sh/v1alpha1:ScaledObject") if s.name == f"{name}-scaler"]
+    assert scaler and scaler[0]["spec"]["minReplicaCount"] == plan.replicas_min
+    assert scaler[0]["spec"]["maxReplicaCount"] == plan.replicas_max
+    assert "vllm:num_requests_waiting" in scaler[0]["spec"]["triggers"][0]["metadata"]["query"]
+
+
+def test_every_container_is_hardened_and_images_are_pinned(eks):
+    pods = [d.inputs["spec"]["template"]["spec"] for d in eks.of_type(DEPLOYMENT)]
+    for lws in eks.of_type(LWS):
+        t = lws.inputs["spec"]["leaderWorkerTemplate"]
+        pods += [t["leaderTemplate"]["spec"], t["workerTemplate"]["spec"]]
+    assert len(pods) == 6
+    for pod in pods:
+        assert pod["automountServiceAccountToken"] is False and pod["securityContext"]["runAsNonRoot"] is True
+        for c in pod["initContainers"] + pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["runAsNonRoot"] is True and sc["allowPrivilegeEscalation"] is False
+            assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"]["drop"] == ["ALL"]
+            assert sc["seccompProfile"]["type"] == "RuntimeDefault"
+            assert "@sha256:" in c["image"]
+
+
+def test_model_cache_is_filled_by_a_verifying_init_container(eks, eks_raw):
+    pod = pod_of(eks, "llama-8b")
+    fetch = pod["initContainers"][0]
+    env = {e["name"]: e["value"] for e in fetch["env"]}
+    pinned = eks_raw["llm-platform:models"][2]["checksums"]["sha256"]
+    assert env["MANIFEST_SHA256"] == pinned and env["MODEL_PREFIX"].startswith("models/llama-8b/")
+    script = fetch["command"][-1]
+    assert "sha256sum --check --strict" in script and "files not in the manifest" in script
+    assert {"name": "model", "mountPath": "/model", "readOnly": True} in container(pod, "runtime")["volumeMounts"]
+
+
+def test_namespaces_enforce_restricted_pod_security(eks):
+    for ns in eks.of_type("kubernetes:core/v1:Namespace"):
+        assert ns.inputs["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_network_policy_admits_only_clients_vpc_and_monitoring(eks, eks_raw):
+    net = eks_raw["llm-platform:network"]
+    pol = eks.named("llama-70b-netpol").inputs["spec"]
+    api, metrics = pol["ingress"][:2]
+    assert [p["ipBlock"]["cidr"] for p in api["from"]] == net["allowed_client_cidrs"] + [net["cidr"]]
+    assert api["ports"] == [{"port": 8443, "protocol": "TCP"}]
+    assert metrics["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    assert pol["policyTypes"] == ["Ingress", "Egress"] and len(pol["ingress"]) == 2
+
+
+def test_service_is_an_internal_tls_nlb_limited_to_client_cidrs(eks, eks_raw):
+    svc = eks.named("llama-70b-service").inputs
+    ann = svc["metadata"]["annotations"]
+    assert ann["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
+    assert ann["service.beta.kubernetes.io/aws-load-balancer-ssl-cert"].startswith("arn:aws:acm:")
+    assert ann["service.beta.kubernetes.io/aws-load-balancer-ssl-negotiation-policy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    assert svc["spec"]["loadBalancerSourceRanges"] == eks_raw["llm-platform:network"]["allowed_client_cidrs"]
+    assert svc["spec"]["ports"][0]["targetPort"] == 8443
+
+
+def test_client_keys_secret_is_secret_and_alerts_exist(eks):
+    keys = eks.named("llama-70b-client-keys").inputs
+    assert keys["stringData"] == SECRET or keys["stringData"]["keys.map"] == SECRET
+    assert "Bearer MOCKSECRET" in keys_raw(eks, "llama-70b-client-keys")
+    rules = eks.named("llama-70b-alerts").inputs["spec"]["groups"][0]["rules"]
+    assert {r["alert"] for r in rules} == {"LlmPodRestarts", "LlmGpuMemoryHigh", "LlmLatencyP99High", "LlmQueueDepthHigh"}
+    assert eks.named("llama-70b-servicemonitor").inputs["spec"]["endpoints"][0]["scheme"] == "https"
+    assert eks.named("llama-70b-pdb").inputs["spec"]["maxUnavailable"] == 1
+
+
+# --- multi-node -------------------------------------------------------------------------------
+
+def test_405b_spans_nodes_as_a_leader_worker_set_with_the_plans_tp_and_pp(eks, eks_plans):
+    plan = eks_plans["llama-405b"]
+    assert (plan.tensor_parallel_size, plan.pipeline_parallel_size) == (8, 2)
+    assert not [d for d in eks.of_type(DEPLOYMENT) if d.name == "llama-405b-deployment"]
+    lws = eks.named("llama-405b-lws", LWS).inputs["spec"]
+    assert lws["replicas"] == plan.replicas_min and lws["leaderWorkerTemplate"]["size"] == 2
+    leader = lws["leaderWorkerTemplate"]["leaderTemplate"]["spec"]
+    worker = lws["leaderWorkerTemplate"]["workerTemplate"]["spec"]
+    cmd = container(leader, "runtime")["command"][-1]
+    assert "ray start --head" in cmd and "--distributed-executor-backend ray" in cmd
+    assert "--tensor-parallel-size 8" in cmd and "--pipeline-parallel-size 2" in cmd
+    assert "ray start --address=$(LWS_LEADER_ADDRESS)" in container(worker, "runtime")["command"][-1]
+    for pod in (leader, worker):
+        assert container(pod, "runtime")["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    assert [c["name"] for c in leader["containers"]] == ["runtime", "proxy"]
+    scaler = eks.named("llama-405b-scaler").inputs["spec"]["scaleTargetRef"]
+    assert scaler["kind"] == "LeaderWorkerSet"
+    pg = eks.of_type("aws:ec2/placementGroup:PlacementGroup")
+    assert len(pg) == 1 and pg[0].inputs["strategy"] == "cluster"
+
+
+# --- docker -----------------------------------------------------------------------------------
+
+def test_docker_stack_binds_only_to_loopback(local):
+    containers = {c.name: c.inputs for c in local.of_type("docker:index/container:Container")}
+    assert set(containers) == {"qwen-coder-7b", "qwen-coder-7b-proxy", "nomic-embed", "nomic-embed-proxy"}
+    ports = [p for c in containers.values() for p in c.get("ports", [])]
+    assert ports and all(p["ip"] == "127.0.0.1" for p in ports)
+    assert sorted(p["external"] for p in ports) == [8443, 8444] and all(p["internal"] == 8443 for p in ports)
+    for name in ("qwen-coder-7b", "nomic-embed"):
+        rt, proxy = containers[name], containers[f"{name}-proxy"]
+        assert "OLLAMA_HOST=127.0.0.1:11434" in rt["envs"]
+        assert proxy["networkMode"] == f"container:llm-local-{name}" and "ports" not in proxy
+        for c in (rt, proxy):
+            assert c["readOnly"] is True and c["capabilities"]["drops"] == ["ALL"] and "@sha256:" in c["image"]
+            assert c["user"] not in ("", "0", "root")
+    uploads = containers["qwen-coder-7b-proxy"]["uploads"]
+    assert uploads == SECRET or {u["file"]: u for u in uploads}["/run/llm/keys.map"]["content"] == SECRET
+
+
+def test_docker_plans_against_the_workstation_gpu(local):
+    plan = local.named("qwen-coder-7b", "llm-platform:index:ModelDeployment").inputs["plan"]
+    assert plan["instance_type"] == "local" and plan["gpu"]["name"] == "L4" and plan["monthly_cost_usd"] == 0
+
+
+# --- settings for the new platforms -----------------------------------------------------------
+
+@pytest.mark.parametrize("changes, path, words", [
+    ({"llm-platform:local": {"gpu": "L4"}}, "llm-platform:local", "platform docker only"),
+    ({"llm-platform:eks": {"queue_target": 2}}, "llm-platform:eks", "platform eks only"),
+    ({"llm-platform:platform": "docker", "llm-platform:local": {"gpu": "RTX-4090"}}, "llm-platform:local.gpu",
+     "not a catalog GPU"),
+    ({"llm-platform:platform": "eks", "llm-platform:eks": {"kubernetes_version": "1.10"}},
+     "llm-platform:eks.kubernetes_version", ""),
+])
+def test_platform_blocks_are_checked_with_key_paths(minimal, changes, path, words):
+    from settings import ConfigErrors
+    with pytest.raises(ConfigErrors) as exc:
+        parse({**minimal, **changes})
+    found = {e.path: e.message for e in exc.value.errors}
+    assert path in found and words in found[path]
+
+
+def test_eks_block_defaults(minimal):
+    c = parse({**minimal, "llm-platform:platform": "eks"})
+    assert (c.eks.kubernetes_version, c.eks.monitoring_namespace, c.eks.queue_target) == ("1.33", "monitoring", 4)
