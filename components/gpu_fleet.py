@@ -68,7 +68,7 @@ class GpuInstanceGroup(pulumi.ComponentResource):
                                          policy_arn=f"arn:aws:iam::aws:policy/{policy}", opts=child)
         self.cwagent_parameter = aws.ssm.Parameter(
             f"{name}-cwagent", name=f"/llm-platform/{stack}/{plan.name}/cloudwatch-agent", type="String",
-            value=cwagent_config(plan, audit_log_group=log_groups["audit"],
+            insecure_value=cwagent_config(plan, audit_log_group=log_groups["audit"],
                                                   boot_log_group=log_groups["boot"],
                                                   metrics_log_group=log_groups["runtime_metrics"]),
             description=f"CloudWatch agent config for {plan.name}", tags=tags, opts=child)
