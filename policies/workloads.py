@@ -23,6 +23,8 @@ from typing import Any, Iterable, Optional
 
 import yaml
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # the C loader: user data is large
+
 from .core import SECRET, UNKNOWN, Resource, as_json, as_list, as_num, get, k8s_kind, opaque
 
 RUNTIMES = ("vllm", "tgi", "ollama", "llamacpp")
@@ -331,7 +333,7 @@ def _expand(text: str) -> str:
 
 def _cloud_config_parts(text: str) -> list[str]:
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_YAML_LOADER)
     except yaml.YAMLError:
         return []
     if not isinstance(doc, dict):
@@ -604,7 +606,7 @@ def _scan_script(w: Workload, text: str, where: str = "user data") -> None:
     gpu_default_runtime = bool(re.search(r'"default-runtime"\s*:\s*"nvidia"', text))
     for body in [m.group(3) for m in _HEREDOC.finditer(text)]:
         try:
-            doc = yaml.safe_load(body)
+            doc = yaml.load(body, Loader=_YAML_LOADER)
         except yaml.YAMLError:
             doc = None
         for svc in _compose_services(doc):
@@ -744,7 +746,18 @@ def is_workload_type(r: Resource) -> bool:
 
 
 def workload(r: Resource) -> Optional[Workload]:
-    """The workload a resource defines, or None if it starts nothing (not a workload type)."""
+    """The workload a resource defines, or None if it starts nothing (not a workload type).
+    Built once per resource object: a dozen rules ask about the same launch template."""
+    cached = r.__dict__.get("_workload", _MISSING)
+    if cached is _MISSING:
+        cached = r.__dict__["_workload"] = _workload(r)
+    return cached
+
+
+_MISSING = object()
+
+
+def _workload(r: Resource) -> Optional[Workload]:
     if r.type in EC2_TYPES:
         return _ec2(r)
     if r.type == ECS_TASK:
