@@ -74,10 +74,7 @@ class GpuInstanceGroup(pulumi.ComponentResource):
             description=f"CloudWatch agent config for {plan.name}", tags=tags, opts=child)
         aws.iam.RolePolicy(f"{name}-instance", role=role.id, policy=pulumi.Output.json_dumps({
             "Version": "2012-10-17", "Statement": [
-                {"Sid": "ReadThisModel", "Effect": "Allow", "Action": ["s3:GetObject"],
-                 "Resource": pulumi.Output.format("{0}/{1}/*", store.bucket_arn, prefix)},
-                {"Sid": "ListThisModel", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": store.bucket_arn,
-                 "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*", prefix]}}},
+                *store.read_statements(plan.name, plan.revision),
                 {"Sid": "ReadClientKeys", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
                  "Resource": list(client_secret_arns.values())},
                 {"Sid": "DecryptThroughServices", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": kms_key_arn,

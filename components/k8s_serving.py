@@ -120,10 +120,7 @@ class KubernetesServing(pulumi.ComponentResource):
         role = aws.iam.Role(f"{name}-pod", assume_role_policy=POD_IDENTITY_TRUST, tags=tags, opts=child)
         aws.iam.RolePolicy(f"{name}-pod", role=role.id, policy=pulumi.Output.json_dumps({
             "Version": "2012-10-17", "Statement": [
-                {"Sid": "ReadThisModel", "Effect": "Allow", "Action": ["s3:GetObject"],
-                 "Resource": pulumi.Output.format("{0}/{1}/*", store.bucket_arn, prefix)},
-                {"Sid": "ListThisModel", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": store.bucket_arn,
-                 "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*", prefix]}}},
+                *store.read_statements(plan.name, plan.revision),
                 {"Sid": "DecryptThroughS3", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": kms_key_arn,
                  "Condition": {"StringEquals": {"kms:ViaService": pulumi.Output.concat("s3.", region,
                                                                                         ".amazonaws.com")}}}]}),

@@ -66,3 +66,11 @@ class ModelStore(pulumi.ComponentResource):
     @staticmethod
     def prefix(name: str, revision: Optional[str]) -> str:
         return f"models/{name}/{revision or 'unpinned'}"
+
+    def read_statements(self, name: str, revision: Optional[str]) -> list[dict]:
+        """IAM statements that let a role read one model's prefix, and nothing else in the store."""
+        prefix = self.prefix(name, revision)
+        return [{"Sid": "ReadThisModel", "Effect": "Allow", "Action": ["s3:GetObject"],
+                 "Resource": pulumi.Output.format("{0}/{1}/*", self.bucket_arn, prefix)},
+                {"Sid": "ListThisModel", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": self.bucket_arn,
+                 "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*", prefix]}}}]
