@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
                      args.json)
     try:
         raw = read_stack_file(path)
-        config = parse(_runtime_view(raw))
+        config = parse(raw)
         plans = plan_stack(config)
     except (ConfigErrors, PlanningError) as exc:
         return _fail(exc.errors, args.json)
@@ -79,11 +79,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--catalog", action="store_true", help="list the GPU instance catalog the planner uses")
     return p
-
-
-def _runtime_view(raw: dict) -> dict:
-    """The stack file as parse() sees it; `{secure: ...}` values stay marked as secrets."""
-    return raw
 
 
 def _violations(recording, config) -> list[dict]:
