@@ -96,7 +96,10 @@ class GpuCluster(pulumi.ComponentResource):
         self.security_group = aws.ec2.SecurityGroup(
             f"{name}-api", vpc_id=vpc_id, description="EKS API: HTTPS from inside the VPC only",
             ingress=[{"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": [vpc_cidr],
-                      "description": "kubectl / pulumi from the VPC (VPN, SSM port forward)"}],
+                      "description": "kubectl / pulumi from the VPC (runners in the VPC, SSM port forward)"}]
+                    + ([{"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": list(eks.api_access_cidrs),
+                         "description": "kubectl / pulumi from eks.api_access_cidrs (VPN, CI)"}]
+                       if eks.api_access_cidrs else []),
             egress=[{"protocol": "-1", "from_port": 0, "to_port": 0, "cidr_blocks": [vpc_cidr],
                      "description": "to nodes and VPC endpoints"}],
             tags={**tags, "Name": f"{self.cluster_name}-api"}, opts=child)
@@ -123,19 +126,29 @@ class GpuCluster(pulumi.ComponentResource):
                 "Resource": ["arn:aws:ecr:*:*:repository/docker-hub/*", "arn:aws:ecr:*:*:repository/ecr-public/*"]}]}),
             opts=child)
 
+        system_lt = self._launch_template(f"{name}-system", 50, kms_key_arn, tags, None, child)
         self.system_nodes = aws.eks.NodeGroup(
             f"{name}-system", cluster_name=self.cluster.name, node_group_name="system", node_role_arn=node_role.arn,
             subnet_ids=subnet_ids, ami_type="AL2023_x86_64_STANDARD", instance_types=[eks.system_instance_type],
             scaling_config={"desired_size": eks.system_nodes, "min_size": eks.system_nodes,
                             "max_size": eks.system_nodes + 1},
-            launch_template={"id": self._launch_template(f"{name}-system", 50, kms_key_arn, tags, None, child).id,
-                             "version": "$Latest"},
+            launch_template={"id": system_lt.id, "version": system_lt.latest_version.apply(str)},
             labels={NODE_POOL_LABEL: "system"}, update_config={"max_unavailable": 1}, tags=tags, opts=child)
 
         for addon in ("vpc-cni", "kube-proxy", "coredns", "eks-pod-identity-agent"):
+            # the VPC CNI enforces NetworkPolicy only when asked to (off by default)
+            config = json.dumps({"enableNetworkPolicy": "true"}) if addon == "vpc-cni" else None
             aws.eks.Addon(f"{name}-{addon}", cluster_name=self.cluster.name, addon_name=addon,
+                          configuration_values=config, resolve_conflicts_on_create="OVERWRITE",
                           resolve_conflicts_on_update="OVERWRITE", tags=tags,
                           opts=pulumi.ResourceOptions(parent=self, depends_on=[self.system_nodes]))
+        for i, arn in enumerate(eks.admin_role_arns):
+            entry = aws.eks.AccessEntry(f"{name}-admin-{i}", cluster_name=self.cluster.name, principal_arn=arn,
+                                        type="STANDARD", tags=tags, opts=child)
+            aws.eks.AccessPolicyAssociation(f"{name}-admin-{i}", cluster_name=self.cluster.name, principal_arn=arn,
+                                            policy_arn="arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+                                            access_scope={"type": "cluster"},
+                                            opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]))
 
         self.gpu_node_groups: dict[str, aws.eks.NodeGroup] = {}
         for itype, g in sorted(node_groups_needed(plans).items()):
@@ -152,7 +165,8 @@ class GpuCluster(pulumi.ComponentResource):
                 subnet_ids=subnets, ami_type="AL2023_x86_64_NVIDIA", instance_types=[itype],
                 scaling_config={"desired_size": g["min"], "min_size": g["min"], "max_size": max(g["max"], g["min"])},
                 launch_template={"id": lt.id, "version": lt.latest_version.apply(str)},
-                taints=[GPU_TAINT], labels={NODE_POOL_LABEL: "gpu", GPU_LABEL: g["gpu"]},
+                # nvidia.com/gpu.present: the device plugin chart's node affinity schedules only there
+                taints=[GPU_TAINT], labels={NODE_POOL_LABEL: "gpu", GPU_LABEL: g["gpu"], "nvidia.com/gpu.present": "true"},
                 update_config={"max_unavailable": 1},
                 tags={**tags, "llm-platform:deployments": " ".join(g["deployments"])}, opts=child)
 
@@ -171,14 +185,17 @@ class GpuCluster(pulumi.ComponentResource):
         self.releases["keda"] = self._chart("keda", {"nodeSelector": system["nodeSelector"]}, kopts)
         lbc_role = aws.iam.Role(f"{name}-lbc", assume_role_policy=POD_IDENTITY_TRUST, tags=tags, opts=child)
         aws.iam.RolePolicy(f"{name}-lbc", role=lbc_role.id, policy=json.dumps(lbc_policy()), opts=child)
-        aws.eks.PodIdentityAssociation(f"{name}-lbc", cluster_name=self.cluster.name, namespace="kube-system",
-                                       service_account="aws-load-balancer-controller", role_arn=lbc_role.arn,
-                                       tags=tags, opts=child)
+        lbc_identity = aws.eks.PodIdentityAssociation(
+            f"{name}-lbc", cluster_name=self.cluster.name, namespace="kube-system",
+            service_account="aws-load-balancer-controller", role_arn=lbc_role.arn, tags=tags, opts=child)
         self.releases["aws-load-balancer-controller"] = self._chart("aws-load-balancer-controller", {
             "clusterName": self.cluster_name, "vpcId": vpc_id, "region": aws.get_region_output(
                 opts=pulumi.InvokeOutputOptions(parent=self)).region,
             "serviceAccount": {"create": True, "name": "aws-load-balancer-controller"},
-            "replicaCount": 2, "nodeSelector": system["nodeSelector"]}, kopts)
+            "replicaCount": 2, "nodeSelector": system["nodeSelector"],
+            # a private cluster reaches no Shield/WAF endpoint (EKS private clusters guide)
+            "enableShield": False, "enableWaf": False, "enableWafv2": False},
+            pulumi.ResourceOptions.merge(kopts, pulumi.ResourceOptions(depends_on=[lbc_identity])))
         self.register_outputs({"cluster_name": self.cluster.name, "endpoint": self.cluster.endpoint})
 
     def _launch_template(self, name: str, volume_gib: int, kms_key_arn, tags: dict, placement, child):
@@ -202,14 +219,16 @@ class GpuCluster(pulumi.ComponentResource):
                                    **repo)
 
     def _kubeconfig(self) -> pulumi.Output[str]:
-        return pulumi.Output.all(self.cluster.endpoint, self.cluster.certificate_authority, self.cluster.name).apply(
+        region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
+        return pulumi.Output.all(self.cluster.endpoint, self.cluster.certificate_authority, self.cluster.name,
+                                 region).apply(
             lambda a: json.dumps({
                 "apiVersion": "v1", "kind": "Config", "current-context": "llm",
                 "clusters": [{"name": "llm", "cluster": {"server": a[0], "certificate-authority-data": a[1]["data"]}}],
                 "contexts": [{"name": "llm", "context": {"cluster": "llm", "user": "llm"}}],
                 "users": [{"name": "llm", "user": {"exec": {
                     "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "aws",
-                    "args": ["eks", "get-token", "--cluster-name", a[2], "--output", "json"]}}}]}))
+                    "args": ["eks", "get-token", "--cluster-name", a[2], "--region", a[3], "--output", "json"]}}}]}))
 
 
 def lbc_policy() -> dict:
@@ -232,6 +251,15 @@ def lbc_policy() -> dict:
             "elasticloadbalancing:CreateListener", "elasticloadbalancing:CreateRule", "ec2:CreateTags",
             "elasticloadbalancing:AddTags"],
          "Condition": {"Null": {"aws:RequestTag/elbv2.k8s.aws/cluster": "false"}}},
+        # As in the controller's published iam_policy.json: with NLB security groups and IP targets it adds
+        # backend rules to the cluster security group, which EKS made and which carries no controller tag.
+        {"Sid": "SecurityGroupRules", "Effect": "Allow", "Resource": "*", "Action": [
+            "ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"]},
+        {"Sid": "ListenersAndRules", "Effect": "Allow", "Resource": "*", "Action": [
+            "elasticloadbalancing:CreateListener", "elasticloadbalancing:DeleteListener",
+            "elasticloadbalancing:CreateRule", "elasticloadbalancing:DeleteRule", "elasticloadbalancing:ModifyRule",
+            "elasticloadbalancing:ModifyListener", "elasticloadbalancing:ModifyListenerAttributes",
+            "elasticloadbalancing:SetIpAddressType", "elasticloadbalancing:AddTags"]},
         {"Sid": "ChangeOwned", "Effect": "Allow", "Resource": "*", "Action": [
             "ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "ec2:DeleteSecurityGroup",
             "ec2:DeleteTags", "elasticloadbalancing:ModifyLoadBalancerAttributes", "elasticloadbalancing:SetSubnets",

@@ -127,8 +127,10 @@ class KubernetesServing(pulumi.ComponentResource):
             opts=child)
         sa = k8s.core.v1.ServiceAccount(f"{name}-sa", metadata=meta(plan.name), automount_service_account_token=False,
                                         opts=kopts)
-        aws.eks.PodIdentityAssociation(f"{name}-pod", cluster_name=cluster_name, namespace=ns,
-                                       service_account=sa.metadata.name, role_arn=role.arn, tags=tags, opts=child)
+        # pods get credentials only if the association exists when they are admitted: workloads wait for it
+        association = aws.eks.PodIdentityAssociation(f"{name}-pod", cluster_name=cluster_name, namespace=ns,
+                                                     service_account=sa.metadata.name, role_arn=role.arn, tags=tags,
+                                                     opts=child)
 
         # --- secrets: client keys (the proxy's key map) and the proxy's TLS key pair
         keys = [aws.secretsmanager.get_secret_version_output(secret_id=arn, opts=pulumi.InvokeOutputOptions(parent=self))
@@ -158,6 +160,31 @@ class KubernetesServing(pulumi.ComponentResource):
         fetch_img = image_ref("awscli", "{registry}")
         pinned = lambda ref: pulumi.Output.from_input(registry).apply(  # noqa: E731
             lambda r: ref.pinned.replace("{registry}", r))
+        # ECR does not fill a pull-through cache from a first pull by digest (aws/containers-roadmap#2837):
+        # one Job per image pulls its tag on a system node first; the workload then pulls the digest.
+        warm_jobs = []
+        for key, ref in (("runtime", runtime_img), ("proxy", proxy_img), ("fetch", fetch_img)):
+            if ref.warm is None:
+                continue
+            warm_jobs.append(k8s.batch.v1.Job(
+                f"{name}-warm-{key}", metadata=meta(f"warm-{key}"),
+                spec=k8s.batch.v1.JobSpecArgs(backoff_limit=4, ttl_seconds_after_finished=3600,
+                                              template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels={**labels, "llm-platform/role": "warm-cache"}),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        restart_policy="Never", automount_service_account_token=False, enable_service_links=False,
+                        node_selector={NODE_POOL_LABEL: "system"},
+                        security_context=k8s.core.v1.PodSecurityContextArgs(
+                            run_as_non_root=True, run_as_user=RUNTIME_UID,
+                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault")),
+                        containers=[k8s.core.v1.ContainerArgs(
+                            name="pull", image=pulumi.Output.from_input(registry).apply(
+                                lambda r, w=ref.warm: w.replace("{registry}", r)),
+                            command=["/bin/sh", "-c", "true"], security_context=hardened(RUNTIME_UID),
+                            resources=k8s.core.v1.ResourceRequirementsArgs(requests={"cpu": "10m", "memory": "16Mi"},
+                                                                           limits={"memory": "64Mi"}))]))),
+                opts=pulumi.ResourceOptions.merge(kopts, pulumi.ResourceOptions(
+                    custom_timeouts=pulumi.CustomTimeouts(create="45m", update="45m")))))
         env_fetch = {"AWS_REGION": region, "MODEL_BUCKET": store.bucket_name, "MODEL_PREFIX": prefix,
                      "MANIFEST": manifest or "", "MANIFEST_SHA256": manifest_sha256 or "", "LLM_NAME": plan.name,
                      "HOME": "/tmp"}
@@ -165,6 +192,9 @@ class KubernetesServing(pulumi.ComponentResource):
         spec = container_spec(plan, max_tokens, host="127.0.0.1")
         self.runtime_args = list(spec.args)
         startup_failures = math.ceil(plan.startup_seconds / 10) + 6
+        # image pull + weight download + load takes longer than Pulumi's default 10-minute await
+        workload_timeouts = pulumi.CustomTimeouts(create=f"{plan.startup_seconds + 3600}s",
+                                                  update=f"{plan.startup_seconds + 3600}s")
 
         def https_probe(**kw):
             return k8s.core.v1.ProbeArgs(http_get=k8s.core.v1.HTTPGetActionArgs(
@@ -199,10 +229,10 @@ class KubernetesServing(pulumi.ComponentResource):
             volume_mounts=[k8s.core.v1.VolumeMountArgs(name="model", mount_path="/model"),
                            k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")])
         runtime_mounts = [k8s.core.v1.VolumeMountArgs(name="model", mount_path="/model", read_only=True),
-                          k8s.core.v1.VolumeMountArgs(name="cache", mount_path="/root/.cache"),
+                          k8s.core.v1.VolumeMountArgs(name="cache", mount_path="/cache"),
                           k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
                           k8s.core.v1.VolumeMountArgs(name="shm", mount_path="/dev/shm")]
-        runtime_env = [k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in sorted({**spec.env, "HOME": "/tmp"}.items())]
+        runtime_env = [k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in sorted({"HOME": "/tmp", **spec.env}.items())]
         gpu_limits = {"nvidia.com/gpu": str(gpus_per_node)}
 
         def runtime_container(command=None, args=None, probes=True):
@@ -259,15 +289,21 @@ class KubernetesServing(pulumi.ComponentResource):
                     replicas=plan.replicas_min,
                     selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
                     strategy=k8s.apps.v1.DeploymentStrategyArgs(type="RollingUpdate", rolling_update=k8s.apps.v1.
-                                                                RollingUpdateDeploymentArgs(max_surge=1, max_unavailable=0)),
+                                                                RollingUpdateDeploymentArgs(max_surge=0, max_unavailable=1)),
                     progress_deadline_seconds=plan.startup_seconds + 600,
-                    template=pod([runtime_container(args=self.runtime_args), proxy], {})),
+                    template=pod([runtime_container(command=list(spec.command) or None, args=self.runtime_args),
+                                  proxy], {})),
                 opts=pulumi.ResourceOptions.merge(kopts, pulumi.ResourceOptions(
-                    ignore_changes=["spec.replicas"] if plan.replicas_max > plan.replicas_min else None)))
+                    ignore_changes=["spec.replicas"] if plan.replicas_max > plan.replicas_min else None,
+                    depends_on=[association, *warm_jobs], custom_timeouts=workload_timeouts)))
             scale_ref = {"apiVersion": "apps/v1", "kind": "Deployment", "name": plan.name}
         else:
             self.identity = identity
-            self.workload = self._leader_worker_set(name, plan, meta, pod, runtime_container, proxy, kopts)
+            self.workload = self._leader_worker_set(name, plan, meta, pod, runtime_container, proxy,
+                                                    pulumi.ResourceOptions.merge(kopts, pulumi.ResourceOptions(
+                                                        ignore_changes=["spec.replicas"],
+                                                        depends_on=[association, *warm_jobs],
+                                                        custom_timeouts=workload_timeouts)))
             scale_ref = {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "name": plan.name}
             selector_labels["llm-platform/role"] = "leader"
 
@@ -390,7 +426,10 @@ class KubernetesServing(pulumi.ComponentResource):
                 f"[time.sleep(5) for _ in iter(lambda: ray.cluster_resources().get(\"GPU\", 0) < {total}, False)]'")
         leader_cmd = (f"ray start --head --port={RAY_PORT} --include-dashboard=false {ray_common} && {wait} && "
                       f"exec vllm serve {args} --distributed-executor-backend ray")
-        worker_cmd = f"exec ray start --address=$(LWS_LEADER_ADDRESS):{RAY_PORT} --block {ray_common}"
+        # the worker may be ready before the leader's Ray head: retry for 10 minutes rather than fail, since a
+        # failed pod recreates the whole group (and both nodes fetch the weights again)
+        worker_cmd = (f"for i in $(seq 120); do ray start --address=$(LWS_LEADER_ADDRESS):{RAY_PORT} --block "
+                      f"{ray_common} && exit 0; sleep 5; done; exit 1")
         leader = pod([runtime_container(command=["/bin/sh", "-ec", leader_cmd]), proxy], {"llm-platform/role": "leader"})
         worker = pod([runtime_container(command=["/bin/sh", "-ec", worker_cmd], probes=False)],
                      {"llm-platform/role": "worker"}, with_proxy=False)

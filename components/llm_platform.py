@@ -25,6 +25,9 @@ from .monitoring import Monitoring
 from .network import PrivateNetwork
 
 SUPPORTED_PLATFORMS = ("ec2", "eks", "docker")
+# EKS Pod Identity hands out credentials through eks-auth; the load balancer controller calls ELB
+# (EKS user guide, "Deploy private clusters")
+EKS_ENDPOINTS = ("eks-auth", "elasticloadbalancing")
 
 
 class ModelDeployment(pulumi.ComponentResource):
@@ -69,7 +72,8 @@ class LlmPlatform(pulumi.ComponentResource):
         self.network = PrivateNetwork("network", stack=stack, cidr=net_cfg.cidr,
                                       availability_zones=net_cfg.availability_zones, egress=net_cfg.egress,
                                       kms_key_arn=self.keys.key.arn, log_retention_days=mon_cfg.log_retention_days,
-                                      protect=prod, opts=child)
+                                      protect=prod, extra_endpoints=EKS_ENDPOINTS if config.platform == "eks" else (),
+                                      opts=child)
         self.store = ModelStore("model-store", stack=stack, kms_key_arn=self.keys.key.arn,
                                 s3_endpoint_id=self.network.s3_endpoint.id, protect=prod, opts=child)
         overrides = image_overrides(config)

@@ -32,7 +32,7 @@ INTERFACE_ENDPOINTS = ("secretsmanager", "kms", "ecr.api", "ecr.dkr", "logs", "m
 class PrivateNetwork(pulumi.ComponentResource):
     def __init__(self, name: str, *, stack: str, cidr: str, availability_zones: Union[int, Sequence[str]],
                  egress: str, kms_key_arn: pulumi.Input[str], log_retention_days: int, protect: bool,
-                 opts: Optional[pulumi.ResourceOptions] = None):
+                 extra_endpoints: Sequence[str] = (), opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("llm-platform:network:PrivateNetwork", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
@@ -73,7 +73,7 @@ class PrivateNetwork(pulumi.ComponentResource):
                                          ip_protocol="tcp", from_port=443, to_port=443, cidr_ipv4=cidr,
                                          description="HTTPS from the VPC", opts=child)
         self.endpoints = {}
-        for service in INTERFACE_ENDPOINTS:
+        for service in (*INTERFACE_ENDPOINTS, *extra_endpoints):
             self.endpoints[service] = aws.ec2.VpcEndpoint(
                 f"{name}-{service.replace('.', '-')}", vpc_id=self.vpc.id, vpc_endpoint_type="Interface",
                 service_name=region.apply(lambda r, s=service: f"com.amazonaws.{r}.{s}"), private_dns_enabled=True,

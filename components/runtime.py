@@ -59,12 +59,16 @@ class ContainerSpec:
     gpus: bool = True
     mounts: tuple[str, ...] = ()
     extra: tuple[str, ...] = ()            # further docker run options
+    command: tuple[str, ...] = ()          # executable (+ subcommand) instead of the image's entrypoint
     port: int = 0
     health_path: str = "/health"
     metrics_path: str | None = None
 
 
 COMMON_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1"}
+CACHE_ENV = {"HOME": "/cache", "USER": "llm", "LOGNAME": "llm", "XDG_CACHE_HOME": "/cache",
+             "HF_HOME": "/cache/huggingface", "VLLM_CACHE_ROOT": "/cache/vllm", "VLLM_CONFIG_ROOT": "/cache/vllm-config",
+             "TRITON_CACHE_DIR": "/cache/triton", "TORCHINDUCTOR_CACHE_DIR": "/cache/inductor"}
 HARDENING = ("--security-opt", "no-new-privileges", "--cap-drop", "ALL", "--read-only", "--tmpfs", "/tmp:rw,size=4g",
              "--restart", "no", "--log-driver", "journald")
 
@@ -77,7 +81,8 @@ def container_spec(plan: DeploymentPlan, max_tokens: int, host: str = "0.0.0.0")
 
 def _vllm(plan: DeploymentPlan, max_tokens: int, host: str = "0.0.0.0") -> ContainerSpec:
     port = PORTS["vllm"]
-    args = ["--model", "/model", "--served-model-name", plan.name,
+    # the model path is positional: `vllm serve --model` is deprecated and being removed
+    args = ["/model", "--served-model-name", plan.name,
             "--host", host, "--port", str(port),
             "--tensor-parallel-size", str(plan.tensor_parallel_size),
             "--pipeline-parallel-size", str(plan.pipeline_parallel_size),
@@ -101,12 +106,12 @@ def _vllm(plan: DeploymentPlan, max_tokens: int, host: str = "0.0.0.0") -> Conta
                  "--override-generation-config", json.dumps({"max_new_tokens": max_tokens}, separators=(",", ":"))]
     if plan.trust_remote_code:
         args.append("--trust-remote-code")
-    # the root filesystem is read-only: every cache vLLM, torch and Triton keep goes to the cache mount
-    env = {**COMMON_ENV, "VLLM_NO_USAGE_STATS": "1", "VLLM_DO_NOT_TRACK": "1",
-           "VLLM_CONFIG_ROOT": "/root/.cache/vllm-config", "TRITON_CACHE_DIR": "/root/.cache/triton"}
+    # The root filesystem is read-only: every cache vLLM, torch and Triton keep goes to /cache. USER and
+    # HOME are set because a non-root uid without a passwd entry (Kubernetes) makes torch's getpass fail.
+    env = {**COMMON_ENV, "VLLM_NO_USAGE_STATS": "1", "VLLM_DO_NOT_TRACK": "1", **CACHE_ENV}
     return ContainerSpec(name="llm-runtime", image_key="vllm", args=tuple(args), env=env,
                          publish=(f"127.0.0.1:{port}:{port}",),
-                         mounts=(f"{MODEL_DIR}:/model:ro", f"{CACHE_DIR}:/root/.cache"),
+                         mounts=(f"{MODEL_DIR}:/model:ro", f"{CACHE_DIR}:/cache"), command=("vllm", "serve"),
                          extra=("--shm-size", "16g"), port=port, health_path=HEALTH_PATHS["vllm"],
                          metrics_path=METRICS_PATHS["vllm"])
 
@@ -131,7 +136,7 @@ def _ollama(plan: DeploymentPlan, max_tokens: int, host: str = "0.0.0.0") -> Con
 
 def _tgi(plan: DeploymentPlan, max_tokens: int, host: str = "0.0.0.0") -> ContainerSpec:
     port = PORTS["tgi"]
-    args = ["--model-id", "/model", "--hostname", host, "--port", "80",
+    args = ["--model-id", "/model", "--hostname", host, "--port", str(port),
             "--num-shard", str(plan.tensor_parallel_size),
             "--max-input-tokens", str(plan.max_model_len - 1),
             "--max-total-tokens", str(plan.max_model_len),
@@ -148,7 +153,7 @@ def _tgi(plan: DeploymentPlan, max_tokens: int, host: str = "0.0.0.0") -> Contai
     if plan.trust_remote_code:
         args.append("--trust-remote-code")
     return ContainerSpec(name="llm-runtime", image_key="tgi", args=tuple(args), env=dict(COMMON_ENV),
-                         publish=(f"127.0.0.1:{port}:80",),
+                         publish=(f"127.0.0.1:{port}:{port}",),
                          mounts=(f"{MODEL_DIR}:/model:ro", f"{CACHE_DIR}:/data"),
                          extra=("--shm-size", "16g"), port=port, health_path=HEALTH_PATHS["tgi"],
                          metrics_path=METRICS_PATHS["tgi"])
@@ -157,6 +162,8 @@ def _tgi(plan: DeploymentPlan, max_tokens: int, host: str = "0.0.0.0") -> Contai
 def docker_run(spec: ContainerSpec, image: str) -> list[str]:
     """The `docker run` argv for a spec (systemd runs it in the foreground)."""
     argv = ["docker", "run", "--rm", "--name", spec.name, *HARDENING]
+    if spec.command:
+        argv += ["--entrypoint", spec.command[0]]
     if spec.gpus:
         argv += ["--gpus", "all"]
     argv += ["--network", "host"] if spec.host_network else []
@@ -168,5 +175,5 @@ def docker_run(spec: ContainerSpec, image: str) -> list[str]:
         argv += ["-e", f"{k}={v}"]
     argv += list(spec.extra)
     argv.append(image)
-    argv += list(spec.args)
+    argv += list(spec.command[1:]) + list(spec.args)
     return argv

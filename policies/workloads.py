@@ -568,6 +568,21 @@ def _argv(v: Any) -> list:
 # ----------------------------------------------------------------------------- builders
 
 
+_SHELLS = {"sh", "bash", "dash", "ash", "zsh"}
+_NO_OPS = {"true", ":", "echo", "sleep", "exit"}
+
+
+def _runs_something_else(argv: list[str]) -> bool:
+    """An explicit command that replaces the image's entrypoint and starts no server: a shell script
+    with no runtime in it (already searched by the caller) or a no-op like `true`."""
+    if not argv:
+        return False
+    first = _basename(argv[0])
+    if first in _SHELLS:
+        return any(a in ("-c", "-lc", "-ec", "-xc") for a in argv[1:3])
+    return first in _NO_OPS
+
+
 def _process_from_container(c: Container, network: str) -> Optional[Process]:
     """A runtime process if the container runs one (by its command or by its image)."""
     argv = [a for a in c.argv if isinstance(a, str)]
@@ -587,6 +602,8 @@ def _process_from_container(c: Container, network: str) -> Optional[Process]:
     if hit:
         return Process(hit[0], hit[1], env, c.where, c.image if isinstance(c.image, str) else None, c.name, network,
                        c.published, c.gpus)
+    if _runs_something_else(argv):
+        return None     # a shell script or a no-op that starts no server (e.g. a cache-warming pull)
     rt = runtime_of_image(c.image)
     if rt:
         args = stripped

@@ -448,6 +448,27 @@ class EksSpec(_Strict):
                                 description="Prometheus the KEDA scaler queries for vllm:num_requests_waiting")
     queue_target: PositiveInt = Field(4, le=1000, description="waiting requests per replica before KEDA adds "
                                                               "one (the autoscaling threshold)")
+    api_access_cidrs: list[str] = Field(default_factory=list, description="networks outside the VPC that may reach "
+                                        "the private API endpoint (where `pulumi up` and kubectl run: VPN, CI)")
+    admin_role_arns: list[str] = Field(default_factory=list, description="IAM roles given cluster-admin access "
+                                       "entries (CI/CD deployers), besides the identity that creates the cluster")
+
+    @field_validator("api_access_cidrs")
+    @classmethod
+    def _api_cidrs(cls, v: list[str]) -> list[str]:
+        for item in v:
+            net = _cidr(item)
+            if net.prefixlen == 0:
+                raise ValueError(f"{item} admits the whole internet to the Kubernetes API: list your networks")
+        return v
+
+    @field_validator("admin_role_arns")
+    @classmethod
+    def _admin_roles(cls, v: list[str]) -> list[str]:
+        bad = [a for a in v if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", a)]
+        if bad:
+            raise ValueError(f"{bad} are not IAM role ARNs (arn:aws:iam::<account>:role/<name>)")
+        return v
 
 
 class LocalSpec(_Strict):
