@@ -1,5 +1,7 @@
 """platform eks and platform docker under the mocks harness: the Kubernetes objects and containers
 carry the plan (GPU limits, flags, replicas), the hardening, the probes and the network rules."""
+import copy
+import json
 import math
 
 import pytest
@@ -7,7 +9,7 @@ import pytest
 from settings import parse, read_stack_file
 from sizing.planner import plan_stack
 from tests.conftest import ROOT
-from tests.mocks import SECRET, run_program
+from tests.mocks import SECRET, computed_outputs, run_program
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 LWS = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"
@@ -198,19 +200,106 @@ def test_405b_spans_nodes_as_a_leader_worker_set_with_the_plans_tp_and_pp(eks, e
 
 def test_docker_stack_binds_only_to_loopback(local):
     containers = {c.name: c.inputs for c in local.of_type("docker:index/container:Container")}
-    assert set(containers) == {"qwen-coder-7b", "qwen-coder-7b-proxy", "nomic-embed", "nomic-embed-proxy"}
+    assert set(containers) == {f"{m}{s}" for m in ("qwen-coder-7b", "nomic-embed") for s in ("", "-proxy", "-proxy-config")}
     ports = [p for c in containers.values() for p in c.get("ports", [])]
     assert ports and all(p["ip"] == "127.0.0.1" for p in ports)
     assert sorted(p["external"] for p in ports) == [8443, 8444] and all(p["internal"] == 8443 for p in ports)
     for name in ("qwen-coder-7b", "nomic-embed"):
-        rt, proxy = containers[name], containers[f"{name}-proxy"]
+        rt, proxy, helper = containers[name], containers[f"{name}-proxy"], containers[f"{name}-proxy-config"]
         assert "OLLAMA_HOST=127.0.0.1:11434" in rt["envs"]
         assert proxy["networkMode"] == f"container:llm-local-{name}" and "ports" not in proxy
+        assert helper["networkMode"] == "none" and "ports" not in helper
         for c in (rt, proxy):
-            assert c["readOnly"] is True and c["capabilities"]["drops"] == ["ALL"] and "@sha256:" in c["image"]
-            assert c["user"] not in ("", "0", "root")
-    uploads = containers["qwen-coder-7b-proxy"]["uploads"]
-    assert uploads == SECRET or {u["file"]: u for u in uploads}["/run/llm/keys.map"]["content"] == SECRET
+            assert c["readOnly"] is True and c["user"] not in ("", "0", "root") and c["mustRun"] is True
+        for c in (rt, proxy, helper):
+            assert c["capabilities"] == {"drops": ["ALL"]} and "no-new-privileges" in c["securityOpts"]
+            assert "@sha256:" in c["image"] and "privileged" not in c
+
+
+def _docker(rec, name):
+    return rec.named(name, "docker:index/container:Container")
+
+
+def test_docker_proxy_keeps_a_read_only_root_and_gets_its_files_from_a_one_shot_helper(local):
+    """The provider extracts uploads at "/", which Docker refuses on a read-only root: only the helper,
+    which never serves, takes uploads; the proxy reads them from the volume."""
+    for name in ("qwen-coder-7b", "nomic-embed"):
+        proxy, helper = _docker(local, f"{name}-proxy"), _docker(local, f"{name}-proxy-config")
+        p, h = proxy.inputs, helper.inputs
+        assert "uploads" not in p and p["readOnly"] is True and p["user"] == "101:101"
+        assert h["image"] == p["image"] and h["mustRun"] is False and h["attach"] is True and h["restart"] == "no"
+        assert "gpus" not in h and "envs" not in h        # no secret travels through an environment variable
+        volumes = {v["containerPath"]: v for v in p["volumes"]}
+        assert volumes["/run/llm"]["readOnly"] is True and volumes["/var/log/llm-proxy"]["readOnly"] is False
+        assert {v["containerPath"]: v["volumeName"] for v in h["volumes"]} == \
+            {k: v["volumeName"] for k, v in volumes.items()}
+        assert volumes["/run/llm"]["volumeName"] == f"llm-local-{name}-proxy"
+        # the proxy starts after the helper and is replaced with it (new keys or config)
+        labels = {lb["label"]: lb["value"] for lb in p["labels"]}
+        assert labels["llm-platform.proxy-config"] == f"{name}-proxy-config-id"
+        assert labels["llm-platform.runtime"] == f"{name}-id"
+        assert p["command"][:3] == ["nginx", "-c", "/run/llm/nginx.conf"]
+        uploads = {u["file"]: u for u in helper.raw_inputs["uploads"]}
+        assert set(uploads) == {"/run/llm/nginx.conf", "/run/llm/keys.map", "/run/llm/tls/cert.pem",
+                                "/run/llm/tls/key.pem"}
+        for f in ("/run/llm/keys.map", "/run/llm/tls/key.pem"):
+            assert (uploads[f]["owner"], uploads[f]["group"], uploads[f]["permissions"]) == ("101", "101", "0400")
+        assert "BEGIN PRIVATE KEY" in uploads["/run/llm/tls/key.pem"]["content"]
+        assert uploads["/run/llm/keys.map"]["content"].count('"Bearer MOCKSECRET') == 2
+
+
+def test_docker_audit_log_is_writable_by_nginx_and_records_no_prompt_or_key(local):
+    helper = _docker(local, "qwen-coder-7b-proxy-config")
+    h = helper.inputs
+    # root owns the fresh volume's root: the helper (root, no capability, primary group 101) hands it to
+    # nginx's group, which uid 101 then writes the audit log into
+    assert h["user"] == "0:101" and h["entrypoints"] == ["/bin/sh", "-ec"]
+    script = h["command"][0]
+    assert "chgrp 101 /var/log/llm-proxy && chmod 0770 /var/log/llm-proxy" in script
+    conf = {u["file"]: u for u in helper.raw_inputs["uploads"]}["/run/llm/nginx.conf"]["content"]
+    assert "access_log /var/log/llm-proxy/audit.log llm_audit;" in conf
+    fmt = conf[conf.index("log_format llm_audit"):conf.index("access_log /var/log")]
+    assert "$llm_client" in fmt
+    for leak in ("$http_authorization", "$request_body", "$args", "$request_uri", "$request "):
+        assert leak not in fmt
+
+
+def test_docker_secrets_never_appear_in_plaintext_in_any_recorded_input(local):
+    keys = [computed_outputs(p.type, p.name, p.raw_inputs, "us-east-1")["result"]
+            for p in local.of_type("random:index/randomPassword:RandomPassword")]
+    pk = local.of_type("tls:index/privateKey:PrivateKey")[0]
+    private_key = computed_outputs(pk.type, pk.name, pk.raw_inputs, "us-east-1")["privateKeyPem"]
+    assert len(keys) == 2 and all(k.startswith("MOCKSECRET") for k in keys)
+    delivered = json.dumps([_docker(local, f"{m}-proxy-config").raw_inputs for m in ("qwen-coder-7b", "nomic-embed")])
+    for secret in keys + [private_key]:
+        assert json.dumps(secret)[1:-1] in delivered                 # the helper does deliver them ...
+    for c in local.of_type("docker:index/container:Container"):
+        assert c.inputs.get("uploads", SECRET) == SECRET             # ... as secrets only
+    everything = json.dumps([r.as_dict() for r in local.resources])
+    for secret in keys + [private_key, "MOCKKEY", "Bearer MOCKSECRET"]:
+        assert json.dumps(secret)[1:-1] not in everything
+
+
+def test_docker_vllm_runs_as_a_user_with_a_writable_home_and_caches():
+    """uid 1000 has no passwd entry in the vLLM image (torch's getpass.getuser() then fails) and /root is
+    0700 there: USER/LOGNAME/HOME are set and every cache lives in an exec tmpfs owned by that uid."""
+    raw = copy.deepcopy(read_stack_file(ROOT / "Pulumi.local.yaml"))
+    raw["llm-platform:models"][0].update(runtime="vllm", precision="bf16")
+    rec = run_program(raw, stack="local")
+    rt = _docker(rec, "qwen-coder-7b").inputs
+    env = dict(e.split("=", 1) for e in rt["envs"])
+    assert rt["user"] == "1000:1000" and env["USER"] == env["LOGNAME"] == "llm" and env["HOME"] == "/cache"
+    for key in ("XDG_CACHE_HOME", "HF_HOME", "VLLM_CACHE_ROOT", "VLLM_CONFIG_ROOT", "TRITON_CACHE_DIR",
+                "TORCHINDUCTOR_CACHE_DIR"):
+        assert env[key].startswith("/cache"), key
+    assert not [v for v in env.values() if "/root" in v]
+    opts = rt["tmpfs"]["/cache"].split(",")
+    assert {"rw", "exec", "uid=1000", "gid=1000", "mode=0700"} <= set(opts) and "noexec" not in opts
+    assert "/root/.cache" not in rt["tmpfs"]
+    assert "exec vllm serve" in rt["command"][0] and "@sha256:" in rt["image"]
+    assert rt["readOnly"] is True and rt["capabilities"] == {"drops": ["ALL"]}
+    ollama = dict(e.split("=", 1) for e in _docker(rec, "nomic-embed").inputs["envs"])
+    assert ollama["HOME"] == "/cache" and "TRITON_CACHE_DIR" not in ollama
 
 
 def test_docker_plans_against_the_workstation_gpu(local):
