@@ -314,7 +314,17 @@ class NetworkSpec(_Strict):
     allowed_client_cidrs: list[str] = Field(
         min_length=1, description="CIDRs allowed to call the API: your application networks, outside the VPC")
     monitoring_cidrs: list[str] = Field(default_factory=list, description="CIDRs allowed to scrape /metrics")
-    egress: Literal["none", "nat"] = Field("none", description="none: air-gapped, VPC endpoints only; nat: NAT gateways")
+    egress: Literal["none", "nat"] = Field("none", validate_default=True,
+                                           description="none: air-gapped, VPC endpoints only; nat: NAT gateways")
+
+    @field_validator("egress")
+    @classmethod
+    def _egress(cls, v: str, info: ValidationInfo) -> str:
+        if v == "none" and (info.context or {}).get("platform") == "eks":
+            raise ValueError("platform eks installs add-ons whose images come from public registries (the NVIDIA "
+                             "device plugin from nvcr.io, LeaderWorkerSet from registry.k8s.io, KEDA from ghcr.io), "
+                             "which an air-gapped VPC cannot reach: set egress to nat")
+        return v
 
     @field_validator("cidr")
     @classmethod

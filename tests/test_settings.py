@@ -300,3 +300,20 @@ def test_docker_hub_token_must_be_a_secret(minimal):
     assert "pulumi config set --secret dockerHubToken" in errors_of(minimal)["llm-platform:dockerHubToken"]
     minimal["llm-platform:dockerHubToken"] = {"secure": "v1:abc"}
     assert parse(minimal).docker_hub_token is True
+
+
+def test_eks_needs_nat_egress_for_its_add_on_images(minimal):
+    minimal["llm-platform:platform"] = "eks"
+    minimal["llm-platform:network"]["egress"] = "none"
+    assert "set egress to nat" in errors_of(minimal)["llm-platform:network.egress"]
+    minimal["llm-platform:network"]["egress"] = "nat"
+    assert parse(minimal).network.egress == "nat"
+
+
+def test_eks_api_access_is_from_listed_networks_and_roles_only(minimal):
+    minimal["llm-platform:platform"] = "eks"
+    minimal["llm-platform:network"]["egress"] = "nat"
+    minimal["llm-platform:eks"] = {"api_access_cidrs": ["0.0.0.0/0"], "admin_role_arns": ["not-an-arn"]}
+    errs = errors_of(minimal)
+    assert "whole internet" in errs["llm-platform:eks.api_access_cidrs"]
+    assert "IAM role ARNs" in errs["llm-platform:eks.admin_role_arns"]
