@@ -18,6 +18,8 @@ GENERATORS = ["meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-Coder-7B-Instruc
 def stack_with(platform="ec2", **model):
     raw = copy.deepcopy(MINIMAL)
     raw["llm-platform:platform"] = platform
+    if platform == "eks":
+        raw["llm-platform:network"]["egress"] = "nat"
     raw["llm-platform:models"][0].update(model)
     return parse(raw)
 

@@ -326,5 +326,6 @@ def test_platform_blocks_are_checked_with_key_paths(minimal, changes, path, word
 
 
 def test_eks_block_defaults(minimal):
-    c = parse({**minimal, "llm-platform:platform": "eks"})
+    c = parse({**minimal, "llm-platform:platform": "eks",
+               "llm-platform:network": {**minimal["llm-platform:network"], "egress": "nat"}})
     assert (c.eks.kubernetes_version, c.eks.monitoring_namespace, c.eks.queue_target) == ("1.33", "monitoring", 4)
