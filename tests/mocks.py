@@ -5,6 +5,7 @@ answers every invoke the program makes from local data, so nothing touches the n
 from __future__ import annotations
 
 import json
+import logging
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT_ID = "123456789012"
 SECRET = "[secret]"
 MOCK_AMI = "ami-0abcdef1234567890"
+# the engine's per-resource debug chatter, which the mocks would otherwise route through the root logger
+_QUIET = logging.getLogger("llm-platform.mocks.engine")
+_QUIET.disabled = True
 
 
 @dataclass
@@ -248,6 +252,7 @@ def run_program(raw_config: dict[str, Any], stack: str = "test", *, program: Pat
     pulumi.runtime.reset_options(project="llm-platform", stack=stack, preview=preview)
     values, secret_keys = config_for_runtime(raw_config)
     pulumi.runtime.set_all_config(values, secret_keys)
-    pulumi.runtime.set_mocks(mocks, project="llm-platform", stack=stack, preview=preview, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project="llm-platform", stack=stack, preview=preview, monitor=monitor,
+                             logger=_QUIET)
     _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
     return Recording(monitor.recorded, mocks.invokes)
