@@ -317,3 +317,11 @@ def test_eks_api_access_is_from_listed_networks_and_roles_only(minimal):
     errs = errors_of(minimal)
     assert "whole internet" in errs["llm-platform:eks.api_access_cidrs"]
     assert "IAM role ARNs" in errs["llm-platform:eks.admin_role_arns"]
+
+
+def test_project_config_defaults_match_the_schema():
+    import yaml
+    from settings.schema import StackConfig
+    declared = yaml.safe_load(open(ROOT / "Pulumi.yaml"))["config"]
+    for key, spec in declared.items():
+        assert spec["default"] == StackConfig.model_fields[key].default, key
