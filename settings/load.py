@@ -134,7 +134,9 @@ def _message(err: dict) -> str:
         return msg.removeprefix("Value error, ")
     parent, field = _schema_at(loc[:-1]), loc[-1] if loc else None
     if kind == "extra_forbidden":
-        known = ", ".join(parent.model_fields) if parent else ""
+        names = {v: k for k, v in SECRET_KEYS.items()} if parent is StackConfig else {}
+        known = ", ".join(names.get(f, f) for f in parent.model_fields if not (parent is StackConfig and f == "region")) \
+            if parent else ""
         return f"unknown key {field!r}: remove it or fix its spelling" + (f" (known keys: {known})" if known else "")
     hint = ""
     if parent is not None and isinstance(field, str) and field in parent.model_fields:
