@@ -22,8 +22,9 @@ EIP_ASSOC = "aws:ec2/eipAssociation:EipAssociation"
     guide="Security Considerations > Secrets Management",
     severity="high",
     levels=levels(dev="mandatory"),
-    remediation="Set metadataOptions: {httpTokens: 'required', httpEndpoint: 'enabled', httpPutResponseHopLimit: 2} "
-                "on the launch template or instance (hop limit 2 lets containers on the host reach IMDSv2).",
+    remediation="Set metadataOptions: {httpTokens: 'required', httpEndpoint: 'enabled', httpPutResponseHopLimit: 1} "
+                "on the launch template or instance; hop limit 1 also keeps containers (which may run model code) "
+                "from reaching the instance's credentials; raise it to 2 only for a container that must.",
     types=(LT, INSTANCE, LC, SPOT),
 )
 def imdsv2(r, ctx):
