@@ -63,8 +63,8 @@ def node_groups_needed(plans: list[DeploymentPlan]) -> dict[str, dict]:
     for p in plans:
         g = groups.setdefault(p.instance_type, {"min": 0, "max": 0, "volume_gib": 0, "multi_node": False,
                                                 "gpu": p.gpu_name, "deployments": []})
-        g["min"] += p.replicas_min * p.nodes_per_replica
-        g["max"] += p.replicas_max * p.nodes_per_replica
+        g["min"] += p.instances
+        g["max"] += p.instances_max
         g["volume_gib"] = max(g["volume_gib"], p.volume_gib)
         g["multi_node"] = g["multi_node"] or p.nodes_per_replica > 1
         g["deployments"].append(p.name)

@@ -126,7 +126,7 @@ class GpuInstanceGroup(pulumi.ComponentResource):
         # --- auto scaling group
         self.asg = aws.autoscaling.Group(
             f"{name}-asg", name_prefix=f"llm-{stack}-{plan.name}-", vpc_zone_identifiers=subnet_ids,
-            min_size=plan.replicas_min * plan.nodes_per_replica, max_size=plan.replicas_max * plan.nodes_per_replica,
+            min_size=plan.instances, max_size=plan.instances_max,
             # with target tracking the policy owns desired capacity: setting it here would reset it each `up`
             desired_capacity=plan.instances if plan.replicas_max == plan.replicas_min else None,
             health_check_type="ELB",

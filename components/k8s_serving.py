@@ -188,7 +188,6 @@ class KubernetesServing(pulumi.ComponentResource):
         env_fetch = {"AWS_REGION": region, "MODEL_BUCKET": store.bucket_name, "MODEL_PREFIX": prefix,
                      "MANIFEST": manifest or "", "MANIFEST_SHA256": manifest_sha256 or "", "LLM_NAME": plan.name,
                      "HOME": "/tmp"}
-        gpus_per_node = plan.gpus_per_replica // plan.nodes_per_replica
         spec = container_spec(plan, max_tokens, host="127.0.0.1")
         self.runtime_args = list(spec.args)
         startup_failures = math.ceil(plan.startup_seconds / 10) + 6
@@ -233,7 +232,7 @@ class KubernetesServing(pulumi.ComponentResource):
                           k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
                           k8s.core.v1.VolumeMountArgs(name="shm", mount_path="/dev/shm")]
         runtime_env = [k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in sorted({"HOME": "/tmp", **spec.env}.items())]
-        gpu_limits = {"nvidia.com/gpu": str(gpus_per_node)}
+        gpu_limits = {"nvidia.com/gpu": str(plan.gpus_per_node)}
 
         def runtime_container(command=None, args=None, probes=True):
             return k8s.core.v1.ContainerArgs(
@@ -418,10 +417,9 @@ class KubernetesServing(pulumi.ComponentResource):
 
     def _leader_worker_set(self, name, plan, meta, pod, runtime_container, proxy, kopts):
         """PP nodes per replica: Ray head + vLLM on the leader, Ray workers on the others."""
-        gpus_per_node = plan.gpus_per_replica // plan.nodes_per_replica
         total = plan.gpus_per_replica
         args = " ".join(shlex.quote(a) for a in self.runtime_args)
-        ray_common = f"--num-gpus={gpus_per_node} --disable-usage-stats --temp-dir=/tmp/ray"
+        ray_common = f"--num-gpus={plan.gpus_per_node} --disable-usage-stats --temp-dir=/tmp/ray"
         wait = (f"python3 -c 'import ray,time; ray.init(address=\"auto\"); "
                 f"[time.sleep(5) for _ in iter(lambda: ray.cluster_resources().get(\"GPU\", 0) < {total}, False)]'")
         leader_cmd = (f"ray start --head --port={RAY_PORT} --include-dashboard=false {ray_common} && {wait} && "

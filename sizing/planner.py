@@ -111,6 +111,14 @@ class DeploymentPlan:
         return self.replicas_min * self.nodes_per_replica
 
     @property
+    def instances_max(self) -> int:
+        return self.replicas_max * self.nodes_per_replica
+
+    @property
+    def gpus_per_node(self) -> int:
+        return self.gpus_per_replica // self.nodes_per_replica
+
+    @property
     def monthly_cost_usd(self) -> float:
         return round(self.hourly_cost_usd * self.replicas_min * HOURS_PER_MONTH, 2)
 
