@@ -15,12 +15,11 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT))
+from llm_platform import catalog
+from llm_platform.settings import ConfigError, ConfigErrors, parse, read_stack_file
+from llm_platform.sizing.planner import PlanningError, hourly_price, plan_stack
 
-import catalog  # noqa: E402
-from settings import ConfigError, ConfigErrors, parse, read_stack_file  # noqa: E402
-from sizing.planner import PlanningError, hourly_price, plan_stack  # noqa: E402
+ROOT = Path(__file__).resolve().parent
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_INVALID = 0, 1, 2
 
@@ -42,10 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigErrors, PlanningError) as exc:
         return _fail(exc.errors, args.json)
 
-    from tests.mocks import run_program   # imported late: the Pulumi SDK is only needed from here
+    from llm_platform.offline.mocks import run_program   # imported late: the Pulumi SDK is only needed from here
     import pulumi
     try:
-        recording = run_program(raw, stack=stack_name)
+        recording = run_program(raw, stack=stack_name, program=ROOT)
     except pulumi.RunError as exc:          # the program refused the stack before creating anything
         path, _, message = str(exc).partition(": ")
         return _fail([ConfigError(path if path.startswith("llm-platform:") else "llm-platform", message or str(exc))],
@@ -83,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _violations(recording, config) -> list[dict]:
     try:
-        from policies import offline   # the policy pack, when present, judges the recorded resources
+        from llm_platform.policies import offline   # the policy pack, when present, judges the recorded resources
     except ImportError:
         return []
     return offline.evaluate_recording(recording, environment=config.environment)

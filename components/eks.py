@@ -24,7 +24,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from sizing.planner import DeploymentPlan
+from llm_platform.sizing.planner import DeploymentPlan
 
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}
 NODE_POOL_LABEL = "llm-platform/node-pool"

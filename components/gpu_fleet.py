@@ -28,12 +28,12 @@ from typing import Optional
 import pulumi
 import pulumi_aws as aws
 
-from sizing.planner import DeploymentPlan
+from llm_platform.sizing.planner import DeploymentPlan
 from .model_store import ModelStore
-from .proxy import render_nginx_conf
-from .runtime import image_ref
-from .telemetry import QUEUE_METRIC, RUNTIME_NAMESPACE, cwagent_config, prometheus_config
-from .userdata import BootConfig, render_user_data
+from llm_platform.serving.proxy import render_nginx_conf
+from llm_platform.serving.runtime import image_ref
+from llm_platform.serving.telemetry import QUEUE_METRIC, RUNTIME_NAMESPACE, cwagent_config, prometheus_config
+from llm_platform.serving.userdata import BootConfig, render_user_data
 
 AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id"
 QUEUE_TARGET = 2.0   # scale out when, on average, more than 2 requests wait for a free sequence slot

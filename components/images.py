@@ -16,7 +16,7 @@ from typing import Optional
 import pulumi
 import pulumi_aws as aws
 
-import catalog
+from llm_platform import catalog
 
 
 def image_overrides(config) -> dict:

@@ -34,12 +34,12 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
-from sizing.planner import DeploymentPlan
+from llm_platform.sizing.planner import DeploymentPlan
 from .eks import GPU_LABEL, INSTANCE_TYPE_LABEL, NODE_POOL_LABEL, POD_IDENTITY_TRUST
-from .proxy import AUDIT_LOG, KEYS_MAP, METRICS_PORT, TARGET_PORT, TLS_DIR, render_nginx_conf
-from .runtime import PORTS, ImageRef, container_spec, image_ref
-from .telemetry import QUEUE_METRIC
-from .userdata import client_hash
+from llm_platform.serving.proxy import AUDIT_LOG, KEYS_MAP, METRICS_PORT, TARGET_PORT, TLS_DIR, render_nginx_conf
+from llm_platform.serving.runtime import PORTS, ImageRef, container_spec, image_ref
+from llm_platform.serving.telemetry import QUEUE_METRIC
+from llm_platform.serving.userdata import client_hash
 
 RUNTIME_UID = 1000
 PROXY_UID = 101

@@ -14,8 +14,8 @@ from typing import Optional
 import pulumi
 import pulumi_aws as aws
 
-from settings import ModelSpec, StackConfig
-from sizing.planner import DeploymentPlan
+from llm_platform.settings import ModelSpec, StackConfig
+from llm_platform.sizing.planner import DeploymentPlan
 from .gpu_fleet import GpuInstanceGroup
 from .images import ImageCache, credential_problem, image_keys, image_overrides
 from .keys import PlatformKeys

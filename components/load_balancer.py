@@ -33,7 +33,7 @@ import pulumi_aws as aws
 import pulumi_tls as tls
 
 from .model_store import private_bucket, tls_only_statement
-from .proxy import METRICS_PORT, TARGET_PORT
+from llm_platform.serving.proxy import METRICS_PORT, TARGET_PORT
 
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 # Elastic Load Balancing's log-delivery accounts for Regions older than August 2022 (AWS docs,

@@ -43,12 +43,12 @@ import pulumi_docker as docker
 import pulumi_random as random
 import pulumi_tls as tls
 
-import catalog
-from settings import StackConfig
-from sizing.planner import DeploymentPlan
-from .proxy import AUDIT_LOG, KEYS_MAP, TARGET_PORT, TLS_DIR, render_nginx_conf
-from .runtime import container_spec
-from .userdata import PROXY_UID, client_hash
+from llm_platform import catalog
+from llm_platform.settings import StackConfig
+from llm_platform.sizing.planner import DeploymentPlan
+from llm_platform.serving.proxy import AUDIT_LOG, KEYS_MAP, TARGET_PORT, TLS_DIR, render_nginx_conf
+from llm_platform.serving.runtime import container_spec
+from llm_platform.serving.userdata import PROXY_UID, client_hash
 
 RUNTIME_UID = "1000:1000"
 LOOPBACK = "127.0.0.1"

@@ -20,8 +20,8 @@ from typing import Optional
 import pulumi
 import pulumi_aws as aws
 
-from sizing.planner import DeploymentPlan
-from .telemetry import GPU_NAMESPACE, QUEUE_METRIC, RUNTIME_NAMESPACE
+from llm_platform.sizing.planner import DeploymentPlan
+from llm_platform.serving.telemetry import GPU_NAMESPACE, QUEUE_METRIC, RUNTIME_NAMESPACE
 
 FIVE_XX_PERCENT = 5.0
 

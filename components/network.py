@@ -22,7 +22,7 @@ from typing import Optional, Sequence, Union
 import pulumi
 import pulumi_aws as aws
 
-from .addressing import subnet_layout
+from llm_platform.serving.addressing import subnet_layout
 
 # ec2: the CloudWatch agent learns its Auto Scaling group through ec2:DescribeTags
 INTERFACE_ENDPOINTS = ("secretsmanager", "kms", "ecr.api", "ecr.dkr", "logs", "monitoring", "ssm", "ssmmessages",

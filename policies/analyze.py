@@ -14,12 +14,9 @@ import json
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from policies.core import ENVIRONMENTS  # noqa: E402
-from policies.engine import ConfigError, has_mandatory  # noqa: E402
-from policies.offline import ExportError, evaluate_export  # noqa: E402
+from .core import ENVIRONMENTS
+from .engine import ConfigError, has_mandatory
+from .offline import ExportError, evaluate_export
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_UNREADABLE = 0, 1, 2
 

@@ -10,16 +10,13 @@ import json
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from policies.core import ENVIRONMENTS  # noqa: E402
-from policies.engine import environment_config  # noqa: E402
+from .core import ENVIRONMENTS
+from .engine import environment_config
 
 
 def table() -> str:
     """The README's rule table (markdown)."""
-    from policies.rules import ALL
+    from .rules import ALL
     rows = ["| rule | the guide's MUST it enforces | kind | dev | staging | prod | severity | config |",
             "|---|---|---|---|---|---|---|---|"]
     for r in ALL:

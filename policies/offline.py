@@ -1,7 +1,7 @@
 """The pack without the Pulumi CLI: judge a `pulumi stack export` document or a plan.py recording
 with the same rules and levels (policies/engine.py).
 
-    from policies import offline
+    from llm_platform.policies import offline
     offline.evaluate_recording(recording, environment="prod")   # plan.py
     offline.evaluate_export(document, config=None)               # python -m policies.analyze
 """
@@ -51,7 +51,7 @@ def recording_resources(recording) -> list[Resource]:
 
 def _harness_outputs():
     try:
-        from tests.mocks import computed_outputs
+        from llm_platform.offline.mocks import computed_outputs
     except Exception:       # noqa: BLE001 - any harness without the helper: ids fall back to "<name>-id"
         return None
     return computed_outputs

@@ -34,7 +34,7 @@ def is_gpu_instance_type(itype: Any) -> Any:
         return UNKNOWN
     if not isinstance(itype, str):
         return UNKNOWN
-    from catalog import load
+    from llm_platform.catalog import load
     if itype in load().instances:
         return True
     return bool(GPU_FAMILIES.match(itype.strip()))

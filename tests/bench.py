@@ -27,8 +27,8 @@ def bench_plan(runs: int = 3) -> tuple[float, float]:
 
 
 def random_specs(n: int, seed: int = 7):
-    import catalog
-    from settings import parse
+    from llm_platform import catalog
+    from llm_platform.settings import parse
     rng = random.Random(seed)
     cat = catalog.load()
     generators = [m for m in cat.models.values() if m.task == "generate" and m.architecture.num_hidden_layers < 100]
@@ -49,7 +49,7 @@ def random_specs(n: int, seed: int = 7):
 
 
 def bench_planner(n: int = 1000) -> float:
-    from sizing.planner import PlanningError, plan_model
+    from llm_platform.sizing.planner import PlanningError, plan_model
     specs = random_specs(n)
     t = time.perf_counter()
     for spec, stack in specs:

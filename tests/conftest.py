@@ -1,13 +1,11 @@
 import copy
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from llm_platform import catalog
 
-import catalog  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 STACKS = sorted(p.stem.removeprefix("Pulumi.") for p in ROOT.glob("Pulumi.*.yaml"))
 

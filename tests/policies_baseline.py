@@ -15,7 +15,7 @@ import copy
 import json
 from typing import Any
 
-from policies.core import Resource
+from llm_platform.policies.core import Resource
 
 ACCT = "123456789012"
 REGION = "us-east-1"
@@ -325,7 +325,7 @@ STACKS = {"ec2": ec2_stack, "ecs": ecs_stack, "k8s": k8s_stack}
 
 def to_resources(stack: list[dict]) -> list[Resource]:
     """Views as the rules see them (outputs overlaid by inputs; secrets and unknowns normalised)."""
-    from policies.core import normalize
+    from llm_platform.policies.core import normalize
     out = []
     for x in stack:
         props = normalize({**x["outputs"], **x["inputs"]})

@@ -20,18 +20,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.proxy import METRICS_PORT, TARGET_PORT, render_nginx_conf
-from components.runtime import PORTS
-from components.userdata import client_hash, decode_user_data
-from settings import parse, read_stack_file
-from sizing.planner import plan_stack
+from llm_platform.serving.proxy import METRICS_PORT, TARGET_PORT, render_nginx_conf
+from llm_platform.serving.runtime import PORTS
+from llm_platform.serving.userdata import client_hash, decode_user_data
+from llm_platform.settings import parse, read_stack_file
+from llm_platform.sizing.planner import plan_stack
 from tests.conftest import ROOT
-from tests.mocks import run_program
+from llm_platform.offline.mocks import run_program
 
 
 @pytest.fixture(scope="module")
 def prod_scripts():
-    rec = run_program(read_stack_file(ROOT / "Pulumi.prod.yaml"), stack="prod")
+    rec = run_program(read_stack_file(ROOT / "Pulumi.prod.yaml"), stack="prod", program=ROOT)
     doc = yaml.safe_load(decode_user_data(rec.named("llama-8b-fleet-lt").inputs["userData"]))
     return {f["path"]: f["content"] for f in doc["write_files"]}
 
@@ -263,7 +263,7 @@ def test_audit_log_has_a_client_hash_and_never_the_prompt_or_key(proxy):
 ])
 def test_each_runtime_exposes_only_its_api_routes(runtime, allowed, refused):
     import re
-    from components.proxy import API_ROUTES
+    from llm_platform.serving.proxy import API_ROUTES
     for path in allowed:
         assert re.search(API_ROUTES[runtime], path), path
     for path in refused:

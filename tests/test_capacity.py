@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from settings import ConfigErrors, parse
-from sizing.planner import PlanningError, plan_model
+from llm_platform.settings import ConfigErrors, parse
+from llm_platform.sizing.planner import PlanningError, plan_model
 from tests.conftest import MINIMAL, ROOT, prod_config
 
 LOAD = {"requests_per_second": 3, "prompt_tokens": 1000, "output_tokens": 200,

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from sizing.memory import weight_bytes
-from sizing.params import parameter_count
+from llm_platform.sizing.memory import weight_bytes
+from llm_platform.sizing.params import parameter_count
 from tests.conftest import ROOT
 
 REQUIRED_MODELS = [
@@ -63,7 +63,7 @@ def test_prices_are_dated_and_sourced(cat):
 
 
 def test_a_single_h100_costs_an_eighth_of_eight():
-    import catalog
+    from llm_platform import catalog
     c = catalog.load()
     assert c.instances["p5.4xlarge"].hourly_usd == pytest.approx(c.instances["p5.48xlarge"].hourly_usd / 8, rel=0.01)
 
@@ -99,7 +99,7 @@ def test_exact_published_counts_are_reproduced_exactly(cat):
 
 
 def test_moe_active_parameters_match_the_model_cards(cat):
-    from sizing.params import active_parameter_count
+    from llm_platform.sizing.params import active_parameter_count
     mixtral = cat.models["mistralai/Mixtral-8x7B-Instruct-v0.1"].architecture
     deepseek = cat.models["deepseek-ai/DeepSeek-Coder-V2-Instruct"].architecture
     assert active_parameter_count(mixtral) == pytest.approx(12.9e9, rel=0.01)   # Mistral: 12.9B active
@@ -123,8 +123,8 @@ def test_gguf_mixes_reproduce_published_file_sizes(cat):
 def test_every_data_file_states_when_it_was_checked():
     import yaml
     for name in ("models.yaml", "quantization.yaml"):
-        assert yaml.safe_load(open(ROOT / "catalog" / name))["as_of"]
-    text = (ROOT / "catalog" / "gpu_instances.yaml").read_text()
+        assert yaml.safe_load(open(ROOT / "llm_platform" / "catalog" / name))["as_of"]
+    text = (ROOT / "llm_platform" / "catalog" / "gpu_instances.yaml").read_text()
     assert "checked:" in text and "source:" in text
     for name in ("gpus.yaml", "overheads.yaml"):
-        assert "Checked 2026" in (ROOT / "catalog" / name).read_text() or "2026-11-25" in (ROOT / "catalog" / name).read_text()
+        assert "Checked 2026" in (ROOT / "llm_platform" / "catalog" / name).read_text() or "2026-11-25" in (ROOT / "llm_platform" / "catalog" / name).read_text()

@@ -6,11 +6,11 @@ import re
 
 import pytest
 
-from components.userdata import decode_user_data
-from settings import parse, read_stack_file
-from sizing.planner import plan_stack
+from llm_platform.serving.userdata import decode_user_data
+from llm_platform.settings import parse, read_stack_file
+from llm_platform.sizing.planner import plan_stack
 from tests.conftest import ROOT
-from tests.mocks import SECRET, run_program
+from llm_platform.offline.mocks import SECRET, run_program
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def prod_raw():
 
 @pytest.fixture(scope="module")
 def prod(prod_raw):
-    return run_program(prod_raw, stack="prod")
+    return run_program(prod_raw, stack="prod", program=ROOT)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def prod_plans(prod_raw):
 
 @pytest.fixture(scope="module")
 def dev():
-    return run_program(read_stack_file(ROOT / "Pulumi.dev.yaml"), stack="dev")
+    return run_program(read_stack_file(ROOT / "Pulumi.dev.yaml"), stack="dev", program=ROOT)
 
 
 def user_data(rec, deployment):
@@ -60,7 +60,7 @@ def test_air_gapped_network_reaches_aws_through_endpoints(prod):
 def test_nat_egress_has_one_gateway_per_az(prod_raw):
     raw = copy.deepcopy(prod_raw)
     raw["llm-platform:network"]["egress"] = "nat"
-    rec = run_program(raw, stack="prod")
+    rec = run_program(raw, stack="prod", program=ROOT)
     assert len(rec.of_type("aws:ec2/natGateway:NatGateway")) == 3
     assert len(rec.of_type("aws:ec2/internetGateway:InternetGateway")) == 1
     private_default = [r for r in rec.of_type("aws:ec2/route:Route") if "natGatewayId" in r.inputs]
@@ -137,7 +137,7 @@ def test_waf_is_associated_with_limits_from_the_config(prod, prod_raw):
 
 
 def test_small_body_limits_are_enforced_by_waf_on_the_body(prod_raw):
-    from components.load_balancer import waf_rules
+    from llm_platform.components.load_balancer import waf_rules
     size = {r["name"]: r for r in waf_rules(100, 4096)}["request-size"]["statement"]["size_constraint_statement"]
     assert size["size"] == 4096 and "body" in size["field_to_match"]
 
@@ -310,7 +310,7 @@ def _secret_values(rec):
 def test_no_secret_appears_in_plaintext_in_any_recorded_input(prod_raw):
     raw = copy.deepcopy(prod_raw)
     raw["llm-platform:hfToken"] = {"secure": "v1:ciphertext"}
-    rec = run_program(raw, stack="prod")
+    rec = run_program(raw, stack="prod", program=ROOT)
     # the secret values the program handles: generated keys, the TLS private key, the HF token
     found = {r.name: r.raw_inputs for r in rec.resources}
     generated = [v["secretString"] for n, v in found.items() if "secretString" in v]
@@ -347,7 +347,7 @@ def test_without_a_docker_hub_credential_nothing_is_created_and_the_key_is_named
     raw = copy.deepcopy(prod_raw)
     del raw["llm-platform:images"]
     with pytest.raises(pulumi.RunError) as exc:
-        run_program(raw, stack="prod")
+        run_program(raw, stack="prod", program=ROOT)
     assert str(exc.value).startswith("llm-platform:images.docker_hub_credential_arn:")
 
 
@@ -355,7 +355,7 @@ def test_a_docker_hub_token_becomes_an_encrypted_secret_the_cache_rule_waits_for
     raw = copy.deepcopy(prod_raw)
     raw["llm-platform:images"] = {"docker_hub_username": "llmplatform"}
     raw["llm-platform:dockerHubToken"] = {"secure": "v1:ciphertext"}
-    rec = run_program(raw, stack="prod")
+    rec = run_program(raw, stack="prod", program=ROOT)
     secret = rec.named("images-docker-hub", "aws:secretsmanager/secret:Secret")
     assert secret.inputs["name"].startswith("ecr-pullthroughcache/") and secret.inputs["kmsKeyId"].startswith("arn:aws:kms")
     version = rec.named("images-docker-hub", "aws:secretsmanager/secretVersion:SecretVersion")
@@ -371,7 +371,7 @@ def test_a_docker_hub_token_becomes_an_encrypted_secret_the_cache_rule_waits_for
 def test_one_stack_per_account_owns_the_cache_rules(prod_raw):
     raw = copy.deepcopy(prod_raw)
     raw["llm-platform:images"] = {"create_cache_rules": False}
-    rec = run_program(raw, stack="prod")
+    rec = run_program(raw, stack="prod", program=ROOT)
     assert rec.of_type("aws:ecr/pullThroughCacheRule:PullThroughCacheRule") == []
-    rules = run_program(prod_raw, stack="prod").of_type("aws:ecr/pullThroughCacheRule:PullThroughCacheRule")
+    rules = run_program(prod_raw, stack="prod", program=ROOT).of_type("aws:ecr/pullThroughCacheRule:PullThroughCacheRule")
     assert {r.inputs["ecrRepositoryPrefix"] for r in rules} == {"docker-hub", "ecr-public"}

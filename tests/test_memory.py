@@ -5,9 +5,9 @@ import pytest
 import yaml
 from hypothesis import given, settings, strategies as st
 
-from sizing.architecture import Architecture
-from sizing.memory import Layout, Workload, estimate, kv_bytes_per_token_per_layer, weight_bytes
-from sizing.params import parameter_count
+from llm_platform.sizing.architecture import Architecture
+from llm_platform.sizing.memory import Layout, Workload, estimate, kv_bytes_per_token_per_layer, weight_bytes
+from llm_platform.sizing.params import parameter_count
 from tests.conftest import ROOT
 
 MEASURED = yaml.safe_load(open(ROOT / "tests" / "data" / "measured_footprints.yaml"))

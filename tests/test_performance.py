@@ -6,8 +6,8 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from sizing import performance as perf
-from sizing.memory import Layout, Workload, max_sequences, weight_bytes
+from llm_platform.sizing import performance as perf
+from llm_platform.sizing.memory import Layout, Workload, max_sequences, weight_bytes
 from tests.conftest import ROOT
 
 MEASUREMENTS = yaml.safe_load(open(ROOT / "tests" / "data" / "measured_throughput.yaml"))["measurements"]
@@ -47,11 +47,11 @@ def test_every_multi_gpu_instance_has_a_gpu_to_gpu_path(cat):
 
 
 def test_calibration_is_sourced_dated_and_plausible(cat):
-    text = (ROOT / "catalog" / "performance.yaml").read_text()
+    text = (ROOT / "llm_platform" / "catalog" / "performance.yaml").read_text()
     assert "2026-11-25" in text and text.count("http") + text.count("github.com") >= 3
     c = cat.performance
     assert 0.5 <= c.memory_fraction <= 0.95 and 0.3 <= c.compute_fraction <= 0.9
-    gpus = (ROOT / "catalog" / "gpus.yaml").read_text()
+    gpus = (ROOT / "llm_platform" / "catalog" / "gpus.yaml").read_text()
     assert "zzc0721/torch-performance-test-data#126" in gpus      # the A10G figure is a cited measurement
 
 
@@ -131,7 +131,7 @@ def shapes(draw):
 
 
 def _layout(cat, inst, arch):
-    from sizing.planner import tensor_parallel_options
+    from llm_platform.sizing.planner import tensor_parallel_options
     return Layout(tensor_parallel=max(tensor_parallel_options(arch, cat.instances[inst].gpu_count)))
 
 

@@ -2,9 +2,9 @@
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from settings import parse
-from sizing.memory import Layout, Workload, estimate
-from sizing.planner import (PlanningError, architecture_of, cheapest, evaluate, plan_model, plan_stack,
+from llm_platform.settings import parse
+from llm_platform.sizing.memory import Layout, Workload, estimate
+from llm_platform.sizing.planner import (PlanningError, architecture_of, cheapest, evaluate, plan_model, plan_stack,
                             tensor_parallel_options, workload_of)
 from tests.conftest import MINIMAL
 

@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-from settings import parse, read_stack_file
-from sizing.planner import plan_stack
+from llm_platform.settings import parse, read_stack_file
+from llm_platform.sizing.planner import plan_stack
 from tests.conftest import ROOT
-from tests.mocks import SECRET, computed_outputs, run_program
+from llm_platform.offline.mocks import SECRET, computed_outputs, run_program
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 LWS = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"
@@ -22,7 +22,7 @@ def eks_raw():
 
 @pytest.fixture(scope="module")
 def eks(eks_raw):
-    return run_program(eks_raw, stack="eks")
+    return run_program(eks_raw, stack="eks", program=ROOT)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def eks_plans(eks_raw):
 
 @pytest.fixture(scope="module")
 def local():
-    return run_program(read_stack_file(ROOT / "Pulumi.local.yaml"), stack="local")
+    return run_program(read_stack_file(ROOT / "Pulumi.local.yaml"), stack="local", program=ROOT)
 
 
 def pod_of(rec, name):
@@ -285,7 +285,7 @@ def test_docker_vllm_runs_as_a_user_with_a_writable_home_and_caches():
     0700 there: USER/LOGNAME/HOME are set and every cache lives in an exec tmpfs owned by that uid."""
     raw = copy.deepcopy(read_stack_file(ROOT / "Pulumi.local.yaml"))
     raw["llm-platform:models"][0].update(runtime="vllm", precision="bf16")
-    rec = run_program(raw, stack="local")
+    rec = run_program(raw, stack="local", program=ROOT)
     rt = _docker(rec, "qwen-coder-7b").inputs
     env = dict(e.split("=", 1) for e in rt["envs"])
     assert rt["user"] == "1000:1000" and env["USER"] == env["LOGNAME"] == "llm" and env["HOME"] == "/cache"
@@ -318,7 +318,7 @@ def test_docker_plans_against_the_workstation_gpu(local):
      "llm-platform:eks.kubernetes_version", ""),
 ])
 def test_platform_blocks_are_checked_with_key_paths(minimal, changes, path, words):
-    from settings import ConfigErrors
+    from llm_platform.settings import ConfigErrors
     with pytest.raises(ConfigErrors) as exc:
         parse({**minimal, **changes})
     found = {e.path: e.message for e in exc.value.errors}

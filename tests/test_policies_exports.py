@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from policies import analyze
-from policies.offline import evaluate_export
-from policies.rules import ALL
+from llm_platform.policies import analyze
+from llm_platform.policies.offline import evaluate_export
+from llm_platform.policies.rules import ALL
 from tests.data.exports import make_exports
 
 EXPORTS = Path(__file__).parent / "data" / "exports"

@@ -12,12 +12,12 @@ from pulumi.runtime import proto
 from pulumi_policy import EnforcementLevel
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 
-import catalog
+from llm_platform import catalog
 import plan
-from policies import crossguard
-from policies.core import ENVIRONMENTS, SEVERITIES
-from policies.engine import environment_config, evaluate, level_of
-from policies.rules import ALL, BY_NAME
+from llm_platform.policies import crossguard
+from llm_platform.policies.core import ENVIRONMENTS, SEVERITIES
+from llm_platform.policies.engine import environment_config, evaluate, level_of
+from llm_platform.policies.rules import ALL, BY_NAME
 from tests.conftest import prod_config
 from tests.policies_baseline import b64, ec2_stack, to_resources, user_data
 
@@ -205,7 +205,7 @@ def test_plan_exits_1_naming_the_policy(tmp_path):
 
 def test_recording_and_export_judge_alike():
     """The same resources through both offline adapters give the same verdicts."""
-    from policies.offline import evaluate_export
+    from llm_platform.policies.offline import evaluate_export
     from tests.data.exports.make_exports import export
     stack = ec2_stack()
     for x in stack:

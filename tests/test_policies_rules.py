@@ -4,8 +4,8 @@ tests/policies_baseline.py (EC2, ECS, EKS programs); `"@stack": "k8s"` picks ano
 `"protect:<name>": False` clears a resource's protect flag."""
 import pytest
 
-from policies.core import UNKNOWN, Stack
-from policies.rules import ALL, BY_NAME
+from llm_platform.policies.core import UNKNOWN, Stack
+from llm_platform.policies.rules import ALL, BY_NAME
 from tests.policies_baseline import (COMMIT, DELETE, DIGEST, STACKS, TG_ARN, VLLM_ARGS, b64, mutate, to_resources,
                                      user_data)
 

@@ -1,7 +1,7 @@
 """A container that only pulls a runtime image (to fill a registry cache) starts no server: the
 runtime rules must not judge it, while the same image starting vLLM from a shell still counts."""
-from policies.core import Resource
-from policies.workloads import workload
+from llm_platform.policies.core import Resource
+from llm_platform.policies.workloads import workload
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/docker-hub/vllm/vllm-openai:v0.31.0"
 

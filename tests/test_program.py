@@ -1,15 +1,15 @@
 """The Pulumi program under the mocks harness: what `pulumi up` would register."""
 import pytest
 
-from settings import read_stack_file
+from llm_platform.settings import read_stack_file
 from tests.conftest import ROOT, STACKS
-from tests.mocks import run_program
+from llm_platform.offline.mocks import run_program
 
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_program_registers_one_deployment_per_model_under_the_platform(stack):
     raw = read_stack_file(ROOT / f"Pulumi.{stack}.yaml")
-    rec = run_program(raw, stack=stack)
+    rec = run_program(raw, stack=stack, program=ROOT)
     root = rec.of_type("llm-platform:index:LlmPlatform")
     assert len(root) == 1 and root[0].parent is None and root[0].name == f"llm-{stack}"
     deployments = rec.of_type("llm-platform:index:ModelDeployment")
@@ -19,7 +19,7 @@ def test_program_registers_one_deployment_per_model_under_the_platform(stack):
 
 def test_deployment_inputs_carry_the_plan():
     raw = read_stack_file(ROOT / "Pulumi.prod.yaml")
-    rec = run_program(raw, stack="prod")
+    rec = run_program(raw, stack="prod", program=ROOT)
     plan = rec.named("llama-70b").inputs["plan"]
     assert plan["precision"] == "fp8" and plan["tensor_parallel_size"] >= 2
     assert plan["memory"]["per_gpu_required_gib"] <= plan["memory"]["per_gpu_usable_gib"]
@@ -30,5 +30,5 @@ def test_invalid_config_fails_before_any_resource_exists():
     raw = read_stack_file(ROOT / "Pulumi.dev.yaml")
     raw["llm-platform:models"][0]["precision"] = "awq"      # not an ollama format
     with pytest.raises(pulumi.RunError) as exc:
-        run_program(raw, stack="dev")
+        run_program(raw, stack="dev", program=ROOT)
     assert "llm-platform:models[0].precision" in str(exc.value)

@@ -3,7 +3,7 @@ import copy
 
 import pytest
 
-from settings import ConfigErrors, load_stack, parse, read_stack_file
+from llm_platform.settings import ConfigErrors, load_stack, parse, read_stack_file
 from tests.conftest import ROOT, STACKS, prod_config
 
 
@@ -321,7 +321,7 @@ def test_eks_api_access_is_from_listed_networks_and_roles_only(minimal):
 
 def test_project_config_defaults_match_the_schema():
     import yaml
-    from settings.schema import StackConfig
+    from llm_platform.settings.schema import StackConfig
     declared = yaml.safe_load(open(ROOT / "Pulumi.yaml"))["config"]
     for key, spec in declared.items():
         assert spec["default"] == StackConfig.model_fields[key].default, key

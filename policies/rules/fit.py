@@ -87,8 +87,8 @@ def model_fits_gpu(r, ctx):
     if w.opaque:
         yield undetermined("the workload's commands are not known yet")
         return
-    from catalog import load
-    from sizing.memory import Layout, Workload as Need, estimate
+    from llm_platform.catalog import load
+    from llm_platform.sizing.memory import Layout, Workload as Need, estimate
     cat = load()
     tags = r.tags()
     for p in w.processes:

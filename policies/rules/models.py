@@ -19,7 +19,7 @@ VERIFY_CMD = re.compile(r"\bsha256sum\b[^\n;&|]*\s(-c|--check)\b|\bshasum\b[^\n;
 
 @lru_cache(maxsize=1)
 def registry():
-    from catalog import load
+    from llm_platform.catalog import load
     return load().models
 
 

@@ -14,12 +14,10 @@ import json
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[2]))
-
-from tests.policies_baseline import (COMMIT, DELETE, LB_ARN, STACKS, TG_ARN, b64, ec2_stack, mutate,  # noqa: E402
+from tests.policies_baseline import (COMMIT, DELETE, LB_ARN, STACKS, TG_ARN, b64, ec2_stack, mutate,
                                      user_data, VLLM_ARGS)
 
+HERE = Path(__file__).resolve().parent
 PROJECT = "llm-serving"
 STATEFUL = ("aws:kms/key:Key", "aws:s3/bucket:Bucket", "aws:secretsmanager/secret:Secret",
             "aws:cloudwatch/logGroup:LogGroup")

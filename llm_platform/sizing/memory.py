@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
-import catalog
-from catalog import Catalog, Precision
+from llm_platform import catalog
+from llm_platform.catalog import Catalog, Precision
 from . import gguf
 from .architecture import Architecture
 from .params import Tensor, tensors

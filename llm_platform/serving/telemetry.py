@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from sizing.planner import DeploymentPlan
+from llm_platform.sizing.planner import DeploymentPlan
 from .proxy import AUDIT_LOG
 from .runtime import PORTS, container_spec
 

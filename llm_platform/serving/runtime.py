@@ -19,8 +19,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Optional
 
-import catalog
-from sizing.planner import DeploymentPlan
+from llm_platform import catalog
+from llm_platform.sizing.planner import DeploymentPlan
 
 MODEL_DIR = "/opt/llm/model"          # verified weights on the instance, mounted read-only
 CACHE_DIR = "/opt/llm/cache"          # compile and kernel caches (torch.compile, Triton): writable

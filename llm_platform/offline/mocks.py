@@ -1,9 +1,10 @@
-"""The one Pulumi mocks harness: the tests and the offline plan (plan.py) both run the program
-through it. It records every resource's type, name, parent and inputs (secrets marked), and
+"""The one Pulumi mocks harness: the tests and the offline plan (plan.py) both run programs
+through it, ours or any other Pulumi Python program directory. It records every resource's type, name, parent and inputs (secrets marked), and
 answers every invoke the program makes from local data, so nothing touches the network.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import runpy
@@ -17,9 +18,8 @@ from pulumi.runtime import rpc
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-import catalog
+from llm_platform import catalog
 
-ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT_ID = "123456789012"
 SECRET = "[secret]"
 MOCK_AMI = "ami-0abcdef1234567890"
@@ -101,7 +101,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if token == "aws:secretsmanager/getSecretVersion:getSecretVersion":
             return {"secretId": a.get("secretId"), "secretString": f"MOCKSECRET-{_hex(str(a.get('secretId')), 40)}",
                     "arn": a.get("secretId"), "versionId": "v1", "versionStage": "AWSCURRENT", "id": "v1"}
-        raise NotImplementedError(f"the mocks harness has no answer for invoke {token}: add one in tests/mocks.py")
+        raise NotImplementedError(f"the mocks harness has no answer for invoke {token}: add one in llm_platform/offline/mocks.py")
 
 
 def _hex(name: str, n: int = 16) -> str:
@@ -243,16 +243,42 @@ def config_for_runtime(raw: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
     return values, secret_keys
 
 
-def run_program(raw_config: dict[str, Any], stack: str = "test", *, program: Path = ROOT / "__main__.py",
-                preview: bool = False) -> Recording:
-    """Run the Pulumi program in-process under the recording mocks and return what it registered."""
+def project_of(program_dir: Path) -> tuple[str, Path]:
+    """The project name and the directory holding `__main__.py`, as the Pulumi CLI reads them from
+    Pulumi.yaml (`name`, and `main` when the program lives in a subdirectory)."""
+    import yaml
+    meta_path = program_dir / "Pulumi.yaml"
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{program_dir}: no Pulumi.yaml (a Pulumi program directory holds Pulumi.yaml and "
+                                f"__main__.py)")
+    meta = yaml.safe_load(meta_path.read_text(encoding="utf-8")) or {}
+    runtime = meta.get("runtime")
+    runtime_name = runtime.get("name") if isinstance(runtime, dict) else runtime
+    if runtime_name != "python":
+        raise ValueError(f"{meta_path}: runtime is {runtime_name!r}; the offline harness runs Python programs")
+    main_dir = program_dir / str(meta.get("main") or ".")
+    if not (main_dir / "__main__.py").exists():
+        raise FileNotFoundError(f"{main_dir}: no __main__.py")
+    return str(meta.get("name") or program_dir.name), main_dir
+
+
+def run_program(raw_config: dict[str, Any], stack: str = "test", *, program: Path | str = ".",
+                project: Optional[str] = None, preview: bool = False) -> Recording:
+    """Run a Pulumi Python program directory in-process under the recording mocks and return what it registered.
+
+    The program runs as the Pulumi CLI runs it: from its own directory, as `__main__`, with that directory
+    first on the import path for the duration (runpy's own behaviour for a directory)."""
+    program_dir = Path(program).resolve()
+    name, main_dir = project_of(program_dir)
+    project = project or name
     region = raw_config.get("aws:region", "us-east-1")
     mocks = RecordingMocks(region if isinstance(region, str) else "us-east-1")
     monitor = RecordingMonitor(mocks)
-    pulumi.runtime.reset_options(project="llm-platform", stack=stack, preview=preview)
+    pulumi.runtime.reset_options(project=project, stack=stack, preview=preview)
     values, secret_keys = config_for_runtime(raw_config)
     pulumi.runtime.set_all_config(values, secret_keys)
-    pulumi.runtime.set_mocks(mocks, project="llm-platform", stack=stack, preview=preview, monitor=monitor,
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=monitor,
                              logger=_QUIET)
-    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
+    with contextlib.chdir(main_dir):
+        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(main_dir), run_name="__main__")))
     return Recording(monitor.recorded, mocks.invokes)

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional
 
-from catalog import Catalog, Gpu, InstanceType
+from llm_platform.catalog import Catalog, Gpu, InstanceType
 from .architecture import Architecture
 from .memory import Layout, kv_bytes_per_token_per_layer, tensor_bytes
 from .params import tensors

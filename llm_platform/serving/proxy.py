@@ -14,7 +14,7 @@ latency), never a prompt or a completion.
 """
 from __future__ import annotations
 
-from sizing.planner import DeploymentPlan
+from llm_platform.sizing.planner import DeploymentPlan
 from .runtime import PORTS, container_spec
 
 TARGET_PORT = 8443

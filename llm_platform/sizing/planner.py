@@ -19,10 +19,10 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
-import catalog
-from catalog import Catalog, InstanceType
-from settings.errors import ConfigError
-from settings.schema import ModelSpec, StackConfig
+from llm_platform import catalog
+from llm_platform.catalog import Catalog, InstanceType
+from llm_platform.settings.errors import ConfigError
+from llm_platform.settings.schema import ModelSpec, StackConfig
 from .architecture import Architecture
 from .memory import Layout, Memory, Workload, estimate, max_context, max_sequences
 from .params import active_parameter_count, parameter_count

@@ -19,7 +19,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Optional
 
-from sizing.planner import DeploymentPlan
+from llm_platform.sizing.planner import DeploymentPlan
 from .proxy import AUDIT_LOG, KEYS_MAP, TLS_DIR
 from .runtime import CACHE_DIR, MODEL_DIR, ImageRef, container_spec, docker_run
 

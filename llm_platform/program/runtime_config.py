@@ -6,7 +6,7 @@ from typing import Any
 
 from pulumi.runtime import config as runtime_config
 
-import settings
+from llm_platform import settings
 
 
 def raw_config() -> tuple[dict[str, Any], list[str]]:

@@ -10,7 +10,7 @@ from typing import Any, Iterable, Optional
 import yaml
 from pydantic import BaseModel, ValidationError
 
-import catalog
+from llm_platform import catalog
 from .errors import NAMESPACE, ConfigError, ConfigErrors, key_path
 from .schema import StackConfig
 
