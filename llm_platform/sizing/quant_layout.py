@@ -1,0 +1,80 @@
+"""How a pre-quantised checkpoint stores its tensors: the parts of its `quantization_config` that size it.
+
+A precision name (fp8, awq, gptq) says what most linear layers are; a checkpoint says exactly which.
+Real FP8 checkpoints keep more than the LM head in 16 bit: e.g. the `ignored_layers` /
+`modules_to_not_convert` / `ignore` list of llm-compressor, ModelOpt or FBGEMM exports often names
+every attention projection, the first and last blocks, or the MoE routers. Such a checkpoint weighs
+~20 % more than "every linear at one byte", and sizing that ignores it under-estimates (an OOM at
+start). `QuantLayout` carries those facts; sizing/memory.py weighs every tensor by it.
+
+Module names follow the Hugging Face checkpoints of the Llama/Qwen/Mistral/DeepSeek families:
+`model.embed_tokens`, `model.layers.{i}.self_attn.{q,k,v,o}_proj` (MLA: `q_a_proj`, `q_b_proj`,
+`kv_a_proj_with_mqa`, `kv_b_proj`), `model.layers.{i}.mlp.{gate,up,down}_proj`, routed experts
+`model.layers.{i}.mlp.experts.{e}.{gate,up,down}_proj` (Mixtral's `block_sparse_moe.experts.{e}.w1/w3/w2`
+match too), shared experts `mlp.shared_experts.*`, router `mlp.gate`, and `lm_head`.
+
+A pattern matches a module the way the runtimes match them:
+  * `re:<regex>`: compressed-tensors' convention, a regular expression searched in the name;
+  * a pattern with `*` or `?`: a shell glob over the whole name (ModelOpt's `exclude_modules`);
+  * otherwise a dotted name: the module itself or anything inside it (`model.layers.0` skips the
+    whole first block; `lm_head` the head; `self_attn` every attention block, as vLLM's substring
+    test for `modules_to_not_convert` does).
+Pure: no I/O.
+"""
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Optional
+
+METHODS = ("fp8", "compressed-tensors", "modelopt", "fbgemm_fp8", "awq", "gptq")
+
+
+@dataclass(frozen=True)
+class QuantLayout:
+    """The sizing-relevant part of a checkpoint's quantization_config (hashable: sizing caches on it)."""
+    quant_method: str
+    # modules kept in 16 bit besides what the precision always keeps (embeddings, norms, router, lm_head)
+    modules_to_not_convert: tuple[str, ...] = ()
+    # FP8 scales: one fp32 per [rows, cols] block (DeepSeek-V3, Qwen3-FP8: [128, 128]); None: see strategy
+    weight_block_size: Optional[tuple[int, int]] = None
+    # FP8 without blocks: "tensor" (one fp32 scale per tensor) or "channel" (one per output row)
+    scale_strategy: str = "tensor"
+    # int4 group formats: quantization group along the input dimension (-1: one group per row)
+    group_size: Optional[int] = None
+    # whether the checkpoint also quantizes the LM head (rare; vLLM keeps it 16 bit for fp8)
+    lm_head_quantized: bool = False
+
+    def __post_init__(self):
+        if self.quant_method not in METHODS:
+            raise ValueError(f"unknown quant_method {self.quant_method!r}: use one of {', '.join(METHODS)}")
+        if self.scale_strategy not in ("tensor", "channel"):
+            raise ValueError("scale_strategy is 'tensor' or 'channel'")
+        if self.weight_block_size is not None and (len(self.weight_block_size) != 2
+                                                   or min(self.weight_block_size) < 1):
+            raise ValueError("weight_block_size is [rows, cols], both positive")
+        for p in self.modules_to_not_convert:
+            if p.startswith("re:"):
+                try:
+                    re.compile(p[3:])
+                except re.error as exc:
+                    raise ValueError(f"modules_to_not_convert pattern {p!r} is not a regular expression: {exc}") from None
+
+    def keeps_16bit(self, names: tuple[str, ...]) -> bool:
+        """Whether a module known by any of `names` is excluded from quantization."""
+        return any(_matches(p, n) for p in self.modules_to_not_convert for n in names)
+
+
+@lru_cache(maxsize=4096)
+def _regex(p: str) -> re.Pattern:
+    return re.compile(p)
+
+
+def _matches(pattern: str, name: str) -> bool:
+    if pattern.startswith("re:"):
+        return _regex(pattern[3:]).search(name) is not None
+    if any(c in pattern for c in "*?["):
+        return fnmatch.fnmatchcase(name, pattern)
+    return f".{pattern}." in f".{name}."
