@@ -128,11 +128,12 @@ def test_the_guides_70b_fp16_on_four_a100_40gb_leaves_little_room_for_a_kv_cache
 
 
 def test_kaito_style_fixed_overhead_is_in_the_same_range(cat):
-    """KAITO: 2.3 GiB per GPU + 5 % of the per-GPU weights. Ours follows the workload but stays near it."""
+    """KAITO: 2.3 GiB per GPU + 5 % of the per-GPU weights. Ours (inside the budget and outside it) follows
+    the workload and vLLM's measured footprint, so it sits below KAITO's flat allowance but in its range."""
     arch = cat.models["meta-llama/Llama-3.1-8B-Instruct"].architecture
     mem = estimate(arch, _workload(conc=64), Layout(), cat.gpus["H100"].memory_gib, cat)
     kaito = 2.3 + 0.05 * mem.per_gpu_weights_gib
-    assert 0.6 * kaito <= mem.overhead_gib <= 1.6 * kaito
+    assert 0.6 * kaito <= mem.overhead_gib + mem.outside_budget_gib <= 1.6 * kaito
 
 
 def test_pipeline_stages_hold_their_share_of_layers(cat):
