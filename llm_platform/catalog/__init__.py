@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from llm_platform.sizing.architecture import Architecture
+from llm_platform.sizing.quant_layout import QuantizationSpec
 
 HERE = Path(__file__).parent
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -39,6 +40,7 @@ class ModelInfo(_Fact):
     published_parameters: PositiveInt
     published_parameters_source: str
     architecture: Architecture
+    quantization: Optional[QuantizationSpec] = None   # a pre-quantised checkpoint's quantization_config
 
 
 class InstanceType(_Fact):

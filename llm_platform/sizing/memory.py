@@ -58,6 +58,7 @@ class Workload:
     max_num_batched_tokens: int
     gpu_memory_utilization: float
     quant_layout: Optional[QuantLayout] = None    # a pre-quantised checkpoint's layout; None: the precision's default
+    tensor_parallel: Optional[int] = None         # a forced TP size (model entry tensor_parallel_size); None: free
 
 
 @dataclass(frozen=True)

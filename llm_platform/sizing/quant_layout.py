@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional
 
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 METHODS = ("fp8", "compressed-tensors", "modelopt", "fbgemm_fp8", "awq", "gptq")
 
 
@@ -78,3 +80,47 @@ def _matches(pattern: str, name: str) -> bool:
     if any(c in pattern for c in "*?["):
         return fnmatch.fnmatchcase(name, pattern)
     return f".{pattern}." in f".{name}."
+
+
+# ----------------------------------------------------------------------------- config form
+
+
+_PRECISION_KIND = {"fp8": "fp8", "compressed-tensors": None, "modelopt": "fp8", "fbgemm_fp8": "fp8",
+                   "awq": "int4_group", "gptq": "int4_group"}
+
+
+class QuantizationSpec(BaseModel):
+    """A checkpoint's `quantization_config`, written as config.json has it (registry entries and stack
+    configs use the same keys). Every runtime's name for "keep these modules in 16 bit" is accepted:
+    `ignored_layers` (vLLM fp8), `modules_to_not_convert` (AWQ, FBGEMM), `ignore` (compressed-tensors),
+    `exclude_modules` (ModelOpt)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    quant_method: str = Field(description="fp8, compressed-tensors, modelopt, fbgemm_fp8, awq or gptq")
+    ignored_layers: tuple[str, ...] = ()
+    modules_to_not_convert: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    exclude_modules: tuple[str, ...] = ()
+    weight_block_size: Optional[tuple[int, int]] = Field(None, description="FP8 [rows, cols] scale blocks")
+    scale_strategy: str = Field("tensor", description="FP8 without blocks: tensor or channel scales")
+    group_size: Optional[int] = Field(None, description="int4: input channels per scale group (-1: whole row)")
+    lm_head_quantized: bool = False
+    source: Optional[str] = Field(None, description="where these facts come from (the checkpoint's config.json URL)")
+
+    @model_validator(mode="after")
+    def _valid(self) -> "QuantizationSpec":
+        self.layout()           # QuantLayout checks method, blocks and patterns
+        return self
+
+    def layout(self) -> QuantLayout:
+        keep = tuple(dict.fromkeys(self.ignored_layers + self.modules_to_not_convert + self.ignore
+                                   + self.exclude_modules))
+        return QuantLayout(quant_method=self.quant_method, modules_to_not_convert=keep,
+                           weight_block_size=self.weight_block_size, scale_strategy=self.scale_strategy,
+                           group_size=self.group_size, lm_head_quantized=self.lm_head_quantized)
+
+    def precision_kind(self) -> Optional[str]:
+        """The precision kind (catalog/quantization.yaml) the checkpoint must be served as; None: any
+        quantized kind (compressed-tensors holds FP8 and int4 schemes alike)."""
+        return _PRECISION_KIND[self.quant_method]
