@@ -116,6 +116,9 @@ class PerformanceCalibration(_Fact):
     """catalog/performance.yaml: achievable fractions and communication costs (each cited there)."""
     memory_fraction: PositiveFloat
     step_overhead_ms: float = Field(ge=0)
+    per_sequence_us: float = Field(0.0, ge=0)          # step time that grows with the batch (scheduler, sampler)
+    attention_fraction: Optional[PositiveFloat] = None  # bandwidth fraction of paged-attention KV reads
+    decode_compute_fraction: Optional[PositiveFloat] = None  # tensor-core fraction of skinny decode GEMMs
     compute_fraction: PositiveFloat
     nvlink: Communication
     pcie: Communication

@@ -67,6 +67,9 @@ class Hardware:
     allreduce_latency_s: float
     allreduce_fraction: float
     pipeline_hop_s: float
+    per_sequence_s: float = 0.0      # per decoding sequence per step: scheduling, input prep, sampling
+    decode_compute_fraction: float = 0.0  # tensor-core fraction decode GEMMs (batch rows) reach; 0: compute_fraction
+    attention_fraction: float = 0.0  # bandwidth fraction reached reading the paged KV cache (0: memory_fraction)
 
     def with_bandwidth(self, gbps: float) -> "Hardware":
         return Hardware(**{**self.__dict__, "gpu": self.gpu.model_copy(update={"memory_bandwidth_gbps": gbps})})
@@ -88,7 +91,9 @@ def hardware_of(instance: InstanceType, cat: Catalog) -> Hardware:
     return Hardware(gpu=gpu, link=link, link_gbps=gbps, memory_fraction=c.memory_fraction,
                     compute_fraction=c.compute_fraction, step_overhead_s=c.step_overhead_ms / 1e3,
                     allreduce_latency_s=comm.latency_us / 1e6, allreduce_fraction=comm.bandwidth_fraction,
-                    pipeline_hop_s=c.pipeline_hop_us / 1e6)
+                    pipeline_hop_s=c.pipeline_hop_us / 1e6, per_sequence_s=c.per_sequence_us / 1e6,
+                    attention_fraction=c.attention_fraction or c.memory_fraction,
+                    decode_compute_fraction=c.decode_compute_fraction or c.compute_fraction)
 
 
 # ----------------------------------------------------------------------------- what a step touches
@@ -188,13 +193,20 @@ def decode_step(arch: Architecture, precision: str, kv_dtype_bytes: float, layou
     weights = s.dense_bytes + s.expert_bytes * experts_touched(arch, batch)
     kv = batch * context * kv_bytes_per_token_per_layer(arch, kv_dtype_bytes, tp) * arch.num_hidden_layers
     gpu = hw.gpu
-    memory = (weights + kv) / (gpu.memory_bandwidth_gbps * 1e9 * hw.memory_fraction)
+    bw = gpu.memory_bandwidth_gbps * 1e9
+    memory = weights / (bw * hw.memory_fraction) + kv / (bw * (hw.attention_fraction or hw.memory_fraction))
     linear_flops = 2 * s.decode_params * batch
     attn_flops = 2 * arch.num_hidden_layers * _attention_width(arch, tp) * batch * context
+    # decode GEMMs are skinny (`batch` rows against the whole weight): they reach less of the tensor-core
+    # peak than a prefill chunk's
+    gemm_eff = hw.decode_compute_fraction or hw.compute_fraction
     compute = (linear_flops / (_linear_tflops(gpu, precision) * 1e12)
-               + attn_flops / (gpu.tensor_16bit_tflops * 1e12)) / hw.compute_fraction
+               + attn_flops / (gpu.tensor_16bit_tflops * 1e12)) / gemm_eff
     comm = _allreduce(hw, layout, arch, batch) + _hops(hw, layout)
-    return Step(max(memory, compute) + comm + hw.step_overhead_s, memory, compute, comm, hw.step_overhead_s)
+    # per-step costs that grow with the batch: the scheduler, input preparation and the sampler work per
+    # sequence on the host and in small kernels that no bandwidth removes
+    overhead = hw.step_overhead_s + hw.per_sequence_s * batch
+    return Step(max(memory, compute) + comm + overhead, memory, compute, comm, overhead)
 
 
 def prefill_chunk(arch: Architecture, precision: str, layout: Layout, hw: Hardware, tokens: int,
