@@ -281,7 +281,7 @@ def _vllm_overhead(arch: Architecture, w: Workload, layout: Layout, stage_layers
     # graphs are captured for batch sizes up to max_cudagraph_capture_size = min(2 x max_num_seqs, 512); the
     # fitted per-layer term is for the full 512 and shrinks with it, to a floor for the many small graphs
     capture = max(c["cudagraph_min_fraction"], min(1.0, 2 * w.concurrency / 512))
-    graphs = (c["cudagraph_base_gib"] + c["cudagraph_per_layer_hidden_gib"] * stage_layers * arch.hidden_size * capture
+    graphs = (c["cudagraph_base_gib"] + c["cudagraph_per_layer_gib"] * stage_layers * capture
               + c["cudagraph_per_extra_rank_gib"] * (layout.tensor_parallel - 1))
     act = _activation_bytes(arch, w, layout.tensor_parallel, c) / GIB
     non_torch = c["non_torch_gib"] + (c["non_torch_multi_gpu_gib"] if multi else 0.0)
