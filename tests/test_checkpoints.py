@@ -6,8 +6,16 @@ import pytest
 from llm_platform.serving.runtime import container_spec
 from llm_platform.settings import ConfigErrors, parse
 from llm_platform.sizing.architecture import Architecture
-from llm_platform.sizing.memory import (GIB, Layout, Workload, block_size, estimate, kv_bytes_per_token_per_layer,
-                                        sequence_tokens, weight_bytes)
+from llm_platform.sizing.memory import (
+    GIB,
+    Layout,
+    Workload,
+    block_size,
+    estimate,
+    kv_bytes_per_token_per_layer,
+    sequence_tokens,
+    weight_bytes,
+)
 from llm_platform.sizing.params import module_names, tensors
 from llm_platform.sizing.planner import PlanningError, plan_model
 from llm_platform.sizing.quant_layout import QuantizationSpec, QuantLayout
@@ -102,7 +110,8 @@ def test_a_registry_checkpoint_defaults_to_its_precision_and_is_sized_with_its_l
 def test_a_checkpoint_needs_the_precision_that_loads_it():
     msg = _errors(model=FP8_405B, precision="bf16")["llm-platform:models[0].quantization"]
     assert FP8_405B in msg and "fbgemm_fp8" in msg and "use precision fp8" in msg
-    msg = _errors(model=LLAMA8, precision="fp8", quantization={"quant_method": "awq"})["llm-platform:models[0].quantization"]
+    msg = _errors(model=LLAMA8, precision="fp8",
+                  quantization={"quant_method": "awq"})["llm-platform:models[0].quantization"]
     assert "awq" in msg and "use precision awq or gptq" in msg
 
 

@@ -13,7 +13,7 @@ import yaml
 
 from llm_platform.sizing import performance as perf
 from llm_platform.sizing.architecture import Architecture
-from llm_platform.sizing.memory import GIB, Layout, Workload, estimate, kv_capacity_sequences
+from llm_platform.sizing.memory import Layout, Workload, estimate, kv_capacity_sequences
 from llm_platform.sizing.params import parameter_count
 from tests.conftest import ROOT
 

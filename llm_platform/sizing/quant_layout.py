@@ -27,7 +27,6 @@ import fnmatch
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -41,11 +40,11 @@ class QuantLayout:
     # modules kept in 16 bit besides what the precision always keeps (embeddings, norms, router, lm_head)
     modules_to_not_convert: tuple[str, ...] = ()
     # FP8 scales: one fp32 per [rows, cols] block (DeepSeek-V3, Qwen3-FP8: [128, 128]); None: see strategy
-    weight_block_size: Optional[tuple[int, int]] = None
+    weight_block_size: tuple[int, int] | None = None
     # FP8 without blocks: "tensor" (one fp32 scale per tensor) or "channel" (one per output row)
     scale_strategy: str = "tensor"
     # int4 group formats: quantization group along the input dimension (-1: one group per row)
-    group_size: Optional[int] = None
+    group_size: int | None = None
     # whether the checkpoint also quantizes the LM head (rare; vLLM keeps it 16 bit for fp8)
     lm_head_quantized: bool = False
 
@@ -62,7 +61,8 @@ class QuantLayout:
                 try:
                     re.compile(p[3:])
                 except re.error as exc:
-                    raise ValueError(f"modules_to_not_convert pattern {p!r} is not a regular expression: {exc}") from None
+                    raise ValueError(f"modules_to_not_convert pattern {p!r} is not a regular expression: "
+                                     f"{exc}") from None
 
     def keeps_16bit(self, names: tuple[str, ...]) -> bool:
         """Whether a module known by any of `names` is excluded from quantization."""
@@ -102,14 +102,14 @@ class QuantizationSpec(BaseModel):
     modules_to_not_convert: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
     exclude_modules: tuple[str, ...] = ()
-    weight_block_size: Optional[tuple[int, int]] = Field(None, description="FP8 [rows, cols] scale blocks")
+    weight_block_size: tuple[int, int] | None = Field(None, description="FP8 [rows, cols] scale blocks")
     scale_strategy: str = Field("tensor", description="FP8 without blocks: tensor or channel scales")
-    group_size: Optional[int] = Field(None, description="int4: input channels per scale group (-1: whole row)")
+    group_size: int | None = Field(None, description="int4: input channels per scale group (-1: whole row)")
     lm_head_quantized: bool = False
-    source: Optional[str] = Field(None, description="where these facts come from (the checkpoint's config.json URL)")
+    source: str | None = Field(None, description="where these facts come from (the checkpoint's config.json URL)")
 
     @model_validator(mode="after")
-    def _valid(self) -> "QuantizationSpec":
+    def _valid(self) -> QuantizationSpec:
         self.layout()           # QuantLayout checks method, blocks and patterns
         return self
 
@@ -120,7 +120,7 @@ class QuantizationSpec(BaseModel):
                            weight_block_size=self.weight_block_size, scale_strategy=self.scale_strategy,
                            group_size=self.group_size, lm_head_quantized=self.lm_head_quantized)
 
-    def precision_kind(self) -> Optional[str]:
+    def precision_kind(self) -> str | None:
         """The precision kind (catalog/quantization.yaml) the checkpoint must be served as; None: any
         quantized kind (compressed-tensors holds FP8 and int4 schemes alike)."""
         return _PRECISION_KIND[self.quant_method]
