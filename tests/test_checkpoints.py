@@ -5,7 +5,7 @@ import pytest
 
 from llm_platform.serving.runtime import container_spec
 from llm_platform.settings import ConfigErrors, parse
-from llm_platform.sizing.architecture import Architecture
+from llm_platform.catalog.architecture import Architecture
 from llm_platform.sizing.memory import (
     GIB,
     Layout,
@@ -18,7 +18,7 @@ from llm_platform.sizing.memory import (
 )
 from llm_platform.sizing.params import module_names, tensors
 from llm_platform.sizing.planner import PlanningError, plan_model
-from llm_platform.sizing.quant_layout import QuantizationSpec, QuantLayout
+from llm_platform.catalog.checkpoint import QuantizationSpec, QuantLayout
 from tests.conftest import MINIMAL
 
 LLAMA8, LLAMA70 = "meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-70B-Instruct"

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from llm_platform.sizing import performance as perf
-from llm_platform.sizing.architecture import Architecture
+from llm_platform.catalog.architecture import Architecture
 from llm_platform.sizing.memory import Layout, Workload, estimate, kv_capacity_sequences
 from llm_platform.sizing.params import parameter_count
 from tests.conftest import ROOT

@@ -13,8 +13,8 @@ from typing import Literal, Optional, Union
 
 from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, ValidationInfo, field_validator)
 
-from llm_platform.sizing.architecture import Architecture
-from llm_platform.sizing.quant_layout import QuantizationSpec
+from llm_platform.catalog.architecture import Architecture
+from llm_platform.catalog.checkpoint import QuantizationSpec
 
 DNS_LABEL = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 FLOATING_REFS = {"main", "master", "latest", "head", "dev", "stable"}

@@ -34,9 +34,9 @@ import yaml
 from llm_platform import catalog
 from llm_platform.catalog import Catalog, Precision
 from . import gguf
-from .architecture import Architecture
+from llm_platform.catalog.architecture import Architecture
+from llm_platform.catalog.checkpoint import QuantLayout
 from .params import Tensor, module_names, tensors
-from .quant_layout import QuantLayout
 
 GIB = float(2 ** 30)
 

@@ -1,5 +1,7 @@
 """How a pre-quantised checkpoint stores its tensors: the parts of its `quantization_config` that size it.
 
+A fact about a checkpoint, so it lives with the catalog (registry entries name it; sizing reads it).
+
 A precision name (fp8, awq, gptq) says what most linear layers are; a checkpoint says exactly which.
 Real FP8 checkpoints keep more than the LM head in 16 bit: e.g. the `ignored_layers` /
 `modules_to_not_convert` / `ignore` list of llm-compressor, ModelOpt or FBGEMM exports often names
