@@ -149,8 +149,10 @@ def _tgi(plan: DeploymentPlan, max_tokens: int, host: str = "0.0.0.0") -> Contai
             "--max-batch-prefill-tokens", str(plan.max_num_batched_tokens),
             "--max-concurrent-requests", str(plan.concurrency * 8),
             # TGI has no KV-bytes flag: the plan's pool is this many tokens in the running batch; TGI
-            # checks it against what --cuda-memory-fraction leaves after its warm-up and refuses less
-            "--max-batch-total-tokens", str(plan.concurrency * plan.max_model_len),
+            # checks it against what --cuda-memory-fraction leaves after its warm-up and refuses less.
+            # TGI also refuses a prefill budget above it, so it is at least one prefill chunk.
+            "--max-batch-total-tokens",
+            str(max(plan.concurrency * plan.max_model_len, plan.max_num_batched_tokens)),
             "--cuda-memory-fraction", str(plan.gpu_memory_utilization),
             "--usage-stats", "off"]
     if plan.precision in TGI_QUANTIZATION:

@@ -121,7 +121,8 @@ class DeploymentPlan:
                            "Ollama's own estimator, so layers stay on the GPU"}
         if self.runtime == "tgi":
             return {"flags": {"--max-total-tokens": self.max_model_len,
-                              "--max-batch-total-tokens": self.concurrency * self.max_model_len,
+                              "--max-batch-total-tokens": max(self.concurrency * self.max_model_len,
+                                                              self.max_num_batched_tokens),
                               "--cuda-memory-fraction": self.gpu_memory_utilization},
                     "how": "TGI has no KV-bytes flag: it sizes its cache from --cuda-memory-fraction after warm-up "
                            "and must find room for --max-batch-total-tokens",
@@ -332,7 +333,8 @@ def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Optional[Ca
     w = workload_of(spec, cat)
     best = cheapest(arch, w, stack.platform, stack, cat, spec.instance_type)
     if best is None:
-        forced = ".instance_type" if spec.instance_type else (".tensor_parallel_size" if spec.tensor_parallel_size else "")
+        forced = (".instance_type" if spec.instance_type
+                  else ".tensor_parallel_size" if spec.tensor_parallel_size else "")
         raise PlanningError([ConfigError(f"llm-platform:models[{index}]" + forced,
                                          infeasible_message(spec, arch, w, stack, cat))])
     notes = []
