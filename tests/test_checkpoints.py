@@ -116,7 +116,8 @@ def test_a_checkpoint_needs_the_precision_that_loads_it():
 
 
 def test_a_custom_checkpoint_block_in_the_stack_config_changes_the_plan():
-    base = _plan(model=LLAMA70, precision="fp8", max_model_len=4096, concurrency=1, instance_type="p5.4xlarge")
+    base = _plan(model=LLAMA70, precision="fp8", max_model_len=4096, concurrency=1, instance_type="p5.4xlarge",
+                 gpu_memory_utilization=0.95)
     kept = _plan(model=LLAMA70, precision="fp8", max_model_len=4096, concurrency=1, instance_type="p5.48xlarge",
                  quantization={"quant_method": "fp8", "ignored_layers": ["re:.*self_attn.*"]})
     assert kept.memory.weights_gib > base.memory.weights_gib * 1.10
@@ -192,7 +193,7 @@ def test_vllm_gets_exactly_the_planned_kv_pool_and_the_plan_says_so():
     assert d["memory"]["kv_cache_memory_bytes"] == pool and d["memory"]["margin_gib"] >= 0.15
     assert d["runtime_memory"]["flags"]["--kv-cache-memory-bytes"] == pool
     assert any("--kv-cache-memory-bytes" in n and "margin" in n for n in p.notes)
-    # what is planned plus what lives outside the budget plus the margin is the whole GPU
+    # what is planned (CUDA graphs included) plus the context and NCCL plus the margin is the whole GPU
     m = p.memory
     assert m.per_gpu_required_gib + m.outside_budget_gib + m.margin_gib == pytest.approx(p.gpu_memory_gib)
 
@@ -211,5 +212,7 @@ def test_tgi_and_ollama_get_the_plan_in_their_own_terms():
 
 
 def test_the_issues_tight_fit_plans_on_one_h100():
-    p = _plan(model=LLAMA70, precision="fp8", max_model_len=4096, concurrency=1, instance_type="p5.4xlarge")
-    assert p.tensor_parallel_size == 1 and p.memory.fits
+    """70B FP8 at 4k on one 80 GB GPU at the 0.95 utilization vLLM served it with (Lambda's table)."""
+    p = _plan(model=LLAMA70, precision="fp8", max_model_len=4096, concurrency=1, instance_type="p5.4xlarge",
+              gpu_memory_utilization=0.95)
+    assert p.tensor_parallel_size == 1 and p.memory.fits and p.memory.margin_gib >= 0.15

@@ -1,9 +1,10 @@
 """The planner against published vLLM runs (tests/data/published/): start-up verdicts, weights per GPU,
 full-context concurrency and decode speed, with the error reported per GPU class and bounded.
 
-Each published run is predicted with the runtime's own accounting for its version: vLLM's V1 engine keeps the
-CUDA context and NCCL outside the gpu_memory_utilization budget (sizing/memory.py); the V0 engine (<= 0.8)
-counted them inside. A run "starts" when the KV cache vLLM would allocate holds one max_model_len sequence
+Each published run is predicted with the runtime's own accounting for its version: the pinned vLLM keeps the
+CUDA context and NCCL outside the gpu_memory_utilization budget and CUDA graphs inside it (sizing/memory.py);
+V1 before 0.21 captured the graphs outside the budget; the V0 engine (<= 0.8) counted the context and NCCL
+inside and the graphs outside. A run "starts" when the KV cache vLLM would allocate holds one max_model_len sequence
 (vLLM's own check); concurrency is that cache over one sequence. Run with -s to see the accuracy table.
 """
 from collections import defaultdict
@@ -65,7 +66,10 @@ def predict_memory(cat, case) -> dict:
     capacity = kv_capacity_sequences(arch, w, layout, total, cat)
     if case["engine"] == "v0":
         # V0 measured its peak as total - free: the CUDA context and NCCL were inside the budget
-        capacity -= (mem.outside_budget_gib - mem.cudagraph_gib) / per_seq
+        capacity -= mem.outside_budget_gib / per_seq
+    if case["engine"] in ("v0", "v1"):
+        # before vLLM 0.21 CUDA graphs were captured after the KV cache, outside the budget
+        capacity += mem.cudagraph_gib / per_seq
     return {"weights_gib": mem.per_gpu_weights_gib, "concurrency": capacity, "started": capacity >= 1.0}
 
 

@@ -4,13 +4,13 @@ vLLM (and TGI, which follows the same profile-then-allocate scheme) splits each 
 (vllm/v1/worker/gpu_worker.py, determine_available_memory; cited in catalog/overheads.yaml):
 
     inside  gpu_memory_utilization x total:  weights + activation peak of the profile run
-                                             + non-torch allocations made during it + KV cache
+                                             + non-torch allocations made during it
+                                             + CUDA-graph memory (profiled since vLLM 0.21) + KV cache
     outside it (the 1 - utilization headroom): the CUDA context and NCCL communicators (created
-                                             before vLLM's baseline snapshot) + captured CUDA graphs
-                                             (captured after the KV cache is allocated)
+                                             before vLLM's baseline snapshot)
 
     fits = the inside items <= utilization x total  (vLLM's own check: else it refuses to start)
-           and inside + outside + a safety margin <= total  (else CUDA-graph capture runs out of memory)
+           and inside + outside + a safety margin <= total
 
 The plan passes the KV pool it sized to vLLM as --kv-cache-memory-bytes (serving/runtime.py), so
 the server holds exactly the planned sequences; the rest of the GPU is the stated margin.
@@ -87,7 +87,7 @@ class Memory:
     per_gpu_required_gib: float   # weights + KV cache + overhead: what vLLM counts against the budget
     per_gpu_usable_gib: float     # gpu_memory_utilization x total
     kv_bytes_per_token: float     # whole model, unreplicated
-    outside_budget_gib: float = 0.0   # per GPU: CUDA context, NCCL, CUDA graphs (the 1 - utilization headroom)
+    outside_budget_gib: float = 0.0   # per GPU: CUDA context and NCCL (the 1 - utilization headroom)
     per_gpu_total_gib: float = 0.0    # what CUDA reports
     activation_gib: float = 0.0
     non_torch_gib: float = 0.0
@@ -269,8 +269,8 @@ def _activation_bytes(arch: Architecture, w: Workload, tp: int, c: dict) -> floa
 class _VllmOverhead:
     activation: float       # GiB, inside the budget
     non_torch: float        # GiB, inside the budget
-    outside: float          # GiB: context + NCCL + CUDA graphs
-    cudagraph: float
+    outside: float          # GiB: CUDA context + NCCL, before vLLM's baseline snapshot
+    cudagraph: float        # GiB, inside the budget (vLLM >= 0.21 profiles it)
 
 
 def _vllm_overhead(arch: Architecture, w: Workload, layout: Layout, stage_layers: int) -> _VllmOverhead:
@@ -285,7 +285,9 @@ def _vllm_overhead(arch: Architecture, w: Workload, layout: Layout, stage_layers
               + c["cudagraph_per_extra_rank_gib"] * (layout.tensor_parallel - 1))
     act = _activation_bytes(arch, w, layout.tensor_parallel, c) / GIB
     non_torch = c["non_torch_gib"] + (c["non_torch_multi_gpu_gib"] if multi else 0.0)
-    return _VllmOverhead(act, non_torch, c["cuda_context_gib"] + comm + graphs, graphs)
+    # since vLLM 0.21 the profile run also estimates CUDA-graph memory and counts it inside the budget
+    # (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS, on by default); the context and NCCL stay outside
+    return _VllmOverhead(act, non_torch, c["cuda_context_gib"] + comm, graphs)
 
 
 def _ollama_graph_bytes(arch: Architecture, w: Workload, split: bool) -> float:
@@ -319,7 +321,7 @@ def estimate(arch: Architecture, w: Workload, layout: Layout, gpu_total_gib: flo
         weights = stage_bytes + (max(head, tail) if layout.stages > 1 else head + tail)
         o = _vllm_overhead(arch, w, layout, stage_layers)
         act, non_torch, graphs, outside = o.activation, o.non_torch, o.cudagraph, o.outside
-        overhead = act + non_torch
+        overhead = act + non_torch + graphs
         total = gpu_total_gib
         margin = calibration()["vllm"]["min_margin_gib"]
     kv = pool_tokens * kv_layer_token * stage_layers

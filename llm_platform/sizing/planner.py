@@ -365,7 +365,7 @@ def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Optional[Ca
     if spec.runtime == "vllm" and arch.task == "generate":
         notes.append(f"vLLM runs with --kv-cache-memory-bytes {mem.kv_cache_memory_bytes} per GPU: exactly "
                      f"{spec.concurrency} x {spec.max_model_len}-token sequences; "
-                     f"{mem.outside_budget_gib:.1f} GiB per GPU for CUDA context, NCCL and graphs, "
+                     f"{mem.outside_budget_gib:.1f} GiB per GPU for the CUDA context and NCCL, "
                      f"{mem.margin_gib:.1f} GiB stays free as margin")
     replicas_min = spec.autoscaling.min if spec.autoscaling else (spec.replicas or 1)
     replicas_max = spec.autoscaling.max if spec.autoscaling else replicas_min
