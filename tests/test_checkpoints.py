@@ -216,3 +216,11 @@ def test_the_issues_tight_fit_plans_on_one_h100():
     p = _plan(model=LLAMA70, precision="fp8", max_model_len=4096, concurrency=1, instance_type="p5.4xlarge",
               gpu_memory_utilization=0.95)
     assert p.tensor_parallel_size == 1 and p.memory.fits and p.memory.margin_gib >= 0.15
+
+
+def test_a_checkpoint_that_fits_nowhere_forced_gets_advice_not_a_traceback():
+    with pytest.raises(PlanningError) as exc:
+        _plan(model=FP8_405B, instance_type="p5.4xlarge", max_model_len=8192)
+    err = exc.value.errors[0]
+    assert err.path == "llm-platform:models[0].instance_type"
+    assert "does not fit p5.4xlarge" in err.message and "weights" in err.message

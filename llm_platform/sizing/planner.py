@@ -15,8 +15,9 @@ runs from there to BURST_FACTOR x the load.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Optional
 
 from llm_platform import catalog
@@ -620,4 +621,5 @@ def _bits(cat: Catalog, precision: str) -> float:
 
 
 def _replace(w: Workload, **changes) -> Workload:
-    return Workload(**{**asdict(w), **changes})
+    # dataclasses.replace, not asdict: asdict would turn a nested QuantLayout into an (unhashable) dict
+    return dataclasses.replace(w, **changes)
