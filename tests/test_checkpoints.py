@@ -3,9 +3,10 @@ import copy
 
 import pytest
 
+from llm_platform.catalog.architecture import Architecture
+from llm_platform.catalog.checkpoint import QuantizationSpec, QuantLayout
 from llm_platform.serving.runtime import container_spec
 from llm_platform.settings import ConfigErrors, parse
-from llm_platform.catalog.architecture import Architecture
 from llm_platform.sizing.memory import (
     GIB,
     Layout,
@@ -18,7 +19,6 @@ from llm_platform.sizing.memory import (
 )
 from llm_platform.sizing.params import module_names, tensors
 from llm_platform.sizing.planner import PlanningError, plan_model
-from llm_platform.catalog.checkpoint import QuantizationSpec, QuantLayout
 from tests.conftest import MINIMAL
 
 LLAMA8, LLAMA70 = "meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-70B-Instruct"
@@ -224,3 +224,18 @@ def test_a_checkpoint_that_fits_nowhere_forced_gets_advice_not_a_traceback():
     err = exc.value.errors[0]
     assert err.path == "llm-platform:models[0].instance_type"
     assert "does not fit p5.4xlarge" in err.message and "weights" in err.message
+
+
+def test_a_config_json_quantization_config_is_read_for_what_sizes_it():
+    """What onboarding (config.json) hands over: the raw block, extra keys and all."""
+    ds = QuantizationSpec.from_quantization_config(
+        {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8", "weight_block_size": [128, 128]})
+    assert ds.layout().weight_block_size == (128, 128)
+    ct = QuantizationSpec.from_quantization_config(
+        {"quant_method": "compressed-tensors", "format": "float-quantized", "ignore": ["lm_head", "re:.*mlp.gate$"],
+         "config_groups": {"group_0": {"targets": ["Linear"], "weights": {"num_bits": 8, "type": "float",
+                                                                          "strategy": "channel"}}}})
+    assert ct.layout().scale_strategy == "channel" and "lm_head" in ct.layout().modules_to_not_convert
+    awq = QuantizationSpec.from_quantization_config({"quant_method": "awq_marlin", "bits": 4, "group_size": 64,
+                                                     "zero_point": True, "version": "gemm"})
+    assert awq.quant_method == "awq" and awq.layout().group_size == 64

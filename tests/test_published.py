@@ -12,8 +12,8 @@ from collections import defaultdict
 import pytest
 import yaml
 
-from llm_platform.sizing import performance as perf
 from llm_platform.catalog.architecture import Architecture
+from llm_platform.sizing import performance as perf
 from llm_platform.sizing.memory import Layout, Workload, estimate, kv_capacity_sequences
 from llm_platform.sizing.params import parameter_count
 from tests.conftest import ROOT

@@ -126,3 +126,27 @@ class QuantizationSpec(BaseModel):
         """The precision kind (catalog/quantization.yaml) the checkpoint must be served as; None: any
         quantized kind (compressed-tensors holds FP8 and int4 schemes alike)."""
         return _PRECISION_KIND[self.quant_method]
+
+    @classmethod
+    def from_quantization_config(cls, raw: dict, source: str | None = None) -> QuantizationSpec:
+        """The sizing-relevant part of a config.json `quantization_config`, whatever else it holds
+        (activation_scheme, fmt, bits, version, ...): for onboarding a checkpoint from its config.json.
+        compressed-tensors nests the weight scheme in `config_groups.<group>.weights` (strategy
+        tensor/channel/group/block, group_size, block_structure); vLLM's kernel names (awq_marlin,
+        gptq_marlin) map to their formats."""
+        method = {"awq_marlin": "awq", "gptq_marlin": "gptq"}.get(raw.get("quant_method", ""),
+                                                                   raw.get("quant_method", ""))
+        keep = {k: tuple(raw.get(k) or ()) for k in ("ignored_layers", "modules_to_not_convert", "ignore",
+                                                      "exclude_modules")}
+        block = raw.get("weight_block_size")
+        strategy, group = "tensor", raw.get("group_size")
+        for g in (raw.get("config_groups") or {}).values():
+            w = (g or {}).get("weights") or {}
+            if w.get("strategy") == "channel":
+                strategy = "channel"
+            elif w.get("strategy") == "group" and w.get("group_size"):
+                group = w["group_size"]
+            elif w.get("strategy") == "block" and w.get("block_structure"):
+                block = w["block_structure"]
+        return cls(quant_method=method, weight_block_size=tuple(block) if block else None,
+                   scale_strategy=strategy, group_size=group, source=source, **keep)
