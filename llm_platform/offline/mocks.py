@@ -36,6 +36,9 @@ class Recorded:
     inputs: dict            # as the engine sees them (camelCase); secret values replaced by "[secret]"
     raw_inputs: dict = field(repr=False, default_factory=dict)   # secrets included, for leak tests only
     custom: bool = True
+    urn: str = ""           # as the engine would make it (full parent type chain)
+    parent_urn: str = ""
+    aliases: list = field(repr=False, default_factory=list)   # AliasSpec/str, as sent by the SDK
 
     def as_dict(self) -> dict:
         return {"type": self.type, "name": self.name, "parent": self.parent, "inputs": self.inputs}
@@ -194,22 +197,97 @@ def _policy_json(a: dict) -> dict:
     return {"Version": "2012-10-17", "Statement": statements}
 
 
+@dataclass(frozen=True)
+class AliasSpec:
+    """One alias a resource declared (the SDK's alias_pb2.Alias.Spec), with the engine's defaults left as None."""
+    name: Optional[str] = None
+    type: Optional[str] = None
+    parent_urn: Optional[str] = None
+    no_parent: bool = False
+    stack: Optional[str] = None
+    project: Optional[str] = None
+
+
+ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
+
+
+def _qualified_type(urn: str) -> str:
+    return urn.split("::")[2]
+
+
+def make_urn(stack: str, project: str, parent_urn: str, type_: str, name: str) -> str:
+    """A URN as the Pulumi engine makes it (step_generator.generateURN): the parent's whole qualified type
+    chain, except the root stack's, then `$` and the resource's own type. (pulumi's MockMonitor keeps only
+    the parent's last type, which is not what a deployment's state holds.)"""
+    if parent_urn and _qualified_type(parent_urn) != ROOT_STACK_TYPE:
+        type_ = _qualified_type(parent_urn) + "$" + type_
+    return f"urn:pulumi:{stack}::{project}::{type_}::{name}"
+
+
 class RecordingMonitor(pulumi_mocks.MockMonitor):
-    """MockMonitor that also records the parent and the secret-marked inputs of every resource."""
+    """MockMonitor that also records the parent, URN, aliases and the secret-marked inputs of every resource."""
 
     def __init__(self, mocks: RecordingMocks):
         super().__init__(mocks)
         self.recorded: list[Recorded] = []
 
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        from pulumi.runtime.settings import get_project, get_stack
+        return make_urn(get_stack(), get_project(), parent, type_, name)
+
     def RegisterResource(self, request):
-        if request.type != "pulumi:pulumi:Stack":
+        response = super().RegisterResource(request)
+        if request.type != ROOT_STACK_TYPE:
             inputs = rpc.deserialize_properties(request.object)
             parent = request.parent.split("::")[-1] if request.parent else None
-            if request.parent and request.parent.split("::")[-2].endswith("pulumi:pulumi:Stack"):
+            if request.parent and _qualified_type(request.parent) == ROOT_STACK_TYPE:
                 parent = None
             self.recorded.append(Recorded(request.type, request.name, parent, _redact(inputs), _plain(inputs),
-                                          bool(request.custom)))
-        return super().RegisterResource(request)
+                                          bool(request.custom), response.urn, request.parent,
+                                          [_alias(a) for a in request.aliases]))
+        return response
+
+
+def _alias(alias) -> AliasSpec | str:
+    if alias.WhichOneof("alias") == "urn":
+        return alias.urn
+    spec = alias.spec
+    return AliasSpec(name=spec.name or None, type=spec.type or None, parent_urn=spec.parentUrn or None,
+                     no_parent=spec.noParent, stack=spec.stack or None, project=spec.project or None)
+
+
+def alias_urns(resources: list[Recorded]) -> dict[str, set[str]]:
+    """Every URN each resource answers to besides its own, computed as the engine does when a program sends alias
+    specs (step_generator.generateAliases): its own aliases, plus every alias of its parent carried down to it
+    (a child named `<parent name>-<role>` follows its parent's old name), plus each own alias under each parent
+    alias. Keyed by the resource's URN."""
+    out: dict[str, set[str]] = {}
+    for r in resources:                       # registration order: parents before children
+        stack, project = r.urn.split("::")[0].split(":")[2], r.urn.split("::")[1]
+
+        def collapse(a: AliasSpec | str) -> str:
+            if isinstance(a, str):
+                return a
+            parent = "" if a.no_parent else (a.parent_urn or r.parent_urn)
+            return make_urn(a.stack or stack, a.project or project, parent, a.type or r.type, a.name or r.name)
+
+        def inherited(child_type: str, child_name: str, parent_alias: str) -> str:
+            parent_name = r.parent_urn.split("::")[-1]
+            name = child_name
+            if child_name.startswith(parent_name):
+                name = parent_alias.split("::")[-1] + child_name[len(parent_name):]
+            return make_urn(stack, project, parent_alias, child_type, name)
+
+        found: list[str] = []
+        for a in r.aliases:
+            found.append(collapse(a))
+        for parent_alias in sorted(out.get(r.parent_urn, ())):
+            found.append(inherited(r.type, r.name, parent_alias))
+            for a in r.aliases:
+                own = collapse(a)
+                found.append(inherited(_qualified_type(own).split("$")[-1], own.split("::")[-1], parent_alias))
+        out[r.urn] = set(found) - {r.urn}
+    return out
 
 
 @dataclass
