@@ -1,5 +1,6 @@
 """The one Pulumi mocks harness: the tests and the offline plan (plan.py) both run programs
-through it, ours or any other Pulumi Python program directory. It records every resource's type, name, parent and inputs (secrets marked), and
+through it, ours or any other Pulumi Python program directory. It records every resource's type, name,
+parent, URN, aliases and inputs (secrets marked), and
 answers every invoke the program makes from local data, so nothing touches the network.
 """
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
@@ -32,7 +33,7 @@ _QUIET.disabled = True
 class Recorded:
     type: str
     name: str
-    parent: Optional[str]
+    parent: str | None
     inputs: dict            # as the engine sees them (camelCase); secret values replaced by "[secret]"
     raw_inputs: dict = field(repr=False, default_factory=dict)   # secrets included, for leak tests only
     custom: bool = True
@@ -200,12 +201,12 @@ def _policy_json(a: dict) -> dict:
 @dataclass(frozen=True)
 class AliasSpec:
     """One alias a resource declared (the SDK's alias_pb2.Alias.Spec), with the engine's defaults left as None."""
-    name: Optional[str] = None
-    type: Optional[str] = None
-    parent_urn: Optional[str] = None
+    name: str | None = None
+    type: str | None = None
+    parent_urn: str | None = None
     no_parent: bool = False
-    stack: Optional[str] = None
-    project: Optional[str] = None
+    stack: str | None = None
+    project: str | None = None
 
 
 ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
@@ -230,6 +231,12 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: RecordingMocks):
         super().__init__(mocks)
         self.recorded: list[Recorded] = []
+        self.stack_urn = ""
+        self.registered_outputs: dict[str, set[str]] = {}     # component URN -> keys it registered
+
+    def RegisterResourceOutputs(self, request):
+        self.registered_outputs[request.urn] = set(request.outputs.fields.keys())
+        return super().RegisterResourceOutputs(request)
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
         from pulumi.runtime.settings import get_project, get_stack
@@ -237,7 +244,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
-        if request.type != ROOT_STACK_TYPE:
+        if request.type == ROOT_STACK_TYPE:
+            self.stack_urn = response.urn
+        else:
             inputs = rpc.deserialize_properties(request.object)
             parent = request.parent.split("::")[-1] if request.parent else None
             if request.parent and _qualified_type(request.parent) == ROOT_STACK_TYPE:
@@ -256,6 +265,27 @@ def _alias(alias) -> AliasSpec | str:
                      no_parent=spec.noParent, stack=spec.stack or None, project=spec.project or None)
 
 
+def _collapse(r: Recorded, alias: AliasSpec | str) -> str:
+    """One declared alias as a URN, the engine's defaults filled from the resource (collapseAliasToUrn)."""
+    if isinstance(alias, str):
+        return alias
+    stack, project = r.urn.split("::")[0].split(":")[2], r.urn.split("::")[1]
+    parent = "" if alias.no_parent else (alias.parent_urn or r.parent_urn)
+    return make_urn(alias.stack or stack, alias.project or project, parent, alias.type or r.type,
+                    alias.name or r.name)
+
+
+def _inherited(r: Recorded, child_type: str, child_name: str, parent_alias: str) -> str:
+    """A child's alias under one alias of its parent (inheritedChildAlias): a `<parent>-<role>` name follows the
+    parent's old name."""
+    stack, project = r.urn.split("::")[0].split(":")[2], r.urn.split("::")[1]
+    parent_name = r.parent_urn.split("::")[-1]
+    name = child_name
+    if child_name.startswith(parent_name):
+        name = parent_alias.split("::")[-1] + child_name[len(parent_name):]
+    return make_urn(stack, project, parent_alias, child_type, name)
+
+
 def alias_urns(resources: list[Recorded]) -> dict[str, set[str]]:
     """Every URN each resource answers to besides its own, computed as the engine does when a program sends alias
     specs (step_generator.generateAliases): its own aliases, plus every alias of its parent carried down to it
@@ -263,29 +293,12 @@ def alias_urns(resources: list[Recorded]) -> dict[str, set[str]]:
     alias. Keyed by the resource's URN."""
     out: dict[str, set[str]] = {}
     for r in resources:                       # registration order: parents before children
-        stack, project = r.urn.split("::")[0].split(":")[2], r.urn.split("::")[1]
-
-        def collapse(a: AliasSpec | str) -> str:
-            if isinstance(a, str):
-                return a
-            parent = "" if a.no_parent else (a.parent_urn or r.parent_urn)
-            return make_urn(a.stack or stack, a.project or project, parent, a.type or r.type, a.name or r.name)
-
-        def inherited(child_type: str, child_name: str, parent_alias: str) -> str:
-            parent_name = r.parent_urn.split("::")[-1]
-            name = child_name
-            if child_name.startswith(parent_name):
-                name = parent_alias.split("::")[-1] + child_name[len(parent_name):]
-            return make_urn(stack, project, parent_alias, child_type, name)
-
-        found: list[str] = []
-        for a in r.aliases:
-            found.append(collapse(a))
+        own = [_collapse(r, a) for a in r.aliases]
+        found = list(own)
         for parent_alias in sorted(out.get(r.parent_urn, ())):
-            found.append(inherited(r.type, r.name, parent_alias))
-            for a in r.aliases:
-                own = collapse(a)
-                found.append(inherited(_qualified_type(own).split("$")[-1], own.split("::")[-1], parent_alias))
+            found.append(_inherited(r, r.type, r.name, parent_alias))
+            for urn in own:
+                found.append(_inherited(r, _qualified_type(urn).split("$")[-1], urn.split("::")[-1], parent_alias))
         out[r.urn] = set(found) - {r.urn}
     return out
 
@@ -294,11 +307,13 @@ def alias_urns(resources: list[Recorded]) -> dict[str, set[str]]:
 class Recording:
     resources: list[Recorded]
     invokes: list[tuple[str, dict]]
+    stack_urn: str = ""
+    registered_outputs: dict[str, set[str]] = field(default_factory=dict)
 
     def of_type(self, type_: str) -> list[Recorded]:
         return [r for r in self.resources if r.type == type_]
 
-    def named(self, name: str, type_: Optional[str] = None) -> Recorded:
+    def named(self, name: str, type_: str | None = None) -> Recorded:
         matches = [r for r in self.resources if r.name == name and (type_ is None or r.type == type_)]
         if len(matches) != 1:
             raise KeyError(f"{len(matches)} resources named {name!r}")
@@ -341,7 +356,7 @@ def project_of(program_dir: Path) -> tuple[str, Path]:
 
 
 def run_program(raw_config: dict[str, Any], stack: str = "test", *, program: Path | str = ".",
-                project: Optional[str] = None, preview: bool = False) -> Recording:
+                project: str | None = None, preview: bool = False) -> Recording:
     """Run a Pulumi Python program directory in-process under the recording mocks and return what it registered.
 
     The program runs as the Pulumi CLI runs it: from its own directory, as `__main__`, with that directory
@@ -359,4 +374,4 @@ def run_program(raw_config: dict[str, Any], stack: str = "test", *, program: Pat
                              logger=_QUIET)
     with contextlib.chdir(main_dir):
         _sync_await(run_pulumi_func(lambda: runpy.run_path(str(main_dir), run_name="__main__")))
-    return Recording(monitor.recorded, mocks.invokes)
+    return Recording(monitor.recorded, mocks.invokes, monitor.stack_urn, monitor.registered_outputs)
