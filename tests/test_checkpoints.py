@@ -130,6 +130,7 @@ def test_a_forced_tensor_parallel_size_is_the_layout_the_plan_uses():
     forced = _plan(model=LLAMA70, precision="fp8", instance_type="p5.48xlarge", tensor_parallel_size=4)
     assert free.tensor_parallel_size == 8 and forced.tensor_parallel_size == 4
     assert forced.gpus_per_replica == 4
+    assert any("uses 4 of p5.48xlarge's 8 GPUs" in n for n in forced.notes)
 
 
 @pytest.mark.parametrize("changes, fragment", [

@@ -359,6 +359,9 @@ def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Optional[Ca
         notes.append(f"{gpu.name}'s CUDA-visible memory is estimated, not measured: confirm with nvidia-smi")
     if inst.price_region:
         notes.append(f"{inst.name} price is for {inst.price_region}; set llm-platform:pricing.hourly_usd for yours")
+    if spec.tensor_parallel_size and layout.tensor_parallel < inst.gpu_count:
+        notes.append(f"tensor_parallel_size {layout.tensor_parallel} uses {layout.tensor_parallel} of "
+                     f"{inst.name}'s {inst.gpu_count} GPUs per replica")
     if layout.pipeline_parallel > 1:
         notes.append(f"no single {inst.name} holds a replica: {layout.pipeline_parallel} nodes in pipeline parallel")
     if stack.region != cat.prices_region and not stack.pricing.hourly_usd:
