@@ -240,3 +240,18 @@ def test_a_config_json_quantization_config_is_read_for_what_sizes_it():
     awq = QuantizationSpec.from_quantization_config({"quant_method": "awq_marlin", "bits": 4, "group_size": 64,
                                                      "zero_point": True, "version": "gemm"})
     assert awq.quant_method == "awq" and awq.layout().group_size == 64
+
+
+def test_a_checkpoint_with_16_bit_attention_also_reads_more_bytes_per_decode_step(cat):
+    from llm_platform.sizing import performance as perf
+    info = cat.models[FP8_405B]
+    hw = perf.hardware_of(cat.instances["p5.48xlarge"], cat)
+    layout = Layout(tensor_parallel=8)
+    naive = perf.decode_step(info.architecture, "fp8", 2, layout, hw, 1, 1024)
+    real = perf.decode_step(info.architecture, "fp8", 2, layout, hw, 1, 1024, info.quantization.layout())
+    assert real.memory_s > naive.memory_s * 1.15
+    p = _plan(model=FP8_405B, max_model_len=8192, concurrency=4)      # the planner uses the layout too
+    hw = perf.hardware_of(cat.instances[p.instance_type], cat)
+    step = perf.decode_step(info.architecture, "fp8", 2, Layout(tensor_parallel=p.tensor_parallel_size), hw, 1, 8192,
+                            info.quantization.layout())
+    assert p.throughput.decode_tokens_per_s_single == pytest.approx(1 / step.seconds, rel=0.01)

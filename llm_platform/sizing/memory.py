@@ -81,7 +81,7 @@ class Layout:
 class Memory:
     weights_gib: float            # the replica's weights (all its GPUs)
     kv_cache_gib: float           # the replica's KV cache (all its GPUs)
-    overhead_gib: float           # per GPU, inside the utilization budget: activation peak + non-torch
+    overhead_gib: float           # per GPU, inside the budget: activation peak + non-torch + CUDA graphs
     per_gpu_weights_gib: float
     per_gpu_kv_cache_gib: float
     per_gpu_required_gib: float   # weights + KV cache + overhead: what vLLM counts against the budget

@@ -375,7 +375,8 @@ def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Optional[Ca
     replicas_max = spec.autoscaling.max if spec.autoscaling else replicas_min
     hw = perf.hardware_of(inst, cat)
     kv_bytes = cat.kv_dtypes[w.kv_cache_dtype].bytes
-    r = perf.rates(arch, w.precision, kv_bytes, layout, hw, w.max_model_len, w.concurrency, w.max_num_batched_tokens)
+    r = perf.rates(arch, w.precision, kv_bytes, layout, hw, w.max_model_len, w.concurrency, w.max_num_batched_tokens,
+                   w.quant_layout)
     throughput = Throughput(r.decode_tokens_per_s_single, r.decode_tokens_per_s_full, r.prefill_tokens_per_s)
     if fleet is not None:
         replicas_min, replicas_max, more = _replicas(spec, index, fleet, _ha_minimum(stack))
@@ -442,7 +443,7 @@ def _fleet_on(c: Candidate, spec: ModelSpec, arch: Architecture, w: Workload, ca
     hw = perf.hardware_of(c.instance, cat)
     op = perf.best_operating_point(arch, w.precision, cat.kv_dtypes[w.kv_cache_dtype].bytes, c.layout, hw,
                                    w.concurrency, load.prompt_tokens, load.output_tokens, w.max_num_batched_tokens,
-                                   TARGET_UTILIZATION, load.ttft_p99_seconds, load.tpot_p99_seconds)
+                                   TARGET_UTILIZATION, load.ttft_p99_seconds, load.tpot_p99_seconds, w.quant_layout)
     if op is None:
         return None
     return op, max(1, math.ceil(load.requests_per_second / op.requests_per_s - 1e-9))
@@ -520,7 +521,7 @@ def latency_errors(spec: ModelSpec, index: int, arch: Architecture, w: Workload,
     for c in pool:
         hw = perf.hardware_of(c.instance, cat)
         op = perf.operating_point(arch, w.precision, kv, c.layout, hw, 1, load.prompt_tokens, load.output_tokens,
-                                  w.max_num_batched_tokens, TARGET_UTILIZATION)
+                                  w.max_num_batched_tokens, TARGET_UTILIZATION, w.quant_layout)
         points.append((c, op))
     first = points[0]
     errors = []
