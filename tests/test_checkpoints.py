@@ -255,3 +255,15 @@ def test_a_checkpoint_with_16_bit_attention_also_reads_more_bytes_per_decode_ste
     step = perf.decode_step(info.architecture, "fp8", 2, Layout(tensor_parallel=p.tensor_parallel_size), hw, 1, 8192,
                             info.quantization.layout())
     assert p.throughput.decode_tokens_per_s_single == pytest.approx(1 / step.seconds, rel=0.01)
+
+
+def test_deepseek_sparse_attention_pages_its_fp8_latent_and_the_indexer_keys(cat):
+    """DeepSeek-V3.2: vLLM's fp8_ds_mla layout is 656 bytes per token and layer (512 fp8 + 4 fp32 scales +
+    64 bf16 rope values), plus the lightning indexer's 128-byte fp8 key and its fp32 scale: 37 % more than
+    "576 elements at one byte", which is what promised ~30 % too many long sequences."""
+    v32 = DEEPSEEK_V3.model_copy(update={"index_head_dim": 128})
+    assert kv_bytes_per_token_per_layer(v32, 1, tp=8) == 656 + 132
+    assert kv_bytes_per_token_per_layer(v32, 2, tp=8) == 1152 + 132
+    assert kv_bytes_per_token_per_layer(DEEPSEEK_V3, 1, tp=8) == 576
+    with pytest.raises(ValueError, match="goes with multi-head latent attention"):
+        Architecture(**{**cat.models[LLAMA8].architecture.model_dump(), "index_head_dim": 128})

@@ -215,7 +215,15 @@ def kv_bytes_per_token_per_layer(arch: Architecture, dtype_bytes: float, tp: int
     if arch.task == "embed":
         return 0.0                      # encoder-only: attention over the input, no cache kept
     if arch.is_mla:
-        return (arch.kv_lora_rank + arch.qk_rope_head_dim) * dtype_bytes
+        latent = (arch.kv_lora_rank + arch.qk_rope_head_dim) * dtype_bytes
+        if arch.index_head_dim is None:
+            return latent
+        # DeepSeek sparse attention (V3.2): an fp8 cache uses vLLM's fp8_ds_mla page layout (the latent in fp8
+        # with one fp32 scale per 128 values, the rope part kept in bf16: 656 bytes for DeepSeek-V3.2), and
+        # the lightning indexer keeps an fp8 key plus an fp32 scale per token and layer
+        if dtype_bytes == 1:
+            latent = arch.kv_lora_rank + arch.kv_lora_rank // 128 * 4 + arch.qk_rope_head_dim * 2
+        return latent + arch.index_head_dim + 4
     return 2 * math.ceil(arch.kv_heads / tp) * arch.head_size * dtype_bytes
 
 
