@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .core import UNKNOWN, Resource, Stack, as_list, get, k8s_kind, opaque, tags_of
-from .workloads import EC2_TYPES, ECS_TASK, Workload, is_workload_type, workload
+from .facts import facts
+from .workloads import EC2_TYPES, ECS_TASK, SAGEMAKER_MODEL, Workload, is_workload_type, workload
 
 ASG = "aws:autoscaling/group:Group"
 INSTANCE = "aws:ec2/instance:Instance"
@@ -22,6 +23,8 @@ LISTENER_RULE = "aws:lb/listenerRule:ListenerRule"
 TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
 ASG_ATTACHMENT = "aws:autoscaling/attachment:Attachment"
 SUBNET = "aws:ec2/subnet:Subnet"
+SM_ENDPOINT_CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
+SM_ENDPOINT = "aws:sagemaker/endpoint:Endpoint"
 
 # GPU and accelerator instance families (AWS); anything else is CPU-only.
 GPU_FAMILIES = re.compile(r"^(p2|p3|p3dn|p4d|p4de|p5|p5e|p5en|p6-[a-z0-9]+|p6e-[a-z0-9]+|g2|g3|g3s|g4dn|g4ad|g5|g5g|"
@@ -34,10 +37,10 @@ def is_gpu_instance_type(itype: Any) -> Any:
         return UNKNOWN
     if not isinstance(itype, str):
         return UNKNOWN
-    from llm_platform.catalog import load
-    if itype in load().instances:
+    name = itype.strip().removeprefix("ml.")      # SageMaker hosting types: ml.g5.2xlarge
+    if name in facts().instances:
         return True
-    return bool(GPU_FAMILIES.match(itype.strip()))
+    return bool(GPU_FAMILIES.match(name))
 
 
 @dataclass
@@ -127,6 +130,12 @@ class Topology:
                 w = self.workload(r)
                 if w is not None and w.processes:
                     out.append(Group(r, w, [r], tags_of(r.props), [], [], list(w.instance_types)))
+        for m in st.of_type(SAGEMAKER_MODEL):
+            w = self.workload(m)
+            variants = self.sagemaker_variants(m)
+            itypes = [get(v, "instanceType") for _, v in variants if get(v, "instanceType") is not None]
+            if w is not None and w.processes:
+                out.append(Group(m, w, [m] + [c for c, _ in variants], m.tags(), [], [], itypes))
         # launch templates no group uses (a program may start them elsewhere): still judged as groups
         for t in templates:
             if t.key not in used:
@@ -153,6 +162,22 @@ class Topology:
             merged.containers += w.containers
             merged.instance_types += w.instance_types
         return merged
+
+    # -- managed hosting
+    def sagemaker_variants(self, model: Resource) -> list:
+        """(endpoint configuration, production variant) pairs that serve a SageMaker model."""
+        out = []
+        for cfg in self.stack.of_type(SM_ENDPOINT_CONFIG):
+            variants = cfg.get("productionVariants")
+            for v in as_list(variants):
+                if isinstance(v, dict) and self.stack.referenced(cfg, "productionVariants", get(v, "modelName"),
+                                                                 [model]):
+                    out.append((cfg, v))
+        return out
+
+    def sagemaker_endpoints(self, cfg: Resource) -> list[Resource]:
+        return [e for e in self.stack.of_type(SM_ENDPOINT)
+                if self.stack.referenced(e, "endpointConfigName", e.get("endpointConfigName"), [cfg])]
 
     # -- load balancing
     def target_groups_of(self, g: Group) -> list[Resource]:

