@@ -404,10 +404,16 @@ class Finding:
     message: str
     resource: Optional[Resource] = None
     undetermined: bool = False
+    advisory: bool = False      # reported at advisory level whatever the rule's level (e.g. "nothing configured")
 
 
 def violation(message: str, resource: Optional[Resource] = None) -> Finding:
     return Finding(message, resource)
+
+
+def advisory(message: str, resource: Optional[Resource] = None) -> Finding:
+    """A finding that never blocks: the rule cannot judge until something is configured, and says so once."""
+    return Finding(message, resource, advisory=True)
 
 
 def undetermined(message: str, resource: Optional[Resource] = None) -> Finding:
@@ -478,7 +484,7 @@ class Rule:
             if self.kind == "resource":
                 if not self.applies_to(subject):
                     return []
-                return [f if f.resource is not None else Finding(f.message, subject, f.undetermined)
+                return [f if f.resource is not None else Finding(f.message, subject, f.undetermined, f.advisory)
                         for f in self.check(subject, ctx) or ()]
             return list(self.check(subject, ctx) or ())
         except Exception as exc:       # noqa: BLE001 - a rule's bug must not take the whole analysis down

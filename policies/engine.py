@@ -83,7 +83,7 @@ def evaluate(resources: Iterable[Resource], config: Optional[dict] = None,
             findings.extend(rule.run(stack, ctx))
         for f in findings:
             res = f.resource
-            item = {"policy": rule.name, "enforcement": level, "severity": rule.severity,
+            item = {"policy": rule.name, "enforcement": "advisory" if f.advisory else level, "severity": rule.severity,
                     "resource": res.name if res is not None else None,
                     "type": res.original_type if res is not None else None,
                     "urn": res.urn if res is not None else None, "message": f.message}

@@ -623,6 +623,17 @@ def _runs_something_else(argv: list[str]) -> bool:
     return first in _NO_OPS
 
 
+def is_noop(argv: list) -> bool:
+    """The container runs nothing from its image: `true`, `:`, `sh -c true` (a registry-cache warm-up pull)."""
+    args = [a for a in argv if isinstance(a, str)]
+    if not args:
+        return False
+    if _basename(args[0]) in ("true", ":") and len(args) == 1:
+        return True
+    return (_basename(args[0]) in _SHELLS and len(args) == 3 and args[1] in ("-c", "-ec", "-lc")
+            and args[2].strip() in ("true", ":", "exit 0"))
+
+
 def _process_from_container(c: Container, network: str) -> Optional[Process]:
     """A runtime process if the container runs one (by its command or by its image)."""
     argv = [a for a in c.argv if isinstance(a, str)]

@@ -6,7 +6,7 @@ import re
 
 from ..core import UNKNOWN, as_num, glob_match, levels, opaque, rule, undetermined, violation
 from ..topology import is_gpu_instance_type
-from ..workloads import DEFAULT_PORTS, RUNTIME_NAMES, WORKLOAD_TYPES, as_bool_text, exposure, workload
+from ..workloads import DEFAULT_PORTS, EC2_TYPES, RUNTIME_NAMES, WORKLOAD_TYPES, as_bool_text, exposure, workload
 from .models import identity, registry_model
 
 K8S_WORKLOADS = ("k8s:Deployment", "k8s:StatefulSet", "k8s:DaemonSet", "k8s:ReplicaSet", "k8s:Job", "k8s:CronJob",
@@ -195,4 +195,31 @@ def no_cpu_inference(r, ctx):
             yield violation(f"{p.label} is given {how}: inference would run on CPU")
 
 
-RULES = [behind_auth_proxy, gpu_memory_utilization, no_trust_remote_code, prod_runtime, no_cpu_inference]
+@rule(
+    name="server-install-pinned",
+    description="User data installs inference servers at an exact version and runs no remote script unverified: "
+                "`pip install vllm==0.9.2` (not a bare `vllm` or `vllm>=`), and no `curl … | sh` installer (Ollama's "
+                "install.sh included) without downloading it first and checking its SHA-256.",
+    must="Model integrity and change management: what runs is what was reviewed (the server is part of the model "
+         "supply chain)",
+    guide="Security Considerations > Model Security; Data Privacy and Compliance (SOC2 change management)",
+    severity="high",
+    levels=levels(dev="advisory"),
+    rationale="dev: advisory, a dev box may follow the newest release on purpose",
+    remediation="Pin the package (pip install 'vllm==0.9.2', better a pinned container image by digest); download "
+                "installers to a file, verify `sha256sum -c` against a digest kept in the program, then run them "
+                "(OLLAMA_VERSION pins Ollama's release); or bake the server into the AMI.",
+    types=EC2_TYPES,
+)
+def server_install_pinned(r, ctx):
+    w, notes = _workload_or_note(r)
+    yield from notes
+    if w is None:
+        return
+    for where, what, problem in w.installs:
+        if problem:
+            yield violation(f"{where}: {what} {problem}")
+
+
+RULES = [behind_auth_proxy, gpu_memory_utilization, no_trust_remote_code, prod_runtime, no_cpu_inference,
+         server_install_pinned]

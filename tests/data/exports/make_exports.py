@@ -105,7 +105,7 @@ CASES = {
     "trust-remote-code": ("ec2", {"llm-8b:launchTemplate.userData": ud(vllm_args=ARGS + " --trust-remote-code")},
                           [("no-trust-remote-code", "llm-8b")]),
     "ollama-in-prod": ("ec2", {"llm-8b:launchTemplate.userData": ud(
-        vllm_args="serve", image="ollama/ollama:0.6.2",
+        vllm_args="serve", image="ollama/ollama:0.6.2@sha256:" + "0" * 64,
         docker_opts="--gpus all --network host -e OLLAMA_HOST=127.0.0.1:11434 -e OLLAMA_CONTEXT_LENGTH=8192")},
                        [("prod-runtime-vllm-or-tgi", "llm-8b")]),
     "cpu-instance-in-prod": ("ec2", {"llm-8b:launchTemplate.instanceType": "m7i.4xlarge"},
@@ -167,6 +167,20 @@ CASES = {
     "k8s-public-service": ("k8s", {"llm-8b:Service.metadata.annotations": {}}, [("internal-load-balancers", "llm-8b")]),
     "single-az-asg": ("ec2", {"llm-8b:group:Group.minSize": 1, "llm-8b:group:Group.desiredCapacity": 1},
                       [("prod-multi-az", "llm-8b")]),
+    "unpinned-pip-install": ("ec2", {"llm-8b:launchTemplate.userData": ud(extra="pip install vllm")},
+                             [("server-install-pinned", "llm-8b")]),
+    "rest-api-without-auth": ("sagemaker", {"llm-api:apigateway/method.authorization": "NONE"},
+                              [("inference-api-authenticated", "llm-api")]),
+    "sagemaker-config-no-kms": ("sagemaker", {"llm-8b:endpointConfiguration.kmsKeyArn": DELETE},
+                                [("sagemaker-endpoint-encrypted", "llm-8b")]),
+    "sagemaker-single-instance": ("sagemaker", {
+        "llm-8b:endpointConfiguration.productionVariants[0].initialInstanceCount": 1}, [("prod-multi-az", "llm-8b")]),
+    "plain-http-model-url": ("k8s", {"llm-8b:Deployment.spec.template.spec.containers[1].env": [
+        {"name": "OPENAI_API_BASE", "value": "http://vllm.llm.svc.cluster.local:8000/v1"}]},
+                             [("no-plaintext-model-urls", "llm-8b")]),
+    "k8s-no-network-policy": ("k8s", {"llm-8b!:NetworkPolicy": None}, [("k8s-network-policy", "llm-8b")]),
+    "image-tag-without-digest": ("k8s", {"llm-8b:Deployment.spec.template.spec.containers[0].image":
+                                         "vllm/vllm-openai:v0.9.2"}, [("container-image-pinned", "llm-8b")]),
 }
 
 
