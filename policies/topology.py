@@ -10,7 +10,8 @@ from typing import Any, Optional
 
 from .core import UNKNOWN, Resource, Stack, as_list, get, k8s_kind, opaque, tags_of
 from .facts import facts
-from .workloads import EC2_TYPES, ECS_TASK, SAGEMAKER_MODEL, Workload, is_workload_type, workload
+from .workloads import (EC2_TYPES, ECS_TASK, SAGEMAKER_MODEL, Workload, is_workload_type, pod_spec, scan_script,
+                        workload)
 
 ASG = "aws:autoscaling/group:Group"
 INSTANCE = "aws:ec2/instance:Instance"
@@ -129,6 +130,7 @@ class Topology:
             if k8s_kind(r.type) and is_workload_type(r):
                 w = self.workload(r)
                 if w is not None and w.processes:
+                    self._mounted_scripts(r, w)
                     out.append(Group(r, w, [r], tags_of(r.props), [], [], list(w.instance_types)))
         for m in st.of_type(SAGEMAKER_MODEL):
             w = self.workload(m)
@@ -144,6 +146,42 @@ class Topology:
                     out.append(Group(t, w, [t], t.tags(), [], [], as_list(t.get("instanceType"))))
         self._groups = out
         return out
+
+    def _mounted_scripts(self, r: Resource, w: Workload) -> None:
+        """A container that runs a script from a ConfigMap volume (`command: [bash, /app/startup.sh]`): what the
+        script pulls and starts belongs to the server the container runs (e.g. `ollama pull qwen2:0.5b`)."""
+        spec = pod_spec(r)
+        if not isinstance(spec, dict):
+            return
+        volumes = {get(v, "name"): get(v, "configMap.name") for v in as_list(spec.get("volumes"))
+                   if isinstance(v, dict) and isinstance(get(v, "configMap.name"), str)}
+        if not volumes:
+            return
+        ns = r.get("metadata.namespace") or "default"
+        maps = {m.get("metadata.name") or m.name: m for m in self.stack.where(lambda x: k8s_kind(x.type) == "ConfigMap")
+                if (m.get("metadata.namespace") or "default") == ns}
+        for c in w.containers:
+            procs = [p for p in w.processes if p.container == c.name]
+            if not procs:
+                continue
+            for mount in as_list(get(c.raw, "volumeMounts")):
+                cm = maps.get(volumes.get(get(mount, "name")))
+                path = get(mount, "mountPath")
+                if cm is None or not isinstance(path, str):
+                    continue
+                for arg in [a for a in c.argv if isinstance(a, str) and a.startswith(path.rstrip("/") + "/")]:
+                    data = cm.get("data") or {}
+                    script = data.get(arg[len(path.rstrip("/")) + 1:]) if isinstance(data, dict) else None
+                    if not isinstance(script, str):
+                        continue
+                    found = Workload(cm, "k8s")
+                    scan_script(found, script, f"{c.where}, script {arg}")
+                    for p in procs:
+                        for q in found.processes:
+                            if q.runtime == p.runtime:
+                                p.models.extend(m for m in q.models if m not in p.models)
+                                p.args = p.args or q.args
+                                p.env = {**q.env, **p.env}
 
     def inference_groups(self) -> list[Group]:
         return [g for g in self.groups() if g.inference]

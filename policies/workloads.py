@@ -34,7 +34,8 @@ LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|localhost|::1|\[::1\]|0:0:0:0:0:0:0
 
 # container images, matched on the repository part (registry and tag stripped)
 RUNTIME_IMAGES = [
-    ("vllm", re.compile(r"(^|/)vllm(-openai|-tpu|-cpu|-neuron|-rocm)?$|(^|/)vllm-openai[\w.-]*$|(^|/)vllm/[\w.-]+$")),
+    # vllm/vllm-openai, vllm-tpu, vllm-cpu-release-repo (the CPU builds on public.ecr.aws), rocm/vllm, ...
+    ("vllm", re.compile(r"(^|/)vllm([-_][\w.-]+)?$|(^|/)vllm/[\w.-]+$")),
     ("tgi", re.compile(r"(^|/)text-generation-inference[\w.-]*$|(^|/)tgi[\w.-]*$|"
                        r"(^|/)huggingface-pytorch-tgi-inference$|(^|/)tgi-inference$")),
     ("ollama", re.compile(r"(^|/)ollama(/ollama)?$")),
@@ -1142,3 +1143,4 @@ def iter_workloads(resources: Iterable[Resource]) -> Iterable[Workload]:
 
 
 SECRETISH = SECRET  # re-export for rule modules that check env values
+scan_script = _scan_script       # topology reads scripts that pods mount from ConfigMaps
