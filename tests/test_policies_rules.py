@@ -160,8 +160,11 @@ CASES = {
     "no-public-ip": C(
         passing=[{f"{LT}.networkInterfaces[0].associatePublicIpAddress": False},
                  {f"{LT}.networkInterfaces[0].associatePublicIpAddress": DELETE},
-                 {"+": [plus("aws:ec2/eip:Eip", "nat", {"domain": "vpc"})]}],
+                 {"+": [plus("aws:ec2/eip:Eip", "nat", {"domain": "vpc"})]},
+                 {"+": [plus("aws:ec2/instance:Instance", "box", {"instanceType": "g5.xlarge",
+                                                                  "subnetId": "subnet-0aaa"})]}],
         failing=[{f"{LT}.networkInterfaces[0].associatePublicIpAddress": "true"},
+                 {"+": [plus("aws:ec2/instance:Instance", "box", {"instanceType": "g5.xlarge"})]},
                  {f"{LT}.networkInterfaces[0].associatePublicIpAddress": True},
                  {"+": [plus("aws:ec2/instance:Instance", "box", {"instanceType": "g5.xlarge",
                                                                   "associatePublicIpAddress": True})]},
@@ -240,7 +243,8 @@ CASES = {
     "no-cpu-inference-in-prod": C(
         passing=[{f"{LT}.instanceType": "g6e.xlarge"}, {f"{LT}.instanceType": "inf2.xlarge"},
                  {f"{LT}.instanceType": "p5.48xlarge"}],
-        failing=[{f"{LT}.instanceType": "m7i.4xlarge"}, ud(docker_opts="--network host"),
+        failing=[{"@stack": "sagemaker", SMC + "productionVariants[0].instanceType": "ml.m5.xlarge"},
+                 {f"{LT}.instanceType": "m7i.4xlarge"}, ud(docker_opts="--network host"),
                  ud(docker_opts="--gpus all --network host -e CUDA_VISIBLE_DEVICES="),
                  args("--max-num-seqs 16", "--max-num-seqs 16 --device cpu")],
         unknown=({f"{LT}.instanceType": UNKNOWN}, "note"),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from ..core import UNKNOWN, as_num, glob_match, levels, opaque, rule, undetermined, violation
-from ..topology import is_gpu_instance_type
+from ..core import UNKNOWN, as_list, as_num, get, glob_match, levels, opaque, rule, undetermined, violation
+from ..topology import SM_ENDPOINT_CONFIG, is_gpu_instance_type
 from ..workloads import DEFAULT_PORTS, EC2_TYPES, RUNTIME_NAMES, WORKLOAD_TYPES, as_bool_text, exposure, workload
 from .models import identity, registry_model
 
@@ -163,19 +163,23 @@ def prod_runtime(r, ctx):
 
 @rule(
     name="no-cpu-inference-in-prod",
-    description="Production inference runs on GPUs: GPU/accelerator instance types, containers that are given "
-                "GPUs (docker --gpus, Kubernetes GPU limits, ECS GPU requirements), no CUDA_VISIBLE_DEVICES=\"\" "
-                "or --device cpu.",
+    description="Production inference runs on GPUs: GPU/accelerator instance types (EC2, SageMaker production "
+                "variants), containers that are given GPUs (docker --gpus, Kubernetes GPU limits, ECS GPU "
+                "requirements), no CUDA_VISIBLE_DEVICES=\"\" or --device cpu.",
     must="Teams MUST provision appropriate hardware; DON'T use CPU for production inference",
     guide="Hardware Requirements (CPU-Only Deployments); Do and Don't Examples",
     severity="medium",
     levels=levels(dev="disabled", staging="advisory"),
     rationale="dev: not applied, the guide allows CPU inference for development",
     remediation="Choose a GPU instance type (the planner picks the cheapest that fits), pass --gpus all to docker, "
-                "set nvidia.com/gpu limits (Kubernetes) or a GPU resourceRequirement (ECS).",
-    types=TYPES,
+                "set nvidia.com/gpu limits (Kubernetes) or a GPU resourceRequirement (ECS); SageMaker variants on "
+                "ml.g5/ml.g6/ml.p4d/ml.p5 types.",
+    types=TYPES + (SM_ENDPOINT_CONFIG,),
 )
 def no_cpu_inference(r, ctx):
+    if r.type == SM_ENDPOINT_CONFIG:
+        yield from _sagemaker_cpu(r)
+        return
     w, notes = _workload_or_note(r)
     yield from notes
     if w is None or not w.processes:
@@ -193,6 +197,25 @@ def no_cpu_inference(r, ctx):
             how = {"k8s": "no GPU limit", "ecs": "no GPU resource requirement", "docker": "no gpus",
                    "ec2": "no GPU visible (docker without --gpus, or CUDA_VISIBLE_DEVICES empty)"}[w.platform]
             yield violation(f"{p.label} is given {how}: inference would run on CPU")
+
+
+def _sagemaker_cpu(cfg):
+    variants = cfg.get("productionVariants")
+    if opaque(variants):
+        yield undetermined("productionVariants is not known yet")
+        return
+    for v in [v for v in as_list(variants) if isinstance(v, dict)]:
+        if get(v, "serverlessConfig") is not None:
+            yield violation(f"production variant {get(v, 'variantName') or ''} is serverless: SageMaker serverless "
+                            "inference has no GPUs")
+            continue
+        t = get(v, "instanceType")
+        g = is_gpu_instance_type(t) if t is not None else None
+        if g is UNKNOWN:
+            yield undetermined("the variant's instance type is not known yet")
+        elif g is False:
+            yield violation(f"production variant {get(v, 'variantName') or ''} runs on {t}, which has no GPU: the "
+                            "model would be served from CPU")
 
 
 @rule(
