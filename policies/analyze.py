@@ -26,36 +26,36 @@ def _read_json(path: str, what: str):
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ExportError(f"{what} {path}: no such file")
+        raise ExportError(f"{what} {path}: no such file") from None
     except IsADirectoryError:
-        raise ExportError(f"{what} {path}: is a directory")
+        raise ExportError(f"{what} {path}: is a directory") from None
     except PermissionError:
-        raise ExportError(f"{what} {path}: permission denied")
+        raise ExportError(f"{what} {path}: permission denied") from None
     except UnicodeDecodeError:
-        raise ExportError(f"{what} {path}: not UTF-8 text")
+        raise ExportError(f"{what} {path}: not UTF-8 text") from None
     except OSError as exc:
-        raise ExportError(f"{what} {path}: {exc.strerror or exc}")
+        raise ExportError(f"{what} {path}: {exc.strerror or exc}") from None
     if not text.strip():
         raise ExportError(f"{what} {path}: empty file")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ExportError(f"{what} {path}: not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})")
+        raise ExportError(f"{what} {path}: not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
 
 
 def _read_text(path: str, what: str) -> str:
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ExportError(f"{what} {path}: no such file")
+        raise ExportError(f"{what} {path}: no such file") from None
     except IsADirectoryError:
-        raise ExportError(f"{what} {path}: is a directory")
+        raise ExportError(f"{what} {path}: is a directory") from None
     except PermissionError:
-        raise ExportError(f"{what} {path}: permission denied")
+        raise ExportError(f"{what} {path}: permission denied") from None
     except UnicodeDecodeError:
-        raise ExportError(f"{what} {path}: not UTF-8 text")
+        raise ExportError(f"{what} {path}: not UTF-8 text") from None
     except OSError as exc:
-        raise ExportError(f"{what} {path}: {exc.strerror or exc}")
+        raise ExportError(f"{what} {path}: {exc.strerror or exc}") from None
     if not text.strip():
         raise ExportError(f"{what} {path}: empty file")
     return text
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
         try:
             resources = load_document(text, args.file)
         except ExportError as exc:
-            raise ExportError(f"stack export {args.file}: {exc}")
+            raise ExportError(f"stack export {args.file}: {exc}") from None
         violations, notes = evaluate(resources, config=config, environment=args.environment)
     except (ExportError, ConfigError) as exc:
         if args.json:

@@ -7,7 +7,6 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional
 
 DATA = Path(__file__).resolve().parent / "data" / "facts.json"
 
@@ -30,7 +29,7 @@ class Instance:
 class Model:
     id: str
     task: str
-    ollama_tag: Optional[str]
+    ollama_tag: str | None
     trust_remote_code: bool
     parameters: int
     num_hidden_layers: int
@@ -38,7 +37,7 @@ class Model:
     kv_heads: int
     head_size: int
     max_position_embeddings: int
-    mla_kv_dim: Optional[int]
+    mla_kv_dim: int | None
     weights_gib: dict = field(default_factory=dict)
 
     def kv_bytes_per_token_per_layer(self, dtype_bytes: float, tp: int = 1) -> float:

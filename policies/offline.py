@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Optional
+from typing import Any
+
+import yaml
 
 from .core import RECORDED_SECRET, Resource, normalize
 from .engine import evaluate
@@ -65,7 +67,7 @@ def _region_of(recording) -> str:
     return max(counts, key=counts.get) if counts else "us-east-1"
 
 
-def evaluate_recording(recording, environment: Optional[str] = None, config: Optional[dict] = None) -> list[dict]:
+def evaluate_recording(recording, environment: str | None = None, config: dict | None = None) -> list[dict]:
     """Violations of a recorded program run, as plan.py reports them: {policy, enforcement, resource, message}."""
     violations, _ = evaluate(recording_resources(recording), config=config, environment=environment)
     return [{"policy": v["policy"], "enforcement": v["enforcement"], "resource": v["resource"],
@@ -184,7 +186,7 @@ def load_document(text: str, path: str = "") -> list[Resource]:
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ExportError(f"not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})")
+            raise ExportError(f"not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
         if isinstance(doc, dict) and ("deployment" in doc or "checkpoint" in doc or "version" in doc):
             return export_resources(doc)
         if isinstance(doc, dict) and "resources" in doc:
@@ -195,13 +197,12 @@ def load_document(text: str, path: str = "") -> list[Resource]:
             raise ExportError("not a stack export: the document is not a JSON object")
         return export_resources(doc)
     try:
-        import yaml
         docs = list(yaml.safe_load_all(text))
     except Exception as exc:       # noqa: BLE001 - any YAML error: the file is not a manifest set
-        raise ExportError(f"neither JSON nor YAML manifests ({type(exc).__name__})")
+        raise ExportError(f"neither JSON nor YAML manifests ({type(exc).__name__})") from None
     return manifest_resources(docs)
 
 
-def evaluate_export(doc: Any, config: Optional[dict] = None,
-                    environment: Optional[str] = None) -> tuple[list[dict], list[dict]]:
+def evaluate_export(doc: Any, config: dict | None = None,
+                    environment: str | None = None) -> tuple[list[dict], list[dict]]:
     return evaluate(export_resources(doc), config=config, environment=environment)

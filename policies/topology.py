@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from .core import UNKNOWN, Resource, Stack, as_list, get, k8s_kind, opaque, tags_of
 from .facts import facts
-from .workloads import (EC2_TYPES, ECS_TASK, SAGEMAKER_MODEL, Workload, is_workload_type, pod_spec, scan_script,
-                        workload)
+from .workloads import ECS_TASK, SAGEMAKER_MODEL, Workload, is_workload_type, pod_spec, scan_script, workload
 
 ASG = "aws:autoscaling/group:Group"
 INSTANCE = "aws:ec2/instance:Instance"
@@ -50,7 +49,7 @@ class Group:
     controller. `workload` is what they run (may have no recognised runtime, e.g. a GPU ASG whose AMI
     starts the server)."""
     resource: Resource
-    workload: Optional[Workload]
+    workload: Workload | None
     sources: list = field(default_factory=list)        # the resources that define it (LT, task definition)
     tags: dict = field(default_factory=dict)
     target_groups: list = field(default_factory=list)
@@ -67,9 +66,9 @@ class Group:
 class Topology:
     def __init__(self, stack: Stack):
         self.stack = stack
-        self._workloads: dict[str, Optional[Workload]] = {}
+        self._workloads: dict[str, Workload | None] = {}
 
-    def workload(self, r: Resource) -> Optional[Workload]:
+    def workload(self, r: Resource) -> Workload | None:
         if r.key not in self._workloads:
             self._workloads[r.key] = workload(r)
         return self._workloads[r.key]
@@ -187,7 +186,7 @@ class Topology:
         return [g for g in self.groups() if g.inference]
 
     @staticmethod
-    def _merge(ws: list) -> Optional[Workload]:
+    def _merge(ws: list) -> Workload | None:
         ws = [w for w in ws if w is not None]
         if not ws:
             return None
@@ -227,17 +226,17 @@ class Topology:
                     found.append(t)
         return found
 
-    def target_groups_of_lb(self, lb: Resource) -> Optional[list[Resource]]:
+    def target_groups_of_lb(self, lb: Resource) -> list[Resource] | None:
         """Target groups an LB's listeners forward to; None if some listener's links cannot be resolved."""
         st = self.stack
         tgs = st.of_type(TARGET_GROUP)
-        listeners = [l for l in st.of_type(LISTENER)
-                     if st.referenced(l, "loadBalancerArn", l.get("loadBalancerArn"), [lb])]
+        listeners = [x for x in st.of_type(LISTENER)
+                     if st.referenced(x, "loadBalancerArn", x.get("loadBalancerArn"), [lb])]
         out: list[Resource] = []
         unresolved = False
-        for l in listeners:
-            rules = [l] + [r for r in st.of_type(LISTENER_RULE)
-                           if st.referenced(r, "listenerArn", r.get("listenerArn"), [l])]
+        for listener in listeners:
+            rules = [listener] + [r for r in st.of_type(LISTENER_RULE)
+                                  if st.referenced(r, "listenerArn", r.get("listenerArn"), [listener])]
             for src in rules:
                 actions = as_list(src.get("defaultActions")) + as_list(src.get("actions"))
                 for a in actions:

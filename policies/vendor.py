@@ -33,7 +33,7 @@ def build() -> dict:
     for mid, info in sorted(cat.models.items()):
         a = info.architecture
         weights = {}
-        for prec, p in cat.precisions.items():
+        for prec in cat.precisions:
             try:
                 weights[prec] = round(weight_bytes(a, prec) / GIB, 4)
             except (KeyError, ValueError, ZeroDivisionError):

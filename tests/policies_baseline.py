@@ -106,7 +106,8 @@ def network(prefix: str = "") -> list[dict]:
                                                        "vpcEndpointType": "Gateway", "routeTableIds": ["rtb-0p1"]},
           "vpce-0s3"),
         r("aws:ec2/flowLog:FlowLog", f"{p}flow-log", {"vpcId": "vpc-0a1", "trafficType": "ALL",
-                                                     "logDestination": f"arn:aws:logs:{REGION}:{ACCT}:log-group:/llm/flow"},
+                                                     "logDestination":
+                                                         f"arn:aws:logs:{REGION}:{ACCT}:log-group:/llm/flow"},
           "fl-0a1"),
         r("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup", f"{p}default-sg", {"vpcId": "vpc-0a1"}, "sg-0def"),
     ]
@@ -225,7 +226,8 @@ def ec2_stack(user_data_text: str | None = None) -> list[dict]:
             "vpcZoneIdentifiers": ["subnet-0aaa", "subnet-0bbb"], "targetGroupArns": [TG_ARN],
             "launchTemplate": {"id": lt_id, "version": "$Latest"}, "healthCheckType": "ELB",
             "tags": [{"key": "Name", "value": "llm-8b", "propagateAtLaunch": True}]}, "llm-8b-asg",
-          name="llm-8b-asg", arn=f"arn:aws:autoscaling:{REGION}:{ACCT}:autoScalingGroup:1:autoScalingGroupName/llm-8b-asg"),
+          name="llm-8b-asg",
+          arn=f"arn:aws:autoscaling:{REGION}:{ACCT}:autoScalingGroup:1:autoScalingGroupName/llm-8b-asg"),
         r("aws:cloudwatch/metricAlarm:MetricAlarm", "gpu-memory", {
             "comparisonOperator": "GreaterThanThreshold", "evaluationPeriods": 3, "threshold": 95,
             "metricName": "nvidia_smi_utilization_memory", "namespace": "CWAgent", "period": 60,

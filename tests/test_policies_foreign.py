@@ -91,9 +91,9 @@ def test_no_known_false_positives(name):
 
 def test_the_corpus_exercises_the_blind_spots_of_issue_11():
     found = {e.split(" @ ")[0] for n in PROGRAMS for e in meta(n)["expected"]}
-    for rule in ("inference-api-authenticated", "server-install-pinned", "k8s-network-policy", "no-plaintext-model-urls",
-                 "https-listeners", "sagemaker-endpoint-encrypted", "container-image-pinned", "runtime-behind-auth-proxy",
-                 "no-cpu-inference-in-prod", "inference-alarms", "prod-multi-az"):
+    for rule in ("inference-api-authenticated", "server-install-pinned", "k8s-network-policy",
+                 "no-plaintext-model-urls", "https-listeners", "sagemaker-endpoint-encrypted", "container-image-pinned",
+                 "runtime-behind-auth-proxy", "no-cpu-inference-in-prod", "inference-alarms", "prod-multi-az"):
         assert rule in found, rule
     keeps = {k["rule"] for n in PROGRAMS for k in meta(n)["keeps"]}
     assert {"k8s-gpu-limits", "inference-api-authenticated", "k8s-network-policy"} <= keeps

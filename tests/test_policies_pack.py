@@ -12,8 +12,8 @@ from pulumi.runtime import proto
 from pulumi_policy import EnforcementLevel
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 
-from llm_platform import catalog
 import plan
+from llm_platform import catalog
 from llm_platform.policies import crossguard
 from llm_platform.policies.core import ENVIRONMENTS, SEVERITIES
 from llm_platform.policies.engine import environment_config, evaluate, level_of
@@ -73,7 +73,7 @@ def test_levels_follow_the_environment():
 def test_pack_metadata_for_the_cli():
     policies = crossguard.policies()
     assert [p.name for p in policies] == [r.name for r in ALL]
-    for p, r in zip(policies, ALL):
+    for p, r in zip(policies, ALL, strict=True):
         assert p.enforcement_level == EnforcementLevel(r.levels["prod"])
         assert p.remediation_steps == r.remediation and p.severity is not None
         assert "environment" in p.config_schema.properties
@@ -125,7 +125,8 @@ def analyze(props, type_="aws:ec2/launchTemplate:LaunchTemplate", name="llm-8b",
             pc.properties.update(v)
             req.policyConfig[k].CopyFrom(pc)
         s.Configure(req, None)
-    resp = s.Analyze(proto.AnalyzeRequest(type=type_, properties=struct(props), urn=f"urn:pulumi:prod::p::{type_}::{name}",
+    urn = f"urn:pulumi:prod::p::{type_}::{name}"
+    resp = s.Analyze(proto.AnalyzeRequest(type=type_, properties=struct(props), urn=urn,
                                           name=name), None)
     return [(d.policyName, d.enforcementLevel, d.message) for d in resp.diagnostics]
 
@@ -149,7 +150,8 @@ def test_cli_adapter_turns_unknowns_into_the_preview_diagnostic():
 
 
 def test_cli_adapter_reads_the_runtime_from_user_data():
-    ud = b64(user_data(vllm_args="--model meta-llama/Llama-3.1-8B-Instruct --host 0.0.0.0 --gpu-memory-utilization 0.99"))
+    ud = b64(user_data(vllm_args="--model meta-llama/Llama-3.1-8B-Instruct --host 0.0.0.0 "
+                                 "--gpu-memory-utilization 0.99"))
     names = {d[0] for d in analyze(lt_props(userData=ud))}
     assert {"runtime-behind-auth-proxy", "gpu-memory-utilization"} <= names
 

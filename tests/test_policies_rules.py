@@ -6,8 +6,18 @@ import pytest
 
 from llm_platform.policies.core import UNKNOWN, Stack
 from llm_platform.policies.rules import ALL, BY_NAME
-from tests.policies_baseline import (COMMIT, DELETE, DIGEST, PROVENANCE_TAGS, STACKS, TG_ARN, VLLM_ARGS, b64, mutate,
-                                     to_resources, user_data)
+from tests.policies_baseline import (
+    COMMIT,
+    DELETE,
+    LB_ARN,
+    PROVENANCE_TAGS,
+    STACKS,
+    VLLM_ARGS,
+    b64,
+    mutate,
+    to_resources,
+    user_data,
+)
 
 LT = "llm-8b:launchTemplate"
 DEP = "llm-8b:Deployment.spec.template.spec"
@@ -185,7 +195,8 @@ CASES = {
                  {"http-redirect.defaultActions[0].redirect.protocol": "HTTP"},
                  {"https.sslPolicy": "ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06"},
                  {"@stack": "k8s", "+": [ALB_INGRESS], ALB_ANN: {
-                     k: v for k, v in ALB_INGRESS["inputs"]["metadata"]["annotations"].items() if "ssl-policy" not in k}},
+                     k: v for k, v in ALB_INGRESS["inputs"]["metadata"]["annotations"].items()
+                     if "ssl-policy" not in k}},
                  {"@stack": "k8s", "llm-8b:Service.spec.ports": [{"port": 80, "targetPort": 8000}]}],
         unknown=({"https.sslPolicy": UNKNOWN}, "note"),
         config=({"allowedSslPolicies": ["ELBSecurityPolicy-TLS13-1-3-2021-06"]}, {}, "fail")),
@@ -207,7 +218,8 @@ CASES = {
     "runtime-behind-auth-proxy": C(
         passing=[args("--host 127.0.0.1", "--host localhost"),
                  ud(vllm_args=VLLM_ARGS.replace("127.0.0.1", "0.0.0.0"), docker_opts="--gpus all"),
-                 ud(vllm_args=VLLM_ARGS.replace("127.0.0.1", "0.0.0.0"), docker_opts="--gpus all -p 127.0.0.1:8000:8000"),
+                 ud(vllm_args=VLLM_ARGS.replace("127.0.0.1", "0.0.0.0"),
+                    docker_opts="--gpus all -p 127.0.0.1:8000:8000"),
                  {f"{LT}.userData": b64(OLLAMA_INSTALL.format(host="127.0.0.1:11434", model="llama3.1:8b"))},
                  {"@stack": "sagemaker"}],
         failing=[args("--host 127.0.0.1", "--host 0.0.0.0"),
@@ -226,7 +238,8 @@ CASES = {
         unknown=(args("0.90", "$GPU_UTIL"), "note"),
         config=({"max": 0.85}, {}, "fail")),
     "no-trust-remote-code": C(
-        passing=[{}, ud(vllm_args=VLLM_ARGS.replace("meta-llama/Llama-3.1-8B-Instruct", "nomic-ai/nomic-embed-text-v1.5")
+        passing=[{}, ud(vllm_args=VLLM_ARGS.replace("meta-llama/Llama-3.1-8B-Instruct",
+                                                   "nomic-ai/nomic-embed-text-v1.5")
                         + " --trust-remote-code")],
         failing=[ud(vllm_args=VLLM_ARGS + " --trust-remote-code"),
                  ud(vllm_args=TGI_ARGS, image=TGI["image"], docker_opts="--gpus all --network host "
@@ -252,10 +265,11 @@ CASES = {
     "waf-on-inference-lb": C(
         passing=[{}, {"api-acl!:webAclAssociation": None, "+": [plus(
             "aws:wafregional/webAclAssociation:WebAclAssociation", "classic",
-            {"resourceArn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/llm-api/50dc6c495c0c9188",
+            {"resourceArn": LB_ARN,
              "webAclId": "abc"})]}],
         failing=[{"api-acl!:webAclAssociation": None},
-                 {"api-acl:webAclAssociation.resourceArn": "arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/app/x/1"},
+                 {"api-acl:webAclAssociation.resourceArn":
+                      "arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/app/x/1"},
                  {"api-acl!:webAclAssociation": None, "api:loadBalancer.loadBalancerType": "network"}],
         unknown=({"api-acl:webAclAssociation.resourceArn": UNKNOWN}, "note"),
         config=({"environment": "dev"}, {"api-acl!:webAclAssociation": None}, "fail")),
@@ -330,9 +344,11 @@ CASES = {
     "s3-bucket-not-public": C(
         passing=[{"models:s3/bucket:.acl": "private"}, {"models:bucketPublicAccessBlock.blockPublicAcls": "true"}],
         failing=[{"models:s3/bucket:.acl": "public-read"},
-                 {"models:bucketPolicy.policy": '{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject"}]}'},
+                 {"models:bucketPolicy.policy":
+                      '{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject"}]}'},
                  {"models:bucketPublicAccessBlock.blockPublicPolicy": False},
-                 {"+": [plus("aws:s3/bucketAcl:BucketAcl", "acl", {"bucket": "llm-models", "acl": "public-read-write"})]}],
+                 {"+": [plus("aws:s3/bucketAcl:BucketAcl", "acl",
+                             {"bucket": "llm-models", "acl": "public-read-write"})]}],
         unknown=({"models:bucketPolicy.policy": UNKNOWN}, "note"),
         config=({"environment": "dev"}, {"models:s3/bucket:.acl": "public-read"}, "fail")),
     "s3-bucket-kms-encryption": C(
@@ -362,7 +378,7 @@ CASES = {
         failing=[args("meta-llama/Llama-3.1-8B-Instruct", "mistralai/Mistral-7B-Instruct-v0.3"),
                  args("--model meta-llama/Llama-3.1-8B-Instruct", "--model /opt/model") |
                  {f"{LT}.tags.llm-platform:model": DELETE},
-                 ud(vllm_args="--model-id bigscience/bloom-560m --hostname 127.0.0.1", **{k: v for k, v in TGI.items()})],
+                 ud(vllm_args="--model-id bigscience/bloom-560m --hostname 127.0.0.1", **dict(TGI))],
         unknown=(args("--model meta-llama/Llama-3.1-8B-Instruct", "--model /opt/model") |
                  {f"{LT}.tags.llm-platform:model": UNKNOWN}, "note"),
         config=({"allowedModels": ["mistralai/*"]}, {}, "fail")),
@@ -402,7 +418,8 @@ CASES = {
         failing=[{f"{LT}.instanceType": "g4dn.xlarge"}, args("--tensor-parallel-size 1", "--tensor-parallel-size 4"),
                  args("Llama-3.1-8B-Instruct", "Llama-3.1-70B-Instruct"),
                  args("--tensor-parallel-size 1", "--tensor-parallel-size 3") | {f"{LT}.instanceType": "g5.12xlarge"},
-                 args("--max-num-seqs 16", "--max-num-seqs 16 --quantization fp8") | {f"{LT}.instanceType": "g4dn.xlarge"}],
+                 args("--max-num-seqs 16", "--max-num-seqs 16 --quantization fp8")
+                 | {f"{LT}.instanceType": "g4dn.xlarge"}],
         unknown=({f"{LT}.instanceType": UNKNOWN}, "note"),
         config=({"environment": "dev"}, {f"{LT}.instanceType": "g4dn.xlarge"}, "fail")),
     "inference-alarms": C(
@@ -508,7 +525,8 @@ CASES = {
                           "echo \"$OLLAMA_SHA256  /tmp/ollama.sh\" | sha256sum -c - && sh /tmp/ollama.sh"),
                  ud(extra="python3 -m pip install --no-deps vllm===0.9.2 requests")],
         failing=[ud(extra="pip install vllm"), ud(extra="curl -fsSL https://ollama.com/install.sh | sh"),
-                 ud(extra="pip3 install -U 'vllm>=0.9'"), ud(extra="wget -qO- https://example.com/setup.sh | sudo bash"),
+                 ud(extra="pip3 install -U 'vllm>=0.9'"),
+                 ud(extra="wget -qO- https://example.com/setup.sh | sudo bash"),
                  ud(extra="uv pip install --system vllm[audio]")],
         unknown=({f"{LT}.userData": UNKNOWN}, "note"),
         config=({"environment": "dev"}, ud(extra="pip install vllm"), "fail")),
@@ -518,7 +536,8 @@ CASES = {
                  {METHOD + "authorization": "NONE", METHOD + "httpMethod": "OPTIONS"},
                  {"+": [fn_url("proxy-url", "AWS_IAM"), route("chat", authorizationType="JWT", authorizerId="au1")]},
                  {"@stack": "ec2", "+": [route("other", authorizationType="JWT")]}],
-        failing=[{METHOD + "authorization": "NONE"}, {METHOD + "authorization": "none", METHOD + "apiKeyRequired": False},
+        failing=[{METHOD + "authorization": "NONE"},
+                 {METHOD + "authorization": "none", METHOD + "apiKeyRequired": False},
                  {"+": [fn_url("proxy-url", "NONE")]}, {"+": [route("chat", authorizationType="NONE")]},
                  {"+": [route("chat")]}, {"@stack": "ec2", "+": [fn_url("proxy-url", "NONE")]}],
         unknown=({METHOD + "authorization": UNKNOWN}, "note"),
@@ -527,7 +546,8 @@ CASES = {
         "sagemaker",
         passing=[{SMC + "kmsKeyArn": "alias/llm"},
                  {SMC + "kmsKeyArn": DELETE, SMC + "productionVariants": [
-                     {"modelName": "llm-8b-model", "serverlessConfig": {"maxConcurrency": 5, "memorySizeInMb": 6144}}]}],
+                     {"modelName": "llm-8b-model",
+                      "serverlessConfig": {"maxConcurrency": 5, "memorySizeInMb": 6144}}]}],
         failing=[{SMC + "kmsKeyArn": DELETE}, {SMC + "kmsKeyArn": ""}],
         unknown=({SMC + "kmsKeyArn": UNKNOWN}, "pass"),
         config=({"environment": "dev"}, {SMC + "kmsKeyArn": DELETE}, "fail")),

@@ -24,7 +24,8 @@ import importlib, importlib.util, io, json, sys
 from contextlib import redirect_stdout
 from pathlib import Path
 here = Path(sys.argv[1])
-spec = importlib.util.spec_from_file_location("vendored_pack", here / "__init__.py", submodule_search_locations=[str(here)])
+spec = importlib.util.spec_from_file_location("vendored_pack", here / "__init__.py",
+                                              submodule_search_locations=[str(here)])
 pack = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = pack
 spec.loader.exec_module(pack)
@@ -86,7 +87,8 @@ def test_copied_pack_judges_a_program_without_the_project(tmp_path):
     assert report["project_modules"] == [], "the copied pack imported the project"
     assert str(ROOT) not in report["path"] and "" not in report["path"]
     assert report["rc"] == 1
-    assert {"runtime-behind-auth-proxy", "server-install-pinned", "no-cpu-inference-in-prod"} <= set(report["violations"])
+    assert {"runtime-behind-auth-proxy", "server-install-pinned", "no-cpu-inference-in-prod"} <= \
+        set(report["violations"])
     assert report["policies"] == [r.name for r in ALL]
 
 

@@ -1,8 +1,8 @@
 """Production availability and state: replicas over two or more AZs, stateful resources protected."""
 from __future__ import annotations
 
-from ..core import UNKNOWN, as_list, as_num, get, k8s_kind, levels, opaque, rule, undetermined, violation
-from ..topology import ASG, ECS_SERVICE, INSTANCE, SUBNET, topology
+from ..core import as_list, as_num, get, k8s_kind, levels, opaque, rule, undetermined, violation
+from ..topology import ASG, ECS_SERVICE, INSTANCE, topology
 from ..workloads import SAGEMAKER_MODEL
 from .models import identity
 
@@ -87,7 +87,7 @@ def prod_multi_az(stack, ctx):
                     yield violation(f"production variant {get(v, 'variantName') or get(v, 'modelName') or ''} runs "
                                     f"{int(n) if n is not None else 1} instance: SageMaker spreads instances over "
                                     "availability zones only when there are at least 2", cfg)
-    for key, gs in singles.items():
+    for gs in singles.values():
         subnets = {str(s) for g in gs for s in g.subnets}
         if len(gs) < 2:
             yield violation("a single standalone instance serves this model: use an Auto Scaling group over >= 2 AZs",

@@ -91,7 +91,7 @@ def _k8s_container_rule(check):
         if opaque(spec):
             yield undetermined("the pod spec is not known yet")
             return
-        for group, c in containers:
+        for _group, c in containers:
             msg = check(spec, c)
             if msg is UNKNOWN:
                 yield undetermined(f"container {c.get('name')!r}: securityContext is not known yet")
@@ -112,7 +112,8 @@ def _non_root(spec, c):
 
 
 def _no_escalation(spec, c):
-    priv, ape = as_bool(get(c, "securityContext.privileged")), as_bool(get(c, "securityContext.allowPrivilegeEscalation"))
+    priv = as_bool(get(c, "securityContext.privileged"))
+    ape = as_bool(get(c, "securityContext.allowPrivilegeEscalation"))
     if opaque(priv) or opaque(ape):
         return UNKNOWN
     if priv is True:

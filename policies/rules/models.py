@@ -4,7 +4,7 @@ its Auto Scaling group, the task definition, the ECS service or the pod's labels
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import Any
 
 from ..core import UNKNOWN, advisory, glob_match, levels, opaque, rule, undetermined, violation
 from ..facts import facts
@@ -142,7 +142,7 @@ def model_allow_list(stack, ctx):
             yield advisory("no model allow-list is configured (policy config allowedModels): the models served "
                            f"({', '.join(names) or 'unidentified'}) are not judged against one")
         return
-    for g, res, p, tags in deployments:
+    for _g, res, p, tags in deployments:
         m = identity(p, tags)
         if opaque(m):
             yield undetermined(f"{_what(p, res)}: the model is not known yet", res)
@@ -201,7 +201,7 @@ def _pinned(v) -> bool:
     kind="stack",
 )
 def model_revision(stack, ctx):
-    for g, res, p, tags in _deployments(stack):
+    for _g, res, p, tags in _deployments(stack):
         v, where = _revision(p, tags)
         if opaque(v):
             yield undetermined(f"{_what(p, res)}: the revision is not known yet", res)
@@ -267,7 +267,7 @@ def model_checksum(stack, ctx):
     kind="stack",
 )
 def model_provenance(stack, ctx):
-    for g, res, p, tags in _deployments(stack):
+    for _g, res, p, tags in _deployments(stack):
         sources = [v for v in _tag_values(tags, r"provenance.*(source|origin|url)|(^|[:/._-])(model[-_]?)?source$|"
                                                 r"provenance$") if v not in (None, "")]
         approvers = [v for v in _tag_values(tags, r"approved[-_ ]?by|approver") if v not in (None, "")]

@@ -44,8 +44,8 @@ def _wired(stack, alarm, topics):
 @rule(
     name="inference-alarms",
     description="Every inference group (Auto Scaling group, instance, ECS service or SageMaker model that serves "
-                "a model or runs on GPUs) is watched by at least one CloudWatch alarm (on its own dimensions, its target group "
-                "or its load balancer) whose alarmActions notify an SNS topic.",
+                "a model or runs on GPUs) is watched by at least one CloudWatch alarm (on its own dimensions, its "
+                "target group, its load balancer or its endpoint) whose alarmActions notify an SNS topic.",
     must="MUST implement comprehensive monitoring for production deployments (GPU memory > 95 %, p99 > 5 s)",
     guide="Monitoring and Observability; Do and Don't Examples (DO: monitor and alert)",
     severity="high",

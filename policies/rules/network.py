@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from ..core import (UNKNOWN, as_bool, as_list, as_num, get, k8s_kind, levels, opaque, rule, undetermined,
-                    violation)
-from ..topology import SUBNET, topology
+from ..core import UNKNOWN, as_bool, as_list, as_num, get, k8s_kind, levels, opaque, rule, undetermined, violation
+from ..topology import topology
 
 SG = "aws:ec2/securityGroup:SecurityGroup"
 DEFAULT_SG = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
@@ -196,8 +195,8 @@ def no_remote_admin_ports(stack, ctx):
                     break
                 if cov:
                     src = ", ".join(str(c) for c in g.cidrs) or "a peer security group"
-                    yield violation(f"{g.where} opens port {p} ({'SSH' if p == 22 else 'RDP' if p == 3389 else 'admin'}) "
-                                    f"from {src}: use SSM Session Manager instead", r)
+                    what = "SSH" if p == 22 else "RDP" if p == 3389 else "admin"
+                    yield violation(f"{g.where} opens port {p} ({what}) from {src}: use SSM Session Manager instead", r)
                     break
 
 
@@ -287,7 +286,7 @@ def _is_igw(gateway, igws, stack, source) -> bool:
 def _default_routes(rt, stack):
     """(route resource, destination, gateway) of default routes in a route table, inline and separate."""
     out = []
-    for i, rr in enumerate(as_list(rt.get("routes")) + as_list(rt.get("route"))):
+    for rr in as_list(rt.get("routes")) + as_list(rt.get("route")):
         if isinstance(rr, dict):
             dest = get(rr, "cidrBlock") or get(rr, "ipv6CidrBlock") or get(rr, "destinationCidrBlock")
             if dest in ("0.0.0.0/0", "::/0"):

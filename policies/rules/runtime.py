@@ -6,7 +6,7 @@ import re
 
 from ..core import UNKNOWN, as_list, as_num, get, glob_match, levels, opaque, rule, undetermined, violation
 from ..topology import SM_ENDPOINT_CONFIG, is_gpu_instance_type
-from ..workloads import DEFAULT_PORTS, EC2_TYPES, RUNTIME_NAMES, WORKLOAD_TYPES, as_bool_text, exposure, workload
+from ..workloads import EC2_TYPES, WORKLOAD_TYPES, as_bool_text, exposure, workload
 from .models import identity, registry_model
 
 K8S_WORKLOADS = ("k8s:Deployment", "k8s:StatefulSet", "k8s:DaemonSet", "k8s:ReplicaSet", "k8s:Job", "k8s:CronJob",

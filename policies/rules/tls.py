@@ -63,8 +63,8 @@ def https_listeners(r, ctx):
         yield from _service_tls(r)
         return
     if r.type == ELB:
-        for i, l in enumerate(as_list(r.get("listeners"))):
-            proto = str(get(l, "lbProtocol", "")).upper()
+        for i, listener in enumerate(as_list(r.get("listeners"))):
+            proto = str(get(listener, "lbProtocol", "")).upper()
             if proto in ("HTTP", "TCP"):
                 yield violation(f"listeners[{i}] uses {proto}: the API must be served over HTTPS/SSL")
         return

@@ -8,14 +8,11 @@ URNs, inputs and outputs, parents, protect flags, secrets in their encrypted env
 """
 from __future__ import annotations
 
-import base64
 import copy
 import json
-import sys
 from pathlib import Path
 
-from tests.policies_baseline import (COMMIT, DELETE, LB_ARN, STACKS, TG_ARN, b64, ec2_stack, mutate,
-                                     user_data, VLLM_ARGS)
+from tests.policies_baseline import COMMIT, DELETE, STACKS, VLLM_ARGS, b64, mutate, user_data
 
 HERE = Path(__file__).resolve().parent
 PROJECT = "llm-serving"
@@ -128,7 +125,8 @@ CASES = {
     "ecs-api-key-in-env": ("ecs", {"llm-8b-task.containerDefinitions": None}, [("no-secret-literals", "llm-8b-task")]),
     "kms-no-rotation": ("ec2", {"cmk.enableKeyRotation": False}, [("kms-key-rotation", "cmk")]),
     "secret-default-key": ("ec2", {"api-keys:secret:Secret.kmsKeyId": DELETE}, [("secrets-on-cmk", "api-keys")]),
-    "bucket-public-policy": ("ec2", {"models:bucketPolicy.policy": PUBLIC_POLICY}, [("s3-bucket-not-public", "models")]),
+    "bucket-public-policy": ("ec2", {"models:bucketPolicy.policy": PUBLIC_POLICY},
+                             [("s3-bucket-not-public", "models")]),
     "model-not-allowed": ("ec2", {"llm-8b:launchTemplate.userData": ud(vllm_args=ARGS.replace(
         "meta-llama/Llama-3.1-8B-Instruct", "mistralai/Mistral-7B-Instruct-v0.3"))}, [("model-allow-list", "llm-8b")]),
     "revision-main": ("ec2", {"llm-8b:launchTemplate.userData": ud(vllm_args=ARGS.replace(COMMIT, "main"))},
@@ -153,7 +151,8 @@ CASES = {
                                    "llm-8b:Deployment.spec.template.spec.containers[0].securityContext.runAsUser": 0},
                            [("k8s-run-as-non-root", "llm-8b")]),
     "k8s-privilege-escalation": ("k8s", {"llm-8b:Deployment.spec.template.spec.containers[1].securityContext."
-                                         "allowPrivilegeEscalation": True}, [("k8s-no-privilege-escalation", "llm-8b")]),
+                                         "allowPrivilegeEscalation": True},
+                                 [("k8s-no-privilege-escalation", "llm-8b")]),
     "k8s-writable-root": ("k8s", {"llm-8b:Deployment.spec.template.spec.containers[0].securityContext."
                                   "readOnlyRootFilesystem": False}, [("k8s-read-only-root-filesystem", "llm-8b")]),
     "k8s-image-latest": ("k8s", {"llm-8b:Deployment.spec.template.spec.containers[0].image":
