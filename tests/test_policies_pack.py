@@ -19,7 +19,7 @@ from llm_platform.policies.core import ENVIRONMENTS, SEVERITIES
 from llm_platform.policies.engine import environment_config, evaluate, level_of
 from llm_platform.policies.rules import ALL, BY_NAME
 from tests.conftest import prod_config
-from tests.policies_baseline import b64, ec2_stack, to_resources, user_data
+from tests.policies_baseline import b64, ec2_stack, sagemaker_stack, to_resources, user_data
 
 ROOT = Path(__file__).resolve().parent.parent
 UNKNOWN_STRING = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
@@ -185,6 +185,21 @@ def test_cli_stack_policies_use_property_dependencies():
     resp = s.AnalyzeStack(proto.AnalyzeStackRequest(resources=resources), None)
     got = [(d.policyName, d.urn.rsplit("::", 1)[-1]) for d in resp.diagnostics]
     assert got == [("waf-on-inference-lb", "api")]
+
+
+def test_cli_stack_policies_judge_a_keyless_public_api_in_front_of_sagemaker():
+    """Through the SDK's servicer as `pulumi preview --policy-pack` runs it: a REST method with authorization NONE
+    fronting a SageMaker endpoint is the critical finding; the unconfigured allow-list stays an offline advisory."""
+    s = servicer()
+    resources = []
+    for x in sagemaker_stack():
+        inputs = dict(x["inputs"], authorization="NONE") if x["type"] == "aws:apigateway/method:Method" else x["inputs"]
+        props = cli_secrets({**inputs, "id": x["id"], **x["outputs"]})
+        resources.append(proto.AnalyzerResource(type=x["type"], urn=f"urn:pulumi:prod::p::{x['type']}::{x['name']}",
+                                                name=x["name"], properties=struct(props)))
+    resp = s.AnalyzeStack(proto.AnalyzeStackRequest(resources=resources), None)
+    got = [(d.policyName, d.urn.rsplit("::", 1)[-1], d.enforcementLevel) for d in resp.diagnostics]
+    assert got == [("inference-api-authenticated", "llm-api", proto.MANDATORY)]
 
 
 # ----------------------------------------------------------------------------- plan.py
