@@ -2,6 +2,8 @@
 a value unknown during preview, and explicit config. Mutations use the baselines of
 tests/policies_baseline.py (EC2, ECS, EKS programs); `"@stack": "k8s"` picks another baseline,
 `"protect:<name>": False` clears a resource's protect flag."""
+import json
+
 import pytest
 
 from llm_platform.policies.core import UNKNOWN, Stack
@@ -40,6 +42,14 @@ def plus(type_, name, inputs, id_=None, **outputs):
 def sg_rule(name, **inputs):
     return plus("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", name,
                 dict({"securityGroupId": "sg-0ins", "ipProtocol": "tcp"}, **inputs))
+
+
+def ecs_vllm(**changes):
+    """The ECS baseline's containerDefinitions (a JSON string) with the vLLM container changed."""
+    task = next(x for x in STACKS["ecs"]() if x["name"] == "llm-8b-task")
+    defs = json.loads(task["inputs"]["containerDefinitions"])
+    defs[0].update(changes)
+    return {"@stack": "ecs", "llm-8b-task.containerDefinitions": json.dumps(defs)}
 
 
 def fn_url(name, auth):
@@ -221,7 +231,9 @@ CASES = {
                  ud(vllm_args=VLLM_ARGS.replace("127.0.0.1", "0.0.0.0"),
                     docker_opts="--gpus all -p 127.0.0.1:8000:8000"),
                  {f"{LT}.userData": b64(OLLAMA_INSTALL.format(host="127.0.0.1:11434", model="llama3.1:8b"))},
-                 {"@stack": "sagemaker"}],
+                 {"@stack": "sagemaker"},
+                 # awsvpc: a port mapping names the task ENI's port, the loopback bind keeps vLLM private
+                 ecs_vllm(portMappings=[{"containerPort": 8000, "hostPort": 8000}])],
         failing=[args("--host 127.0.0.1", "--host 0.0.0.0"),
                  ud(docker_opts="--gpus all -p 8000:8000"),
                  ud(extra="OLLAMA_HOST=0.0.0.0 ollama serve &"),
@@ -661,3 +673,16 @@ def test_allow_list_unconfigured_reports_once_as_advisory():
         assert "no model allow-list is configured" in mine[0]["message"]
         assert "meta-llama/Llama-3.1-8B-Instruct" in mine[0]["message"]
         assert not [v for v in violations if v["enforcement"] == "mandatory"], stack
+
+
+def test_ecs_port_mappings_publish_on_the_instance_only_outside_awsvpc():
+    """awsvpc: a port mapping is the task ENI's own port (the bind address decides exposure); bridge: docker
+    publishes it on the instance, past any proxy, whatever the server binds inside the container."""
+    from llm_platform.policies.workloads import exposure, workload
+    for mode, exposed in (("awsvpc", False), ("bridge", True)):
+        changes = ecs_vllm(portMappings=[{"containerPort": 8000, "hostPort": 8000}])
+        changes.pop("@stack")
+        changes["llm-8b-task.networkMode"] = mode
+        task = next(r for r in to_resources(mutate(STACKS["ecs"](), changes)) if r.name == "llm-8b-task")
+        (vllm,) = [p for p in workload(task).processes if p.runtime == "vllm"]
+        assert bool(exposure(vllm)) is exposed, mode
