@@ -365,6 +365,11 @@ def sagemaker_stack() -> list[dict]:
                                                           "pathPart": "completions"}, "res1"),
         r("aws:apigateway/method:Method", "llm-api", {"restApi": "a1b2c3", "resourceId": "res1", "httpMethod": "POST",
                                                       "authorization": "AWS_IAM"}, "meth1"),
+        r("aws:apigateway/stage:Stage", "llm-api", {"restApi": "a1b2c3", "stageName": "prod",
+                                                    "deployment": "dep1"}, "ags-a1b2c3-prod"),
+        r("aws:apigateway/methodSettings:MethodSettings", "llm-api", {
+            "restApi": "a1b2c3", "stageName": "prod", "methodPath": "*/*",
+            "settings": {"throttlingRateLimit": 10, "throttlingBurstLimit": 20}}, "a1b2c3-prod-*/*"),
         r("aws:apigateway/integration:Integration", "llm-api", {
             "restApi": "a1b2c3", "resourceId": "res1", "httpMethod": "POST", "type": "AWS",
             "integrationHttpMethod": "POST",

@@ -52,6 +52,22 @@ def ecs_vllm(**changes):
     return {"@stack": "ecs", "llm-8b-task.containerDefinitions": json.dumps(defs)}
 
 
+KEY_LINK = "aws:apigateway/usagePlanKey:UsagePlanKey"
+HTTP_STAGE = "aws:apigatewayv2/stage:Stage"
+
+
+def usage_plan(**throttle):
+    inputs = {"apiStages": [{"apiId": "a1b2c3", "stage": "prod"}]}
+    if throttle:
+        inputs["throttleSettings"] = throttle
+    return plus("aws:apigateway/usagePlan:UsagePlan", "plan", inputs, "up1")
+
+
+def http_api(auth):
+    return [plus("aws:apigatewayv2/api:Api", "chat-api", {"protocolType": "HTTP"}, "h77p"),
+            route("chat", authorizationType=auth, authorizerId="au1")]
+
+
 def fn_url(name, auth):
     return plus("aws:lambda/functionUrl:FunctionUrl", name, {"functionName": "llm-proxy", "authorizationType": auth})
 
@@ -76,7 +92,7 @@ OLLAMA_INSTALL = ("#!/bin/bash\ncurl -fsSL https://ollama.com/install.sh | sh\n"
                   "systemctl daemon-reload\nsystemctl restart ollama\nollama pull {model}\n")
 SMM = "llm-8b:sagemaker/model.primaryContainer.environment."
 SMC = "llm-8b:endpointConfiguration."
-METHOD = "llm-api:apigateway/method."
+METHOD = "llm-api:apigateway/method:Method."
 NETPOL = "llm-8b:NetworkPolicy."
 # the allow-list a team configures (the rule judges nothing against a list nobody chose)
 ALLOWED = ["meta-llama/Llama-3.1-*", "Qwen/*", "hugging-quants/*", "qwen2.5-coder:*"]
@@ -554,6 +570,23 @@ CASES = {
                  {"+": [route("chat")]}, {"@stack": "ec2", "+": [fn_url("proxy-url", "NONE")]}],
         unknown=({METHOD + "authorization": UNKNOWN}, "note"),
         config=({"environment": "dev"}, {METHOD + "authorization": "NONE"}, "fail")),
+    "inference-api-rate-limited": C(
+        "sagemaker",
+        passing=[{"llm-api!:methodSettings": None, "+": [plus(
+                     "aws:wafv2/webAclAssociation:WebAclAssociation", "api-waf", {
+                     "resourceArn": "arn:aws:apigateway:us-east-1::/restapis/a1b2c3/stages/prod",
+                     "webAclArn": "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/llm/1"})]},
+                 {"llm-api!:methodSettings": None, METHOD + "apiKeyRequired": True,
+                  "+": [usage_plan(rateLimit=5), plus(KEY_LINK, "k", {"keyId": "key1", "usagePlanId": "up1"})]},
+                 {"+": http_api("JWT") + [plus(HTTP_STAGE, "h", {
+                     "apiId": "h77p", "name": "$default", "defaultRouteSettings": {"throttlingRateLimit": 5}})]}],
+        failing=[{"llm-api!:methodSettings": None},
+                 {"llm-api:methodSettings.settings": {"metricsEnabled": True}},
+                 {"llm-api!:methodSettings": None, METHOD + "apiKeyRequired": True,
+                  "+": [usage_plan(), plus(KEY_LINK, "k", {"keyId": "key1", "usagePlanId": "up1"})]},
+                 {"+": http_api("JWT") + [plus(HTTP_STAGE, "h", {"apiId": "h77p", "name": "$default"})]}],
+        unknown=({"llm-api:methodSettings.settings.throttlingRateLimit": UNKNOWN}, "note"),
+        config=({"environment": "dev"}, {"llm-api!:methodSettings": None}, "fail")),
     "sagemaker-endpoint-encrypted": C(
         "sagemaker",
         passing=[{SMC + "kmsKeyArn": "alias/llm"},

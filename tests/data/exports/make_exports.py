@@ -168,8 +168,10 @@ CASES = {
                       [("prod-multi-az", "llm-8b")]),
     "unpinned-pip-install": ("ec2", {"llm-8b:launchTemplate.userData": ud(extra="pip install vllm")},
                              [("server-install-pinned", "llm-8b")]),
-    "rest-api-without-auth": ("sagemaker", {"llm-api:apigateway/method.authorization": "NONE"},
+    "rest-api-without-auth": ("sagemaker", {"llm-api:apigateway/method:Method.authorization": "NONE"},
                               [("inference-api-authenticated", "llm-api")]),
+    "rest-api-unthrottled": ("sagemaker", {"llm-api!:methodSettings": None},
+                             [("inference-api-rate-limited", "llm-api")]),
     "sagemaker-config-no-kms": ("sagemaker", {"llm-8b:endpointConfiguration.kmsKeyArn": DELETE},
                                 [("sagemaker-endpoint-encrypted", "llm-8b")]),
     "sagemaker-single-instance": ("sagemaker", {
