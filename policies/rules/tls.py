@@ -172,8 +172,7 @@ _MODEL_WORDS = re.compile(r"ollama|vllm|tgi|text-generation|llama|llm|inference|
     must="TLS for all API communications (mTLS/encryption between services)",
     guide="Security Considerations > Network Security",
     severity="high",
-    levels=levels(dev="advisory"),
-    rationale="dev: advisory, a dev stack may call a model on a private network without TLS while it is built",
+    levels=levels(dev="mandatory"),
     remediation="Point clients at the TLS endpoint (https://, the load balancer's or the proxy's port), or run the "
                 "client in the model's pod and call 127.0.0.1; in Kubernetes a service mesh with mTLS also does.",
     types=WORKLOAD_TYPES + ("k8s:Deployment", "k8s:StatefulSet", "k8s:DaemonSet", "k8s:ReplicaSet", "k8s:Job",
