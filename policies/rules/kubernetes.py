@@ -390,6 +390,8 @@ def _selects(selector, labels) -> object:
 
 
 def _isolates_ingress(policy) -> bool:
+    if k8s_kind(policy.type) == "CiliumNetworkPolicy":
+        return policy.get("spec.ingress") is not None or policy.get("spec.ingressDeny") is not None
     types = policy.get("spec.policyTypes")
     if opaque(types):
         return True
@@ -401,8 +403,8 @@ def _isolates_ingress(policy) -> bool:
 @rule(
     name="k8s-network-policy",
     description="Every Kubernetes workload that serves a model is selected by a NetworkPolicy with Ingress in its "
-                "policyTypes, in its namespace: without one every pod in the cluster (and anything routed to the "
-                "nodes) reaches the model server directly.",
+                "policyTypes (or a CiliumNetworkPolicy with ingress rules, or a Calico policy), in its namespace: "
+                "without one every pod in the cluster (and anything routed to the nodes) reaches the model server.",
     must="Firewall rules limiting access; no direct internet exposure (network isolation of the model servers)",
     guide="Security Considerations > Network Security (enterprise: zero-trust)",
     severity="high",
@@ -414,7 +416,7 @@ def _isolates_ingress(policy) -> bool:
     kind="stack",
 )
 def k8s_network_policy(stack, ctx):
-    policies = stack.where(lambda x: k8s_kind(x.type) == "NetworkPolicy")
+    policies = stack.where(lambda x: k8s_kind(x.type) in ("NetworkPolicy", "CiliumNetworkPolicy"))
     for r in stack.resources:
         if k8s_kind(r.type) not in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Pod",
                                     "ReplicationController", "Job", "CronJob", "LeaderWorkerSet"):
@@ -431,7 +433,12 @@ def k8s_network_policy(stack, ctx):
                 continue
             if pns != ns or not _isolates_ingress(pol):
                 continue
-            verdicts.append(_selects(pol.get("spec.podSelector") or {}, labels))
+            if k8s_kind(pol.type) == "CiliumNetworkPolicy":
+                verdicts.append(_selects(pol.get("spec.endpointSelector") or {}, labels))
+            elif str(pol.get("apiVersion") or pol.type).startswith(("projectcalico.org", "kubernetes:projectcalico")):
+                verdicts.append(True)   # Calico selects by expression strings; its presence is the evidence
+            else:
+                verdicts.append(_selects(pol.get("spec.podSelector") or {}, labels))
         if True in verdicts:
             continue
         if UNKNOWN in verdicts:

@@ -33,7 +33,8 @@ def _open(value) -> bool:
     description="In a stack that serves a model, no API Gateway REST method (authorization NONE without "
                 "apiKeyRequired), HTTP API route (authorizationType NONE, the default) or Lambda function URL "
                 "(authorizationType NONE) is callable by anyone: each checks IAM, a Cognito/JWT/Lambda authorizer "
-                "or an API key. CORS preflight (OPTIONS) routes are exempt.",
+                "or an API key. CORS preflight (OPTIONS) routes and PRIVATE REST APIs (reachable only through a VPC "
+                "endpoint) are exempt.",
     must="Teams MUST implement authentication for production LLM APIs",
     guide="Security Considerations > Authentication and Authorization; Do and Don't Examples (DON'T expose "
           "insecure APIs)",
@@ -48,11 +49,15 @@ def inference_api_authenticated(stack, ctx):
     fronts = stack.of_type(REST_METHOD, HTTP_ROUTE, FUNCTION_URL)
     if not fronts or not _serves_a_model(stack):
         return
+    private_apis = [a for a in stack.of_type(REST_API)
+                    if "PRIVATE" in [str(t).upper() for t in as_list(a.get("endpointConfiguration.types"))]]
     for r in fronts:
         if r.type == REST_METHOD:
             method, auth, key = r.get("httpMethod"), r.get("authorization"), as_bool(r.get("apiKeyRequired"))
             if isinstance(method, str) and method.upper() == "OPTIONS":
                 continue
+            if stack.referenced(r, "restApi", r.get("restApi"), private_apis):
+                continue        # a PRIVATE API answers only through the VPC's execute-api endpoint
             if opaque(auth) or opaque(key):
                 yield undetermined("authorization or apiKeyRequired is not known yet", r)
             elif _open(auth) and key is not True:

@@ -160,6 +160,17 @@ def _tls_passthrough(ports) -> bool:
     return bool(ports) and all(tls(p) for p in ports)
 
 
+MESH_INJECT = {"sidecar.istio.io/inject": ("true",), "linkerd.io/inject": ("enabled",),
+               "istio.io/dataplane-mode": ("ambient",)}
+
+
+def _meshed(r) -> bool:
+    """Pods that join an mTLS service mesh (Istio sidecar or ambient, Linkerd), by their template's labels and
+    annotations."""
+    tags = r.tags()
+    return any(str(tags.get(k, "")).lower() in ok for k, ok in MESH_INJECT.items())
+
+
 _URL = re.compile(r"\bhttp://(?P<host>\[[^\]]+\]|[^/:\s\"']+)(:(?P<port>\d+))?", re.I)
 _MODEL_WORDS = re.compile(r"ollama|vllm|tgi|text-generation|llama|llm|inference|model|openai|completion|chat", re.I)
 
@@ -168,7 +179,8 @@ _MODEL_WORDS = re.compile(r"ollama|vllm|tgi|text-generation|llama|llm|inference|
     name="no-plaintext-model-urls",
     description="No workload reaches a model server over plain http:// beyond its own host or pod: environment "
                 "variables such as OLLAMA_BASE_URL / OPENAI_API_BASE pointing at a model (by name, or at a model "
-                "server port) use https:// (or a same-pod loopback sidecar).",
+                "server port) use https:// (or a same-pod loopback sidecar); pods in an mTLS mesh (Istio, Linkerd "
+                "injection labels) are exempt.",
     must="TLS for all API communications (mTLS/encryption between services)",
     guide="Security Considerations > Network Security",
     severity="high",
@@ -185,6 +197,8 @@ def no_plaintext_model_urls(r, ctx):
     if w.opaque:
         yield undetermined("the workload is not known yet")
         return
+    if _meshed(r):
+        return          # the mesh's sidecars carry pod-to-pod traffic over mTLS whatever the URL scheme says
     seen = set()
     for where, name, value in w.env_values:
         if opaque(value):
