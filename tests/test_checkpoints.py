@@ -165,6 +165,7 @@ def test_mla_caches_one_576_element_latent_per_layer_in_64_token_pages_on_every_
     assert kv_bytes_per_token_per_layer(DEEPSEEK_V3, 2, tp=8) == 576 * 2           # replicated, not split
     assert kv_bytes_per_token_per_layer(DEEPSEEK_V3, 1, tp=8) == 576
     assert block_size(DEEPSEEK_V3) == 64 and sequence_tokens(DEEPSEEK_V3, 1000) == 1024
+    assert sequence_tokens(DEEPSEEK_V3, 1100) == 1280                       # whole 256-token pages of any backend
     w = Workload("vllm", "fp8", "auto", 131072, 8, 8192, 0.9)
     mem = estimate(DEEPSEEK_V3, w, Layout(tensor_parallel=8), cat.gpus["H200"].memory_gib, cat)
     assert mem.per_gpu_kv_cache_gib == pytest.approx(8 * 131072 * 61 * 1152 / GIB)

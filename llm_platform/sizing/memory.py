@@ -234,10 +234,14 @@ def block_size(arch: Architecture) -> int:
 
 
 def sequence_tokens(arch: Architecture, max_model_len: int, runtime: str = "vllm") -> int:
-    """KV slots one full-length sequence occupies: whole pages (vLLM/TGI) or exactly max_model_len (Ollama)."""
+    """KV slots one full-length sequence occupies: whole pages (vLLM/TGI) or exactly max_model_len (Ollama).
+
+    Rounded to whole pages of the largest size a vLLM attention backend may pick (page_align_tokens: 256,
+    e.g. DeepSeek's sparse backend; 16 by default, 64 for FlashMLA, 128 for CUTLASS MLA): the pool passed as
+    --kv-cache-memory-bytes then holds `concurrency` sequences whichever backend vLLM selects."""
     if runtime == "ollama":
         return max_model_len
-    b = block_size(arch)
+    b = max(block_size(arch), calibration()["vllm"]["page_align_tokens"])
     return math.ceil(max_model_len / b) * b
 
 
