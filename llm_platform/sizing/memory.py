@@ -33,9 +33,10 @@ import yaml
 
 from llm_platform import catalog
 from llm_platform.catalog import Catalog, Precision
-from . import gguf
 from llm_platform.catalog.architecture import Architecture
 from llm_platform.catalog.checkpoint import QuantLayout
+
+from . import gguf
 from .params import Tensor, module_names, tensors
 
 GIB = float(2 ** 30)
@@ -156,7 +157,7 @@ def tensor_bytes(arch: Architecture, precision: str, quant: Optional[QuantLayout
     ts = tensors(arch)
     types = (gguf.tensor_types(arch, ts, precision, p.default, {k: v[0] for k, v in cat.ggml_bytes_per_block.items()})
              if p.kind == "gguf" else [None] * len(ts))
-    return tuple(_tensor_bytes(t, p, g, cat, quant) for t, g in zip(ts, types))
+    return tuple(_tensor_bytes(t, p, g, cat, quant) for t, g in zip(ts, types, strict=True))
 
 
 @lru_cache(maxsize=512)
@@ -174,7 +175,7 @@ def _per_rank_split(arch: Architecture, precision: str, tp: int, quant: Optional
     kv_share = math.ceil(kv / tp) / kv   # with TP > KV heads, each rank keeps a whole replicated head
     layers = [0.0] * arch.num_hidden_layers
     head = tail = 0.0
-    for t, b in zip(tensors(arch), tensor_bytes(arch, precision, quant)):
+    for t, b in zip(tensors(arch), tensor_bytes(arch, precision, quant), strict=True):
         if not t.sharded:
             share = b
         elif t.name in _KV_PROJ and not arch.is_mla:

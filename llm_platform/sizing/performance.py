@@ -48,6 +48,7 @@ from typing import Optional
 from llm_platform.catalog import Catalog, Gpu, InstanceType
 from llm_platform.catalog.architecture import Architecture
 from llm_platform.catalog.checkpoint import QuantLayout
+
 from .memory import Layout, kv_bytes_per_token_per_layer, tensor_bytes
 from .params import tensors
 
@@ -115,7 +116,7 @@ def _shape(arch: Architecture, precision: str, tp: int, quant: Optional[QuantLay
     dense = expert = head = 0.0
     decode_params = head_params = 0.0
     k_over_e = (arch.num_experts_per_tok / arch.num_experts) if arch.is_moe else 1.0
-    for t, b in zip(tensors(arch), tensor_bytes(arch, precision, quant)):
+    for t, b in zip(tensors(arch), tensor_bytes(arch, precision, quant), strict=True):
         share = 1.0 if not t.sharded else (kv_share if t.name in _KV_PROJ and not arch.is_mla else 1.0 / tp)
         is_head = t.name == "output" or (t.name == "token_embd" and arch.tie_word_embeddings
                                          and arch.task == "generate")
@@ -247,7 +248,8 @@ class Rates:
     """Throughput of one replica with no load stated (the throughput object's load-free half)."""
     decode_tokens_per_s_single: Optional[float]   # one sequence at max_model_len context
     decode_tokens_per_s_full: Optional[float]     # `concurrency` sequences at max_model_len, aggregate
-    prefill_tokens_per_s: float                   # one chunk: min(max_num_batched_tokens, max_model_len) tokens of one fresh prompt
+    prefill_tokens_per_s: float                   # one chunk: min(max_num_batched_tokens, max_model_len) tokens
+                                                  # of one fresh prompt
 
 
 def rates(arch: Architecture, precision: str, kv_dtype_bytes: float, layout: Layout, hw: Hardware,
