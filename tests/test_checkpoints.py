@@ -268,3 +268,19 @@ def test_deepseek_sparse_attention_pages_its_fp8_latent_and_the_indexer_keys(cat
     assert kv_bytes_per_token_per_layer(DEEPSEEK_V3, 1, tp=8) == 576
     with pytest.raises(ValueError, match="goes with multi-head latent attention"):
         Architecture(**{**cat.models[LLAMA8].architecture.model_dump(), "index_head_dim": 128})
+
+
+def test_keeping_modules_in_16_bit_weighs_between_the_plain_format_and_bf16():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from tests.test_memory import dense_architectures
+    patterns = st.lists(st.sampled_from(["lm_head", "self_attn", "mlp", "re:.*\\.k_proj$", "model.layers.0",
+                                         "*.down_proj", "re:.*layers\\.[12]\\..*"]), max_size=4)
+
+    @settings(max_examples=60, deadline=None)
+    @given(dense_architectures(), patterns, st.sampled_from(["fp8", "awq"]))
+    def check(arch, keep, precision):
+        q = QuantLayout("fp8" if precision == "fp8" else "awq", modules_to_not_convert=tuple(keep))
+        assert weight_bytes(arch, precision) <= weight_bytes(arch, precision, q) <= weight_bytes(arch, "bf16") * 1.001
+    check()
