@@ -15,6 +15,7 @@ runs from there to BURST_FACTOR x the load.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Optional
@@ -105,6 +106,13 @@ class DeploymentPlan:
     revision: Optional[str]
     notes: tuple[str, ...] = field(default_factory=tuple)
     throughput: Optional[Throughput] = None
+    # how the planner chose (reason, what was stated or chosen, the runner-up), the three cheapest options,
+    # cheaper options one config change away, and what a prod reviewer checks: provenance and the manifest digest
+    choice: Optional[dict] = None
+    alternatives: tuple[dict, ...] = ()
+    advice: tuple[dict, ...] = ()
+    provenance: Optional[dict] = None
+    checksums_sha256: Optional[str] = None
 
     @property
     def instances(self) -> int:
@@ -162,6 +170,8 @@ class DeploymentPlan:
             "trust_remote_code": self.trust_remote_code, "revision": self.revision,
             "notes": list(self.notes),
             "throughput": self.throughput.as_dict() if self.throughput else None,
+            "choice": self.choice, "alternatives": list(self.alternatives), "advice": list(self.advice),
+            "provenance": self.provenance, "checksums_sha256": self.checksums_sha256,
         }
 
 
@@ -284,40 +294,375 @@ def cheapest(arch: Architecture, w: Workload, platform: str, stack: Optional[Sta
     return found
 
 
+# ----------------------------------------------------------------------------- the choice space
+
+# Policy (not facts) for what the planner may choose on its own:
+# - concurrency (vLLM --max-num-seqs): stated -> kept and checked; missing with a `load` -> the largest decode
+#   batch that meets the latency targets on each candidate layout, at most MAX_CHOSEN_CONCURRENCY (vLLM's
+#   default --max-num-seqs, EngineArgs.max_num_seqs = 256) and at most what the KV cache holds at max_model_len;
+#   missing without a load -> DEFAULT_CONCURRENCY (there is no throughput to size for).
+# - kv_cache_dtype: stated -> kept (`auto` forbids fp8); missing -> fp8 may be chosen when the runtime supports it
+#   and the weights are already 8-bit or 4-bit (fp8, awq, gptq: the entry has accepted quantization error); with
+#   16-bit weights an fp8 cache is only advised, never chosen.
+# - precision is the user's: a cheaper precision is advice.
+MAX_CHOSEN_CONCURRENCY = 256
+DEFAULT_CONCURRENCY = 8
+ADVICE_MIN_SAVING = 0.05        # advise a config change only when it saves at least 5 %
+AUTO_FP8_KV_KINDS = ("fp8", "int4_group")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One way to serve a model: a layout on an instance type, KV dtype, concurrency and replicas, priced."""
+    candidate: Candidate
+    precision: str
+    kv_cache_dtype: str
+    concurrency: int
+    replicas: int                           # replicas always running (what is paid for)
+    replicas_for_load: Optional[int]        # what the load needs at TARGET_UTILIZATION (None without a load)
+    operating: Optional[perf.Operating]     # at the load (None without one)
+    tpot_seconds: Optional[float]           # at the load; without one, at `concurrency` sequences of max_model_len
+    usd_per_million_output_tokens: Optional[float]   # at the load; without one, one replica at full batch
+    change: str = ""                        # the config change this option needs ("" = none)
+
+    @property
+    def monthly_usd(self) -> float:
+        return round(self.candidate.hourly_usd * self.replicas * HOURS_PER_MONTH, 2)
+
+    @property
+    def instance_type(self) -> str:
+        return self.candidate.instance.name
+
+    def key(self) -> tuple:
+        """Cheapest first; at equal cost the most requests carried, then fewer GPUs, larger TP, the name."""
+        carried = self.operating.requests_per_s * self.replicas if self.operating else 0.0
+        return (self.monthly_usd, -round(carried, 6), self.candidate.instance.gpu_count,
+                -self.candidate.layout.tensor_parallel, self.candidate.hourly_usd, self.instance_type)
+
+    def as_dict(self) -> dict:
+        r = lambda x, n: None if x is None else round(x, n)  # noqa: E731
+        return {"instance_type": self.instance_type, "precision": self.precision,
+                "kv_cache_dtype": self.kv_cache_dtype,
+                "tensor_parallel_size": self.candidate.layout.tensor_parallel,
+                "pipeline_parallel_size": self.candidate.layout.pipeline_parallel,
+                "concurrency": self.concurrency, "replicas": self.replicas,
+                "replicas_for_load": self.replicas_for_load,
+                "hourly_cost_per_replica_usd": round(self.candidate.hourly_usd, 4),
+                "monthly_cost_usd": self.monthly_usd,
+                "usd_per_million_output_tokens": r(self.usd_per_million_output_tokens, 3),
+                "tpot_seconds": r(self.tpot_seconds, 4),
+                "change": self.change or None}
+
+    def describe(self, local: bool = False) -> str:
+        c = self.candidate
+        tp = f"TP {c.layout.tensor_parallel}" if c.layout.layer_split == 1 else f"{c.layout.layer_split}-GPU split"
+        where = "the workstation" if local else f"{self.replicas} x {self.instance_type}"
+        cost = "" if local else f", ${self.monthly_usd:,.0f}/month"
+        return (f"{where} ({tp}, concurrency {self.concurrency}, kv {self.kv_cache_dtype}{cost}"
+                + (f", TPOT {self.tpot_seconds * 1e3:.1f} ms" if self.operating and self.tpot_seconds else "") + ")")
+
+
+def kv_choices(spec: ModelSpec, cat: Catalog) -> tuple[tuple[str, ...], str]:
+    """The KV-cache dtypes the planner may choose from for this entry, and whether they were stated."""
+    if "kv_cache_dtype" in spec.model_fields_set:
+        return (spec.kv_cache_dtype,), "stated"
+    fp8 = cat.kv_dtypes.get("fp8")
+    if fp8 is not None and spec.runtime in fp8.runtimes and cat.precisions[spec.precision].kind in AUTO_FP8_KV_KINDS:
+        return ("auto", "fp8"), "chosen"
+    return (spec.kv_cache_dtype,), "default"
+
+
+def concurrency_stated(spec: ModelSpec) -> bool:
+    return "concurrency" in spec.model_fields_set
+
+
+def _pool(stack: Optional[StackConfig], cat: Catalog, platform: str, forced: Optional[str]) -> list[InstanceType]:
+    if platform == "docker" and stack is not None and stack.local is not None:
+        return [local_instance(stack, cat)]
+    if forced:
+        return [cat.instances[forced]]
+    return [i for i in cat.instances.values() if i.purchase == "on-demand"]
+
+
+def _distinct(instances: list[InstanceType], stack: Optional[StackConfig]) -> list[InstanceType]:
+    """The cheapest instance type of every GPU configuration (memory depends on GPU model and count only)."""
+    out, seen = [], set()
+    for inst in sorted(instances, key=lambda i: (hourly_price(i, stack), i.gpu_count, i.name)):
+        key = (inst.gpu, inst.gpu_memory_mib, inst.gpu_count, inst.interconnect)
+        if key not in seen:
+            seen.add(key)
+            out.append(inst)
+    return out
+
+
+def _replicas_for(spec: ModelSpec, need: Optional[int], ha: int) -> Optional[int]:
+    """Replicas always running for a load that needs `need` (None: no load); None if the stated bounds cannot
+    carry it."""
+    if spec.replicas is not None:
+        return spec.replicas if need is None or need <= spec.replicas else None
+    if spec.autoscaling is not None:
+        return spec.autoscaling.min if need is None or need <= spec.autoscaling.max else None
+    return 1 if need is None else max(need, ha)
+
+
+def explore(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig, cat: Catalog, *,
+            instances: list[InstanceType], nodes: int = 1, kv: tuple[str, ...] = (),
+            concurrency: Optional[int] = None, first: int = 0, bounded: bool = True) -> list[Option]:
+    """Every feasible way to serve `spec` on these instance types, cheapest first.
+
+    `concurrency`: fixed, or None to choose it (with a load: the largest batch meeting the targets). `first`:
+    without a load, cost is replicas x price, so the first `first` feasible types in price order are the
+    cheapest; the search stops there. `bounded`: drop options the stated replicas/autoscaling.max cannot carry."""
+    ha = _ha_minimum(stack)
+    load = spec.load
+    options: list[Option] = []
+    found_types = 0
+    for inst in _distinct(instances, stack):
+        gpu = cat.gpu_of(inst)
+        if gpu.compute_capability < cat.precisions[w.precision].min_compute_capability:
+            continue
+        price = hourly_price(inst, stack) * nodes
+        hw = perf.hardware_of(inst, cat) if load is not None or arch.task == "generate" else None
+        before = len(options)
+        for kv_dtype in kv or (w.kv_cache_dtype,):
+            kv_bytes = cat.kv_dtypes[kv_dtype].bytes
+            layouts = _layouts(arch, w, inst, nodes)
+            if w.runtime == "ollama":
+                layouts = layouts[::-1]     # Ollama keeps a model on one GPU when it fits, else splits over all
+            for layout in layouts:
+                base = _replace(w, kv_cache_dtype=kv_dtype)
+                fixed = concurrency if concurrency is not None else (
+                    w.concurrency if load is None or arch.task != "generate" else None)
+                if fixed is not None:
+                    mem = estimate(arch, _replace(base, concurrency=fixed), layout, gpu.memory_gib, cat)
+                    if not mem.fits:
+                        continue
+                    cmax = fixed
+                else:
+                    cmax = min(max_sequences(arch, base, layout, gpu.memory_gib, cat), MAX_CHOSEN_CONCURRENCY)
+                    if cmax < 1:
+                        continue
+                op = None
+                if load is not None:
+                    op = perf.best_operating_point(arch, w.precision, kv_bytes, layout, hw, cmax, load.prompt_tokens,
+                                                   load.output_tokens, w.max_num_batched_tokens, TARGET_UTILIZATION,
+                                                   load.ttft_p99_seconds, load.tpot_p99_seconds)
+                    if op is None:
+                        continue
+                conc = fixed if fixed is not None else op.batch
+                need = None if op is None else max(1, math.ceil(load.requests_per_second / op.requests_per_s - 1e-9))
+                replicas = _replicas_for(spec, need, ha) if bounded else (max(need, ha) if need else 1)
+                if replicas is None:
+                    continue
+                mem = estimate(arch, _replace(base, concurrency=conc), layout, gpu.memory_gib, cat)
+                cand = Candidate(inst, layout, mem, price)
+                if op is not None:
+                    tpot = op.tpot_s
+                    usd = (None if not load.output_tokens else
+                           replicas * price / (load.requests_per_second * load.output_tokens * 3600) * 1e6)
+                elif arch.task == "generate":
+                    r = perf.rates(arch, w.precision, kv_bytes, layout, hw, w.max_model_len, conc,
+                                   w.max_num_batched_tokens)
+                    tpot = conc / r.decode_tokens_per_s_full
+                    usd = price / (r.decode_tokens_per_s_full * 3600) * 1e6
+                else:
+                    tpot = usd = None
+                options.append(Option(cand, w.precision, kv_dtype, conc, replicas, need, op, tpot, usd))
+                if load is None and w.runtime != "ollama":
+                    break           # without a load: the largest TP that fits (the GPUs are paid for anyway)
+                if w.runtime == "ollama":
+                    break
+        if len(options) > before:
+            found_types += 1
+            if first and load is None and found_types >= first:
+                break
+    options.sort(key=Option.key)
+    return options
+
+
+def _nodes_needed(arch: Architecture, w: Workload, platform: str, stack: StackConfig, cat: Catalog,
+                  forced: Optional[str]) -> Optional[int]:
+    found = cheapest(arch, w, platform, stack, cat, forced)
+    return None if found is None else found.layout.pipeline_parallel
+
+
+@dataclass(frozen=True)
+class Choice:
+    chosen: Option
+    runner_up: Optional[Option]
+    alternatives: tuple[Option, ...]        # the three cheapest, one per instance type, the chosen first
+    advice: tuple[Option, ...]              # cheaper options that need a config change
+    reason: str
+
+
+def choose(spec: ModelSpec, index: int, arch: Architecture, w: Workload, stack: StackConfig, cat: Catalog,
+           nodes: int) -> Choice:
+    """Co-optimise instance type, TP, KV dtype, concurrency and replicas for one model entry."""
+    forced = spec.instance_type
+    pool = _pool(stack, cat, stack.platform, forced)
+    kv, kv_how = kv_choices(spec, cat)
+    fixed = spec.concurrency if concurrency_stated(spec) else None
+    local = stack.platform == "docker"
+    multi = nodes > 1
+    first = 0 if local else 3
+    options = explore(spec, arch, w, stack, cat, instances=pool, nodes=nodes, kv=kv, concurrency=fixed, first=first)
+    if not options:
+        if spec.load is not None:
+            unbounded = explore(spec, arch, w, stack, cat, instances=pool, nodes=nodes, kv=kv, concurrency=fixed,
+                                bounded=False)
+            if unbounded:
+                raise PlanningError([_bounds_error(spec, index, unbounded[0])])
+            feasible = [c for c in (evaluate(arch, _replace(w, concurrency=1), i, nodes, stack, cat)
+                                    for i in _distinct(pool, stack)) if c]
+            if feasible:
+                raise PlanningError(latency_errors(spec, index, arch, w, feasible, cat))
+        raise PlanningError([ConfigError(f"llm-platform:models[{index}]" + (".instance_type" if forced else ""),
+                                         infeasible_message(spec, arch, w, stack, cat), model=spec.name)])
+    chosen = options[0]
+    per_type: dict[str, Option] = {}
+    for o in options:
+        per_type.setdefault(o.instance_type, o)
+    alternatives = tuple(sorted(per_type.values(), key=Option.key)[:3])
+    runner_up = next((o for o in alternatives[1:]), None)
+    if runner_up is None:
+        runner_up = next((o for o in options[1:] if (o.candidate.layout, o.kv_cache_dtype, o.concurrency)
+                          != (chosen.candidate.layout, chosen.kv_cache_dtype, chosen.concurrency)), None)
+    advice = () if local or multi else tuple(_advice(spec, arch, w, stack, cat, pool, kv, fixed, chosen))
+    return Choice(chosen, runner_up, alternatives, advice, _reason(spec, chosen, runner_up, kv_how, fixed, local))
+
+
+def _bounds_error(spec: ModelSpec, index: int, best: Option) -> ConfigError:
+    base = f"llm-platform:models[{index}]"
+    need, per = best.replicas_for_load, best.operating.requests_per_s
+    why = (f"{spec.load.requests_per_second:g} req/s at {per:.3g} req/s per replica (batch {best.operating.batch}, "
+           f"{TARGET_UTILIZATION:.0%} utilization) needs {need} replicas on {best.instance_type}")
+    if spec.replicas is not None:
+        return ConfigError(f"{base}.replicas", f"{why}: raise replicas to {need}, or remove it and let the load "
+                                               "decide", model=spec.name)
+    return ConfigError(f"{base}.autoscaling.max", f"{why}: raise autoscaling.max to at least {need}, or remove "
+                                                  "autoscaling and let the load decide", model=spec.name)
+
+
+def _reason(spec: ModelSpec, chosen: Option, runner_up: Optional[Option], kv_how: str, fixed: Optional[int],
+            local: bool) -> str:
+    if local:
+        return f"sized against the workstation ({chosen.describe(local=True)})"
+    what = "cheapest fleet that carries the load within the latency targets" if spec.load is not None else \
+        "cheapest instance type the model fits"
+    if spec.instance_type:
+        what = f"instance_type {spec.instance_type} is stated; the best layout on it"
+    conc = ("concurrency stated" if fixed is not None else
+            "concurrency chosen: the largest batch meeting the targets" if spec.load is not None
+            and chosen.operating is not None and chosen.operating.tpot_s is not None else
+            f"concurrency {chosen.concurrency} (the default without a load)" if spec.load is None else
+            "concurrency stated")
+    kv = {"stated": "kv_cache_dtype stated", "chosen": f"kv_cache_dtype {chosen.kv_cache_dtype} chosen (fp8 allowed: "
+          "quantized weights, kv_cache_dtype unset)", "default": "kv_cache_dtype auto (16-bit weights: fp8 only "
+          "if you set it)"}[kv_how]
+    out = f"{what}: {chosen.describe()}; {conc}; {kv}"
+    if runner_up is not None:
+        d = runner_up.monthly_usd - chosen.monthly_usd
+        out += f"; runner-up {runner_up.describe()}" + (f", +${d:,.0f}/month" if d > 0 else "")
+    return out
+
+
+def _advice(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig, cat: Catalog,
+            pool: list[InstanceType], kv: tuple[str, ...], fixed: Optional[int], chosen: Option) -> list[Option]:
+    """Cheaper options one config change away: an fp8 KV cache, another concurrency, a 4/8-bit precision."""
+    out: list[Option] = []
+    limit = chosen.monthly_usd * (1 - ADVICE_MIN_SAVING)
+
+    def consider(options: list[Option], change: str):
+        if options and options[0].monthly_usd <= limit:
+            out.append(dataclasses.replace(options[0], change=change))
+
+    fp8 = cat.kv_dtypes.get("fp8")
+    if "fp8" not in kv and fp8 is not None and w.runtime in fp8.runtimes and arch.task == "generate":
+        consider(explore(spec, arch, w, stack, cat, instances=pool, kv=("fp8",), concurrency=fixed, first=1),
+                 "kv_cache_dtype: fp8")
+    if arch.task == "generate" and w.runtime != "ollama":
+        if spec.load is not None and fixed is not None:
+            free = explore(spec, arch, w, stack, cat, instances=pool, kv=kv, concurrency=None)
+            if free:
+                consider(free, f"concurrency: {free[0].concurrency} (or remove it: the planner then chooses)")
+        elif spec.load is None:
+            lower = _lower_concurrency(spec, arch, w, stack, cat, pool, kv, chosen)
+            if lower is not None:
+                consider([lower], f"concurrency: {lower.concurrency}")
+    for p in _lower_precisions(cat, w):
+        found = explore(spec, arch, _replace(w, precision=p), stack, cat, instances=pool, kv=kv,
+                        concurrency=fixed, first=1)
+        if found:
+            how = ("an AWQ/GPTQ 4-bit checkpoint of the model" if cat.precisions[p].kind == "int4_group" else
+                   "vLLM quantizes the weights at load" if p == "fp8" else "")
+            consider(found, f"precision: {p}" + (f" ({how})" if how else ""))
+            break
+    return sorted(out, key=Option.key)
+
+
+def _lower_precisions(cat: Catalog, w: Workload) -> list[str]:
+    here = _bits(cat, w.precision)
+    names = [p for p, d in cat.precisions.items() if w.runtime in d.runtimes and d.kind in ("fp8", "int4_group")
+             and _bits(cat, p) < here]
+    return sorted(names, key=lambda p: -_bits(cat, p))
+
+
+def _lower_concurrency(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig, cat: Catalog,
+                       pool: list[InstanceType], kv: tuple[str, ...], chosen: Option) -> Optional[Option]:
+    """Without a load, the KV cache can dominate: the cheaper type that holds at least half the sequences,
+    and the most sequences it holds."""
+    best = None
+    for inst in _distinct(pool, stack):
+        if hourly_price(inst, stack) >= chosen.candidate.hourly_usd:
+            break
+        c = evaluate(arch, _replace(w, concurrency=1, kv_cache_dtype=kv[0]), inst, 1, stack, cat)
+        if c is None:
+            continue
+        seqs = max_sequences(arch, _replace(w, kv_cache_dtype=kv[0]), c.layout, cat.gpu_of(inst).memory_gib, cat)
+        if seqs >= max(1, math.ceil(w.concurrency / 2)) and seqs < w.concurrency:
+            if best is None or seqs > best[0]:
+                best = (seqs, inst)
+    if best is None:
+        return None
+    found = explore(spec, arch, w, stack, cat, instances=[best[1]], kv=kv[:1], concurrency=best[0])
+    return found[0] if found else None
+
+
 # ----------------------------------------------------------------------------- planning
 
 def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Optional[Catalog] = None) -> DeploymentPlan:
     cat = cat or catalog.load()
     arch = architecture_of(spec, cat)
     w = workload_of(spec)
-    best = cheapest(arch, w, stack.platform, stack, cat, spec.instance_type)
-    if best is None:
+    nodes = _nodes_needed(arch, w, stack.platform, stack, cat, spec.instance_type)
+    if nodes is None:
+        kv, _ = kv_choices(spec, cat)
+        if "fp8" in kv:
+            nodes = _nodes_needed(arch, _replace(w, kv_cache_dtype="fp8"), stack.platform, stack, cat,
+                                  spec.instance_type)
+    if nodes is None and not (spec.load is not None and not concurrency_stated(spec)):
         raise PlanningError([ConfigError(f"llm-platform:models[{index}]" + (".instance_type" if spec.instance_type else ""),
-                                         infeasible_message(spec, arch, w, stack, cat))])
+                                         infeasible_message(spec, arch, w, stack, cat), model=spec.name)])
+    choice = choose(spec, index, arch, w, stack, cat, nodes or 1)
+    best = choice.chosen
+    w = _replace(w, kv_cache_dtype=best.kv_cache_dtype, concurrency=best.concurrency)
     notes = []
-    fleet = None
-    if spec.load is not None:
-        fleet = size_fleet(spec, index, arch, w, best, stack, cat)
-        if fleet.candidate.instance.name != best.instance.name:
-            notes.append(f"load: {fleet.replicas} x {fleet.candidate.instance.name} "
-                         f"(${fleet.replicas * fleet.candidate.hourly_usd:.2f}/h) is the cheapest fleet for "
-                         f"{spec.load.requests_per_second:g} req/s; {best.instance.name}, the cheapest type one replica "
-                         f"fits, {fleet.alternative}")
-        best = fleet.candidate
     if spec.instance_type:
         free = cheapest(arch, w, stack.platform, stack, cat)
-        if free is not None and free.hourly_usd < best.hourly_usd:
-            notes.append(f"forced {spec.instance_type} costs ${best.hourly_usd:.2f}/h per replica; "
+        if free is not None and free.hourly_usd < best.candidate.hourly_usd:
+            notes.append(f"forced {spec.instance_type} costs ${best.candidate.hourly_usd:.2f}/h per replica; "
                          f"{free.instance.name} would serve it for ${free.hourly_usd:.2f}/h")
-    inst, layout, mem = best.instance, best.layout, best.memory
+    inst, layout, mem = best.candidate.instance, best.candidate.layout, best.candidate.memory
     gpu = cat.gpu_of(inst)
+    if choice.advice:
+        notes.append(_advice_note(spec, mem, choice))
     if gpu.estimated:
         notes.append(f"{gpu.name}'s CUDA-visible memory is estimated, not measured: confirm with nvidia-smi")
     if inst.price_region:
         notes.append(f"{inst.name} price is for {inst.price_region}; set llm-platform:pricing.hourly_usd for yours")
     if layout.pipeline_parallel > 1:
         notes.append(f"no single {inst.name} holds a replica: {layout.pipeline_parallel} nodes in pipeline parallel")
-    if stack.region != cat.prices_region and not stack.pricing.hourly_usd:
+    if stack.platform != "docker" and stack.region != cat.prices_region and not stack.pricing.hourly_usd:
         notes.append(f"prices are {cat.prices_region} on-demand list prices; {stack.region} differs")
     replicas_min = spec.autoscaling.min if spec.autoscaling else (spec.replicas or 1)
     replicas_max = spec.autoscaling.max if spec.autoscaling else replicas_min
@@ -325,41 +670,66 @@ def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Optional[Ca
     kv_bytes = cat.kv_dtypes[w.kv_cache_dtype].bytes
     r = perf.rates(arch, w.precision, kv_bytes, layout, hw, w.max_model_len, w.concurrency, w.max_num_batched_tokens)
     throughput = Throughput(r.decode_tokens_per_s_single, r.decode_tokens_per_s_full, r.prefill_tokens_per_s)
-    if fleet is not None:
+    if best.operating is not None:
+        fleet = Fleet(best.candidate, best.operating, best.replicas_for_load)
         replicas_min, replicas_max, more = _replicas(spec, index, fleet, _ha_minimum(stack))
         notes += more
-        op, load = fleet.operating, spec.load
-        usd = (None if not load.output_tokens else
-               replicas_min * best.hourly_usd / (load.requests_per_second * load.output_tokens * 3600) * 1e6)
+        op = best.operating
         throughput = Throughput(r.decode_tokens_per_s_single, r.decode_tokens_per_s_full, r.prefill_tokens_per_s,
                                 ttft_seconds=op.ttft_s, tpot_seconds=op.tpot_s, batch_for_load=op.batch,
                                 requests_per_s_per_replica=op.requests_per_s, replicas_for_load=fleet.replicas,
-                                usd_per_million_output_tokens=usd)
+                                usd_per_million_output_tokens=best.usd_per_million_output_tokens)
     gpus_per_node = layout.tensor_parallel * layout.layer_split
     startup = WARMUP_S + mem.weights_gib * (1 / DOWNLOAD_GIB_PER_S + 1 / VERIFY_GIB_PER_S + 1 / LOAD_GIB_PER_S)
+    kv_how = kv_choices(spec, cat)[1]
     return DeploymentPlan(
         name=spec.name, model=spec.model, task=arch.task, runtime=spec.runtime, precision=spec.precision,
-        kv_cache_dtype=spec.kv_cache_dtype, instance_type=inst.name, gpu_name=gpu.name,
+        kv_cache_dtype=w.kv_cache_dtype, instance_type=inst.name, gpu_name=gpu.name,
         gpu_count=inst.gpu_count, gpu_memory_gib=gpu.memory_gib, nodes_per_replica=layout.pipeline_parallel,
         replicas_min=replicas_min, replicas_max=replicas_max,
         tensor_parallel_size=layout.tensor_parallel, pipeline_parallel_size=layout.pipeline_parallel,
         gpus_per_replica=gpus_per_node * layout.pipeline_parallel,
-        max_model_len=spec.max_model_len, concurrency=spec.concurrency,
+        max_model_len=spec.max_model_len, concurrency=w.concurrency,
         max_num_batched_tokens=spec.max_num_batched_tokens, gpu_memory_utilization=spec.gpu_memory_utilization,
         memory=mem,
         max_concurrency_at_full_context=(max_sequences(arch, w, layout, gpu.memory_gib, cat)
                                          if arch.task == "generate" else None),
         parameters=parameter_count(arch), active_parameters=active_parameter_count(arch),
-        hourly_cost_usd=best.hourly_usd,
+        hourly_cost_usd=best.candidate.hourly_usd,
         volume_gib=int(math.ceil(mem.weights_gib / layout.pipeline_parallel * 2 + ROOT_VOLUME_GIB)),
         startup_seconds=int(math.ceil(startup / 10) * 10),
         trust_remote_code=spec.trust_remote_code, revision=spec.revision, notes=tuple(notes),
         throughput=throughput,
+        choice={"reason": choice.reason,
+                "concurrency": "stated" if concurrency_stated(spec) else ("chosen" if spec.load is not None
+                                                                          and arch.task == "generate" else "default"),
+                "kv_cache_dtype": kv_how,
+                "runner_up": choice.runner_up.as_dict() if choice.runner_up else None},
+        alternatives=tuple(o.as_dict() for o in choice.alternatives),
+        advice=tuple(o.as_dict() for o in choice.advice),
+        provenance=(spec.provenance.model_dump() if spec.provenance else None),
+        checksums_sha256=(spec.checksums.sha256 if spec.checksums else None),
     )
 
 
+def _advice_note(spec: ModelSpec, mem: Memory, choice: Choice) -> str:
+    chosen = choice.chosen
+    parts = []
+    for o in choice.advice:
+        saving = 1 - o.monthly_usd / chosen.monthly_usd if chosen.monthly_usd else 0
+        parts.append(f"{o.change} -> {o.replicas} x {o.instance_type} ${o.monthly_usd:,.0f}/month ({saving:.0%} less)")
+    head = "cheaper with one config change: "
+    if spec.load is None and mem.per_gpu_kv_cache_gib > mem.per_gpu_weights_gib:
+        share = mem.per_gpu_kv_cache_gib / mem.per_gpu_required_gib
+        head = (f"the KV cache ({chosen.concurrency} x {spec.max_model_len} tokens, {mem.per_gpu_kv_cache_gib:.1f} GiB "
+                f"per GPU) is {share:.0%} of the need and decides the instance; cheaper with one config change: ")
+    return head + "; or ".join(parts)
+
+
 def plan_stack(stack: StackConfig, cat: Optional[Catalog] = None) -> list[DeploymentPlan]:
-    """One plan per model; every model that cannot be planned is reported, not just the first."""
+    """One plan per model; every model that cannot be planned is reported, not just the first. On docker,
+    the models share the workstation's GPUs: their per-GPU needs are added up and each runtime gets its
+    share of gpu_memory_utilization (see share_local_gpus)."""
     plans, errors = [], []
     for i, spec in enumerate(stack.models):
         try:
@@ -368,7 +738,41 @@ def plan_stack(stack: StackConfig, cat: Optional[Catalog] = None) -> list[Deploy
             errors += exc.errors
     if errors:
         raise PlanningError(errors)
+    if stack.platform == "docker" and len(plans) > 1:
+        plans = share_local_gpus(plans, stack, cat or catalog.load())
     return plans
+
+
+# Docker: every container sees all of `local.gpu_count` GPUs and the runtimes load onto the same ones, so the
+# per-GPU needs add up. vLLM's --gpu-memory-utilization is a per-instance budget ("if you have two vLLM
+# instances running on the same GPU, you can set the GPU memory utilization to 0.5 for each instance",
+# https://docs.vllm.ai/en/stable/configuration/engine_args.html), so each gets its share; they sum to at most
+# LOCAL_SHARED_UTILIZATION, leaving the rest to the driver and the desktop.
+LOCAL_SHARED_UTILIZATION = 0.95
+
+
+def share_local_gpus(plans: list[DeploymentPlan], stack: StackConfig, cat: Catalog) -> list[DeploymentPlan]:
+    gpu = cat.gpus[stack.local.gpu]
+    total = gpu.memory_gib
+    needs = [p.memory.per_gpu_required_gib for p in plans]
+    budget = total * LOCAL_SHARED_UTILIZATION
+    if sum(needs) > budget:
+        each = ", ".join(f"{p.name} {n:.1f} GiB" for p, n in zip(plans, needs))
+        raise PlanningError([ConfigError("llm-platform:local", (
+            f"the models share {stack.local.gpu_count} x {gpu.name} ({total:.1f} GiB each) and need {sum(needs):.1f} "
+            f"GiB per GPU together ({each}), above {LOCAL_SHARED_UTILIZATION:.0%} of it ({budget:.1f} GiB): lower "
+            f"max_model_len or concurrency, a smaller precision, or set local.gpu_count / a larger local.gpu"))])
+    spare = budget - sum(needs)
+    out = []
+    for p, need in zip(plans, needs):
+        share = math.floor((need + spare * need / sum(needs)) / total * 1000) / 1000
+        usable = total * share
+        mem = dataclasses.replace(p.memory, per_gpu_usable_gib=usable)
+        note = (f"shares the workstation's {gpu.name} with {len(plans) - 1} other model"
+                f"{'s' if len(plans) > 2 else ''}: gpu_memory_utilization {share:.3f} of {total:.1f} GiB "
+                f"({usable:.1f} GiB for a need of {need:.1f})")
+        out.append(dataclasses.replace(p, gpu_memory_utilization=share, memory=mem, notes=p.notes + (note,)))
+    return out
 
 
 # ----------------------------------------------------------------------------- capacity planning
@@ -378,85 +782,31 @@ class Fleet:
     candidate: Candidate
     operating: perf.Operating
     replicas: int                 # what the load needs at TARGET_UTILIZATION (before the HA minimum)
-    alternative: str = ""         # what the memory-cheapest type would have needed, for the note
+    alternative: str = ""
 
 
 def _ha_minimum(stack: StackConfig) -> int:
     return 2 if stack.environment == "prod" else 1
 
 
-def _fleet_on(c: Candidate, spec: ModelSpec, arch: Architecture, w: Workload, cat: Catalog):
-    load = spec.load
-    hw = perf.hardware_of(c.instance, cat)
-    op = perf.best_operating_point(arch, w.precision, cat.kv_dtypes[w.kv_cache_dtype].bytes, c.layout, hw,
-                                   w.concurrency, load.prompt_tokens, load.output_tokens, w.max_num_batched_tokens,
-                                   TARGET_UTILIZATION, load.ttft_p99_seconds, load.tpot_p99_seconds)
-    if op is None:
-        return None
-    return op, max(1, math.ceil(load.requests_per_second / op.requests_per_s - 1e-9))
-
-
-def size_fleet(spec: ModelSpec, index: int, arch: Architecture, w: Workload, best: Candidate,
-               stack: StackConfig, cat: Catalog) -> Fleet:
-    """The instance type, decode batch and replica count that serve `spec.load` cheapest.
-
-    Every type one replica fits is a candidate (only the forced one if `instance_type` is set; only
-    the memory planner's choice when a replica spans nodes); each gets its largest batch that meets
-    the latency targets; the cheapest fleet (replicas, never below the HA minimum, x hourly price) wins,
-    ties to fewer GPUs."""
-    ha = _ha_minimum(stack)
-    if spec.instance_type or best.layout.pipeline_parallel > 1 or stack.platform == "docker":
-        pool = [best]
-    else:
-        pool, seen = [], {}
-        for inst in sorted((i for i in cat.instances.values() if i.purchase == "on-demand"),
-                           key=lambda i: (hourly_price(i, stack), i.gpu_count, i.name)):
-            key = (inst.gpu, inst.gpu_memory_mib, inst.gpu_count)
-            if key not in seen:
-                seen[key] = evaluate(arch, w, inst, 1, stack, cat)
-            if seen[key] is not None:
-                c = seen[key]
-                pool.append(Candidate(inst, c.layout, c.memory, hourly_price(inst, stack)))
-    options = []
-    for c in pool:
-        sized = _fleet_on(c, spec, arch, w, cat)
-        if sized is not None:
-            op, n = sized
-            options.append((max(n, ha) * c.hourly_usd, c.instance.gpu_count, c.hourly_usd, c.instance.name, c, op, n))
-    if not options:
-        raise PlanningError(latency_errors(spec, index, arch, w, pool, cat))
-    options.sort(key=lambda o: o[:4])
-    _, _, _, _, c, op, n = options[0]
-    alt = next((o for o in options if o[3] == best.instance.name), None)
-    alternative = (f"would need {max(alt[6], ha)} (${alt[0]:.2f}/h)" if alt else "cannot meet the latency targets")
-    return Fleet(c, op, n, alternative)
-
-
 def _replicas(spec: ModelSpec, index: int, fleet: Fleet, ha: int) -> tuple[int, int, list[str]]:
-    """(min, max, notes): derived from the load, or the stated ones checked against it."""
-    need, base = fleet.replicas, f"llm-platform:models[{index}]"
+    """(min, max, notes): derived from the load, or the stated ones (already checked to carry it)."""
+    need = fleet.replicas
     rps = spec.load.requests_per_second
     per = fleet.operating.requests_per_s
     why = (f"{rps:g} req/s at {per:.3g} req/s per replica (batch {fleet.operating.batch}, "
            f"{TARGET_UTILIZATION:.0%} utilization) needs {need}")
     if spec.replicas is not None:
-        if spec.replicas < need:
-            raise PlanningError([ConfigError(f"{base}.replicas", f"{why} replicas on {fleet.candidate.instance.name}: "
-                                             f"raise replicas to {need}, or remove it and let the load decide")])
         return spec.replicas, spec.replicas, []
     if spec.autoscaling is not None:
-        if spec.autoscaling.max < need:
-            raise PlanningError([ConfigError(f"{base}.autoscaling.max", f"{why} replicas on "
-                                             f"{fleet.candidate.instance.name}: raise autoscaling.max to at least "
-                                             f"{need}, or remove autoscaling and let the load decide")])
         notes = [] if spec.autoscaling.min >= need else [
             f"autoscaling.min {spec.autoscaling.min} is below the {need} replicas the stated load needs: "
             f"until it scales out, TTFT and TPOT exceed their targets"]
         return spec.autoscaling.min, spec.autoscaling.max, notes
     low = max(need, ha)
     high = max(low + 1, math.ceil(need * BURST_FACTOR))
-    return low, high, [f"replicas from load: {why}; HA minimum {ha}; autoscaling {low}-{high} "
-                       f"({BURST_FACTOR:g}x the load)"]
+    floor = f"; the HA minimum {ha} keeps {low} running" if low > need else ""
+    return low, high, [f"replicas from load: {why}{floor}; autoscaling {low}-{high} ({BURST_FACTOR:g}x the load)"]
 
 
 def latency_errors(spec: ModelSpec, index: int, arch: Architecture, w: Workload, pool: list[Candidate],
@@ -476,7 +826,7 @@ def latency_errors(spec: ModelSpec, index: int, arch: Architecture, w: Workload,
                        + (f", TP {c.layout.tensor_parallel}" if w.runtime != "ollama" else "") + f", ${c.hourly_usd:.2f}/h)")
     if load.ttft_p99_seconds is not None and min(op.ttft_s for _, op in points) > load.ttft_p99_seconds:
         c, op = min(points, key=lambda p: p[1].ttft_s)
-        errors.append(ConfigError(f"{base}.ttft_p99_seconds", (
+        errors.append(ConfigError(f"{base}.ttft_p99_seconds", model=spec.name, message=(
             f"{load.ttft_p99_seconds:g} s cannot be met for {load.prompt_tokens}-token prompts at {w.precision}: "
             f"the first token takes {first[1].ttft_s:.3g} s on {where(first[0])}; the fastest is {op.ttft_s:.3g} s "
             f"on {where(c)}: raise ttft_p99_seconds to at least {_ceil3(op.ttft_s)}"
@@ -484,7 +834,7 @@ def latency_errors(spec: ModelSpec, index: int, arch: Architecture, w: Workload,
     if (load.tpot_p99_seconds is not None and first[1].tpot_s is not None
             and min(op.tpot_s for _, op in points) > load.tpot_p99_seconds):
         c, op = min(points, key=lambda p: p[1].tpot_s)
-        errors.append(ConfigError(f"{base}.tpot_p99_seconds", (
+        errors.append(ConfigError(f"{base}.tpot_p99_seconds", model=spec.name, message=(
             f"{load.tpot_p99_seconds:g} s per token cannot be met at {w.precision}: one sequence decodes at "
             f"{first[1].tpot_s * 1e3:.3g} ms per token on {where(first[0])}; the fastest is {op.tpot_s * 1e3:.3g} ms "
             f"on {where(c)}: raise tpot_p99_seconds to at least {_ceil3(op.tpot_s, 4)}"
@@ -492,7 +842,7 @@ def latency_errors(spec: ModelSpec, index: int, arch: Architecture, w: Workload,
             + ", or choose a lower precision (fewer bytes per token)")))
     if not errors:   # each target is reachable alone, but no batch meets both at once on one type
         c, op = min(points, key=lambda p: (p[1].tpot_s or 0) + p[1].ttft_s)
-        errors.append(ConfigError(base, (
+        errors.append(ConfigError(base, model=spec.name, message=(
             f"no instance meets ttft_p99_seconds {load.ttft_p99_seconds:g} and tpot_p99_seconds "
             f"{load.tpot_p99_seconds:g} together; closest: {where(c)} at TTFT {op.ttft_s:.3g} s, "
             f"TPOT {op.tpot_s * 1e3:.3g} ms: relax one of them")))
