@@ -354,11 +354,15 @@ class Option:
                 "change": self.change or None}
 
     def describe(self, local: bool = False) -> str:
-        c = self.candidate
-        tp = f"TP {c.layout.tensor_parallel}" if c.layout.layer_split == 1 else f"{c.layout.layer_split}-GPU split"
-        where = "the workstation" if local else f"{self.replicas} x {self.instance_type}"
-        cost = "" if local else f", ${self.monthly_usd:,.0f}/month"
-        return (f"{where} ({tp}, concurrency {self.concurrency}, kv {self.kv_cache_dtype}{cost}"
+        lay = self.candidate.layout
+        how = (f"TP {lay.tensor_parallel}" if lay.tensor_parallel > 1 else
+               f"{lay.layer_split}-GPU layer split" if lay.layer_split > 1 else "1 GPU")
+        if lay.pipeline_parallel > 1:
+            how += f" x PP {lay.pipeline_parallel}"
+        what = f"{how}, concurrency {self.concurrency}, kv {self.kv_cache_dtype}"
+        if local:
+            return what
+        return (f"{self.replicas} x {self.instance_type} ({what}, ${self.monthly_usd:,.0f}/month"
                 + (f", TPOT {self.tpot_seconds * 1e3:.1f} ms" if self.operating and self.tpot_seconds else "") + ")")
 
 
@@ -546,7 +550,7 @@ def _bounds_error(spec: ModelSpec, index: int, best: Option) -> ConfigError:
 def _reason(spec: ModelSpec, chosen: Option, runner_up: Optional[Option], kv_how: str, fixed: Optional[int],
             local: bool) -> str:
     if local:
-        return f"sized against the workstation ({chosen.describe(local=True)})"
+        return f"sized against the workstation's GPUs: {chosen.describe(local=True)}"
     what = "cheapest fleet that carries the load within the latency targets" if spec.load is not None else \
         "cheapest instance type the model fits"
     if spec.instance_type:
@@ -704,6 +708,8 @@ def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Optional[Ca
                 "concurrency": "stated" if concurrency_stated(spec) else ("chosen" if spec.load is not None
                                                                           and arch.task == "generate" else "default"),
                 "kv_cache_dtype": kv_how,
+                "replicas": ("stated" if spec.replicas is not None or spec.autoscaling is not None
+                             else "load" if spec.load is not None else "default"),
                 "runner_up": choice.runner_up.as_dict() if choice.runner_up else None},
         alternatives=tuple(o.as_dict() for o in choice.alternatives),
         advice=tuple(o.as_dict() for o in choice.advice),
@@ -764,14 +770,23 @@ def share_local_gpus(plans: list[DeploymentPlan], stack: StackConfig, cat: Catal
             f"max_model_len or concurrency, a smaller precision, or set local.gpu_count / a larger local.gpu"))])
     spare = budget - sum(needs)
     out = []
-    for p, need in zip(plans, needs):
+    for p, need, spec in zip(plans, needs, stack.models):
         share = math.floor((need + spare * need / sum(needs)) / total * 1000) / 1000
         usable = total * share
         mem = dataclasses.replace(p.memory, per_gpu_usable_gib=usable)
+        fits = p.max_concurrency_at_full_context
+        if fits is not None:        # what the smaller budget holds
+            arch, layout = architecture_of(spec, cat), Layout(p.tensor_parallel_size, p.pipeline_parallel_size,
+                                                              p.gpus_per_replica // p.tensor_parallel_size
+                                                              // p.pipeline_parallel_size)
+            w = _replace(workload_of(spec), kv_cache_dtype=p.kv_cache_dtype, concurrency=p.concurrency,
+                         gpu_memory_utilization=share)
+            fits = max_sequences(arch, w, layout, total, cat)
         note = (f"shares the workstation's {gpu.name} with {len(plans) - 1} other model"
                 f"{'s' if len(plans) > 2 else ''}: gpu_memory_utilization {share:.3f} of {total:.1f} GiB "
                 f"({usable:.1f} GiB for a need of {need:.1f})")
-        out.append(dataclasses.replace(p, gpu_memory_utilization=share, memory=mem, notes=p.notes + (note,)))
+        out.append(dataclasses.replace(p, gpu_memory_utilization=share, memory=mem, notes=p.notes + (note,),
+                                       max_concurrency_at_full_context=fits))
     return out
 
 
@@ -872,12 +887,20 @@ def infeasible_message(spec: ModelSpec, arch: Architecture, w: Workload, stack: 
     layout = _layouts(arch, w, biggest, 1)[0]
     gpu = cat.gpu_of(biggest)
     mem = estimate(arch, w, layout, gpu.memory_gib, cat)
-    what = [f"the largest, {biggest.name} ({biggest.gpu_count} x {gpu.name}, {mem.per_gpu_usable_gib:.1f} GiB usable "
-            f"per GPU), needs {mem.per_gpu_required_gib:.1f} GiB per GPU at "
+    label = (f"on {biggest.name} ({biggest.gpu_count} x {gpu.name}, {mem.per_gpu_usable_gib:.1f} GiB usable per GPU) "
+             "it needs" if spec.instance_type else f"the largest, {biggest.name} ({biggest.gpu_count} x {gpu.name}, "
+             f"{mem.per_gpu_usable_gib:.1f} GiB usable per GPU), needs")
+    what = [f"{label} {mem.per_gpu_required_gib:.1f} GiB per GPU at "
             + (f"TP {layout.tensor_parallel}" if w.runtime != "ollama" else f"a {layout.layer_split}-GPU layer split")
             + f" (weights {mem.per_gpu_weights_gib:.1f}, KV cache {mem.per_gpu_kv_cache_gib:.1f}, "
               f"overhead {mem.overhead_gib:.1f})"]
     fixes = []
+    if spec.instance_type:      # first: what the catalog serves it on as configured, and its price
+        free = cheapest(arch, w, stack.platform, stack, cat)
+        if free is not None:
+            fixes.append(f"remove instance_type: {free.instance.name} ({free.instance.gpu_count} x "
+                         f"{cat.gpu_of(free.instance).name}, ${free.hourly_usd:.2f}/h) is the cheapest type that "
+                         "serves it as configured")
     seqs = max_sequences(arch, w, layout, gpu.memory_gib, cat)
     if seqs >= 1:
         fixes.append(f"concurrency <= {seqs} on {biggest.name}")
