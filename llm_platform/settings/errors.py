@@ -22,7 +22,7 @@ class ConfigError:
             return _MODEL_INDEX.sub(lambda m: f"{m.group(1)} ({self.model})", self.path, count=1)
         return self.path
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, str]:
         out = {"path": self.path, "message": self.message}
         if self.model:
             out["model"] = self.model
@@ -47,12 +47,12 @@ CONFIG_NAMES = {"region": "aws:region", "hf_token": f"{NAMESPACE}:hfToken",
                 "docker_hub_token": f"{NAMESPACE}:dockerHubToken"}
 
 
-def key_path(loc: tuple) -> str:
+def key_path(loc: tuple[str | int, ...]) -> str:
     """('models', 1, 'max_model_len') -> 'llm-platform:models[1].max_model_len'."""
     if not loc:
         return NAMESPACE
     head, rest = loc[0], loc[1:]
-    out = CONFIG_NAMES.get(head, f"{NAMESPACE}:{head}")
+    out = CONFIG_NAMES.get(str(head), f"{NAMESPACE}:{head}")
     for part in rest:
         out += f"[{part}]" if isinstance(part, int) else f".{part}"
     return out
