@@ -26,7 +26,7 @@ def build(stack_name: str, config: StackConfig, plans: list[DeploymentPlan], cat
         "stack": stack_name,
         "environment": config.environment,
         "platform": config.platform,
-        "region": config.region,
+        "region": None if config.platform == "docker" else config.region,   # a workstation has no region
         "monthly_cost_usd": round(sum(p.monthly_cost_usd for p in plans), 2),
         "monthly_cost_max_usd": round(sum(p.monthly_cost_max_usd for p in plans), 2),
         "prices_as_of": cat.prices_as_of,

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Optional
 
 from llm_platform import catalog
@@ -411,17 +412,28 @@ def _replicas_for(spec: ModelSpec, need: Optional[int], ha: int) -> Optional[int
 
 def explore(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig, cat: Catalog, *,
             instances: list[InstanceType], nodes: int = 1, kv: tuple[str, ...] = (),
-            concurrency: Optional[int] = None, first: int = 0, bounded: bool = True) -> list[Option]:
+            concurrency: Optional[int] = None, first: int = 0, bounded: bool = True,
+            budget: Optional[float] = None) -> list[Option]:
     """Every feasible way to serve `spec` on these instance types, cheapest first.
 
     `concurrency`: fixed, or None to choose it (with a load: the largest batch meeting the targets). `first`:
     without a load, cost is replicas x price, so the first `first` feasible types in price order are the
-    cheapest; the search stops there. `bounded`: drop options the stated replicas/autoscaling.max cannot carry."""
+    cheapest; the search stops there. `bounded`: drop options the stated replicas/autoscaling.max cannot carry.
+    `budget`: only options at most this $/month are wanted. Types come in price order and a type costs at least
+    its price x the fewest replicas that may run, so once that floor passes the budget (or the third-cheapest
+    type found so far: alternatives show three), no later type can enter and the search stops."""
     ha = _ha_minimum(stack)
     load = spec.load
     options: list[Option] = []
     found_types = 0
+    fewest = (spec.replicas or (spec.autoscaling.min if spec.autoscaling else None)
+              or (ha if load is not None else 1)) if bounded else 1
+    best_per_type: dict[str, float] = {}
     for inst in _distinct(instances, stack):
+        floor = hourly_price(inst, stack) * nodes * fewest * HOURS_PER_MONTH
+        third = sorted(best_per_type.values())[2] if len(best_per_type) >= 3 else None
+        if (budget is not None and floor > budget) or (third is not None and floor > third):
+            break
         gpu = cat.gpu_of(inst)
         if gpu.compute_capability < cat.precisions[w.precision].min_compute_capability:
             continue
@@ -443,7 +455,8 @@ def explore(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig
                         continue
                     cmax = fixed
                 else:
-                    cmax = min(max_sequences(arch, base, layout, gpu.memory_gib, cat), MAX_CHOSEN_CONCURRENCY)
+                    cmax = min(_max_sequences(arch, _replace(base, concurrency=1), layout, gpu.memory_gib),
+                               MAX_CHOSEN_CONCURRENCY)
                     if cmax < 1:
                         continue
                 op = None
@@ -477,6 +490,7 @@ def explore(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig
                 if w.runtime == "ollama":
                     break
         if len(options) > before:
+            best_per_type[inst.name] = min(o.monthly_usd for o in options[before:])
             found_types += 1
             if first and load is None and found_types >= first:
                 break
@@ -582,11 +596,11 @@ def _advice(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig
 
     fp8 = cat.kv_dtypes.get("fp8")
     if "fp8" not in kv and fp8 is not None and w.runtime in fp8.runtimes and arch.task == "generate":
-        consider(explore(spec, arch, w, stack, cat, instances=pool, kv=("fp8",), concurrency=fixed, first=1),
-                 "kv_cache_dtype: fp8")
+        consider(explore(spec, arch, w, stack, cat, instances=pool, kv=("fp8",), concurrency=fixed, first=1,
+                         budget=limit), "kv_cache_dtype: fp8")
     if arch.task == "generate" and w.runtime != "ollama":
         if spec.load is not None and fixed is not None:
-            free = explore(spec, arch, w, stack, cat, instances=pool, kv=kv, concurrency=None)
+            free = explore(spec, arch, w, stack, cat, instances=pool, kv=kv, concurrency=None, budget=limit)
             if free:
                 consider(free, f"concurrency: {free[0].concurrency} (or remove it: the planner then chooses)")
         elif spec.load is None:
@@ -595,7 +609,7 @@ def _advice(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig
                 consider([lower], f"concurrency: {lower.concurrency}")
     for p in _lower_precisions(cat, w):
         found = explore(spec, arch, _replace(w, precision=p), stack, cat, instances=pool, kv=kv,
-                        concurrency=fixed, first=1)
+                        concurrency=fixed, first=1, budget=limit)
         if found:
             how = ("an AWQ/GPTQ 4-bit checkpoint of the model" if cat.precisions[p].kind == "int4_group" else
                    "vLLM quantizes the weights at load" if p == "fp8" else "")
@@ -938,4 +952,10 @@ def _bits(cat: Catalog, precision: str) -> float:
 
 
 def _replace(w: Workload, **changes) -> Workload:
-    return Workload(**{**asdict(w), **changes})
+    return dataclasses.replace(w, **changes)
+
+
+@lru_cache(maxsize=8192)
+def _max_sequences(arch: Architecture, w: Workload, layout: Layout, gpu_gib: float) -> int:
+    """max_sequences, remembered: the search asks the same question for every option and every piece of advice."""
+    return max_sequences(arch, w, layout, gpu_gib, catalog.load())
