@@ -26,7 +26,7 @@ from llm_platform.catalog import Catalog, InstanceType
 from llm_platform.settings.errors import ConfigError
 from llm_platform.settings.schema import ModelSpec, StackConfig
 from llm_platform.catalog.architecture import Architecture
-from .memory import Layout, Memory, Workload, estimate, max_context, max_sequences
+from .memory import GIB, Layout, Memory, Workload, estimate, max_context, max_sequences, weight_bytes
 from .params import active_parameter_count, parameter_count
 from . import performance as perf
 
@@ -413,7 +413,7 @@ def _replicas_for(spec: ModelSpec, need: Optional[int], ha: int) -> Optional[int
 def explore(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig, cat: Catalog, *,
             instances: list[InstanceType], nodes: int = 1, kv: tuple[str, ...] = (),
             concurrency: Optional[int] = None, first: int = 0, bounded: bool = True,
-            budget: Optional[float] = None) -> list[Option]:
+            budget: Optional[float] = None, presorted: bool = False) -> list[Option]:
     """Every feasible way to serve `spec` on these instance types, cheapest first.
 
     `concurrency`: fixed, or None to choose it (with a load: the largest batch meeting the targets). `first`:
@@ -429,7 +429,14 @@ def explore(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig
     fewest = (spec.replicas or (spec.autoscaling.min if spec.autoscaling else None)
               or (ha if load is not None else 1)) if bounded else 1
     best_per_type: dict[str, float] = {}
-    for inst in _distinct(instances, stack):
+    weights_gib = weight_bytes(arch, w.precision) / GIB
+    fixed = concurrency if concurrency is not None else (
+        w.concurrency if load is None or arch.task != "generate" else None)
+    variants = []                   # (kv dtype, its workload, the workload memory is probed with)
+    for kv_dtype in kv or (w.kv_cache_dtype,):
+        base = _replace(w, kv_cache_dtype=kv_dtype)
+        variants.append((kv_dtype, base, _replace(base, concurrency=fixed if fixed is not None else 1)))
+    for inst in (instances if presorted else _distinct(instances, stack)):
         floor = hourly_price(inst, stack) * nodes * fewest * HOURS_PER_MONTH
         third = sorted(best_per_type.values())[2] if len(best_per_type) >= 3 else None
         if (budget is not None and floor > budget) or (third is not None and floor > third):
@@ -437,26 +444,24 @@ def explore(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig
         gpu = cat.gpu_of(inst)
         if gpu.compute_capability < cat.precisions[w.precision].min_compute_capability:
             continue
+        if weights_gib > inst.gpu_count * nodes * gpu.memory_gib * w.gpu_memory_utilization:
+            continue            # the weights alone exceed all its GPUs: no layout can fit
         price = hourly_price(inst, stack) * nodes
         hw = perf.hardware_of(inst, cat) if load is not None or arch.task == "generate" else None
         before = len(options)
-        for kv_dtype in kv or (w.kv_cache_dtype,):
+        layouts = _layouts(arch, w, inst, nodes)
+        if w.runtime == "ollama":
+            layouts = layouts[::-1]     # Ollama keeps a model on one GPU when it fits, else splits over all
+        for kv_dtype, base, probe in variants:
             kv_bytes = cat.kv_dtypes[kv_dtype].bytes
-            layouts = _layouts(arch, w, inst, nodes)
-            if w.runtime == "ollama":
-                layouts = layouts[::-1]     # Ollama keeps a model on one GPU when it fits, else splits over all
             for layout in layouts:
-                base = _replace(w, kv_cache_dtype=kv_dtype)
-                fixed = concurrency if concurrency is not None else (
-                    w.concurrency if load is None or arch.task != "generate" else None)
                 if fixed is not None:
-                    mem = estimate(arch, _replace(base, concurrency=fixed), layout, gpu.memory_gib, cat)
+                    mem = _estimate(arch, probe, layout, gpu.memory_gib)
                     if not mem.fits:
                         continue
                     cmax = fixed
                 else:
-                    cmax = min(_max_sequences(arch, _replace(base, concurrency=1), layout, gpu.memory_gib),
-                               MAX_CHOSEN_CONCURRENCY)
+                    cmax = min(_max_sequences(arch, probe, layout, gpu.memory_gib), MAX_CHOSEN_CONCURRENCY)
                     if cmax < 1:
                         continue
                 op = None
@@ -471,7 +476,7 @@ def explore(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig
                 replicas = _replicas_for(spec, need, ha) if bounded else (max(need, ha) if need else 1)
                 if replicas is None:
                     continue
-                mem = estimate(arch, _replace(base, concurrency=conc), layout, gpu.memory_gib, cat)
+                mem = _estimate(arch, _replace(base, concurrency=conc), layout, gpu.memory_gib)
                 cand = Candidate(inst, layout, mem, price)
                 if op is not None:
                     tpot = op.tpot_s
@@ -517,17 +522,19 @@ def choose(spec: ModelSpec, index: int, arch: Architecture, w: Workload, stack: 
            nodes: int) -> Choice:
     """Co-optimise instance type, TP, KV dtype, concurrency and replicas for one model entry."""
     forced = spec.instance_type
-    pool = _pool(stack, cat, stack.platform, forced)
+    pool = _distinct(_pool(stack, cat, stack.platform, forced), stack)
     kv, kv_how = kv_choices(spec, cat)
     fixed = spec.concurrency if concurrency_stated(spec) else None
     local = stack.platform == "docker"
     multi = nodes > 1
     first = 0 if local else 3
-    options = explore(spec, arch, w, stack, cat, instances=pool, nodes=nodes, kv=kv, concurrency=fixed, first=first)
+    options = explore(spec, arch, w, stack, cat, instances=pool, nodes=nodes, kv=kv, concurrency=fixed, first=first,
+                      presorted=True)
     if not options:
-        if spec.load is not None:
+        fits_somewhere = fixed is None or any(evaluate(arch, w, i, nodes, stack, cat) for i in pool)
+        if spec.load is not None and fits_somewhere:
             unbounded = explore(spec, arch, w, stack, cat, instances=pool, nodes=nodes, kv=kv, concurrency=fixed,
-                                bounded=False)
+                                bounded=False, presorted=True)
             if unbounded:
                 raise PlanningError([_bounds_error(spec, index, unbounded[0])])
             feasible = [c for c in (evaluate(arch, _replace(w, concurrency=1), i, nodes, stack, cat)
@@ -597,10 +604,11 @@ def _advice(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig
     fp8 = cat.kv_dtypes.get("fp8")
     if "fp8" not in kv and fp8 is not None and w.runtime in fp8.runtimes and arch.task == "generate":
         consider(explore(spec, arch, w, stack, cat, instances=pool, kv=("fp8",), concurrency=fixed, first=1,
-                         budget=limit), "kv_cache_dtype: fp8")
+                         budget=limit, presorted=True), "kv_cache_dtype: fp8")
     if arch.task == "generate" and w.runtime != "ollama":
         if spec.load is not None and fixed is not None:
-            free = explore(spec, arch, w, stack, cat, instances=pool, kv=kv, concurrency=None, budget=limit)
+            free = explore(spec, arch, w, stack, cat, instances=pool, kv=kv, concurrency=None, budget=limit,
+                           presorted=True)
             if free:
                 consider(free, f"concurrency: {free[0].concurrency} (or remove it: the planner then chooses)")
         elif spec.load is None:
@@ -609,7 +617,7 @@ def _advice(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig
                 consider([lower], f"concurrency: {lower.concurrency}")
     for p in _lower_precisions(cat, w):
         found = explore(spec, arch, _replace(w, precision=p), stack, cat, instances=pool, kv=kv,
-                        concurrency=fixed, first=1, budget=limit)
+                        concurrency=fixed, first=1, budget=limit, presorted=True)
         if found:
             how = ("an AWQ/GPTQ 4-bit checkpoint of the model" if cat.precisions[p].kind == "int4_group" else
                    "vLLM quantizes the weights at load" if p == "fp8" else "")
@@ -630,7 +638,7 @@ def _lower_concurrency(spec: ModelSpec, arch: Architecture, w: Workload, stack: 
     """Without a load, the KV cache can dominate: the cheaper type that holds at least half the sequences,
     and the most sequences it holds."""
     best = None
-    for inst in _distinct(pool, stack):
+    for inst in pool:
         if hourly_price(inst, stack) >= chosen.candidate.hourly_usd:
             break
         c = evaluate(arch, _replace(w, concurrency=1, kv_cache_dtype=kv[0]), inst, 1, stack, cat)
@@ -652,10 +660,10 @@ def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Optional[Ca
     cat = cat or catalog.load()
     arch = architecture_of(spec, cat)
     w = workload_of(spec)
-    nodes = _nodes_needed(arch, w, stack.platform, stack, cat, spec.instance_type)
-    if nodes is None:
-        kv, _ = kv_choices(spec, cat)
-        if "fp8" in kv:
+    nodes: Optional[int] = 1
+    if stack.platform == "eks" and w.runtime != "ollama":     # only eks spans nodes: how many one replica needs
+        nodes = _nodes_needed(arch, w, stack.platform, stack, cat, spec.instance_type)
+        if nodes is None and "fp8" in kv_choices(spec, cat)[0]:
             nodes = _nodes_needed(arch, _replace(w, kv_cache_dtype="fp8"), stack.platform, stack, cat,
                                   spec.instance_type)
     if nodes is None and not (spec.load is not None and not concurrency_stated(spec)):
@@ -953,6 +961,11 @@ def _bits(cat: Catalog, precision: str) -> float:
 
 def _replace(w: Workload, **changes) -> Workload:
     return dataclasses.replace(w, **changes)
+
+
+@lru_cache(maxsize=8192)
+def _estimate(arch: Architecture, w: Workload, layout: Layout, gpu_gib: float) -> Memory:
+    return estimate(arch, w, layout, gpu_gib, catalog.load())
 
 
 @lru_cache(maxsize=8192)
