@@ -17,7 +17,8 @@ import json
 import sys
 from pathlib import Path
 
-from llm_platform import catalog, report as plan_report
+from llm_platform import catalog
+from llm_platform import report as plan_report
 from llm_platform.settings import ConfigError, ConfigErrors, parse, read_stack_file
 from llm_platform.sizing.planner import PlanningError, hourly_price, plan_stack
 
@@ -46,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.sizing_only:
         return _print(plan_report.build(stack_name, config, plans, catalog.load()), args.json)
 
-    from llm_platform.offline.mocks import run_program   # imported late: the Pulumi SDK is only needed from here
     import pulumi
+
+    from llm_platform.offline.mocks import run_program  # imported late: the Pulumi SDK is only needed from here
     try:
         recording = run_program(raw, stack=stack_name, program=ROOT)
     except pulumi.RunError as exc:          # the program refused the stack before creating anything
@@ -76,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _violations(recording, config) -> list[dict]:
     try:
-        from llm_platform.policies import offline   # the policy pack, when present, judges the recorded resources
+        from llm_platform.policies import offline  # the policy pack, when present, judges the recorded resources
     except ImportError:
         return []
     return offline.evaluate_recording(recording, environment=config.environment)

@@ -11,8 +11,6 @@ several stacks in one account and region, one owns them (`images.create_cache_ru
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import pulumi
 import pulumi_aws as aws
 
@@ -32,7 +30,7 @@ def image_keys(config, plans) -> set[str]:
     return _image_keys(config.platform, {p.runtime for p in plans})
 
 
-def credential_problem(config, image_keys: set[str], overrides: dict) -> Optional[str]:
+def credential_problem(config, image_keys: set[str], overrides: dict) -> str | None:
     """Why the cache rules cannot be made as configured (checked before any resource exists), or None."""
     problem = _credential_problem(config.platform, config.images.model_dump(),
                                   {k for k in image_keys if k not in ("proxy", "awscli")}, config.docker_hub_token)
@@ -41,13 +39,13 @@ def credential_problem(config, image_keys: set[str], overrides: dict) -> Optiona
 
 class ImageCache(pulumi.ComponentResource):
     def __init__(self, name: str, *, stack: str, image_keys: set[str], overrides: dict,
-                 docker_hub_credential_arn: Optional[str], kms_key_arn: pulumi.Input[str],
-                 docker_hub_username: Optional[str] = None, docker_hub_token: Optional[pulumi.Output[str]] = None,
-                 create_rules: bool = True, opts: Optional[pulumi.ResourceOptions] = None):
+                 docker_hub_credential_arn: str | None, kms_key_arn: pulumi.Input[str],
+                 docker_hub_username: str | None = None, docker_hub_token: pulumi.Output[str] | None = None,
+                 create_rules: bool = True, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-platform:images:ImageCache", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         urls = catalog.load().image_upstreams
-        self.docker_hub_secret: Optional[aws.secretsmanager.Secret] = None
+        self.docker_hub_secret: aws.secretsmanager.Secret | None = None
         for upstream in sorted(needed_upstreams(image_keys, overrides) if create_rules else ()):
             credential, after = None, []
             if urls[upstream]["credential"] == "required":

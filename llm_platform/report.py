@@ -11,7 +11,7 @@ provenance (prod), notes, policy findings; the resource tree, which few read lin
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Optional
+from typing import Any
 
 from llm_platform.catalog import Catalog
 from llm_platform.settings import StackConfig
@@ -19,7 +19,7 @@ from llm_platform.sizing.planner import DeploymentPlan
 
 
 def build(stack_name: str, config: StackConfig, plans: list[DeploymentPlan], cat: Catalog,
-          resources: Optional[list[dict]] = None, violations: Optional[list[dict]] = None) -> dict[str, Any]:
+          resources: list[dict] | None = None, violations: list[dict] | None = None) -> dict[str, Any]:
     """The plan.py --json object. Without resources and violations (--sizing-only) those keys are absent and
     `sizing_only` is true: nothing was recorded or judged, which an empty list would misstate."""
     report: dict[str, Any] = {
@@ -132,7 +132,8 @@ def _throughput(deployments: list[dict], local: bool) -> list[str]:
     for d in rows:
         t = d["throughput"]
         if t["ttft_seconds"] is None:
-            at_load, reps = "no load stated", f"stated · {_replicas(d)}"
+            at_load = "no load stated"
+            reps = f"— · {d['replicas']['min']} · {d['replicas']['max']}"
         else:
             tpot = "" if t["tpot_seconds"] is None else f", {t['tpot_seconds'] * 1e3:.1f} ms"
             at_load = f"{t['batch_for_load']}, {t['ttft_seconds']:.3g} s{tpot}"
@@ -215,13 +216,13 @@ def _short(token: str) -> str:
 
 def _resources(resources: list[dict]) -> list[str]:
     """The tree of components, each with the resources directly under it counted by type."""
-    children: dict[Optional[str], list[dict]] = {}
+    children: dict[str | None, list[dict]] = {}
     for r in resources:
         children.setdefault(r["parent"], []).append(r)
     parents = {r["parent"] for r in resources}
     lines: list[str] = []
 
-    def walk(parent: Optional[str], depth: int, seen: set):
+    def walk(parent: str | None, depth: int, seen: set):
         kids = children.get(parent, [])
         leaves = Counter(_short(r["type"]) for r in kids if r["name"] not in parents)
         if leaves:

@@ -41,7 +41,8 @@ def random_specs(n: int, seed: int = 7, load: bool = False):
         precision = rng.choice(["bf16", "fp8", "awq", "gptq"] if runtime != "ollama" else ["q4_k_m", "q8_0", "fp16"])
         mml = rng.choice([2048, 4096, 8192, 16384])
         raw = copy.deepcopy(MINIMAL)
-        raw["llm-platform:images"] = {**raw["llm-platform:images"], "tgi": "registry.example.com/tgi@sha256:" + "0" * 64}
+        raw["llm-platform:images"] = {**raw["llm-platform:images"],
+                                      "tgi": "registry.example.com/tgi@sha256:" + "0" * 64}
         raw["llm-platform:models"] = [{"name": "m", "model": m.id, "runtime": runtime, "precision": precision,
                                        "max_model_len": min(mml, m.context_window), "concurrency": rng.randint(1, 32),
                                        "max_num_batched_tokens": 16384}]

@@ -3,7 +3,8 @@ instances; models sharing a workstation GPU."""
 import copy
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from llm_platform.serving.runtime import container_spec
 from llm_platform.settings import parse

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional
 
 NAMESPACE = "llm-platform"
 _MODEL_INDEX = re.compile(r"^(.*?models\[\d+\])")
@@ -13,7 +12,7 @@ _MODEL_INDEX = re.compile(r"^(.*?models\[\d+\])")
 class ConfigError:
     path: str       # e.g. llm-platform:models[1].max_model_len
     message: str
-    model: Optional[str] = None     # the model entry's name when the problem is about one
+    model: str | None = None     # the model entry's name when the problem is about one
 
     @property
     def where(self) -> str:

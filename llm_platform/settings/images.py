@@ -4,7 +4,8 @@ credential together with every other config problem, before anything is sized or
 component (components/images.py) uses the same functions."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 from llm_platform import catalog
 
@@ -26,7 +27,7 @@ def needed_upstreams(keys: set[str], overrides: dict) -> set[str]:
 
 
 def credential_problem(platform: str, images: dict[str, Any], runtimes: Iterable[str],
-                       docker_hub_token: bool) -> Optional[str]:
+                       docker_hub_token: bool) -> str | None:
     """Why the pull-through cache rules cannot be made as configured, or None. `images` is the raw
     `llm-platform:images` mapping (ECR reads the credential when the rule is created, so it must exist first)."""
     if platform == "docker" or images.get("create_cache_rules", True) is False:

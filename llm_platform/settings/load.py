@@ -5,18 +5,21 @@ from __future__ import annotations
 import difflib
 import re
 import typing
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from llm_platform import catalog
+
 from .errors import NAMESPACE, ConfigError, ConfigErrors, key_path
 from .images import credential_problem
 from .schema import StackConfig
 
-SECRET_KEYS = {"hfToken": "hf_token", "dockerHubToken": "docker_hub_token"}   # config keys that must be set with `pulumi config set --secret`
+# config keys that must be set with `pulumi config set --secret`
+SECRET_KEYS = {"hfToken": "hf_token", "dockerHubToken": "docker_hub_token"}
 
 # Literals that are secrets whatever key they sit under. A stack file is committed to git.
 SECRET_PATTERNS = {
@@ -121,7 +124,7 @@ def name_models(errors: list[ConfigError], models: Any) -> list[ConfigError]:
     return out
 
 
-def parse(raw: dict[str, Any], secret_keys: Optional[Iterable[str]] = None) -> StackConfig:
+def parse(raw: dict[str, Any], secret_keys: Iterable[str] | None = None) -> StackConfig:
     """Validate a stack's raw config (namespaced keys, as in the stack file).
 
     Values written `{secure: ...}` in a stack file are encrypted secrets; under the Pulumi
@@ -192,7 +195,8 @@ def _secret_literals(data: dict[str, Any]) -> list[ConfigError]:
         elif isinstance(value, str):
             for what, pattern in SECRET_PATTERNS.items():
                 if pattern.search(value):
-                    found.append(ConfigError(key_path(loc), f"looks like {what} in plaintext: stack files are committed; "
+                    found.append(ConfigError(key_path(loc), f"looks like {what} in plaintext: stack files are "
+                                             "committed; "
                                              "keep credentials in `pulumi config set --secret` or Secrets Manager"))
                     break
 
@@ -236,7 +240,7 @@ def _message(err: dict, listed: set) -> str:
     return f"{msg}{got}" + (f"; {field}: {hint}" if hint else "")
 
 
-def _schema_at(loc: tuple) -> Optional[type[BaseModel]]:
+def _schema_at(loc: tuple) -> type[BaseModel] | None:
     """The pydantic model class that holds the last key of `loc`, or None."""
     cls: Any = StackConfig
     for part in loc:

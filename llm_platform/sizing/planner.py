@@ -19,16 +19,16 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Optional
 
 from llm_platform import catalog
 from llm_platform.catalog import Catalog, InstanceType
+from llm_platform.catalog.architecture import Architecture
 from llm_platform.settings.errors import ConfigError
 from llm_platform.settings.schema import ModelSpec, StackConfig
-from llm_platform.catalog.architecture import Architecture
+
+from . import performance as perf
 from .memory import GIB, Layout, Memory, Workload, estimate, max_context, max_sequences, weight_bytes
 from .params import active_parameter_count, parameter_count
-from . import performance as perf
 
 HOURS_PER_MONTH = 730
 # A node's disk: the OS image (the Deep Learning Base AMI's root snapshot with CUDA, drivers and the
@@ -52,15 +52,15 @@ BURST_FACTOR = 2.0
 class Throughput:
     """The `throughput` object of a deployment (plan.py --json). Load-dependent fields are None
     without a `load`; decode fields are None for embedders (they prefill only)."""
-    decode_tokens_per_s_single: Optional[float]
-    decode_tokens_per_s_full: Optional[float]
+    decode_tokens_per_s_single: float | None
+    decode_tokens_per_s_full: float | None
     prefill_tokens_per_s: float
-    ttft_seconds: Optional[float] = None
-    tpot_seconds: Optional[float] = None
-    batch_for_load: Optional[int] = None
-    requests_per_s_per_replica: Optional[float] = None
-    replicas_for_load: Optional[int] = None
-    usd_per_million_output_tokens: Optional[float] = None
+    ttft_seconds: float | None = None
+    tpot_seconds: float | None = None
+    batch_for_load: int | None = None
+    requests_per_s_per_replica: float | None = None
+    replicas_for_load: int | None = None
+    usd_per_million_output_tokens: float | None = None
 
     def as_dict(self) -> dict:
         r = lambda x, n: None if x is None else round(x, n)  # noqa: E731
@@ -97,23 +97,23 @@ class DeploymentPlan:
     max_num_batched_tokens: int
     gpu_memory_utilization: float
     memory: Memory
-    max_concurrency_at_full_context: Optional[int]   # None for embedders: they keep no KV cache
+    max_concurrency_at_full_context: int | None   # None for embedders: they keep no KV cache
     parameters: int
     active_parameters: int
     hourly_cost_usd: float          # one replica (all its nodes)
     volume_gib: int                 # root + model volume per node: weights, a staging copy, logs
     startup_seconds: int            # boot to healthy, for health-check grace periods
     trust_remote_code: bool
-    revision: Optional[str]
+    revision: str | None
     notes: tuple[str, ...] = field(default_factory=tuple)
-    throughput: Optional[Throughput] = None
+    throughput: Throughput | None = None
     # how the planner chose (reason, what was stated or chosen, the runner-up), the three cheapest options,
     # cheaper options one config change away, and what a prod reviewer checks: provenance and the manifest digest
-    choice: Optional[dict] = None
+    choice: dict | None = None
     alternatives: tuple[dict, ...] = ()
     advice: tuple[dict, ...] = ()
-    provenance: Optional[dict] = None
-    checksums_sha256: Optional[str] = None
+    provenance: dict | None = None
+    checksums_sha256: str | None = None
 
     @property
     def instances(self) -> int:
@@ -221,7 +221,7 @@ def local_instance(stack: StackConfig, cat: Catalog) -> InstanceType:
         purchase="on-demand", price_region="", price_source="")
 
 
-def hourly_price(instance: InstanceType, stack: Optional[StackConfig]) -> float:
+def hourly_price(instance: InstanceType, stack: StackConfig | None) -> float:
     if instance.name == LOCAL:
         return 0.0
     if stack is not None and instance.name in stack.pricing.hourly_usd:
@@ -246,8 +246,8 @@ def _layouts(arch: Architecture, w: Workload, instance: InstanceType, nodes: int
             for t in sorted(tensor_parallel_options(arch, instance.gpu_count), reverse=True)]
 
 
-def evaluate(arch: Architecture, w: Workload, instance: InstanceType, nodes: int, stack: Optional[StackConfig],
-             cat: Catalog) -> Optional[Candidate]:
+def evaluate(arch: Architecture, w: Workload, instance: InstanceType, nodes: int, stack: StackConfig | None,
+             cat: Catalog) -> Candidate | None:
     """The best feasible layout of one replica on `nodes` instances of this type, or None."""
     gpu = cat.gpu_of(instance)
     if gpu.compute_capability < cat.precisions[w.precision].min_compute_capability:
@@ -265,11 +265,11 @@ def evaluate(arch: Architecture, w: Workload, instance: InstanceType, nodes: int
 
 
 def _search(arch: Architecture, w: Workload, instances: list[InstanceType], nodes: int,
-            stack: Optional[StackConfig], cat: Catalog) -> Optional[Candidate]:
+            stack: StackConfig | None, cat: Catalog) -> Candidate | None:
     """The cheapest feasible candidate: instances in price order, the first that fits wins (ties:
     fewer GPUs). Memory depends only on the GPU model and count, so each pair is sized once."""
     order = sorted(instances, key=lambda i: (hourly_price(i, stack), i.gpu_count, i.name))
-    sized: dict[tuple[str, int], Optional[Candidate]] = {}
+    sized: dict[tuple[str, int], Candidate | None] = {}
     for inst in order:
         key = (inst.gpu, inst.gpu_memory_mib, inst.gpu_count)
         if key not in sized:
@@ -280,8 +280,8 @@ def _search(arch: Architecture, w: Workload, instances: list[InstanceType], node
     return None
 
 
-def cheapest(arch: Architecture, w: Workload, platform: str, stack: Optional[StackConfig], cat: Catalog,
-             forced: Optional[str] = None) -> Optional[Candidate]:
+def cheapest(arch: Architecture, w: Workload, platform: str, stack: StackConfig | None, cat: Catalog,
+             forced: str | None = None) -> Candidate | None:
     if platform == "docker" and stack is not None and stack.local is not None:
         return _search(arch, w, [local_instance(stack, cat)], 1, stack, cat)
     pool = [cat.instances[forced]] if forced else \
@@ -320,10 +320,10 @@ class Option:
     kv_cache_dtype: str
     concurrency: int
     replicas: int                           # replicas always running (what is paid for)
-    replicas_for_load: Optional[int]        # what the load needs at TARGET_UTILIZATION (None without a load)
-    operating: Optional[perf.Operating]     # at the load (None without one)
-    tpot_seconds: Optional[float]           # at the load; without one, at `concurrency` sequences of max_model_len
-    usd_per_million_output_tokens: Optional[float]   # at the load; without one, one replica at full batch
+    replicas_for_load: int | None        # what the load needs at TARGET_UTILIZATION (None without a load)
+    operating: perf.Operating | None     # at the load (None without one)
+    tpot_seconds: float | None           # at the load; without one, at `concurrency` sequences of max_model_len
+    usd_per_million_output_tokens: float | None   # at the load; without one, one replica at full batch
     change: str = ""                        # the config change this option needs ("" = none)
 
     @property
@@ -381,7 +381,7 @@ def concurrency_stated(spec: ModelSpec) -> bool:
     return "concurrency" in spec.model_fields_set
 
 
-def _pool(stack: Optional[StackConfig], cat: Catalog, platform: str, forced: Optional[str]) -> list[InstanceType]:
+def _pool(stack: StackConfig | None, cat: Catalog, platform: str, forced: str | None) -> list[InstanceType]:
     if platform == "docker" and stack is not None and stack.local is not None:
         return [local_instance(stack, cat)]
     if forced:
@@ -389,7 +389,7 @@ def _pool(stack: Optional[StackConfig], cat: Catalog, platform: str, forced: Opt
     return [i for i in cat.instances.values() if i.purchase == "on-demand"]
 
 
-def _distinct(instances: list[InstanceType], stack: Optional[StackConfig]) -> list[InstanceType]:
+def _distinct(instances: list[InstanceType], stack: StackConfig | None) -> list[InstanceType]:
     """The cheapest instance type of every GPU configuration (memory depends on GPU model and count only)."""
     out, seen = [], set()
     for inst in sorted(instances, key=lambda i: (hourly_price(i, stack), i.gpu_count, i.name)):
@@ -400,7 +400,7 @@ def _distinct(instances: list[InstanceType], stack: Optional[StackConfig]) -> li
     return out
 
 
-def _replicas_for(spec: ModelSpec, need: Optional[int], ha: int) -> Optional[int]:
+def _replicas_for(spec: ModelSpec, need: int | None, ha: int) -> int | None:
     """Replicas always running for a load that needs `need` (None: no load); None if the stated bounds cannot
     carry it."""
     if spec.replicas is not None:
@@ -412,8 +412,8 @@ def _replicas_for(spec: ModelSpec, need: Optional[int], ha: int) -> Optional[int
 
 def explore(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig, cat: Catalog, *,
             instances: list[InstanceType], nodes: int = 1, kv: tuple[str, ...] = (),
-            concurrency: Optional[int] = None, first: int = 0, bounded: bool = True,
-            budget: Optional[float] = None, presorted: bool = False) -> list[Option]:
+            concurrency: int | None = None, first: int = 0, bounded: bool = True,
+            budget: float | None = None, presorted: bool = False) -> list[Option]:
     """Every feasible way to serve `spec` on these instance types, cheapest first.
 
     `concurrency`: fixed, or None to choose it (with a load: the largest batch meeting the targets). `first`:
@@ -504,7 +504,7 @@ def explore(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig
 
 
 def _nodes_needed(arch: Architecture, w: Workload, platform: str, stack: StackConfig, cat: Catalog,
-                  forced: Optional[str]) -> Optional[int]:
+                  forced: str | None) -> int | None:
     found = cheapest(arch, w, platform, stack, cat, forced)
     return None if found is None else found.layout.pipeline_parallel
 
@@ -512,7 +512,7 @@ def _nodes_needed(arch: Architecture, w: Workload, platform: str, stack: StackCo
 @dataclass(frozen=True)
 class Choice:
     chosen: Option
-    runner_up: Optional[Option]
+    runner_up: Option | None
     alternatives: tuple[Option, ...]        # the three cheapest, one per instance type, the chosen first
     advice: tuple[Option, ...]              # cheaper options that need a config change
     reason: str
@@ -568,7 +568,7 @@ def _bounds_error(spec: ModelSpec, index: int, best: Option) -> ConfigError:
                                                   "autoscaling and let the load decide", model=spec.name)
 
 
-def _reason(spec: ModelSpec, chosen: Option, runner_up: Optional[Option], kv_how: str, fixed: Optional[int],
+def _reason(spec: ModelSpec, chosen: Option, runner_up: Option | None, kv_how: str, fixed: int | None,
             local: bool) -> str:
     if local:
         return f"sized against the workstation's GPUs: {chosen.describe(local=True)}"
@@ -592,7 +592,7 @@ def _reason(spec: ModelSpec, chosen: Option, runner_up: Optional[Option], kv_how
 
 
 def _advice(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig, cat: Catalog,
-            pool: list[InstanceType], kv: tuple[str, ...], fixed: Optional[int], chosen: Option) -> list[Option]:
+            pool: list[InstanceType], kv: tuple[str, ...], fixed: int | None, chosen: Option) -> list[Option]:
     """Cheaper options one config change away: an fp8 KV cache, another concurrency, a 4/8-bit precision."""
     out: list[Option] = []
     limit = chosen.monthly_usd * (1 - ADVICE_MIN_SAVING)
@@ -634,7 +634,7 @@ def _lower_precisions(cat: Catalog, w: Workload) -> list[str]:
 
 
 def _lower_concurrency(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig, cat: Catalog,
-                       pool: list[InstanceType], kv: tuple[str, ...], chosen: Option) -> Optional[Option]:
+                       pool: list[InstanceType], kv: tuple[str, ...], chosen: Option) -> Option | None:
     """Without a load, the KV cache can dominate: the cheaper type that holds at least half the sequences,
     and the most sequences it holds."""
     best = None
@@ -656,18 +656,19 @@ def _lower_concurrency(spec: ModelSpec, arch: Architecture, w: Workload, stack: 
 
 # ----------------------------------------------------------------------------- planning
 
-def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Optional[Catalog] = None) -> DeploymentPlan:
+def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Catalog | None = None) -> DeploymentPlan:
     cat = cat or catalog.load()
     arch = architecture_of(spec, cat)
     w = workload_of(spec)
-    nodes: Optional[int] = 1
+    nodes: int | None = 1
     if stack.platform == "eks" and w.runtime != "ollama":     # only eks spans nodes: how many one replica needs
         nodes = _nodes_needed(arch, w, stack.platform, stack, cat, spec.instance_type)
         if nodes is None and "fp8" in kv_choices(spec, cat)[0]:
             nodes = _nodes_needed(arch, _replace(w, kv_cache_dtype="fp8"), stack.platform, stack, cat,
                                   spec.instance_type)
     if nodes is None and not (spec.load is not None and not concurrency_stated(spec)):
-        raise PlanningError([ConfigError(f"llm-platform:models[{index}]" + (".instance_type" if spec.instance_type else ""),
+        key = f"llm-platform:models[{index}]" + (".instance_type" if spec.instance_type else "")
+        raise PlanningError([ConfigError(key,
                                          infeasible_message(spec, arch, w, stack, cat), model=spec.name)])
     choice = choose(spec, index, arch, w, stack, cat, nodes or 1)
     best = choice.chosen
@@ -754,7 +755,7 @@ def _advice_note(spec: ModelSpec, mem: Memory, choice: Choice) -> str:
     return head + "; or ".join(parts)
 
 
-def plan_stack(stack: StackConfig, cat: Optional[Catalog] = None) -> list[DeploymentPlan]:
+def plan_stack(stack: StackConfig, cat: Catalog | None = None) -> list[DeploymentPlan]:
     """One plan per model; every model that cannot be planned is reported, not just the first. On docker,
     the models share the workstation's GPUs: their per-GPU needs are added up and each runtime gets its
     share of gpu_memory_utilization (see share_local_gpus)."""
@@ -785,14 +786,14 @@ def share_local_gpus(plans: list[DeploymentPlan], stack: StackConfig, cat: Catal
     needs = [p.memory.per_gpu_required_gib for p in plans]
     budget = total * LOCAL_SHARED_UTILIZATION
     if sum(needs) > budget:
-        each = ", ".join(f"{p.name} {n:.1f} GiB" for p, n in zip(plans, needs))
+        each = ", ".join(f"{p.name} {n:.1f} GiB" for p, n in zip(plans, needs, strict=True))
         raise PlanningError([ConfigError("llm-platform:local", (
             f"the models share {stack.local.gpu_count} x {gpu.name} ({total:.1f} GiB each) and need {sum(needs):.1f} "
             f"GiB per GPU together ({each}), above {LOCAL_SHARED_UTILIZATION:.0%} of it ({budget:.1f} GiB): lower "
             f"max_model_len or concurrency, a smaller precision, or set local.gpu_count / a larger local.gpu"))])
     spare = budget - sum(needs)
     out = []
-    for p, need, spec in zip(plans, needs, stack.models):
+    for p, need, spec in zip(plans, needs, stack.models, strict=True):
         share = math.floor((need + spare * need / sum(needs)) / total * 1000) / 1000
         usable = total * share
         mem = dataclasses.replace(p.memory, per_gpu_usable_gib=usable)
@@ -804,9 +805,13 @@ def share_local_gpus(plans: list[DeploymentPlan], stack: StackConfig, cat: Catal
             w = _replace(workload_of(spec), kv_cache_dtype=p.kv_cache_dtype, concurrency=p.concurrency,
                          gpu_memory_utilization=share)
             fits = max_sequences(arch, w, layout, total, cat)
-        note = (f"shares the workstation's {gpu.name} with {len(plans) - 1} other model"
-                f"{'s' if len(plans) > 2 else ''}: gpu_memory_utilization {share:.3f} of {total:.1f} GiB "
-                f"({usable:.1f} GiB for a need of {need:.1f})")
+        how = ("Ollama takes no budget flag: it loads into the memory the others leave free, which the sum "
+               "guarantees" if p.runtime == "ollama" else
+               f"--gpu-memory-utilization {share:.3f}" if p.runtime == "vllm" else
+               f"--cuda-memory-fraction {share:.3f}")
+        note = (f"shares the workstation's {stack.local.gpu_count} x {gpu.name} with {len(plans) - 1} other model"
+                f"{'s' if len(plans) > 2 else ''} ({sum(needs):.1f} of {total:.1f} GiB per GPU together): "
+                f"{usable:.1f} GiB for a need of {need:.1f}; {how}")
         out.append(dataclasses.replace(p, gpu_memory_utilization=share, memory=mem, notes=p.notes + (note,),
                                        max_concurrency_at_full_context=fits))
     return out
@@ -860,7 +865,8 @@ def latency_errors(spec: ModelSpec, index: int, arch: Architecture, w: Workload,
     first = points[0]
     errors = []
     where = lambda c: (f"{c.instance.name} ({c.layout.gpus} x {cat.gpu_of(c.instance).name}"  # noqa: E731
-                       + (f", TP {c.layout.tensor_parallel}" if w.runtime != "ollama" else "") + f", ${c.hourly_usd:.2f}/h)")
+                       + (f", TP {c.layout.tensor_parallel}" if w.runtime != "ollama" else "")
+                       + f", ${c.hourly_usd:.2f}/h)")
     if load.ttft_p99_seconds is not None and min(op.ttft_s for _, op in points) > load.ttft_p99_seconds:
         c, op = min(points, key=lambda p: p[1].ttft_s)
         errors.append(ConfigError(f"{base}.ttft_p99_seconds", model=spec.name, message=(
