@@ -65,7 +65,7 @@ def test_default_stack_is_dev_and_text_report_reads_like_a_pr_comment(capsys):
     assert "0 mandatory" in first and "advisory" in first and "$767.96/month" in first
     assert "## llm-platform plan: stack `dev`" in out
     assert "| **qwen-coder-7b**" in out and "<summary>Resources:" in out
-    assert "LlmPlatform llm-dev" in out and "  ModelDeployment qwen-coder-7b" in out
+    assert "Ec2Platform llm-dev" in out and "  ModelDeployment llm-dev-qwen-coder-7b" in out
 
 
 def test_prod_plan_is_air_gapped_vllm_with_two_replicas_each(capsys):

@@ -49,7 +49,8 @@ def test_pins_and_provenance_show_every_prod_model(prod_text):
 def test_the_resource_tree_is_folded_and_counts_types_per_component(prod_text):
     details = prod_text.split("<details>")[1]
     assert "<summary>Resources: " in details and "by component" in details
-    assert "ModelDeployment llama-8b" in details and "GpuInstanceGroup llama-8b-fleet" in details
+    assert re.search(r"\n  ModelDeployment \S*llama-8b\n", details)
+    assert re.search(r"\n    GpuInstanceGroup \S*llama-8b-fleet\n", details)
     assert "autoscaling.Group x 1" in details and "ec2.VpcEndpoint x " in details
     assert "aws:ec2/launchTemplate:LaunchTemplate" not in details       # no full type tokens
 
