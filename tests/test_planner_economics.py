@@ -1,6 +1,7 @@
 """Planner economics: co-optimised concurrency, KV dtype and replicas; alternatives and advice; forced
 instances; models sharing a workstation GPU."""
 import copy
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -169,3 +170,24 @@ def test_models_that_do_not_fit_a_workstation_gpu_together_are_refused_with_numb
     err = exc.value.errors[0]
     assert err.path == "llm-platform:local"
     assert "a " in err.message and "b " in err.message and "GiB per GPU together" in err.message
+
+
+def test_the_docker_containers_get_the_shares_the_plan_gave_them():
+    from llm_platform.offline.mocks import run_program
+    from tests.conftest import ROOT
+    raw = copy.deepcopy(MINIMAL)
+    raw["llm-platform:platform"] = "docker"
+    raw["llm-platform:local"] = {"gpu": "L4"}
+    raw["llm-platform:models"] = [
+        {"name": "chat", "model": "Qwen/Qwen2.5-Coder-7B-Instruct", "precision": "awq", "max_model_len": 4096,
+         "concurrency": 2},
+        {"name": "embed", "model": "nomic-ai/nomic-embed-text-v1.5", "precision": "fp16", "max_model_len": 2048,
+         "trust_remote_code": True}]
+    shares = {p.name: p.gpu_memory_utilization for p in plan_stack(parse(raw))}
+    rec = run_program(raw, stack="local", program=ROOT)
+    seen = {}
+    for r in rec.of_type("docker:index/container:Container"):
+        found = re.search(r"--gpu-memory-utilization (\S+)", " ".join(r.inputs.get("command") or []))
+        if found:           # the runtime container: its shell command ends in `exec vllm serve ...`
+            seen[next(n for n in shares if f"-{n}-" in f"{r.name}-")] = float(found.group(1))
+    assert seen == shares and sum(seen.values()) <= LOCAL_SHARED_UTILIZATION

@@ -112,3 +112,21 @@ def test_every_shipped_stack_json_validates_with_choice_alternatives_and_verdict
         validate(body)
         assert body["verdict"]["mandatory"] == 0
         assert (body["region"] is None) == (stack == "local")
+
+
+def test_make_targets_that_print_json_print_only_json():
+    proc = subprocess.run(["make", "--no-print-directory", "size-json", "STACK=prod"], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["stack"] == "prod"            # no echoed command before the object
+    recipes = {}
+    target = None
+    for line in (ROOT / "Makefile").read_text().splitlines():
+        if line and not line.startswith(("\t", "#", " ")) and ":" in line:
+            target = line.split(":")[0]
+        elif line.startswith("\t") and target:
+            recipes.setdefault(target, []).append(line.strip())
+    for t in ("plan-json", "size-json", "catalog"):
+        assert all(r.startswith("@") for r in recipes[t]), t
+    installing = recipes["$(VENV)/.installed"]
+    assert any("First run" in r and r.startswith("@echo") for r in installing)
