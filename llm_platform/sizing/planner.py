@@ -1,17 +1,19 @@
-"""From a model entry to a DeploymentPlan: which instance, how many GPUs, TP x PP, memory, cost.
+"""From a model entry to a DeploymentPlan: which instance, how many GPUs, TP x PP, KV dtype, concurrency,
+replicas, memory, cost, and why.
 
-The rule: on ec2 one instance serves one replica; the chosen instance type is the cheapest
-on-demand one in the catalog on which some allowed tensor-parallel size fits (ties: fewer
-GPUs); on that instance the replica uses the largest TP that fits (the GPUs are paid for, and
-more TP means more KV-cache room and memory bandwidth per token). Pipeline parallelism spans
-nodes only on eks, only when no single node can hold a replica. A forced instance_type is
-checked, not trusted. When nothing fits, the error says what would, in numbers.
-
-With a `load` (requests/s, prompt and output tokens, TTFT/TPOT targets) the planner also sizes the
-fleet: on every instance type a replica fits, it finds the largest decode batch that meets the
-targets (sizing/performance.py), the replicas that carry the load at TARGET_UTILIZATION, and picks
-the type with the cheapest fleet. Replicas are never below the HA minimum (2 in prod); autoscaling
-runs from there to BURST_FACTOR x the load.
+The rule: on ec2 one instance serves one replica. Per model the planner searches instance type, tensor-
+parallel size, KV-cache dtype, concurrency (vLLM --max-num-seqs) and replicas together (`explore`) and keeps
+the cheapest option that fits in memory and, with a `load`, meets its latency targets (`choose`):
+- without a load, cost is replicas x price: the cheapest on-demand type on which some allowed TP fits
+  (ties: fewer GPUs), at the largest TP that fits (the GPUs are paid for; more TP, more KV room and bandwidth);
+- with a load, on every type a replica fits it takes the largest decode batch that meets the targets
+  (sizing/performance.py), the replicas that carry the load at TARGET_UTILIZATION (never below the HA
+  minimum, 2 in prod; autoscaling up to BURST_FACTOR x the load), and the cheapest fleet wins.
+What the planner may choose on its own and what it only advises is the policy in "the choice space" below.
+Every plan names the runner-up, the three cheapest options (one per type) and the cheaper options that need
+one config change. Pipeline parallelism spans nodes only on eks, only when no single node can hold a
+replica. A forced instance_type is checked, not trusted. When nothing fits, the error says what would, in
+numbers. On docker the models share the workstation's GPUs (share_local_gpus).
 """
 from __future__ import annotations
 
