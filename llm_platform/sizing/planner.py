@@ -484,13 +484,8 @@ def explore(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig
                     tpot = op.tpot_s
                     usd = (None if not load.output_tokens else
                            replicas * price / (load.requests_per_second * load.output_tokens * 3600) * 1e6)
-                elif arch.task == "generate":
-                    r = perf.rates(arch, w.precision, kv_bytes, layout, hw, w.max_model_len, conc,
-                                   w.max_num_batched_tokens)
-                    tpot = conc / r.decode_tokens_per_s_full
-                    usd = price / (r.decode_tokens_per_s_full * 3600) * 1e6
                 else:
-                    tpot = usd = None
+                    tpot = usd = None   # without a load: priced by _with_rates for the options shown only
                 options.append(Option(cand, w.precision, kv_dtype, conc, replicas, need, op, tpot, usd))
                 if load is None and w.runtime != "ollama":
                     break           # without a load: the largest TP that fits (the GPUs are paid for anyway)
@@ -503,6 +498,18 @@ def explore(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig
                 break
     options.sort(key=Option.key)
     return options
+
+
+def _with_rates(o: Option, arch: Architecture, w: Workload, cat: Catalog) -> Option:
+    """An option without a load, with its TPOT at `concurrency` sequences of max_model_len and its price per
+    million output tokens at that full batch (what one replica costs when it is kept busy)."""
+    if o.operating is not None or arch.task != "generate" or o.tpot_seconds is not None:
+        return o
+    c = o.candidate
+    r = perf.rates(arch, o.precision, cat.kv_dtypes[o.kv_cache_dtype].bytes, c.layout,
+                   perf.hardware_of(c.instance, cat), w.max_model_len, o.concurrency, w.max_num_batched_tokens)
+    return dataclasses.replace(o, tpot_seconds=o.concurrency / r.decode_tokens_per_s_full,
+                               usd_per_million_output_tokens=c.hourly_usd / (r.decode_tokens_per_s_full * 3600) * 1e6)
 
 
 def _nodes_needed(arch: Architecture, w: Workload, platform: str, stack: StackConfig, cat: Catalog,
@@ -555,6 +562,10 @@ def choose(spec: ModelSpec, index: int, arch: Architecture, w: Workload, stack: 
         runner_up = next((o for o in options[1:] if (o.candidate.layout, o.kv_cache_dtype, o.concurrency)
                           != (chosen.candidate.layout, chosen.kv_cache_dtype, chosen.concurrency)), None)
     advice = () if local or multi else tuple(_advice(spec, arch, w, stack, cat, pool, kv, fixed, chosen))
+    priced = lambda o: _with_rates(o, arch, w, cat)  # noqa: E731
+    alternatives = tuple(map(priced, alternatives))
+    runner_up = None if runner_up is None else priced(runner_up)
+    advice = tuple(_with_rates(o, arch, _replace(w, precision=o.precision), cat) for o in advice)
     return Choice(chosen, runner_up, alternatives, advice, _reason(spec, chosen, runner_up, kv_how, fixed, local))
 
 
