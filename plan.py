@@ -19,7 +19,7 @@ from pathlib import Path
 
 from llm_platform import catalog
 from llm_platform import report as plan_report
-from llm_platform.settings import ConfigError, ConfigErrors, parse, read_stack_file
+from llm_platform.settings import ConfigError, ConfigErrors, read_and_parse
 from llm_platform.sizing.planner import PlanningError, hourly_price, plan_stack
 
 ROOT = Path(__file__).resolve().parent
@@ -38,8 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail([ConfigError(path.name, f"no stack named {args.stack!r}: shipped stacks are {', '.join(known)}")],
                      args.json)
     try:
-        raw = read_stack_file(path)
-        config = parse(raw)
+        raw, config = read_and_parse(path)
         plans = plan_stack(config)
     except (ConfigErrors, PlanningError) as exc:
         return _fail(exc.errors, args.json)

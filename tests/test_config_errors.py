@@ -113,3 +113,15 @@ def test_the_docker_platform_pulls_directly_and_needs_no_cache_credential():
     raw["llm-platform:platform"] = "docker"
     raw["llm-platform:local"] = {"gpu": "L40S"}
     assert parse(raw).platform == "docker"
+
+
+def test_a_duplicated_key_does_not_hide_the_other_problems(capsys, tmp_path):
+    path = tmp_path / "Pulumi.both.yaml"
+    path.write_text("config:\n  llm-platform:environment: dev\n  llm-platform:environment: dev\n"
+                    "  llm-platform:network: {allowed_client_cidrs: [10.10.0.0/16]}\n"
+                    "  llm-platform:api: {clients: [ide]}\n  llm-platform:models:\n"
+                    "    - {name: llama-8b, model: meta-llama/Llama-3.1-8B-Instruct, max_model_length: 4096}\n")
+    assert plan.main(["--config", str(path), "--json", "--sizing-only"]) == 2
+    paths = {e["path"] for e in json.loads(capsys.readouterr().out)["errors"]}
+    assert {"llm-platform:environment", "llm-platform:models[0].max_model_length",
+            "llm-platform:images.docker_hub_credential_arn"} <= paths

@@ -33,6 +33,7 @@ class ConfigErrors(Exception):
 
     def __init__(self, errors: list[ConfigError]):
         self.errors = errors
+        self.raw: dict | None = None     # the config as read, when reading found problems but could go on
         super().__init__(self.render())
 
     def render(self) -> str:

@@ -95,10 +95,12 @@ def read_stack_file(path: str | Path) -> dict[str, Any]:
         loader.dispose()
     if loader.duplicates:
         config = doc.get("config") if isinstance(doc, dict) else None
-        raise ConfigErrors(name_models([ConfigError(_duplicate_path(key), f"written twice in {p.name} (again at "
+        dup = ConfigErrors(name_models([ConfigError(_duplicate_path(key), f"written twice in {p.name} (again at "
                                                     f"line {line}): YAML keeps only the last one; remove one of them")
                                         for key, line in loader.duplicates],
                                        (config or {}).get(f"{NAMESPACE}:models") if isinstance(config, dict) else None))
+        dup.raw = config if isinstance(config, dict) else None      # read_and_parse reports its problems too
+        raise dup
     if doc is None:
         doc = {}
     if not isinstance(doc, dict) or not isinstance(doc.get("config", {}), dict):
@@ -178,8 +180,24 @@ def parse(raw: dict[str, Any], secret_keys: Iterable[str] | None = None) -> Stac
     return config
 
 
+def read_and_parse(path: str | Path) -> tuple[dict[str, Any], StackConfig]:
+    """The stack file's raw config and its StackConfig; every problem of both steps in one ConfigErrors (a key
+    written twice does not hide what else is wrong)."""
+    try:
+        raw = read_stack_file(path)
+    except ConfigErrors as exc:
+        errors = list(exc.errors)
+        if getattr(exc, "raw", None) is not None:
+            try:
+                parse(exc.raw)
+            except ConfigErrors as more:
+                errors += more.errors
+        raise ConfigErrors(errors) from None
+    return raw, parse(raw)
+
+
 def load_stack(path: str | Path) -> StackConfig:
-    return parse(read_stack_file(path))
+    return read_and_parse(path)[1]
 
 
 def _secret_literals(data: dict[str, Any]) -> list[ConfigError]:
