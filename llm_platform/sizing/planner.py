@@ -965,6 +965,12 @@ def infeasible_message(spec: ModelSpec, arch: Architecture, w: Workload, stack: 
         if c is not None:
             fixes.append(f"platform eks, which spans nodes: {c.layout.pipeline_parallel} x {c.instance.name} "
                          f"in pipeline parallel (${c.hourly_usd:.2f}/h per replica)")
+    if not spec.instance_type:      # capacity blocks are chosen only when forced: say so when one would do
+        blocks = [i for i in cat.instances.values() if i.purchase != "on-demand"]
+        c = _search(arch, w, blocks, 1, stack, cat) if blocks else None
+        if c is not None:
+            fixes.append(f"instance_type {c.instance.name} ({c.instance.purchase}, ${c.hourly_usd:.2f}/h), "
+                         "which the planner picks only when forced")
     tail = "; what would fit: " + "; or ".join(fixes) if fixes else \
         "; nothing in the catalog fits even with less context or concurrency: choose a smaller model"
     return f"{head}: {what[0]}{tail}"
