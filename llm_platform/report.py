@@ -153,13 +153,13 @@ def _choices(deployments: list[dict], local: bool) -> list[str]:
         return []
     out = ["### Choices", ""]
     out += [f"- **{d['name']}**: {d['choice']['reason']}" for d in chosen]
-    alts = [(d, a) for d in chosen for a in d.get("alternatives", [])]
+    alts = [(d, i, a) for d in chosen for i, a in enumerate(d.get("alternatives", []))]
     if local or not alts:
         return out + [""]
     out += ["", "| model | instance | precision, KV | TP | seqs | replicas | $/month | $/1M out | TPOT ms |",
             "|---|---|---|---|---|---|---|---|---|"]
-    for d, a in alts:
-        first = a["instance_type"] == d["instance_type"] and a["tensor_parallel_size"] == d["tensor_parallel_size"]
+    for d, i, a in alts:
+        first = i == 0              # the planner's choice leads its model's rows
         name = f"**{d['name']}**" if first else d["name"]
         out.append(f"| {name} | {a['instance_type']}{' (chosen)' if first else ''} | {a['precision']}, "
                    f"{a['kv_cache_dtype']} | {a['tensor_parallel_size']} | {a['concurrency']} | {a['replicas']} | "
