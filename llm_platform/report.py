@@ -200,8 +200,10 @@ def _violations(violations: list[dict]) -> list[str]:
         by_policy.setdefault((v["enforcement"] != "mandatory", v["policy"]), []).append(v)
     for (_, policy), vs in sorted(by_policy.items()):
         messages = Counter(v["message"] for v in vs)
-        parts = [f"{m} ({', '.join('`' + v['resource'] + '`' for v in vs if v['message'] == m)})"
-                 for m in messages]
+        parts = []
+        for m in messages:       # a stack-level finding has no resource
+            where = [f"`{v['resource']}`" for v in vs if v["message"] == m and v["resource"]]
+            parts.append(f"{m} ({', '.join(where)})" if where else m)
         out.append(f"- **{policy}** ({vs[0]['enforcement']}, {len(vs)}): " + "; ".join(parts))
     return out + [""]
 

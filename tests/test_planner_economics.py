@@ -160,9 +160,9 @@ def test_models_sharing_a_workstation_gpu_get_shares_that_add_up():
 
 def test_models_that_do_not_fit_a_workstation_gpu_together_are_refused_with_numbers():
     two = [{"name": "a", "model": "meta-llama/Llama-3.1-8B-Instruct", "precision": "awq", "max_model_len": 8192,
-            "concurrency": 4},
+            "concurrency": 8},
            {"name": "b", "model": "Qwen/Qwen2.5-Coder-7B-Instruct", "precision": "awq", "max_model_len": 8192,
-            "concurrency": 4}]
+            "concurrency": 8}]
     each = [plan_stack(stack("docker", models=[m]))[0].memory.per_gpu_required_gib for m in two]
     assert all(n < 22 * 0.9 for n in each) and sum(each) > 22 * LOCAL_SHARED_UTILIZATION   # alone yes, together no
     with pytest.raises(PlanningError) as exc:

@@ -130,3 +130,16 @@ def test_make_targets_that_print_json_print_only_json():
         assert all(r.startswith("@") for r in recipes[t]), t
     installing = recipes["$(VENV)/.installed"]
     assert any("First run" in r and r.startswith("@echo") for r in installing)
+
+
+def test_findings_are_grouped_per_policy_and_stack_level_ones_have_no_resource():
+    from llm_platform.report import _violations
+    lines = _violations([
+        {"policy": "p-mandatory", "enforcement": "mandatory", "resource": "a", "message": "bad"},
+        {"policy": "p-advisory", "enforcement": "advisory", "resource": "x", "message": "same"},
+        {"policy": "p-advisory", "enforcement": "advisory", "resource": "y", "message": "same"},
+        {"policy": "p-stack", "enforcement": "advisory", "resource": None, "message": "about the whole stack"}])
+    body = [line for line in lines if line.startswith("- ")]
+    assert body[0].startswith("- **p-mandatory** (mandatory, 1)")            # mandatory first
+    assert "- **p-advisory** (advisory, 2): same (`x`, `y`)" in body
+    assert "- **p-stack** (advisory, 1): about the whole stack" in body
