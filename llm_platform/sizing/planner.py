@@ -21,7 +21,6 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Optional
 
 from llm_platform import catalog
 from llm_platform.catalog import Catalog, InstanceType
@@ -237,7 +236,7 @@ def architecture_of(spec: ModelSpec, cat: Catalog) -> Architecture:
     return cat.models[spec.model].architecture
 
 
-def workload_of(spec: ModelSpec, cat: Optional[Catalog] = None) -> Workload:
+def workload_of(spec: ModelSpec, cat: Catalog | None = None) -> Workload:
     quant = spec.quantization
     if quant is None and spec.architecture is None:
         entry = (cat or catalog.load()).models.get(spec.model)
