@@ -425,7 +425,8 @@ def kv_choices(spec: ModelSpec, cat: Catalog) -> tuple[tuple[str, ...], str]:
     if "kv_cache_dtype" in spec.model_fields_set:
         return (spec.kv_cache_dtype,), "stated"
     fp8 = cat.kv_dtypes.get("fp8")
-    if fp8 is not None and spec.runtime in fp8.runtimes and cat.precisions[spec.precision].kind in AUTO_FP8_KV_KINDS:
+    if (fp8 is not None and spec.runtime in fp8.runtimes and cat.precisions[spec.precision].kind in AUTO_FP8_KV_KINDS
+            and architecture_of(spec, cat).task == "generate"):      # an embedder keeps no KV cache
         return ("auto", "fp8"), "chosen"
     return (spec.kv_cache_dtype,), "default"
 
