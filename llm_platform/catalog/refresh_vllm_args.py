@@ -46,7 +46,7 @@ def _kind(action: argparse.Action) -> str:
 
     good_json, val = ok('{"a": 1}')
     if good_json and isinstance(val, dict):
-        return "json"
+        return "json-or-str" if ok("plain")[0] else "json"
     good_int, val = ok("7")
     if good_int and val == 7 and not ok("x")[0]:
         if ok("auto")[0]:
@@ -71,6 +71,11 @@ def dump(wheel: str) -> dict:
                "nargs": a.nargs if a.nargs not in (None, 0) else None}
         if a.choices:
             row["choices"] = sorted(str(c) for c in a.choices)
+        try:                                    # defaults matter to later checks (e.g. TP x PP / nnodes)
+            json.dumps(a.default)
+            row["default"] = a.default
+        except TypeError:
+            pass
         (options if a.option_strings else positionals).append(row)
     with open(wheel, "rb") as fh:
         digest = hashlib.sha256(fh.read()).hexdigest()

@@ -32,11 +32,19 @@ def _json(text: str):
     return json.loads(text)
 
 
+def _json_or_str(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def _int_or_auto(text: str):
     return text if text == "auto" else int(text)
 
 
-_CONVERT = {"int": int, "float": float, "json": _json, "int-or-auto": _int_or_auto, "str": str, "choice": str}
+_CONVERT = {"int": int, "float": float, "json": _json, "json-or-str": _json_or_str, "int-or-auto": _int_or_auto,
+            "str": str, "choice": str}
 
 
 @lru_cache(maxsize=1)
@@ -52,7 +60,12 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument(pos["dest"], nargs=pos["nargs"])
     for opt in dump["options"]:
         if opt["kind"] == "flag":
-            p.add_argument(*opt["flags"], dest=opt["dest"], action="store_true")
+            # BooleanOptionalAction pairs: --x sets True, --no-x False; None means "not given"
+            yes = [f for f in opt["flags"] if not f.startswith("--no-")]
+            no = [f for f in opt["flags"] if f.startswith("--no-")]
+            p.add_argument(*yes, dest=opt["dest"], action="store_const", const=True, default=None)
+            if no:
+                p.add_argument(*no, dest=opt["dest"], action="store_const", const=False, default=None)
         else:
             p.add_argument(*opt["flags"], dest=opt["dest"], nargs=opt["nargs"], choices=opt.get("choices"),
                            type=_CONVERT[opt["kind"]])
@@ -62,6 +75,10 @@ def parser() -> argparse.ArgumentParser:
 def parse(args: list[str]) -> argparse.Namespace:
     """`args`: what follows `vllm serve`. Raises VllmArgError naming the first problem."""
     ns = parser().parse_args(args)
+    # vLLM's defaults, applied after parsing (argparse would run a string default through the type)
+    for opt in load()["options"]:
+        if getattr(ns, opt["dest"]) is None and opt.get("default") is not None:
+            setattr(ns, opt["dest"], opt["default"])
     domains = load()["value_domains"]
     if ns.quantization is not None and ns.quantization not in domains["quantization"]:
         raise VllmArgError(f"--quantization {ns.quantization}: not a quantization method of vLLM "
