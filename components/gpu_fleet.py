@@ -31,7 +31,7 @@ import pulumi_aws as aws
 from llm_platform.sizing.planner import DeploymentPlan
 from .model_store import ModelStore
 from llm_platform.serving.proxy import render_nginx_conf
-from llm_platform.serving.runtime import image_ref
+from llm_platform.serving.runtime import RUNTIME_CONTAINER, image_ref
 from llm_platform.serving.telemetry import QUEUE_METRIC, RUNTIME_NAMESPACE, cwagent_config, prometheus_config
 from llm_platform.serving.userdata import BootConfig, render_user_data
 
@@ -106,7 +106,9 @@ class GpuInstanceGroup(pulumi.ComponentResource):
             runtime_image=image_ref(plan.runtime, a["registry"], image_overrides.get(plan.runtime)),
             proxy_image=image_ref("proxy", a["registry"], image_overrides.get("proxy")),
             model_bucket=a["bucket"], model_prefix=prefix, manifest=manifest, manifest_sha256=manifest_sha256,
-            client_secrets=a["secrets"], nginx_conf=render_nginx_conf(plan, max_prompt_bytes, monitoring_cidrs),
+            client_secrets=a["secrets"],
+            # the proxy reaches the runtime by container name on their bridge network (no host networking)
+            nginx_conf=render_nginx_conf(plan, max_prompt_bytes, monitoring_cidrs, upstream_host=RUNTIME_CONTAINER),
             cwagent_parameter=a["parameter"], prometheus_config=prometheus_config(plan), max_tokens=max_tokens,
             domain=domain))))
         self.launch_template = aws.ec2.LaunchTemplate(

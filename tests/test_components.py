@@ -208,9 +208,11 @@ def test_remote_code_only_where_the_registry_allows(prod):
     assert "--runner pooling" in user_data(prod, "nomic-embed")
 
 
-def test_ollama_binds_loopback_with_the_plans_parallelism(dev):
+def test_ollama_publishes_on_loopback_only_with_the_plans_parallelism(dev):
     ud = user_data(dev, "qwen-coder-7b")
-    assert "OLLAMA_HOST=127.0.0.1:11434" in ud and "OLLAMA_NUM_PARALLEL=4" in ud
+    # its own network namespace on the `llm` bridge (never the host's), its port published on 127.0.0.1 only
+    assert "OLLAMA_HOST=0.0.0.0:11434" in ud and "-p 127.0.0.1:11434:11434" in ud and "--network host" not in ud
+    assert "OLLAMA_NUM_PARALLEL=4" in ud
     assert "OLLAMA_CONTEXT_LENGTH=8192" in ud and "OLLAMA_KEEP_ALIVE=-1" in ud
     assert "api/pull" not in ud and "api/delete" not in ud      # model management never routed
 
