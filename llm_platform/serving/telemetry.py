@@ -16,6 +16,7 @@ histogram_quantile does), and serves them on 127.0.0.1:BRIDGE_PORT, a second scr
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from llm_platform.sizing.planner import DeploymentPlan
 from .proxy import AUDIT_LOG
@@ -180,7 +181,7 @@ def prometheus_config(plan: DeploymentPlan) -> str:
 
 
 def cwagent_config(plan: DeploymentPlan, *, audit_log_group: str, boot_log_group: str, metrics_log_group: str) -> str:
-    config: dict = {
+    config: dict[str, Any] = {
         "agent": {"metrics_collection_interval": 60, "run_as_user": "root"},
         "metrics": {
             "namespace": GPU_NAMESPACE,
