@@ -63,12 +63,7 @@ class ContainerSpec:
     name: str
     image_key: str
     args: tuple[str, ...]
-<<<<<<< HEAD
-    env: dict = field(default_factory=dict)
-=======
     env: dict[str, str] = field(default_factory=dict)
-    host_network: bool = False
->>>>>>> main
     publish: tuple[str, ...] = ()          # docker -p values, always bound to 127.0.0.1
     gpus: bool = True
     mounts: tuple[str, ...] = ()
