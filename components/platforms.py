@@ -169,10 +169,13 @@ class _AwsPlatform(Platform):
         self._network = PrivateNetwork(f"{name}-network", PrivateNetworkArgs(
             stack=args.stack, kms_key_arn=self._keys.key_arn, cidr=net.cidr,
             availability_zones=net.availability_zones, egress=net.egress, log_retention_days=mon.log_retention_days,
-            protect=args.protect, extra_endpoints=extra_endpoints), self._child("network"))
+            protect=args.protect, extra_endpoints=extra_endpoints, private_domains=(args.api.domain,)),
+            self._child("network"))
         self._store = ModelStore(f"{name}-model-store", ModelStoreArgs(
             stack=args.stack, kms_key_arn=self._keys.key_arn, s3_endpoint_id=self._network.s3_endpoint_id,
             protect=args.protect), self._child("model-store"))
+        # the S3 endpoint admits this stack's bucket (plus ECR's layers and AL2023's repositories) only
+        self._network.s3_endpoint_policy(f"{name}-network-s3-policy", [self._store.bucket_arn])
         img = args.images
         self._images = ImageCache(f"{name}-images", ImageCacheArgs(
             stack=args.stack, kms_key_arn=self._keys.key_arn, upstreams=img.upstreams,

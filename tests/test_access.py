@@ -79,7 +79,7 @@ def _allows(policy: dict, action: str, resource: str, context: dict) -> bool:
 
 def test_the_s3_endpoint_refuses_other_accounts_buckets_and_writes():
     policy = access.s3_endpoint_policy(ACCOUNT, REGION, [BUCKET])
-    me = {"aws:PrincipalAccount": ACCOUNT}
+    me = {"aws:PrincipalAccount": ACCOUNT, "aws:ResourceAccount": ACCOUNT}
     assert _allows(policy, "s3:GetObject", f"{BUCKET}/models/llama/rev/model.safetensors", me)
     assert _allows(policy, "s3:ListBucket", BUCKET, me)
     assert _allows(policy, "s3:GetObject", f"arn:aws:s3:::prod-{REGION}-starport-layer-bucket/sha256/abc", {})
@@ -88,7 +88,8 @@ def test_the_s3_endpoint_refuses_other_accounts_buckets_and_writes():
     assert not _allows(policy, "s3:PutObject", f"{BUCKET}/x", me)
     assert not _allows(policy, "s3:GetObject", "arn:aws:s3:::attacker-bucket/tool.sh", me)
     # another account's principal using our endpoint
-    assert not _allows(policy, "s3:GetObject", f"{BUCKET}/x", {"aws:PrincipalAccount": "999999999999"})
+    assert not _allows(policy, "s3:GetObject", f"{BUCKET}/x", {"aws:PrincipalAccount": "999999999999",
+                                                               "aws:ResourceAccount": ACCOUNT})
 
 
 def test_interface_endpoints_admit_only_this_accounts_principals_and_resources():

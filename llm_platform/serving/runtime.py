@@ -58,6 +58,15 @@ def image_ref(key: str, registry: str, override: Optional[str] = None) -> ImageR
     return ImageRef(pinned=f"{repo}@{img['digest']}", warm=f"{repo}:{img['tag']}")
 
 
+def cache_repository(key: str) -> str | None:
+    """The ECR repository an image lands in through the pull-through cache (<prefix>/<repository>), which
+    the stack creates (no instance may create repositories); None for an image that is not available."""
+    img = catalog.load().images[key]
+    if not img.get("available", True):
+        return None
+    return f"{img['cache_prefix']}/{img['repository']}"
+
+
 @dataclass(frozen=True)
 class ContainerSpec:
     name: str
