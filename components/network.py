@@ -129,13 +129,20 @@ class PrivateNetwork(pulumi.ComponentResource):
                                          ip_protocol="tcp", from_port=443, to_port=443, cidr_ipv4=cidr,
                                          description="HTTPS from the VPC", opts=child)
         services = (*INTERFACE_ENDPOINTS, *args.extra_endpoints)
+        self._s3_interface: aws.ec2.VpcEndpoint | None = None
         for service in services:
-            aws.ec2.VpcEndpoint(
+            # an S3 interface endpoint (EKS: pods reach S3 inside the VPC's CIDR) is addressed by its own DNS
+            # names: private DNS would take s3.<region> from the gateway endpoint; its policy comes with the
+            # gateway's, once the buckets exist
+            s3 = service == "s3"
+            endpoint = aws.ec2.VpcEndpoint(
                 f"{name}-{service.replace('.', '-')}", vpc_id=vpc.id, vpc_endpoint_type="Interface",
-                service_name=region.apply(lambda r, s=service: f"com.amazonaws.{r}.{s}"), private_dns_enabled=True,
+                service_name=region.apply(lambda r, s=service: f"com.amazonaws.{r}.{s}"), private_dns_enabled=not s3,
                 subnet_ids=[s.id for s in subnets], security_group_ids=[endpoint_sg.id],
-                policy=account.apply(lambda a, s=service: json.dumps(interface_endpoint_policy(a, s))),
+                policy=None if s3 else account.apply(lambda a, s=service: json.dumps(interface_endpoint_policy(a, s))),
                 tags={**tags, "Name": f"llm-{stack}-{service}"}, opts=child)
+            if s3:
+                self._s3_interface = endpoint
         s3_endpoint = aws.ec2.VpcEndpoint(
             f"{name}-s3", vpc_id=vpc.id, vpc_endpoint_type="Gateway",
             service_name=region.apply(lambda r: f"com.amazonaws.{r}.s3"),
@@ -155,7 +162,8 @@ class PrivateNetwork(pulumi.ComponentResource):
                         iam_role_arn=role.arn, max_aggregation_interval=60, tags=tags, opts=child)
 
         if args.egress == "none":
-            self._dns_firewall(name, stack, vpc, region, ("s3", *services), args.private_domains, tags)
+            self._dns_firewall(name, stack, vpc, region, tuple(dict.fromkeys(("s3", *services))),
+                               args.private_domains, tags)
 
         self._region, self._account, self._s3_endpoint = region, account, s3_endpoint
         self.vpc_id, self.vpc_cidr = vpc.id, cidr
@@ -171,13 +179,28 @@ class PrivateNetwork(pulumi.ComponentResource):
                                "endpoint_security_group_id": self.endpoint_security_group_id,
                                "flow_log_group_name": self.flow_log_group_name})
 
-    def s3_endpoint_policy(self, name: str, bucket_arns: Sequence[pulumi.Input[str]]) -> aws.ec2.VpcEndpointPolicy:
-        """The S3 gateway endpoint's policy, once the buckets exist (the model store's policy names the
-        endpoint, so the endpoint cannot name the bucket at creation)."""
+    @property
+    def s3_interface_endpoint_id(self) -> pulumi.Output[str] | None:
+        return self._s3_interface.id if self._s3_interface is not None else None
+
+    def s3_interface_url(self) -> pulumi.Output[str] | None:
+        """The endpoint URL a client inside the VPC gives for S3 through the interface endpoint (AWS CLI:
+        AWS_ENDPOINT_URL_S3): its endpoint-specific name, https://bucket.<vpce-id>.s3.<region>.vpce.amazonaws.com."""
+        if self._s3_interface is None:
+            return None
+        return pulumi.Output.format("https://bucket.{0}.s3.{1}.vpce.amazonaws.com", self._s3_interface.id, self._region)
+
+    def s3_endpoint_policy(self, name: str, bucket_arns: Sequence[pulumi.Input[str]]) -> list[aws.ec2.VpcEndpointPolicy]:
+        """The S3 endpoints' policy, once the buckets exist (the model store's policy names the endpoints, so
+        they cannot name the bucket at creation)."""
         policy = pulumi.Output.all(self._account, self._region, *bucket_arns).apply(
             lambda a: json.dumps(s3_endpoint_policy(a[0], a[1], a[2:])))
-        return aws.ec2.VpcEndpointPolicy(name, vpc_endpoint_id=self._s3_endpoint.id, policy=policy,
-                                         opts=pulumi.ResourceOptions(parent=self))
+        out = [aws.ec2.VpcEndpointPolicy(name, vpc_endpoint_id=self._s3_endpoint.id, policy=policy,
+                                         opts=pulumi.ResourceOptions(parent=self))]
+        if self._s3_interface is not None:
+            out.append(aws.ec2.VpcEndpointPolicy(f"{name}-interface", vpc_endpoint_id=self._s3_interface.id,
+                                                 policy=policy, opts=pulumi.ResourceOptions(parent=self)))
+        return out
 
     def _dns_firewall(self, name, stack, vpc, region, services, private_domains, tags):
         child = pulumi.ResourceOptions(parent=self)

@@ -166,7 +166,7 @@ def test_service_is_an_internal_tls_nlb_limited_to_client_cidrs(eks, eks_raw):
 def test_client_keys_secret_is_secret_and_alerts_exist(eks):
     keys = eks.named("llm-eks-llama-70b-k8s-client-keys").inputs
     assert keys["stringData"] == SECRET or keys["stringData"]["keys.map"] == SECRET
-    assert "Bearer MOCKSECRET" in keys_raw(eks, "llama-70b")
+    assert '"~^(?i:bearer) MOCKSECRET' in keys_raw(eks, "llama-70b")      # case-sensitive regex entries
     rules = eks.named("llm-eks-llama-70b-k8s-alerts").inputs["spec"]["groups"][0]["rules"]
     assert {r["alert"] for r in rules} == {"LlmPodRestarts", "LlmGpuMemoryHigh", "LlmLatencyP99High", "LlmQueueDepthHigh"}
     assert eks.named("llm-eks-llama-70b-k8s-servicemonitor").inputs["spec"]["endpoints"][0]["scheme"] == "https"
@@ -247,7 +247,7 @@ def test_docker_proxy_keeps_a_read_only_root_and_gets_its_files_from_a_one_shot_
         for f in ("/run/llm/keys.map", "/run/llm/tls/key.pem"):
             assert (uploads[f]["owner"], uploads[f]["group"], uploads[f]["permissions"]) == ("101", "101", "0400")
         assert "BEGIN PRIVATE KEY" in uploads["/run/llm/tls/key.pem"]["content"]
-        assert uploads["/run/llm/keys.map"]["content"].count('"Bearer MOCKSECRET') == 2
+        assert uploads["/run/llm/keys.map"]["content"].count('"~^(?i:bearer) MOCKSECRET') == 2
 
 
 def test_docker_audit_log_is_writable_by_nginx_and_records_no_prompt_or_key(local):
@@ -278,7 +278,7 @@ def test_docker_secrets_never_appear_in_plaintext_in_any_recorded_input(local):
     for c in local.of_type("docker:index/container:Container"):
         assert c.inputs.get("uploads", SECRET) == SECRET             # ... as secrets only
     everything = json.dumps([r.as_dict() for r in local.resources])
-    for secret in keys + [private_key, "MOCKKEY", "Bearer MOCKSECRET"]:
+    for secret in keys + [private_key, "MOCKKEY", "(?i:bearer) MOCKSECRET"]:
         assert json.dumps(secret)[1:-1] not in everything
 
 

@@ -91,9 +91,9 @@ def interface_endpoint_policy(account: str, service: str) -> dict:
 
 def endpoint_domains(region: str, service: str) -> list[str]:
     """The DNS names an interface endpoint (with private DNS) or the S3 gateway endpoint answers for."""
-    if service == "s3":
+    if service == "s3":       # the gateway endpoint's names, and an interface endpoint's own names
         return [f"s3.{region}.amazonaws.com", f"*.s3.{region}.amazonaws.com", f"s3.dualstack.{region}.amazonaws.com",
-                f"*.s3.dualstack.{region}.amazonaws.com"]
+                f"*.s3.dualstack.{region}.amazonaws.com", f"*.s3.{region}.vpce.amazonaws.com"]
     if service == "ecr.api":
         return [f"api.ecr.{region}.amazonaws.com"]
     if service == "ecr.dkr":

@@ -47,6 +47,7 @@ from .runtime import PORTS, container_spec
 
 TARGET_PORT = 8443
 METRICS_PORT = 9443
+CLUSTER_METRICS_PORT = 9444        # EKS: /metrics for the monitoring namespace, admitted by NetworkPolicy only
 KEYS_MAP = "/run/llm/keys.map"
 TLS_DIR = "/run/llm/tls"
 AUDIT_LOG = "/var/log/llm-proxy/audit.log"
@@ -96,10 +97,14 @@ def _headers(indent: str, host: str) -> str:
 
 
 def render_nginx_conf(plan: DeploymentPlan, max_prompt_bytes: int, monitoring_cidrs: list[str],
-                      upstream_host: str = "127.0.0.1") -> str:
+                      upstream_host: str = "127.0.0.1", cluster_metrics: bool = False) -> str:
     """`upstream_host`: where the runtime answers. 127.0.0.1 when the proxy shares the runtime's network
     namespace (a pod's sidecar, Docker's `container:` mode); the runtime's container name on a
-    user-defined Docker network (EC2), re-resolved through Docker's DNS so a restarted runtime is found."""
+    user-defined Docker network (EC2), re-resolved through Docker's DNS so a restarted runtime is found.
+    `cluster_metrics` (EKS): a second metrics listener on CLUSTER_METRICS_PORT for the in-cluster
+    Prometheus, whose pod addresses are the VPC's own: nginx cannot tell it from any other pod by address,
+    so that port answers anyone and the pod's NetworkPolicy admits only the monitoring namespace to it;
+    METRICS_PORT stays limited to monitoring_cidrs."""
     spec = container_spec(plan, max_tokens=0)
     port = PORTS[plan.runtime]
     if _is_ip(upstream_host):
@@ -114,6 +119,30 @@ def render_nginx_conf(plan: DeploymentPlan, max_prompt_bytes: int, monitoring_ci
     metrics = (f"proxy_pass http://llm_runtime{spec.metrics_path};" if spec.metrics_path
                else "return 404;   # this runtime exposes no Prometheus metrics")
     routes = API_ROUTES[plan.runtime]
+
+    def metrics_server(port: int, allow_rules: str) -> str:
+        return f"""
+    server {{
+        listen {port} ssl;
+        access_log off;
+        location = /metrics {{
+{allow_rules}
+            if ($request_method !~ ^(GET|HEAD)$) {{
+                return 405;
+            }}
+            proxy_pass_request_body off;
+{_headers("            ", host)}
+            {metrics}
+        }}
+        location / {{
+            return 404;
+        }}
+    }}
+"""
+    servers = metrics_server(METRICS_PORT, f"{allow}\n            deny all;")
+    if cluster_metrics:
+        servers += metrics_server(CLUSTER_METRICS_PORT, "            # admitted by the pod's NetworkPolicy: the "
+                                                        "monitoring namespace only")
 
     def api_location(method: str, pattern: str) -> str:
         allowed = "^(GET|HEAD)$" if method == "GET" else "^POST$"
@@ -201,23 +230,5 @@ http {{
             return 404;
         }}
     }}
-
-    server {{
-        listen {METRICS_PORT} ssl;
-        access_log off;
-        location = /metrics {{
-{allow}
-            deny all;
-            if ($request_method !~ ^(GET|HEAD)$) {{
-                return 405;
-            }}
-            proxy_pass_request_body off;
-{_headers("            ", host)}
-            {metrics}
-        }}
-        location / {{
-            return 404;
-        }}
-    }}
-}}
+{servers}}}
 """
