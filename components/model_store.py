@@ -86,7 +86,8 @@ class ModelStore(pulumi.ComponentResource):
                 {"Sid": "ReadsOnlyThroughTheVpcEndpoint", "Effect": "Deny", "Principal": "*",
                  "Action": ["s3:GetObject", "s3:GetObjectVersion"], "Resource": pulumi.Output.concat(arn, "/*"),
                  "Condition": {"StringNotEquals": {"aws:SourceVpce": [args.s3_endpoint_id,
-                                                                       *args.extra_s3_endpoint_ids]}}},
+                                                                       *args.extra_s3_endpoint_ids]
+                                                   if args.extra_s3_endpoint_ids else args.s3_endpoint_id}}},
             ]}), opts=pulumi.ResourceOptions(parent=self))
         self.bucket_name, self.bucket_arn = bucket.bucket, arn
         self.register_outputs({"bucket_name": self.bucket_name, "bucket_arn": self.bucket_arn})

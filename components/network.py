@@ -136,11 +136,11 @@ class PrivateNetwork(pulumi.ComponentResource):
             # gateway's, once the buckets exist
             s3 = service == "s3"
             endpoint = aws.ec2.VpcEndpoint(
-                f"{name}-{service.replace('.', '-')}", vpc_id=vpc.id, vpc_endpoint_type="Interface",
+                f"{name}-{service.replace('.', '-')}{'-interface' if s3 else ''}", vpc_id=vpc.id, vpc_endpoint_type="Interface",
                 service_name=region.apply(lambda r, s=service: f"com.amazonaws.{r}.{s}"), private_dns_enabled=not s3,
                 subnet_ids=[s.id for s in subnets], security_group_ids=[endpoint_sg.id],
                 policy=None if s3 else account.apply(lambda a, s=service: json.dumps(interface_endpoint_policy(a, s))),
-                tags={**tags, "Name": f"llm-{stack}-{service}"}, opts=child)
+                tags={**tags, "Name": f"llm-{stack}-{service}{'-interface' if s3 else ''}"}, opts=child)
             if s3:
                 self._s3_interface = endpoint
         s3_endpoint = aws.ec2.VpcEndpoint(

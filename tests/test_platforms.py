@@ -146,11 +146,15 @@ def test_namespaces_enforce_restricted_pod_security(eks):
 def test_network_policy_admits_only_clients_vpc_and_monitoring(eks, eks_raw):
     net = eks_raw["llm-platform:network"]
     pol = eks.named("llm-eks-llama-70b-k8s-netpol").inputs["spec"]
-    api, metrics = pol["ingress"][:2]
+    api, metrics, external_metrics = pol["ingress"]
     assert [p["ipBlock"]["cidr"] for p in api["from"]] == net["allowed_client_cidrs"] + [net["cidr"]]
     assert api["ports"] == [{"port": 8443, "protocol": "TCP"}]
+    # /metrics: the in-cluster Prometheus on its own port (the monitoring namespace), monitoring CIDRs on 9443
     assert metrics["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
-    assert pol["policyTypes"] == ["Ingress", "Egress"] and len(pol["ingress"]) == 2
+    assert metrics["ports"] == [{"port": 9444, "protocol": "TCP"}]
+    assert [p["ipBlock"]["cidr"] for p in external_metrics["from"]] == net["monitoring_cidrs"]
+    assert external_metrics["ports"] == [{"port": 9443, "protocol": "TCP"}]
+    assert pol["policyTypes"] == ["Ingress", "Egress"]
 
 
 def test_service_is_an_internal_tls_nlb_limited_to_client_cidrs(eks, eks_raw):
@@ -183,10 +187,14 @@ def test_405b_spans_nodes_as_a_leader_worker_set_with_the_plans_tp_and_pp(eks, e
     assert lws["replicas"] == plan.replicas_min and lws["leaderWorkerTemplate"]["size"] == 2
     leader = lws["leaderWorkerTemplate"]["leaderTemplate"]["spec"]
     worker = lws["leaderWorkerTemplate"]["workerTemplate"]["spec"]
-    cmd = container(leader, "runtime")["command"][-1]
-    assert "ray start --head" in cmd and "--distributed-executor-backend ray" in cmd
-    assert "--tensor-parallel-size 8" in cmd and "--pipeline-parallel-size 2" in cmd
-    assert "ray start --address=$(LWS_LEADER_ADDRESS)" in container(worker, "runtime")["command"][-1]
+    # vLLM's own multi-node launch: the stock image has no Ray (flags checked against vLLM's parser in
+    # tests/test_hardening_plans.py)
+    lead, work = container(leader, "runtime"), container(worker, "runtime")
+    assert lead["command"] == work["command"] == ["vllm", "serve"]
+    cmd = " ".join(lead["args"])
+    assert "--tensor-parallel-size 8" in cmd and "--pipeline-parallel-size 2" in cmd and "ray" not in cmd
+    assert "--nnodes 2 --node-rank 0 --master-addr $(LWS_LEADER_ADDRESS)" in cmd and "--headless" not in cmd
+    assert "--node-rank $(LLM_NODE_RANK)" in " ".join(work["args"]) and "--headless" in work["args"]
     for pod in (leader, worker):
         assert container(pod, "runtime")["resources"]["limits"]["nvidia.com/gpu"] == "8"
     assert [c["name"] for c in leader["containers"]] == ["runtime", "proxy"]
