@@ -2,6 +2,7 @@
 carry the plan (GPU limits, flags, replicas), the hardening, the probes and the network rules."""
 import copy
 import json
+import re
 import math
 
 import pytest
@@ -339,3 +340,111 @@ def test_eks_block_defaults(minimal):
     c = parse({**minimal, "llm-platform:platform": "eks",
                "llm-platform:network": {**minimal["llm-platform:network"], "egress": "nat"}})
     assert (c.eks.kubernetes_version, c.eks.monitoring_namespace, c.eks.queue_target) == ("1.33", "monitoring", 4)
+
+
+# --- hardening (issue 10): the recorded eks plan ----------------------------------------------------
+
+def test_serving_network_policies_have_no_internet_egress(eks, eks_raw):
+    import ipaddress
+    vpc = ipaddress.ip_network(eks_raw["llm-platform:network"]["cidr"])
+    policies = [p for p in eks.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy") if p.name.endswith("-netpol")]
+    assert len(policies) == 5
+    for pol in policies:
+        for rule in pol.inputs["spec"]["egress"]:
+            assert rule.get("to"), f"{pol.name}: an egress rule without destinations reaches anything"
+            for peer in rule["to"]:
+                if "ipBlock" in peer:
+                    net = ipaddress.ip_network(peer["ipBlock"]["cidr"])
+                    assert net.subnet_of(vpc) or str(net) == "169.254.170.23/32", (pol.name, str(net))
+                    assert not peer["ipBlock"].get("except")
+                else:
+                    assert set(peer) <= {"namespaceSelector", "podSelector"}, (pol.name, peer)
+        dns = pol.inputs["spec"]["egress"][0]
+        assert dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+        assert {p["port"] for p in dns["ports"]} == {53}
+
+
+def test_the_model_fetch_goes_through_the_s3_interface_endpoint(eks):
+    (endpoint,) = [e for e in eks.of_type("aws:ec2/vpcEndpoint:VpcEndpoint") if e.name.endswith("-s3-interface")]
+    assert endpoint.inputs["vpcEndpointType"] == "Interface" and endpoint.inputs["privateDnsEnabled"] is False
+    fetch = next(c for c in eks.named("llm-eks-llama-70b-k8s-deployment", DEPLOYMENT).inputs["spec"]["template"]
+                 ["spec"]["initContainers"] if c["name"] == "fetch-model")
+    url = next(e["value"] for e in fetch["env"] if e["name"] == "AWS_ENDPOINT_URL_S3")
+    assert url.startswith("https://bucket.vpce-") and url.endswith(".s3.us-east-1.vpce.amazonaws.com")
+    store = json.loads(eks.named("llm-eks-model-store-policy").inputs["policy"])
+    reads = next(s for s in store["Statement"] if s["Sid"] == "ReadsOnlyThroughTheVpcEndpoint")
+    assert len(reads["Condition"]["StringNotEquals"]["aws:SourceVpce"]) == 2     # gateway and interface
+
+
+def test_405b_leader_worker_set_starts_with_flags_the_pinned_vllm_accepts(eks, eks_plans):
+    import re
+
+    from llm_platform.serving import vllm_cli
+    plan = eks_plans["llama-405b"]
+    lws = eks.named("llm-eks-llama-405b-k8s-lws", LWS).inputs["spec"]["leaderWorkerTemplate"]
+    for role, rank in (("leaderTemplate", 0), ("workerTemplate", 1)):
+        c = container(lws[role]["spec"], "runtime")
+        assert c["command"] == ["vllm", "serve"]
+        # what the kubelet does with $(VAR) before vLLM sees its argv
+        env = {"LWS_LEADER_ADDRESS": "llama-405b-0.llama-405b.llm-llama-405b", "LLM_NODE_RANK": str(rank)}
+        args = [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], a) for a in c["args"]]
+        ns = vllm_cli.parse(args)
+        assert (ns.nnodes, ns.node_rank, ns.headless) == (plan.nodes_per_replica, rank, rank > 0)
+        assert ns.tensor_parallel_size * ns.pipeline_parallel_size == plan.gpus_per_replica
+    rank_env = next(e for e in container(lws["workerTemplate"]["spec"], "runtime")["env"] if e["name"] == "LLM_NODE_RANK")
+    assert rank_env["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['leaderworkerset.sigs.k8s.io/worker-index']"
+
+
+def test_serving_containers_request_cpu_and_memory_from_the_plan(eks, eks_plans):
+    from llm_platform.sizing.host import host_resources
+    for name, plan in eks_plans.items():
+        if plan.nodes_per_replica > 1:
+            spec = eks.named(f"llm-eks-{name}-k8s-lws", LWS).inputs["spec"]["leaderWorkerTemplate"]["leaderTemplate"]
+        else:
+            spec = eks.named(f"llm-eks-{name}-k8s-deployment", DEPLOYMENT).inputs["spec"]["template"]
+        res = container(spec["spec"], "runtime")["resources"]
+        host = host_resources(plan)
+        assert res["requests"]["memory"] == f"{host.memory_request_gib}Gi" and res["requests"]["cpu"].endswith("m")
+        assert host.memory_request_gib >= plan.memory.weights_gib / plan.nodes_per_replica      # weights pass through
+        assert res["limits"]["memory"] == f"{host.memory_limit_gib}Gi"
+
+
+def test_metrics_are_not_open_to_the_whole_vpc(eks, eks_raw):
+    conf = eks.named("llm-eks-llama-70b-k8s-proxy-conf").inputs["data"]["nginx.conf"]
+    allows = re.findall(r"allow ([0-9./]+);", conf)
+    assert allows == eks_raw["llm-platform:network"]["monitoring_cidrs"]
+    assert eks_raw["llm-platform:network"]["cidr"] not in allows
+
+
+def test_node_role_and_load_balancer_controller_policies_pass_parliament(eks):
+    from parliament import analyze_policy_string
+
+    from llm_platform.components.eks import lbc_policy
+    def issues(doc):
+        found = analyze_policy_string(json.dumps(doc), include_community_auditors=False, ignore_private_auditors=True)
+        return [(f.issue, str(f.detail)) for f in found.findings]
+
+    docs = [json.loads(p.inputs["policy"]) for p in eks.of_type("aws:iam/rolePolicy:RolePolicy")]
+    assert lbc_policy() in docs
+    for doc in docs:
+        if doc != lbc_policy():
+            # parliament splits an ARN on every ':'; an S3 key may hold one (the 405B's sha256:<digest> revision)
+            colon_key = "arn:aws:s3:::" in json.dumps(doc) and re.search(r'arn:aws:s3:::[^"]*/[^"]*:', json.dumps(doc))
+            assert [i for i in issues(doc) if not (colon_key and i[0] == "RESOURCE_MISMATCH")] == [], doc
+    # The controller's own published policy uses Resource "*" for these (its conditions bound them), and
+    # elasticloadbalancing:CreateAction is a condition key newer than parliament 1.6.4's IAM data.
+    lbc = [i for i in issues(lbc_policy()) if i[0] != "RESOURCE_STAR"
+           and i != ("UNKNOWN_CONDITION_FOR_ACTION",
+                     "Unknown condition elasticloadbalancing:CreateAction for action elasticloadbalancing:AddTags")]
+    assert lbc == []
+    docs.append(lbc_policy())
+    attached = [a.inputs["policyArn"] for a in eks.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")]
+    assert not [a for a in attached if a.endswith(("AmazonSSMManagedInstanceCore", "CloudWatchAgentServerPolicy"))]
+    assert "ecr:CreateRepository" not in json.dumps(docs)
+    tagging = [s for s in lbc_policy()["Statement"] if {"ec2:CreateTags", "elasticloadbalancing:AddTags"}
+               & set(s["Action"] if isinstance(s["Action"], list) else [s["Action"]])]
+    for s in tagging:
+        cond = json.dumps(s.get("Condition", {}))
+        # tags only at creation (CreateAction) or on what already carries the controller's tag, or listeners
+        assert "CreateAction" in cond or "aws:ResourceTag/elbv2.k8s.aws/cluster" in cond or \
+            all(":listener" in r for r in s["Resource"]), s
