@@ -298,7 +298,8 @@ def lbc_policy() -> dict:
     security_groups = "arn:aws:ec2:*:*:security-group/*"
     elb = ["arn:aws:elasticloadbalancing:*:*:targetgroup/*/*", "arn:aws:elasticloadbalancing:*:*:loadbalancer/net/*/*",
            "arn:aws:elasticloadbalancing:*:*:loadbalancer/app/*/*"]
-    listeners = ["arn:aws:elasticloadbalancing:*:*:listener/net/*/*/*", "arn:aws:elasticloadbalancing:*:*:listener/app/*/*/*",
+    listeners = ["arn:aws:elasticloadbalancing:*:*:listener/net/*/*/*",
+                 "arn:aws:elasticloadbalancing:*:*:listener/app/*/*/*",
                  "arn:aws:elasticloadbalancing:*:*:listener-rule/net/*/*/*",
                  "arn:aws:elasticloadbalancing:*:*:listener-rule/app/*/*/*"]
     return {"Version": "2012-10-17", "Statement": [
@@ -318,9 +319,11 @@ def lbc_policy() -> dict:
         {"Sid": "ServiceLinkedRole", "Effect": "Allow", "Action": "iam:CreateServiceLinkedRole", "Resource": "*",
          "Condition": {"StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}}},
         {"Sid": "CreateWithClusterTag", "Effect": "Allow", "Resource": "*", "Action": [
-            "ec2:CreateSecurityGroup", "elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:CreateTargetGroup"],
+            "ec2:CreateSecurityGroup", "elasticloadbalancing:CreateLoadBalancer",
+            "elasticloadbalancing:CreateTargetGroup"],
          "Condition": requested},
-        {"Sid": "TagSecurityGroupOnCreate", "Effect": "Allow", "Action": ["ec2:CreateTags"], "Resource": security_groups,
+        {"Sid": "TagSecurityGroupOnCreate", "Effect": "Allow", "Action": ["ec2:CreateTags"],
+         "Resource": security_groups,
          "Condition": {"StringEquals": {"ec2:CreateAction": "CreateSecurityGroup"}, **requested}},
         {"Sid": "RetagOwnSecurityGroups", "Effect": "Allow", "Action": ["ec2:CreateTags", "ec2:DeleteTags"],
          "Resource": security_groups, "Condition": retag_owned},

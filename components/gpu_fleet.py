@@ -123,7 +123,8 @@ class GpuInstanceGroup(pulumi.ComponentResource):
             region, account, cwagent_parameter.arn).apply(lambda a: json.dumps({
                 "Version": "2012-10-17", "Statement": instance_statements(
                     account=a[1], region=a[0], stack=stack, deployment=plan.name,
-                    log_group_arns=[f"arn:aws:logs:{a[0]}:{a[1]}:log-group:{g}" for g in sorted(set(log_groups.values()))],
+                    log_group_arns=[f"arn:aws:logs:{a[0]}:{a[1]}:log-group:{g}"
+                                    for g in sorted(set(log_groups.values()))],
                     parameter_arns=[a[2]],
                     repository_arns=[f"arn:aws:ecr:{a[0]}:{a[1]}:repository/{r}" for r in repositories])})),
             opts=child)

@@ -38,8 +38,16 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
-from llm_platform.serving.proxy import (AUDIT_LOG, CLUSTER_METRICS_PORT, KEYS_MAP, METRICS_PORT, TARGET_PORT, TLS_DIR,
-                                        key_map_entry, render_nginx_conf)
+from llm_platform.serving.proxy import (
+    AUDIT_LOG,
+    CLUSTER_METRICS_PORT,
+    KEYS_MAP,
+    METRICS_PORT,
+    TARGET_PORT,
+    TLS_DIR,
+    key_map_entry,
+    render_nginx_conf,
+)
 from llm_platform.serving.runtime import container_spec, image_ref, vllm_multinode_args
 from llm_platform.serving.telemetry import QUEUE_METRIC
 from llm_platform.serving.userdata import client_hash
@@ -120,7 +128,7 @@ class KubernetesServingArgs:
     gpu_memory_percent: float = 95.0
     image_overrides: Mapping[str, str] = field(default_factory=dict)
     after: Sequence[pulumi.Resource] = ()              # cluster add-ons the namespace waits for (GpuCluster.addons)
-    s3_endpoint_url: pulumi.Input[str] | None = None   # the S3 interface endpoint's URL: the model fetch stays in the VPC
+    s3_endpoint_url: pulumi.Input[str] | None = None   # the S3 interface endpoint: the model fetch stays in the VPC
 
 
 class KubernetesServing(pulumi.ComponentResource):
@@ -394,7 +402,8 @@ class KubernetesServing(pulumi.ComponentResource):
         k8s.core.v1.Service(
             f"{name}-metrics", metadata=meta(f"{plan.name}-metrics", {"llm-platform/metrics": "true"}),
             spec=k8s.core.v1.ServiceSpecArgs(type="ClusterIP", selector=selector_labels, ports=[
-                k8s.core.v1.ServicePortArgs(name="metrics", port=CLUSTER_METRICS_PORT, target_port=CLUSTER_METRICS_PORT)]),
+                k8s.core.v1.ServicePortArgs(name="metrics", port=CLUSTER_METRICS_PORT,
+                                            target_port=CLUSTER_METRICS_PORT)]),
             opts=kopts)
         self.hostname = service.status.apply(
             lambda s: s.load_balancer.ingress[0].hostname if s and s.load_balancer and s.load_balancer.ingress else None)
@@ -407,7 +416,8 @@ class KubernetesServing(pulumi.ComponentResource):
         cidr_peers = lambda cidrs: [np.NetworkPolicyPeerArgs(ip_block=np.IPBlockArgs(cidr=c)) for c in cidrs]  # noqa: E731
         tcp = lambda port: [np.NetworkPolicyPortArgs(port=port, protocol="TCP")]  # noqa: E731
         ingress = [
-            np.NetworkPolicyIngressRuleArgs(from_=cidr_peers(allowed_client_cidrs + [vpc_cidr]), ports=tcp(TARGET_PORT)),
+            np.NetworkPolicyIngressRuleArgs(from_=cidr_peers(allowed_client_cidrs + [vpc_cidr]),
+                                            ports=tcp(TARGET_PORT)),
             np.NetworkPolicyIngressRuleArgs(
                 from_=[np.NetworkPolicyPeerArgs(namespace_selector=k8s.meta.v1.LabelSelectorArgs(
                     match_labels={"kubernetes.io/metadata.name": args.monitoring_namespace}))],

@@ -25,16 +25,19 @@ Defaults, as awsx's Vpc states its own:
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import json
 
 import pulumi
 import pulumi_aws as aws
 
-from llm_platform.serving.access import (dns_firewall_allowed_domains, flow_log_statements,
-                                         interface_endpoint_policy, s3_endpoint_policy)
+from llm_platform.serving.access import (
+    dns_firewall_allowed_domains,
+    flow_log_statements,
+    interface_endpoint_policy,
+    s3_endpoint_policy,
+)
 from llm_platform.serving.addressing import subnet_layout
 
 # ec2: the CloudWatch agent learns its Auto Scaling group through ec2:DescribeTags
@@ -136,7 +139,8 @@ class PrivateNetwork(pulumi.ComponentResource):
             # gateway's, once the buckets exist
             s3 = service == "s3"
             endpoint = aws.ec2.VpcEndpoint(
-                f"{name}-{service.replace('.', '-')}{'-interface' if s3 else ''}", vpc_id=vpc.id, vpc_endpoint_type="Interface",
+                f"{name}-{service.replace('.', '-')}{'-interface' if s3 else ''}", vpc_id=vpc.id,
+                vpc_endpoint_type="Interface",
                 service_name=region.apply(lambda r, s=service: f"com.amazonaws.{r}.{s}"), private_dns_enabled=not s3,
                 subnet_ids=[s.id for s in subnets], security_group_ids=[endpoint_sg.id],
                 policy=None if s3 else account.apply(lambda a, s=service: json.dumps(interface_endpoint_policy(a, s))),
@@ -190,7 +194,8 @@ class PrivateNetwork(pulumi.ComponentResource):
             return None
         return pulumi.Output.format("https://bucket.{0}.s3.{1}.vpce.amazonaws.com", self._s3_interface.id, self._region)
 
-    def s3_endpoint_policy(self, name: str, bucket_arns: Sequence[pulumi.Input[str]]) -> list[aws.ec2.VpcEndpointPolicy]:
+    def s3_endpoint_policy(self, name: str,
+                           bucket_arns: Sequence[pulumi.Input[str]]) -> list[aws.ec2.VpcEndpointPolicy]:
         """The S3 endpoints' policy, once the buckets exist (the model store's policy names the endpoints, so
         they cannot name the bucket at creation)."""
         policy = pulumi.Output.all(self._account, self._region, *bucket_arns).apply(

@@ -97,7 +97,8 @@ def test_interface_endpoints_admit_only_this_accounts_principals_and_resources()
     mine = {"aws:PrincipalAccount": ACCOUNT, "aws:ResourceAccount": ACCOUNT}
     secret = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:x"
     assert _allows(policy, "secretsmanager:GetSecretValue", secret, mine)
-    assert not _allows(policy, "secretsmanager:PutSecretValue", "arn:aws:secretsmanager:us-east-1:999999999999:secret:y",
+    assert not _allows(policy, "secretsmanager:PutSecretValue",
+                       "arn:aws:secretsmanager:us-east-1:999999999999:secret:y",
                        {"aws:PrincipalAccount": ACCOUNT, "aws:ResourceAccount": "999999999999"})
     assert not _allows(policy, "secretsmanager:GetSecretValue", secret,
                        {"aws:PrincipalAccount": "999999999999", "aws:ResourceAccount": ACCOUNT})

@@ -24,8 +24,7 @@ import yaml
 from llm_platform.serving.proxy import METRICS_PORT, TARGET_PORT, render_nginx_conf
 from llm_platform.serving.runtime import DOCKER_NETWORK, PORTS, image_ref
 from llm_platform.serving.telemetry import BRIDGE_SCRIPT, BRIDGE_SOURCE, bridge_command, prometheus_config
-from llm_platform.serving.userdata import (RESTART_SEC, BootConfig, client_hash, render_user_data,
-                                           start_limit_window)
+from llm_platform.serving.userdata import RESTART_SEC, BootConfig, client_hash, render_user_data, start_limit_window
 from llm_platform.settings import parse, read_stack_file
 from llm_platform.sizing.planner import plan_stack
 from tests.conftest import ROOT

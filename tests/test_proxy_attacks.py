@@ -142,7 +142,7 @@ def raw(port: int, request: bytes) -> tuple[int, bytes]:
         while True:
             try:
                 chunk = tls.recv(65536)
-            except (ssl.SSLError, ConnectionResetError, socket.timeout):
+            except (TimeoutError, ssl.SSLError, ConnectionResetError):
                 break
             if not chunk:
                 break
@@ -380,3 +380,29 @@ def test_the_audit_log_is_free_of_prompts_keys_and_query_strings(proxy):
     assert lines and {line["client"] for line in lines} <= {client_hash("ide-plugins"), ""}
     for secret in (PROMPT, KEY, KEY.lower(), KEY.upper(), KEY.swapcase(), "stolen", "10.9.9.9"):
         assert secret not in text, secret
+
+
+def test_every_rendered_variant_passes_nginx_t(base_plan, tmp_path):
+    """EKS (second metrics listener) and EC2 (runtime by container name) variants are valid nginx; the EC2
+    `resolve` parameter needs nginx >= 1.27.3 (the image's 1.30), so it is checked on the image's version only."""
+    (tmp_path / "run" / "tls").mkdir(parents=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-days", "1", "-subj", "/CN=t", "-keyout", str(tmp_path / "run/tls/key.pem"),
+                    "-out", str(tmp_path / "run/tls/cert.pem")], check=True, capture_output=True)
+    (tmp_path / "run" / "keys.map").write_text(key_map_entry(KEY, client_hash("c")))
+    for runtime in ("vllm", "ollama", "tgi"):
+        plan = dataclasses.replace(base_plan, runtime=runtime)
+        for kw in ({"cluster_metrics": True}, {"upstream_host": "llm-runtime"}):
+            conf = render_nginx_conf(plan, 4096, ["10.20.0.0/24"], **kw)
+            if "upstream_host" in kw:
+                assert "server llm-runtime:" in conf and " resolve;" in conf and "resolver 127.0.0.11" in conf
+                # `nginx -t` resolves upstream names at load: the container name exists only on the instance
+                conf = conf.replace(" resolve;", ";").replace("server llm-runtime:", "server localhost:")
+            conf = (conf.replace("http2 on;", "").replace("/run/llm", str(tmp_path / "run"))
+                    .replace("/var/log/llm-proxy", str(tmp_path)).replace("pid /tmp/nginx.pid;", f"pid {tmp_path}/x.pid;")
+                    .replace("_temp_path /tmp/", f"_temp_path {tmp_path}/"))
+            (tmp_path / "nginx.conf").write_text(conf)
+            proc = subprocess.run(["nginx", "-t", "-c", str(tmp_path / "nginx.conf"), "-e", str(tmp_path / "e.log")],
+                                  capture_output=True, text=True)
+            assert proc.returncode == 0, proc.stderr
+            assert ("listen 9444 ssl" in conf) == bool(kw.get("cluster_metrics"))

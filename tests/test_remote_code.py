@@ -13,9 +13,17 @@ from pathlib import Path
 import pytest
 
 from llm_platform import catalog
-from llm_platform.serving.remote_code import (MANIFEST, REMOTE_CODE_RECORD, RemoteCodeError, check_staged,
-                                              external_repos, localize, plan_staging, relative_imports,
-                                              stage_remote_code)
+from llm_platform.serving.remote_code import (
+    MANIFEST,
+    REMOTE_CODE_RECORD,
+    RemoteCodeError,
+    check_staged,
+    external_repos,
+    localize,
+    plan_staging,
+    relative_imports,
+    stage_remote_code,
+)
 from tests.conftest import ROOT
 
 DATA = ROOT / "tests" / "data" / "remote_code"

@@ -113,3 +113,14 @@ def test_boolean_pairs_and_defaults_follow_vllm():
     assert vllm_cli.parse(["/model", "--no-trust-remote-code"]).trust_remote_code is False
     ns = vllm_cli.parse(["/model"])
     assert (ns.tensor_parallel_size, ns.pipeline_parallel_size, ns.nnodes, ns.headless) == (1, 1, 1, False)
+
+
+def test_ollama_models_are_staged_with_the_planned_context_and_default_completion():
+    from llm_platform.serving.runtime import ollama_model_parameters
+    config = parse(read_stack_file(ROOT / "Pulumi.local.yaml"))
+    for plan in plan_stack(config):
+        assert plan.runtime == "ollama"
+        params = ollama_model_parameters(plan, config.api.max_tokens)
+        env = container_spec(plan, config.api.max_tokens).env
+        assert params == {"num_ctx": plan.max_model_len, "num_predict": config.api.max_tokens}
+        assert env["OLLAMA_CONTEXT_LENGTH"] == str(params["num_ctx"])

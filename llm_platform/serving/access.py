@@ -19,7 +19,8 @@ Findings of an outside review this closes:
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from .telemetry import GPU_NAMESPACE, RUNTIME_NAMESPACE
 
@@ -64,7 +65,7 @@ def al2023_repository_bucket(region: str) -> str:
     return f"arn:aws:s3:::al2023-repos-{region}-de612dc2"
 
 
-def s3_endpoint_policy(account: str, region: str, bucket_arns: Sequence[str]) -> dict:
+def s3_endpoint_policy(account: str, region: str, bucket_arns: Sequence[str]) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": [
         {"Sid": "ThisStacksBucketsByThisAccount", "Effect": "Allow", "Principal": "*",
          "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:GetBucketLocation"],
@@ -78,7 +79,7 @@ def s3_endpoint_policy(account: str, region: str, bucket_arns: Sequence[str]) ->
     ]}
 
 
-def interface_endpoint_policy(account: str, service: str) -> dict:
+def interface_endpoint_policy(account: str, service: str) -> dict[str, Any]:
     statements = [{"Sid": "ThisAccountsPrincipalsToThisAccountsResources", "Effect": "Allow", "Principal": "*",
                    "Action": "*", "Resource": "*",
                    "Condition": {"StringEquals": {"aws:PrincipalAccount": account, "aws:ResourceAccount": account}}}]
@@ -118,7 +119,7 @@ def dns_firewall_allowed_domains(region: str, services: Iterable[str], private_d
 # --- the GPU instance role ----------------------------------------------------------------------
 
 def instance_statements(*, account: str, region: str, stack: str, deployment: str, log_group_arns: Sequence[str],
-                        parameter_arns: Sequence[str], repository_arns: Sequence[str]) -> list[dict]:
+                        parameter_arns: Sequence[str], repository_arns: Sequence[str]) -> list[dict[str, Any]]:
     """What an inference instance does besides reading its model and keys (which model_store/keys grant):
     Session Manager (instead of SSH), the CloudWatch agent, ECR pulls through the cache into repositories
     the stack created, and marking its own group's instance Unhealthy."""
@@ -158,7 +159,7 @@ def instance_statements(*, account: str, region: str, stack: str, deployment: st
     ]
 
 
-def flow_log_statements(log_group_arn: str) -> list[dict]:
+def flow_log_statements(log_group_arn: str) -> list[dict[str, Any]]:
     """The VPC flow-log delivery role: DescribeLogGroups only takes effect on Resource "*"."""
     return [{"Sid": "DeliverToTheFlowLogGroup", "Effect": "Allow",
              "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],

@@ -27,9 +27,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any
 
 REMOTE_CODE_RECORD = "llm-platform-remote-code.json"
 MANIFEST = "SHA256SUMS"
@@ -51,7 +52,7 @@ def _parse(key: str, value: str) -> tuple[str | None, str, str]:
     return repo or None, module, cls
 
 
-def references(config: dict) -> list[tuple[str, str | None, str, str]]:
+def references(config: dict[str, Any]) -> list[tuple[str, str | None, str, str]]:
     """(auto_map key, repo or None when local, module, class) for each auto_map entry. A value may be a
     list (tokenizers: [slow, fast]); None entries are skipped."""
     out = []
@@ -62,7 +63,7 @@ def references(config: dict) -> list[tuple[str, str | None, str, str]]:
     return out
 
 
-def external_repos(config: dict) -> set[str]:
+def external_repos(config: dict[str, Any]) -> set[str]:
     return {repo for _, repo, _, _ in references(config) if repo}
 
 
@@ -74,9 +75,9 @@ def relative_imports(source: str) -> set[str]:
     return found
 
 
-def localize(config: dict) -> dict:
+def localize(config: dict[str, Any]) -> dict[str, Any]:
     """config.json with every `<repo>--<module>.<Class>` auto_map value made local (`<module>.<Class>`)."""
-    def local(v):
+    def local(v: Any) -> Any:
         if isinstance(v, list):
             return [local(x) for x in v]
         return v.rpartition("--")[2] if isinstance(v, str) and "--" in v else v
@@ -91,11 +92,11 @@ def localize(config: dict) -> dict:
 class StagingStep:
     """What the stage command fetches and writes for one model's remote code."""
     fetch: tuple[tuple[str, str, str], ...]          # (repo, revision, file name) to download
-    config: dict                                      # the config.json to write instead of the original
-    original_auto_map: dict = field(default_factory=dict)
+    config: dict[str, Any]                                      # the config.json to write instead of the original
+    original_auto_map: dict[str, Any] = field(default_factory=dict)
 
 
-def plan_staging(config: dict, pins: Mapping[str, str], model: str = "the model") -> StagingStep:
+def plan_staging(config: dict[str, Any], pins: Mapping[str, str], model: str = "the model") -> StagingStep:
     """Rules 1-3 for a config.json. `pins`: repo -> 40-hex revision (catalog models.yaml remote_code)."""
     fetch = []
     for key, repo, module, _ in references(config):
@@ -130,7 +131,7 @@ def fetch_closure(step: StagingStep, read: Callable[[str, str, str], bytes]) -> 
     return files
 
 
-def record(step: StagingStep, files: Mapping[str, bytes]) -> dict:
+def record(step: StagingStep, files: Mapping[str, bytes]) -> dict[str, Any]:
     """Rule 4: the provenance record written as REMOTE_CODE_RECORD. `files`: name -> bytes as staged."""
     repos = sorted({(repo, rev) for repo, rev, _ in step.fetch})
     return {"sources": [{"repo": r, "revision": v} for r, v in repos],

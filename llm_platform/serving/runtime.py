@@ -149,9 +149,19 @@ def _ollama(plan: DeploymentPlan, max_tokens: int, host: str = "0.0.0.0") -> Con
            **({"OLLAMA_FLASH_ATTENTION": "1", "OLLAMA_KV_CACHE_TYPE": plan.kv_cache_dtype}
               if plan.kv_cache_dtype != "auto" else {})}
     return ContainerSpec(name="llm-runtime", image_key="ollama", args=("serve",), env=env,
-                         publish=(f"127.0.0.1:{port}:{port}",), mounts=(f"{MODEL_DIR}:/model:ro",), extra=("--tmpfs", "/root/.ollama:rw,size=16m"),
+                         publish=(f"127.0.0.1:{port}:{port}",), mounts=(f"{MODEL_DIR}:/model:ro",),
+                         extra=("--tmpfs", "/root/.ollama:rw,size=16m"),
                          port=port, health_path=HEALTH_PATHS["ollama"],
                          metrics_path=None)
+
+
+def ollama_model_parameters(plan: DeploymentPlan, max_tokens: int) -> dict[str, int]:
+    """The Modelfile PARAMETERs the stage command bakes into a staged Ollama model (its params layer):
+    the plan's context as num_ctx and api.max_tokens as num_predict. Ollama takes a request's options
+    over these, but through the proxy only its OpenAI-compatible routes are reachable, where num_ctx
+    cannot be set at all and num_predict only through max_tokens: a request that gives none gets
+    api.max_tokens (as vLLM's --override-generation-config does), instead of Ollama's unbounded -1."""
+    return {"num_ctx": plan.max_model_len, "num_predict": max_tokens}
 
 
 def _tgi(plan: DeploymentPlan, max_tokens: int, host: str = "0.0.0.0") -> ContainerSpec:

@@ -206,7 +206,9 @@ def cwagent_config(plan: DeploymentPlan, *, audit_log_group: str, boot_log_group
             "log_group_name": metrics_log_group,
             "prometheus_config_path": "/opt/aws/amazon-cloudwatch-agent/etc/prometheus.yaml",
             "emf_processor": {"metric_namespace": RUNTIME_NAMESPACE, "metric_declaration": [{
-                "source_labels": ["job"], "label_matcher": "^llm-runtime(-histograms)?$", "dimensions": [["deployment"]],
-                "metric_selectors": [f"^{m}$" for m in RUNTIME_METRICS[plan.runtime] + bridge_metric_names(plan.runtime)]
+                "source_labels": ["job"], "label_matcher": "^llm-runtime(-histograms)?$",
+                "dimensions": [["deployment"]],
+                "metric_selectors": [f"^{m}$" for m in
+                                     RUNTIME_METRICS[plan.runtime] + bridge_metric_names(plan.runtime)]
             }]}}}
     return json.dumps(config, indent=1, sort_keys=True)

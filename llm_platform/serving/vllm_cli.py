@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, NoReturn
 
 DUMP = Path(__file__).resolve().parents[1] / "catalog" / "vllm_serve_args.json"
 
@@ -24,32 +26,34 @@ class VllmArgError(ValueError):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):          # argparse would print usage and exit
+    def error(self, message: str) -> NoReturn:          # argparse would print usage and exit
         raise VllmArgError(message)
 
 
-def _json(text: str):
+def _json(text: str) -> Any:
     return json.loads(text)
 
 
-def _json_or_str(text: str):
+def _json_or_str(text: str) -> Any:
     try:
         return json.loads(text)
     except ValueError:
         return text
 
 
-def _int_or_auto(text: str):
+def _int_or_auto(text: str) -> int | str:
     return text if text == "auto" else int(text)
 
 
-_CONVERT = {"int": int, "float": float, "json": _json, "json-or-str": _json_or_str, "int-or-auto": _int_or_auto,
-            "str": str, "choice": str}
+_CONVERT: dict[str, Callable[[str], Any]] = {
+    "int": int, "float": float, "json": _json, "json-or-str": _json_or_str, "int-or-auto": _int_or_auto,
+    "str": str, "choice": str}
 
 
 @lru_cache(maxsize=1)
-def load() -> dict:
-    return json.loads(DUMP.read_text())
+def load() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(DUMP.read_text())
+    return data
 
 
 @lru_cache(maxsize=1)
