@@ -33,22 +33,15 @@ PRINCIPAL_ONLY_ACTIONS = {
     "ecr.dkr": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
     "sts": ["sts:GetCallerIdentity"],
     "monitoring": ["cloudwatch:PutMetricData"],           # metrics always land in the caller's own account
-    "ec2": ["ec2:DescribeTags", "ec2:DescribeInstances", "ec2:DescribeVolumes", "ec2:DescribeNetworkInterfaces",
-            "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups", "ec2:DescribeVpcs", "ec2:DescribeAvailabilityZones",
-            "ec2:DescribeInstanceTypes", "ec2:DescribeRouteTables"],
-    "autoscaling": ["autoscaling:DescribeAutoScalingInstances", "autoscaling:DescribeAutoScalingGroups"],
+    # reads that name no resource (the agents', the load balancer controller's, a node autoscaler's)
+    "ec2": ["ec2:Describe*", "ec2:GetSecurityGroupsForVpc"],
+    "autoscaling": ["autoscaling:Describe*"],
     "ssm": ["ssm:GetDocument", "ssm:DescribeDocument", "ssm:ListInstanceAssociations"],   # AWS-owned documents
     "ssmmessages": ["ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
                     "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"],
     "ec2messages": ["ec2messages:AcknowledgeMessage", "ec2messages:DeleteMessage", "ec2messages:FailMessage",
                     "ec2messages:GetEndpoint", "ec2messages:GetMessages", "ec2messages:SendReply"],
-    "elasticloadbalancing": ["elasticloadbalancing:DescribeLoadBalancers", "elasticloadbalancing:DescribeTargetGroups",
-                             "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeTags",
-                             "elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DescribeRules",
-                             "elasticloadbalancing:DescribeLoadBalancerAttributes",
-                             "elasticloadbalancing:DescribeTargetGroupAttributes",
-                             "elasticloadbalancing:DescribeListenerCertificates",
-                             "elasticloadbalancing:DescribeListenerAttributes"],
+    "elasticloadbalancing": ["elasticloadbalancing:Describe*"],
     "logs": ["logs:DescribeLogGroups"],
 }
 
@@ -86,6 +79,12 @@ def interface_endpoint_policy(account: str, service: str) -> dict[str, Any]:
     if PRINCIPAL_ONLY_ACTIONS.get(service):
         statements.append({"Sid": "ActionsWithoutAResourceOwner", "Effect": "Allow", "Principal": "*",
                            "Action": PRINCIPAL_ONLY_ACTIONS[service], "Resource": "*",
+                           "Condition": {"StringEquals": {"aws:PrincipalAccount": account}}})
+    if service == "ssm":
+        # AWS's public parameters (AMI ids a node autoscaler resolves) are owned by AWS, not this account
+        statements.append({"Sid": "AwsPublicParameters", "Effect": "Allow", "Principal": "*",
+                           "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
+                           "Resource": "arn:aws:ssm:*:*:parameter/aws/service/*",   # the account field is empty in their ARNs
                            "Condition": {"StringEquals": {"aws:PrincipalAccount": account}}})
     return {"Version": "2012-10-17", "Statement": statements}
 
