@@ -84,7 +84,8 @@ def interface_endpoint_policy(account: str, service: str) -> dict[str, Any]:
         # AWS's public parameters (AMI ids a node autoscaler resolves) are owned by AWS, not this account
         statements.append({"Sid": "AwsPublicParameters", "Effect": "Allow", "Principal": "*",
                            "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
-                           "Resource": "arn:aws:ssm:*:*:parameter/aws/service/*",   # the account field is empty in their ARNs
+                           # their ARNs have an empty account field, which "*" matches
+                           "Resource": "arn:aws:ssm:*:*:parameter/aws/service/*",
                            "Condition": {"StringEquals": {"aws:PrincipalAccount": account}}})
     return {"Version": "2012-10-17", "Statement": statements}
 
