@@ -77,7 +77,7 @@ def start_limit_window(run_seconds: int) -> int:
 
 
 def _unit(description: str, body: str, after: str = "", requires: str = "", oneshot: bool = False,
-          run_seconds: int = 120) -> str:
+          run_seconds: int = 120, on_failure: bool = True) -> str:
     dep = (f"After={after}\n" if after else "") + (f"Requires={requires}\n" if requires else "")
     if oneshot:
         kind = ("Type=oneshot\nRemainAfterExit=yes\nStandardOutput=append:/var/log/llm/boot.log\n"
@@ -86,7 +86,8 @@ def _unit(description: str, body: str, after: str = "", requires: str = "", ones
     else:
         kind = f"Restart=on-failure\nRestartSec={RESTART_SEC}\n"
         limit = f"StartLimitIntervalSec={start_limit_window(run_seconds)}\nStartLimitBurst={START_LIMIT_BURST}\n"
-    return (f"[Unit]\nDescription={description}\n{dep}{limit}OnFailure=llm-unhealthy.service\n\n"
+    fail = "OnFailure=llm-unhealthy.service\n" if on_failure else ""
+    return (f"[Unit]\nDescription={description}\n{dep}{limit}{fail}\n"
             f"[Service]\n{kind}{body}\n\n[Install]\nWantedBy=multi-user.target\n")
 
 
@@ -208,7 +209,8 @@ aws autoscaling set-instance-health --region "$AWS_REGION" --instance-id "$id" -
             "llm-platform: runtime latency histograms as gauges for the CloudWatch agent",
             "DynamicUser=yes\nProtectSystem=strict\nProtectHome=yes\nPrivateTmp=yes\nNoNewPrivileges=yes\n"
             "CapabilityBoundingSet=\nRestrictAddressFamilies=AF_INET AF_INET6\n"
-            f"ExecStart={' '.join(shlex.quote(a) for a in bridge)}", after="network-online.target")
+            f"ExecStart={' '.join(shlex.quote(a) for a in bridge)}", after="network-online.target",
+            on_failure=False)   # a telemetry helper that fails loses latency gauges, not the instance
     unhealthy = ("[Unit]\nDescription=llm-platform: mark this instance Unhealthy\n\n"
                  "[Service]\nType=oneshot\nExecStart=/usr/local/sbin/llm-mark-unhealthy\n")
 
