@@ -1,7 +1,23 @@
 """Production availability and state: replicas over two or more AZs, stateful resources protected."""
 from __future__ import annotations
 
-from ..core import as_list, as_num, get, k8s_kind, levels, opaque, rule, undetermined, violation
+from collections.abc import Iterator
+
+from ..core import (
+    Context,
+    Finding,
+    Resource,
+    Stack,
+    as_list,
+    as_num,
+    get,
+    k8s_kind,
+    levels,
+    opaque,
+    rule,
+    undetermined,
+    violation,
+)
 from ..topology import ASG, ECS_SERVICE, INSTANCE, topology
 from ..workloads import SAGEMAKER_MODEL
 from .models import identity
@@ -37,7 +53,7 @@ def _azs(stack, topo, g, prop):
                 "list one private subnet per AZ.",
     kind="stack",
 )
-def prod_multi_az(stack, ctx):
+def prod_multi_az(stack: Stack, ctx: Context) -> Iterator[Finding]:
     topo = topology(stack)
     singles: dict = {}
     for g in topo.inference_groups():
@@ -114,7 +130,7 @@ STATEFUL = ("aws:kms/key:Key", "aws:s3/bucket:Bucket", "aws:secretsmanager/secre
     remediation="opts=pulumi.ResourceOptions(protect=True) (or retain_on_delete=True) on stateful resources in prod.",
     types=STATEFUL,
 )
-def stateful_protected(r, ctx):
+def stateful_protected(r: Resource, ctx: Context) -> Iterator[Finding]:
     if r.protect is None:
         return
     if r.protect is False:

@@ -1,7 +1,22 @@
 """EC2 hardening: IMDSv2 only, encrypted EBS, no public IP on instances and launch templates."""
 from __future__ import annotations
 
-from ..core import UNKNOWN, as_bool, as_list, get, levels, opaque, rule, undetermined, violation
+from collections.abc import Iterator
+
+from ..core import (
+    UNKNOWN,
+    Context,
+    Finding,
+    Resource,
+    as_bool,
+    as_list,
+    get,
+    levels,
+    opaque,
+    rule,
+    undetermined,
+    violation,
+)
 
 LT = "aws:ec2/launchTemplate:LaunchTemplate"
 INSTANCE = "aws:ec2/instance:Instance"
@@ -27,7 +42,7 @@ EIP_ASSOC = "aws:ec2/eipAssociation:EipAssociation"
                 "from reaching the instance's credentials; raise it to 2 only for a container that must.",
     types=(LT, INSTANCE, LC, SPOT),
 )
-def imdsv2(r, ctx):
+def imdsv2(r: Resource, ctx: Context) -> Iterator[Finding]:
     opts = r.get("metadataOptions")
     if opaque(opts):
         yield undetermined("metadataOptions is not known yet")
@@ -66,7 +81,7 @@ def _ebs_findings(where: str, enc):
                 "other EBS device and on aws.ebs.Volume.",
     types=(LT, INSTANCE, LC, SPOT, VOLUME),
 )
-def ebs_encrypted(r, ctx):
+def ebs_encrypted(r: Resource, ctx: Context) -> Iterator[Finding]:
     if r.type == VOLUME:
         yield from _ebs_findings("volume", r.get("encrypted"))
         return
@@ -118,7 +133,7 @@ def ebs_encrypted(r, ctx):
                 "service through the internal load balancer and administer it through SSM.",
     types=(LT, INSTANCE, LC, SPOT, ECS_SERVICE, EIP, EIP_ASSOC),
 )
-def no_public_ip(r, ctx):
+def no_public_ip(r: Resource, ctx: Context) -> Iterator[Finding]:
     def check(where, value):
         b = as_bool(value)
         if opaque(b):

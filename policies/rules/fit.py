@@ -6,8 +6,9 @@ it cannot start; one that passes may still be tight, which plan.py's full estima
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
-from ..core import UNKNOWN, as_num, levels, opaque, rule, undetermined, violation
+from ..core import UNKNOWN, Context, Finding, Resource, as_num, levels, opaque, rule, undetermined, violation
 from ..facts import facts
 from ..workloads import workload
 from .models import identity, registry_model
@@ -85,7 +86,7 @@ def _kv_dtype(p):
                 "(fp8, awq), a shorter --max-model-len or an fp8 KV cache; `python plan.py` says which fits.",
     types=TYPES,
 )
-def model_fits_gpu(r, ctx):
+def model_fits_gpu(r: Resource, ctx: Context) -> Iterator[Finding]:
     w = workload(r)
     if w is None or not w.processes:
         return

@@ -3,8 +3,25 @@ escalation, read-only root filesystem, pinned images, GPU limits, probes."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
-from ..core import UNKNOWN, as_bool, as_list, as_num, get, k8s_kind, levels, opaque, rule, undetermined, violation
+from ..core import (
+    UNKNOWN,
+    Context,
+    Finding,
+    Resource,
+    Stack,
+    as_bool,
+    as_list,
+    as_num,
+    get,
+    k8s_kind,
+    levels,
+    opaque,
+    rule,
+    undetermined,
+    violation,
+)
 from ..topology import is_gpu_instance_type
 from ..workloads import GPU_RESOURCE_KEYS, WORKLOAD_TYPES, is_noop, pod_spec, workload
 from .runtime import K8S_WORKLOADS
@@ -26,7 +43,7 @@ LONG_RUNNING = ("k8s:Deployment", "k8s:StatefulSet", "k8s:DaemonSet", "k8s:Repli
                 "through the VPN or a bastion-less SSM port forward.",
     types=(EKS,),
 )
-def eks_private_endpoint(r, ctx):
+def eks_private_endpoint(r: Resource, ctx: Context) -> Iterator[Finding]:
     vpc = r.get("vpcConfig")
     if opaque(vpc):
         yield undetermined("vpcConfig is not known yet")
@@ -53,7 +70,7 @@ def eks_private_endpoint(r, ctx):
     remediation="encryptionConfig: {provider: {keyArn: key.arn}, resources: ['secrets']}.",
     types=(EKS,),
 )
-def eks_secrets_encrypted(r, ctx):
+def eks_secrets_encrypted(r: Resource, ctx: Context) -> Iterator[Finding]:
     enc = r.get("encryptionConfig")
     if opaque(enc):
         yield undetermined("encryptionConfig is not known yet")
@@ -203,7 +220,7 @@ def _image_problem(image, prod: bool):
                 "mirrored into ECR for air-gapped stacks.",
     types=WORKLOAD_TYPES + K8S_WORKLOADS,
 )
-def image_pinned(r, ctx):
+def image_pinned(r: Resource, ctx: Context) -> Iterator[Finding]:
     w = workload(r)
     if w is None:
         return
@@ -286,7 +303,7 @@ def _cpu_nodes(spec) -> bool:
     remediation="resources: {limits: {nvidia.com/gpu: <tensor-parallel size>}} on the server container.",
     types=K8S_WORKLOADS,
 )
-def k8s_gpu_limits(r, ctx):
+def k8s_gpu_limits(r: Resource, ctx: Context) -> Iterator[Finding]:
     spec, containers = _pod_containers(r)
     if opaque(spec):
         yield undetermined("the pod spec is not known yet")
@@ -329,7 +346,7 @@ def k8s_gpu_limits(r, ctx):
                 "startupProbe long enough for model loading.",
     types=LONG_RUNNING,
 )
-def k8s_probes(r, ctx):
+def k8s_probes(r: Resource, ctx: Context) -> Iterator[Finding]:
     spec, containers = _pod_containers(r)
     if opaque(spec):
         yield undetermined("the pod spec is not known yet")
@@ -415,7 +432,7 @@ def _isolates_ingress(policy) -> bool:
                 "monitoring namespace (and enable enforcement: VPC CNI enableNetworkPolicy, Calico or Cilium).",
     kind="stack",
 )
-def k8s_network_policy(stack, ctx):
+def k8s_network_policy(stack: Stack, ctx: Context) -> Iterator[Finding]:
     policies = stack.where(lambda x: k8s_kind(x.type) in ("NetworkPolicy", "CiliumNetworkPolicy"))
     for r in stack.resources:
         if k8s_kind(r.type) not in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Pod",

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
-from ..core import UNKNOWN, as_num, levels, opaque, rule, undetermined, violation
+from ..core import UNKNOWN, Context, Finding, Resource, as_num, levels, opaque, rule, undetermined, violation
 from ..workloads import WORKLOAD_TYPES, as_bool_text, workload
 
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
@@ -27,7 +28,7 @@ _LOG_FORMAT = re.compile(r"log_format[^;]*?(\$request_body|\$http_authorization|
     types=(LOG_GROUP,),
     config={"maxRetentionDays": {"type": "number", "description": "longest retention allowed, in days"}},
 )
-def log_retention(r, ctx):
+def log_retention(r: Resource, ctx: Context) -> Iterator[Finding]:
     v = as_num(r.get("retentionInDays"))
     if opaque(v):
         yield undetermined("retentionInDays is not known yet")
@@ -50,7 +51,7 @@ def log_retention(r, ctx):
     remediation="Pass kmsKeyId=key.arn; the key policy must allow logs.<region>.amazonaws.com to use it.",
     types=(LOG_GROUP,),
 )
-def log_kms(r, ctx):
+def log_kms(r: Resource, ctx: Context) -> Iterator[Finding]:
     k = r.get("kmsKeyId")
     if k is UNKNOWN:
         return          # the ARN of a key created in the same update
@@ -78,7 +79,7 @@ def _truthy_env(v) -> bool:
     types=WORKLOAD_TYPES + ("k8s:Deployment", "k8s:StatefulSet", "k8s:DaemonSet", "k8s:ReplicaSet", "k8s:Job",
                             "k8s:CronJob", "k8s:Pod", CONFIG_MAP),
 )
-def no_request_logging(r, ctx):
+def no_request_logging(r: Resource, ctx: Context) -> Iterator[Finding]:
     if r.type == CONFIG_MAP:
         data = r.get("data")
         if isinstance(data, dict):

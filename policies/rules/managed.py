@@ -4,8 +4,24 @@ and no API key on a stack that serves a model is a keyless inference API on the 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
-from ..core import UNKNOWN, as_bool, as_list, as_num, get, levels, opaque, rule, undetermined, violation
+from ..core import (
+    UNKNOWN,
+    Context,
+    Finding,
+    Resource,
+    Stack,
+    as_bool,
+    as_list,
+    as_num,
+    get,
+    levels,
+    opaque,
+    rule,
+    undetermined,
+    violation,
+)
 from ..topology import SM_ENDPOINT_CONFIG, topology
 from ..workloads import SAGEMAKER_MODEL
 
@@ -45,7 +61,7 @@ def _open(value) -> bool:
                 "'JWT'/'AWS_IAM'/'CUSTOM'; Lambda function URL: authorizationType 'AWS_IAM'.",
     kind="stack",
 )
-def inference_api_authenticated(stack, ctx):
+def inference_api_authenticated(stack: Stack, ctx: Context) -> Iterator[Finding]:
     fronts = stack.of_type(REST_METHOD, HTTP_ROUTE, FUNCTION_URL)
     if not fronts or not _serves_a_model(stack):
         return
@@ -142,7 +158,7 @@ def _rest_api_limits(stack, api) -> tuple[object, str]:
                 "stage.",
     kind="stack",
 )
-def inference_api_rate_limited(stack, ctx):
+def inference_api_rate_limited(stack: Stack, ctx: Context) -> Iterator[Finding]:
     apis = stack.of_type(REST_API)
     http_routes = stack.of_type(HTTP_ROUTE)
     if not (apis or http_routes) or not _serves_a_model(stack):
@@ -184,7 +200,7 @@ def inference_api_rate_limited(stack, ctx):
                 "rotation); data capture destinations get the same key.",
     types=(SM_ENDPOINT_CONFIG,),
 )
-def sagemaker_encrypted(r, ctx):
+def sagemaker_encrypted(r: Resource, ctx: Context) -> Iterator[Finding]:
     key = r.get("kmsKeyArn")
     if key is None or (isinstance(key, str) and not key.strip()):
         variants = [v for v in as_list(r.get("productionVariants")) if isinstance(v, dict)]

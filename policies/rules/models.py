@@ -4,9 +4,10 @@ its Auto Scaling group, the task definition, the ECS service or the pod's labels
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
-from ..core import UNKNOWN, advisory, glob_match, levels, opaque, rule, undetermined, violation
+from ..core import UNKNOWN, Context, Finding, Stack, advisory, glob_match, levels, opaque, rule, undetermined, violation
 from ..facts import facts
 from ..topology import topology
 
@@ -132,7 +133,7 @@ def _what(p, res) -> str:
                               "description": "model ids / Ollama tags (glob patterns) that may be served; "
                                              "unset: the rule reports once that no allow-list is configured"}},
 )
-def model_allow_list(stack, ctx):
+def model_allow_list(stack: Stack, ctx: Context) -> Iterator[Finding]:
     patterns = ctx.config.get("allowedModels")
     deployments = _deployments(stack)
     if not patterns:
@@ -200,7 +201,7 @@ def _pinned(v) -> bool:
                 "deployment llm-platform:revision=<commit>.",
     kind="stack",
 )
-def model_revision(stack, ctx):
+def model_revision(stack: Stack, ctx: Context) -> Iterator[Finding]:
     for _g, res, p, tags in _deployments(stack):
         v, where = _revision(p, tags)
         if opaque(v):
@@ -232,7 +233,7 @@ def _texts(w) -> list[str]:
                 "`sha256sum -c SHA256SUMS` (failing closed) before starting the server.",
     kind="stack",
 )
-def model_checksum(stack, ctx):
+def model_checksum(stack: Stack, ctx: Context) -> Iterator[Finding]:
     for g, res, p, tags in _deployments(stack):
         digests = _tag_values(tags, r"checksum|sha256|digest")
         if any(opaque(d) for d in digests):
@@ -266,7 +267,7 @@ def model_checksum(stack, ctx):
                 "(approved) from the stack's provenance block.",
     kind="stack",
 )
-def model_provenance(stack, ctx):
+def model_provenance(stack: Stack, ctx: Context) -> Iterator[Finding]:
     for _g, res, p, tags in _deployments(stack):
         sources = [v for v in _tag_values(tags, r"provenance.*(source|origin|url)|(^|[:/._-])(model[-_]?)?source$|"
                                                 r"provenance$") if v not in (None, "")]

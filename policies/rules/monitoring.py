@@ -1,7 +1,23 @@
 """Monitoring: alarms wired to a topic for every inference group; the alarm topic encrypted."""
 from __future__ import annotations
 
-from ..core import UNKNOWN, as_bool, as_list, get, levels, opaque, rule, undetermined, violation
+from collections.abc import Iterator
+
+from ..core import (
+    UNKNOWN,
+    Context,
+    Finding,
+    Resource,
+    Stack,
+    as_bool,
+    as_list,
+    get,
+    levels,
+    opaque,
+    rule,
+    undetermined,
+    violation,
+)
 from ..topology import ASG, ECS_SERVICE, INSTANCE, LB, topology
 from ..workloads import SAGEMAKER_MODEL
 
@@ -55,7 +71,7 @@ def _wired(stack, alarm, topics):
                 "5xx with dimensions AutoScalingGroupName / TargetGroup, and alarm_actions=[topic.arn].",
     kind="stack",
 )
-def inference_alarms(stack, ctx):
+def inference_alarms(stack: Stack, ctx: Context) -> Iterator[Finding]:
     topo = topology(stack)
     alarms = stack.of_type(ALARM)
     topics = stack.of_type(TOPIC)
@@ -104,7 +120,7 @@ def inference_alarms(stack, ctx):
     remediation="Pass kmsMasterKeyId=key.arn (the key policy must let cloudwatch.amazonaws.com use it).",
     types=(TOPIC,),
 )
-def sns_encrypted(r, ctx):
+def sns_encrypted(r: Resource, ctx: Context) -> Iterator[Finding]:
     k = r.get("kmsMasterKeyId")
     if k is UNKNOWN:
         return

@@ -2,8 +2,25 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 
-from ..core import UNKNOWN, as_bool, as_list, as_num, get, k8s_kind, levels, opaque, rule, undetermined, violation
+from ..core import (
+    UNKNOWN,
+    Context,
+    Finding,
+    Resource,
+    Stack,
+    as_bool,
+    as_list,
+    as_num,
+    get,
+    k8s_kind,
+    levels,
+    opaque,
+    rule,
+    undetermined,
+    violation,
+)
 from ..topology import topology
 
 SG = "aws:ec2/securityGroup:SecurityGroup"
@@ -132,7 +149,7 @@ SG_TYPES = (SG, DEFAULT_SG, SG_RULE, SG_INGRESS)
     config={"allowedIngressCidrs": {"type": "array", "items": {"type": "string"},
                                     "description": "if set, every ingress CIDR must lie inside one of these"}},
 )
-def no_open_ingress(r, ctx):
+def no_open_ingress(r: Resource, ctx: Context) -> Iterator[Finding]:
     allowed = ctx.config.get("allowedIngressCidrs")
     for g in ingress_of(r):
         if opaque(g.cidrs):
@@ -174,7 +191,7 @@ def _ports(g) -> str:
     config={"ports": {"type": "array", "items": {"type": "integer"}, "default": [22, 3389],
                       "description": "administration ports no ingress may open"}},
 )
-def no_remote_admin_ports(stack, ctx):
+def no_remote_admin_ports(stack: Stack, ctx: Context) -> Iterator[Finding]:
     ports = [int(p) for p in ctx.config.get("ports") or []]
     groups = stack.of_type(SG, DEFAULT_SG)
     for r in stack.of_type(*SG_TYPES):
@@ -244,7 +261,7 @@ def _load_balancer_only(stack, sg) -> bool:
                 "subnets; for Kubernetes annotate service.beta.kubernetes.io/aws-load-balancer-scheme: internal.",
     types=(LB, ELB, "k8s:Service", "k8s:Ingress"),
 )
-def internal_lbs(r, ctx):
+def internal_lbs(r: Resource, ctx: Context) -> Iterator[Finding]:
     kind = k8s_kind(r.type)
     if kind == "Service":
         if r.get("spec.type") != "LoadBalancer":
@@ -311,7 +328,7 @@ def _default_routes(rt, stack):
                 "default route (if any) goes to a NAT gateway (egress nat) or none (air-gapped, VPC endpoints).",
     kind="stack",
 )
-def inference_subnets_private(stack, ctx):
+def inference_subnets_private(stack: Stack, ctx: Context) -> Iterator[Finding]:
     topo = topology(stack)
     igws = stack.of_type(IGW)
     tables = stack.of_type(ROUTE_TABLE, DEFAULT_RT)
@@ -354,7 +371,7 @@ def inference_subnets_private(stack, ctx):
                 "iam_role_arn=...) for each VPC.",
     kind="stack",
 )
-def vpc_flow_logs(stack, ctx):
+def vpc_flow_logs(stack: Stack, ctx: Context) -> Iterator[Finding]:
     vpcs = stack.of_type(VPC)
     logs = stack.of_type(FLOW_LOG)
     unresolved = []

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
-from ..core import SECRET, UNKNOWN, levels, rule, undetermined, violation
+from ..core import SECRET, UNKNOWN, Context, Finding, Resource, levels, rule, undetermined, violation
 from ..workloads import WORKLOAD_TYPES, workload
 from .runtime import K8S_WORKLOADS
 
@@ -80,7 +81,7 @@ def _env_finding(where, name, value):
                 "env[].valueFrom.secretKeyRef; SSM parameters holding secrets are SecureString.",
     types=WORKLOAD_TYPES + K8S_WORKLOADS + (SSM_PARAMETER, LAMBDA),
 )
-def no_secret_literals(r, ctx):
+def no_secret_literals(r: Resource, ctx: Context) -> Iterator[Finding]:
     if r.type == SSM_PARAMETER:
         ptype = r.get("type")
         if isinstance(ptype, str) and ptype == "SecureString":

@@ -1,7 +1,24 @@
 """The model store (S3): never public, encrypted with a KMS key, public access blocked."""
 from __future__ import annotations
 
-from ..core import UNKNOWN, as_bool, as_json, as_list, get, levels, opaque, rule, undetermined, violation
+from collections.abc import Iterator
+
+from ..core import (
+    UNKNOWN,
+    Context,
+    Finding,
+    Resource,
+    Stack,
+    as_bool,
+    as_json,
+    as_list,
+    get,
+    levels,
+    opaque,
+    rule,
+    undetermined,
+    violation,
+)
 
 BUCKET = "aws:s3/bucket:Bucket"
 BUCKET_ACL = "aws:s3/bucketAcl:BucketAcl"
@@ -40,7 +57,7 @@ def _public_statements(policy):
                 "S3 gateway endpoint; keep all four public-access-block flags true.",
     types=(BUCKET, BUCKET_ACL, BUCKET_POLICY, PAB),
 )
-def s3_not_public(r, ctx):
+def s3_not_public(r: Resource, ctx: Context) -> Iterator[Finding]:
     if r.type in (BUCKET, BUCKET_ACL):
         acl = r.get("acl")
         if isinstance(acl, str) and acl.lower() in PUBLIC_ACLS:
@@ -83,7 +100,7 @@ def _bucket_refs(stack, res, prop, buckets):
                 "bucket_key_enabled: True}]).",
     kind="stack",
 )
-def s3_kms(stack, ctx):
+def s3_kms(stack: Stack, ctx: Context) -> Iterator[Finding]:
     configs = stack.of_type(SSE)
     lbs = stack.of_type("aws:lb/loadBalancer:LoadBalancer", "aws:elb/loadBalancer:LoadBalancer")
     for b in stack.of_type(BUCKET):
@@ -114,7 +131,7 @@ def s3_kms(stack, ctx):
                 "ignore_public_acls=True, restrict_public_buckets=True).",
     kind="stack",
 )
-def s3_pab(stack, ctx):
+def s3_pab(stack: Stack, ctx: Context) -> Iterator[Finding]:
     if any(all(as_bool(a.get(f)) is True for f in PAB_FLAGS) for a in stack.of_type(ACCOUNT_PAB)):
         return
     blocks = stack.of_type(PAB)

@@ -3,8 +3,24 @@ targets, invalid headers dropped."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
-from ..core import as_bool, as_json, as_list, as_num, get, k8s_kind, levels, opaque, rule, undetermined, violation
+from ..core import (
+    Context,
+    Finding,
+    Resource,
+    as_bool,
+    as_json,
+    as_list,
+    as_num,
+    get,
+    k8s_kind,
+    levels,
+    opaque,
+    rule,
+    undetermined,
+    violation,
+)
 from ..workloads import DEFAULT_PORTS, WORKLOAD_TYPES, is_loopback, workload
 
 LISTENER = "aws:lb/listener:Listener"
@@ -54,7 +70,7 @@ def _redirects_to_https(actions) -> bool:
     config={"allowedSslPolicies": {"type": "array", "items": {"type": "string"}, "default": DEFAULT_SSL_POLICIES,
                                    "description": "exact ELB security policy names a listener may use"}},
 )
-def https_listeners(r, ctx):
+def https_listeners(r: Resource, ctx: Context) -> Iterator[Finding]:
     allowed = ctx.config.get("allowedSslPolicies") or DEFAULT_SSL_POLICIES
     if k8s_kind(r.type) == "Ingress":
         yield from _ingress_tls(r, allowed)
@@ -190,7 +206,7 @@ _MODEL_WORDS = re.compile(r"ollama|vllm|tgi|text-generation|llama|llm|inference|
     types=WORKLOAD_TYPES + ("k8s:Deployment", "k8s:StatefulSet", "k8s:DaemonSet", "k8s:ReplicaSet", "k8s:Job",
                             "k8s:CronJob", "k8s:Pod", "k8s:ReplicationController"),
 )
-def no_plaintext_model_urls(r, ctx):
+def no_plaintext_model_urls(r: Resource, ctx: Context) -> Iterator[Finding]:
     w = workload(r)
     if w is None:
         return
@@ -233,7 +249,7 @@ def no_plaintext_model_urls(r, ctx):
                 "port; health checks may stay HTTP on a separate port.",
     types=(TARGET_GROUP,),
 )
-def https_target_groups(r, ctx):
+def https_target_groups(r: Resource, ctx: Context) -> Iterator[Finding]:
     ttype = r.get("targetType")
     if isinstance(ttype, str) and ttype.lower() in ("lambda", "alb"):
         return
@@ -262,7 +278,7 @@ def https_target_groups(r, ctx):
     remediation="Set dropInvalidHeaderFields: true on the aws.lb.LoadBalancer.",
     types=(LB,),
 )
-def drop_invalid_headers(r, ctx):
+def drop_invalid_headers(r: Resource, ctx: Context) -> Iterator[Finding]:
     lbt = r.get("loadBalancerType")
     if isinstance(lbt, str) and lbt.lower() != "application":
         return

@@ -2,7 +2,25 @@
 rule and a request-body size limit."""
 from __future__ import annotations
 
-from ..core import UNKNOWN, as_json, as_list, as_num, get, k8s_kind, levels, opaque, rule, undetermined, violation
+from collections.abc import Iterator
+
+from ..core import (
+    UNKNOWN,
+    Context,
+    Finding,
+    Resource,
+    Stack,
+    as_json,
+    as_list,
+    as_num,
+    get,
+    k8s_kind,
+    levels,
+    opaque,
+    rule,
+    undetermined,
+    violation,
+)
 from ..topology import LB, topology
 
 WEB_ACL = "aws:wafv2/webAcl:WebAcl"
@@ -43,7 +61,7 @@ def _inference_lbs(stack):
                 "front NLB-only designs with an internal ALB.",
     kind="stack",
 )
-def waf_on_inference_lb(stack, ctx):
+def waf_on_inference_lb(stack: Stack, ctx: Context) -> Iterator[Finding]:
     assocs = stack.of_type(WEB_ACL_ASSOC, WAFREGIONAL_ASSOC)
     unresolved = [a for a in assocs if a.get("resourceArn") is UNKNOWN]
     for lb, lbt in _inference_lbs(stack):
@@ -112,7 +130,7 @@ def _blocks(rule_):
             "maxBodyBytes": {"type": "number", "default": 10485760,
                              "description": "largest body size limit allowed (bytes)"}},
 )
-def waf_limits(r, ctx):
+def waf_limits(r: Resource, ctx: Context) -> Iterator[Finding]:
     scope = r.get("scope")
     if isinstance(scope, str) and scope.upper() == "CLOUDFRONT":
         return
