@@ -52,6 +52,9 @@ class _Sentinel:
 UNKNOWN = _Sentinel("<unknown>")   # not known until the update (preview), e.g. an ARN of a new resource
 SECRET = _Sentinel("<secret>")     # a secret whose plaintext the analysis cannot read
 
+# A judgement that may be undecidable: True / False, or UNKNOWN / SECRET when the deciding value cannot be read.
+Tristate: TypeAlias = "bool | _Sentinel"
+
 # Pulumi's wire sentinels for unknown values (pulumi/sdk rpc.py, pulumi_policy/proxy.py).
 UNKNOWN_SENTINELS = frozenset({
     "04da6b54-80e4-46f7-96ec-b56ff0331ba9",   # string (also the generic one)

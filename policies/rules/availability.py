@@ -18,14 +18,14 @@ from ..core import (
     undetermined,
     violation,
 )
-from ..topology import ASG, ECS_SERVICE, INSTANCE, topology
+from ..topology import ASG, ECS_SERVICE, INSTANCE, Group, Topology, topology
 from ..workloads import SAGEMAKER_MODEL
 from .models import identity
 
 
-def _azs(stack, topo, g, prop):
+def _azs(stack: Stack, topo: Topology, g: Group, prop: str) -> set[str] | None:
     """Distinct AZs of the group's subnets (None if some subnet's AZ cannot be resolved)."""
-    zones = set()
+    zones: set[str] = set()
     for ref in g.subnets:
         hit = topo.subnet(ref, g.resource, prop)
         if not hit:
@@ -55,7 +55,7 @@ def _azs(stack, topo, g, prop):
 )
 def prod_multi_az(stack: Stack, ctx: Context) -> Iterator[Finding]:
     topo = topology(stack)
-    singles: dict = {}
+    singles: dict[str, list[Group]] = {}
     for g in topo.inference_groups():
         r = g.resource
         if r.type == ASG:
@@ -104,7 +104,6 @@ def prod_multi_az(stack: Stack, ctx: Context) -> Iterator[Finding]:
                                     f"{int(n) if n is not None else 1} instance: SageMaker spreads instances over "
                                     "availability zones only when there are at least 2", cfg)
     for gs in singles.values():
-        subnets = {str(s) for g in gs for s in g.subnets}
         if len(gs) < 2:
             yield violation("a single standalone instance serves this model: use an Auto Scaling group over >= 2 AZs",
                             gs[0].resource)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from ..core import (
     UNKNOWN,
@@ -58,7 +59,7 @@ def imdsv2(r: Resource, ctx: Context) -> Iterator[Finding]:
                         "server or proxy read the instance role's credentials; require IMDSv2 tokens")
 
 
-def _ebs_findings(where: str, enc):
+def _ebs_findings(where: str, enc: Any) -> list[Finding]:
     b = as_bool(enc)
     if opaque(b):
         return [undetermined(f"{where}.encrypted is not known yet")]
@@ -134,7 +135,7 @@ def ebs_encrypted(r: Resource, ctx: Context) -> Iterator[Finding]:
     types=(LT, INSTANCE, LC, SPOT, ECS_SERVICE, EIP, EIP_ASSOC),
 )
 def no_public_ip(r: Resource, ctx: Context) -> Iterator[Finding]:
-    def check(where, value):
+    def check(where: str, value: Any) -> list[Finding]:
         b = as_bool(value)
         if opaque(b):
             return [undetermined(f"{where} is not known yet")]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from ..core import (
     UNKNOWN,
@@ -23,7 +24,7 @@ SECRET = "aws:secretsmanager/secret:Secret"
 ROTATION = "aws:secretsmanager/secretRotation:SecretRotation"
 
 
-def is_aws_managed_key(v) -> bool:
+def is_aws_managed_key(v: Any) -> bool:
     return isinstance(v, str) and (v.startswith("alias/aws/") or ":alias/aws/" in v)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
 from ..core import UNKNOWN, Context, Finding, Resource, as_num, levels, opaque, rule, undetermined, violation
 from ..workloads import WORKLOAD_TYPES, as_bool_text, workload
@@ -59,7 +60,7 @@ def log_kms(r: Resource, ctx: Context) -> Iterator[Finding]:
         yield violation("kmsKeyId is not set: the log group is not encrypted with a customer-managed key")
 
 
-def _truthy_env(v) -> bool:
+def _truthy_env(v: Any) -> bool:
     if not isinstance(v, str):
         return False
     return as_bool_text(v) is True or v.strip().lower() in ("2", "debug", "trace")
@@ -84,8 +85,8 @@ def no_request_logging(r: Resource, ctx: Context) -> Iterator[Finding]:
         data = r.get("data")
         if isinstance(data, dict):
             for k, v in data.items():
-                if isinstance(v, str) and _LOG_FORMAT.search(v):
-                    yield violation(f"{k}: an nginx log_format writes {_LOG_FORMAT.search(v).group(1)} (prompts or "
+                if isinstance(v, str) and (m := _LOG_FORMAT.search(v)):
+                    yield violation(f"{k}: an nginx log_format writes {m.group(1)} (prompts or "
                                     "credentials) to the access log")
         return
     w = workload(r)

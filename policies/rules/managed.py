@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
 from ..core import (
     UNKNOWN,
@@ -12,6 +13,7 @@ from ..core import (
     Finding,
     Resource,
     Stack,
+    Tristate,
     as_bool,
     as_list,
     as_num,
@@ -33,14 +35,14 @@ SM_ENDPOINT = "aws:sagemaker/endpoint:Endpoint"
 _SAGEMAKER_URI = re.compile(r"runtime\.sagemaker|:sagemaker:", re.I)
 
 
-def _serves_a_model(stack) -> bool:
+def _serves_a_model(stack: Stack) -> bool:
     """The stack runs an inference server or hosts a model (SageMaker): its public APIs front it."""
     if stack.of_type(SAGEMAKER_MODEL, SM_ENDPOINT):
         return True
     return bool(topology(stack).inference_groups())
 
 
-def _open(value) -> bool:
+def _open(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip().upper() == "NONE")
 
 
@@ -105,12 +107,12 @@ HTTP_STAGE = "aws:apigatewayv2/stage:Stage"
 WAF_ASSOCIATION = "aws:wafv2/webAclAssociation:WebAclAssociation"
 
 
-def _positive(v) -> object:
+def _positive(v: Any) -> Tristate:
     n = as_num(v)
     return n if opaque(n) else (isinstance(n, float) and n > 0)
 
 
-def _rest_api_limits(stack, api) -> tuple[object, str]:
+def _rest_api_limits(stack: Stack, api: Resource) -> tuple[Tristate, str]:
     """(True / False / UNKNOWN, why not) for a REST API: stage throttling (MethodSettings), a WAF web ACL on a
     stage, or, when every method requires an API key, usage plans that throttle every key."""
     api_id = api.id or api.get("id")

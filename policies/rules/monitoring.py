@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from ..core import (
     UNKNOWN,
@@ -9,6 +10,7 @@ from ..core import (
     Finding,
     Resource,
     Stack,
+    Tristate,
     as_bool,
     as_list,
     get,
@@ -25,8 +27,8 @@ ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 TOPIC = "aws:sns/topic:Topic"
 
 
-def _dimension_values(alarm) -> list:
-    vals = []
+def _dimension_values(alarm: Resource) -> list[Any]:
+    vals: list[Any] = []
     dims = alarm.get("dimensions")
     if isinstance(dims, dict):
         vals += list(dims.values())
@@ -39,7 +41,7 @@ def _dimension_values(alarm) -> list:
     return vals
 
 
-def _wired(stack, alarm, topics):
+def _wired(stack: Stack, alarm: Resource, topics: list[Resource]) -> Tristate:
     """True / False / UNKNOWN: the alarm notifies an SNS topic when it fires."""
     if as_bool(alarm.get("actionsEnabled")) is False:
         return False

@@ -21,7 +21,7 @@ from ..core import (
     violation,
 )
 from ..topology import SM_ENDPOINT_CONFIG, is_gpu_instance_type
-from ..workloads import EC2_TYPES, WORKLOAD_TYPES, as_bool_text, exposure, workload
+from ..workloads import EC2_TYPES, WORKLOAD_TYPES, Workload, as_bool_text, exposure, workload
 from .models import identity, registry_model
 
 K8S_WORKLOADS = ("k8s:Deployment", "k8s:StatefulSet", "k8s:DaemonSet", "k8s:ReplicaSet", "k8s:Job", "k8s:CronJob",
@@ -32,7 +32,7 @@ AUTH_EVIDENCE = re.compile(r"auth_request|auth_basic|auth_jwt|\$http_authorizati
                            r"\bBearer\b", re.I)
 
 
-def _workload_or_note(r):
+def _workload_or_note(r: Resource) -> tuple[Workload | None, list[Finding]]:
     w = workload(r)
     if w is None:
         return None, []
@@ -214,7 +214,7 @@ def no_cpu_inference(r: Resource, ctx: Context) -> Iterator[Finding]:
             yield violation(f"{p.label} is given {how}: inference would run on CPU")
 
 
-def _sagemaker_cpu(cfg):
+def _sagemaker_cpu(cfg: Resource) -> Iterator[Finding]:
     variants = cfg.get("productionVariants")
     if opaque(variants):
         yield undetermined("productionVariants is not known yet")

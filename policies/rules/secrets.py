@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
 from ..core import SECRET, UNKNOWN, Context, Finding, Resource, levels, rule, undetermined, violation
 from ..workloads import WORKLOAD_TYPES, workload
@@ -50,7 +51,7 @@ def scan_text(text: str) -> list[str]:
     return found
 
 
-def _env_finding(where, name, value):
+def _env_finding(where: str, name: str, value: Any) -> Finding | None:
     if value is SECRET:
         return violation(f"{where}: {name} carries a secret value in plaintext (it ends up readable in the "
                          "task/pod definition); reference it (secrets/valueFrom) instead")

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from ..core import (
+    JSON,
     UNKNOWN,
     Context,
     Finding,
@@ -30,11 +32,11 @@ PUBLIC_ACLS = ("public-read", "public-read-write", "authenticated-read")
 PAB_FLAGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
 
 
-def _public_statements(policy):
+def _public_statements(policy: Any) -> list[JSON]:
     doc = as_json(policy)
     if not isinstance(doc, dict):
         return []
-    out = []
+    out: list[JSON] = []
     for st in as_list(get(doc, "Statement")):
         if not isinstance(st, dict) or str(get(st, "Effect", "")).lower() != "allow":
             continue
@@ -81,7 +83,7 @@ def s3_not_public(r: Resource, ctx: Context) -> Iterator[Finding]:
                 yield violation(f"{f} is false: the public access block no longer stops public access")
 
 
-def _bucket_refs(stack, res, prop, buckets):
+def _bucket_refs(stack: Stack, res: Resource, prop: str, buckets: list[Resource]) -> list[Resource]:
     return stack.referenced(res, prop, res.get(prop), buckets)
 
 

@@ -3,8 +3,10 @@ rule and a request-body size limit."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from ..core import (
+    JSON,
     UNKNOWN,
     Context,
     Finding,
@@ -28,7 +30,7 @@ WEB_ACL_ASSOC = "aws:wafv2/webAclAssociation:WebAclAssociation"
 WAFREGIONAL_ASSOC = "aws:wafregional/webAclAssociation:WebAclAssociation"
 
 
-def _inference_lbs(stack):
+def _inference_lbs(stack: Stack) -> list[tuple[Resource, Any]]:
     """(load balancer, reason) for every ALB that fronts inference, failing closed: an ALB whose routes
     cannot be resolved counts as inference when the stack serves a model."""
     topo = topology(stack)
@@ -90,7 +92,7 @@ def waf_on_inference_lb(stack: Stack, ctx: Context) -> Iterator[Finding]:
                     yield violation("the ALB ingress names no WAF web ACL (alb.ingress.kubernetes.io/wafv2-acl-arn)", r)
 
 
-def _statements(stmt):
+def _statements(stmt: Any) -> Iterator[JSON]:
     """A statement and every statement nested in and/or/not, rate-based scope-downs."""
     if not isinstance(stmt, dict):
         return
@@ -102,7 +104,7 @@ def _statements(stmt):
     yield from _statements(get(stmt, "rateBasedStatement.scopeDownStatement"))
 
 
-def _blocks(rule_):
+def _blocks(rule_: Any) -> bool:
     action = get(rule_, "action")
     if isinstance(action, dict) and (get(action, "block") is not None or get(action, "captcha") is not None
                                      or get(action, "challenge") is not None):
