@@ -49,11 +49,12 @@ class _Sentinel:
         return self
 
 
+Sentinel: TypeAlias = _Sentinel   # the type of UNKNOWN and SECRET
 UNKNOWN = _Sentinel("<unknown>")   # not known until the update (preview), e.g. an ARN of a new resource
 SECRET = _Sentinel("<secret>")     # a secret whose plaintext the analysis cannot read
 
 # A judgement that may be undecidable: True / False, or UNKNOWN / SECRET when the deciding value cannot be read.
-Tristate: TypeAlias = "bool | _Sentinel"
+Tristate: TypeAlias = "bool | Sentinel"
 
 # Pulumi's wire sentinels for unknown values (pulumi/sdk rpc.py, pulumi_policy/proxy.py).
 UNKNOWN_SENTINELS = frozenset({

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
+from typing import Any, cast
 
 from ..core import (
     UNKNOWN,
@@ -10,6 +11,7 @@ from ..core import (
     Finding,
     Resource,
     Stack,
+    Tristate,
     as_bool,
     as_list,
     as_num,
@@ -49,7 +51,7 @@ INTERNAL_ANNOTATIONS = {
 class Ingress:
     """One ingress permission, whatever resource shape it came from."""
 
-    def __init__(self, where, protocol, from_port, to_port, cidrs, peer):
+    def __init__(self, where: str, protocol: Any, from_port: Any, to_port: Any, cidrs: Any, peer: bool) -> None:
         self.where, self.protocol, self.from_port, self.to_port = where, protocol, from_port, to_port
         self.cidrs = cidrs          # list of CIDR strings (or UNKNOWN)
         self.peer = peer            # True when the source is a security group / prefix list / self
@@ -61,7 +63,7 @@ class Ingress:
             return True
         return p in ("tcp", "6", "6.0") and self.from_port in (0, None) and self.to_port == 65535
 
-    def covers(self, port: int):
+    def covers(self, port: int) -> Tristate:
         p = str(self.protocol).lower()
         if p in ("-1", "all", "-1.0"):
             return True
@@ -74,12 +76,12 @@ class Ingress:
             return False
         lo = lo if lo is not None else hi
         hi = hi if hi is not None else lo
-        return lo <= port <= hi
+        return bool(lo <= port <= hi)
 
 
-def ingress_of(r) -> list:
+def ingress_of(r: Resource) -> list[Ingress]:
     """Ingress permissions of a security group (inline), an SG rule, or a VPC ingress rule."""
-    out = []
+    out: list[Ingress] = []
     if r.type in (SG, DEFAULT_SG):
         rules = r.get("ingress")
         if opaque(rules):
@@ -105,7 +107,8 @@ def ingress_of(r) -> list:
     return out
 
 
-def _port(v):
+def _port(v: Any) -> Any:
+    """An int port, None, or UNKNOWN / SECRET."""
     n = as_num(v)
     return int(n) if isinstance(n, float) else n
 
@@ -117,7 +120,7 @@ def _world(cidr: str) -> bool:
         return False
 
 
-def _within(cidr: str, allowed: list) -> bool:
+def _within(cidr: str, allowed: list[Any]) -> bool:
     try:
         net = ipaddress.ip_network(cidr.strip(), strict=False)
     except ValueError:
@@ -127,7 +130,7 @@ def _within(cidr: str, allowed: list) -> bool:
             an = ipaddress.ip_network(str(a).strip(), strict=False)
         except ValueError:
             continue
-        if net.version == an.version and net.subnet_of(an):
+        if net.version == an.version and net.subnet_of(an):     # type: ignore[arg-type]  # same IP version
             return True
     return False
 
@@ -166,7 +169,7 @@ def no_open_ingress(r: Resource, ctx: Context) -> Iterator[Finding]:
                                 f"{', '.join(map(str, allowed))}")
 
 
-def _ports(g) -> str:
+def _ports(g: Ingress) -> str:
     if g.all_ports:
         return "all ports"
     if g.from_port == g.to_port:
@@ -217,14 +220,14 @@ def no_remote_admin_ports(stack: Stack, ctx: Context) -> Iterator[Finding]:
                     break
 
 
-def _strings(r) -> set:
+def _strings(r: Resource) -> set[str]:
     cached = r.__dict__.get("_strings")
     if cached is None:
         cached = r.__dict__["_strings"] = {v for v in _flat(r.props) if isinstance(v, str)}
-    return cached
+    return cast("set[str]", cached)
 
 
-def _flat(v):
+def _flat(v: Any) -> Iterator[Any]:
     if isinstance(v, dict):
         for x in v.values():
             yield from _flat(x)
@@ -235,7 +238,7 @@ def _flat(v):
         yield v
 
 
-def _load_balancer_only(stack, sg) -> bool:
+def _load_balancer_only(stack: Stack, sg: Resource) -> bool:
     """The security group is attached to load balancers and to nothing else that listens (instances, launch
     templates, tasks, pods, endpoints): found by its id / ARN / name in other resources' properties."""
     ids = sg.identifiers() - {sg.urn}
@@ -294,15 +297,15 @@ def internal_lbs(r: Resource, ctx: Context) -> Iterator[Finding]:
 # ----------------------------------------------------------------------------- stack rules
 
 
-def _is_igw(gateway, igws, stack, source) -> bool:
+def _is_igw(gateway: Any, igws: list[Resource], stack: Stack, source: Resource) -> bool:
     if isinstance(gateway, str) and gateway.startswith("igw-"):
         return True
     return bool(gateway is not None and stack.referenced(source, "gatewayId", gateway, igws))
 
 
-def _default_routes(rt, stack):
+def _default_routes(rt: Resource, stack: Stack) -> list[tuple[Resource, str, Any]]:
     """(route resource, destination, gateway) of default routes in a route table, inline and separate."""
-    out = []
+    out: list[tuple[Resource, str, Any]] = []
     for rr in as_list(rt.get("routes")) + as_list(rt.get("route")):
         if isinstance(rr, dict):
             dest = get(rr, "cidrBlock") or get(rr, "ipv6CidrBlock") or get(rr, "destinationCidrBlock")
@@ -334,7 +337,7 @@ def inference_subnets_private(stack: Stack, ctx: Context) -> Iterator[Finding]:
     tables = stack.of_type(ROUTE_TABLE, DEFAULT_RT)
     assocs = stack.of_type(RT_ASSOC)
     seen = set()
-    bad_routes: dict = {}
+    bad_routes: dict[tuple[str, str], tuple[Resource, Resource, str, list[str]]] = {}
     for g in topo.inference_groups():
         prop = {"aws:autoscaling/group:Group": "vpcZoneIdentifiers", "aws:ec2/instance:Instance": "subnetId"}.get(
             g.resource.type, "networkConfiguration")
@@ -375,7 +378,7 @@ def vpc_flow_logs(stack: Stack, ctx: Context) -> Iterator[Finding]:
     vpcs = stack.of_type(VPC)
     logs = stack.of_type(FLOW_LOG)
     unresolved = []
-    covered = set()
+    covered: set[str] = set()
     for fl in logs:
         target = fl.get("vpcId")
         hit = stack.referenced(fl, "vpcId", target, vpcs) if target is not None else []
