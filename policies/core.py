@@ -17,7 +17,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -483,7 +483,7 @@ class Rule:
     def defaults(self) -> JSON:
         return {k: v["default"] for k, v in self.config_schema().items() if "default" in v}
 
-    def context(self, policy_config: JSON | None, environment: str | None = None) -> Context:
+    def context(self, policy_config: Mapping[str, Any] | None, environment: str | None = None) -> Context:
         cfg = self.defaults()
         if environment:
             cfg["environment"] = environment
