@@ -458,7 +458,7 @@ class Rule:
     check: Check              # resource rule: (Resource, Context) -> Iterable[Finding]; stack: (Stack, Context)
     kind: str = "resource"    # "resource" | "stack"
     types: tuple[str, ...] = ()   # resource rules: canonical types it reads (empty: any, it filters itself)
-    config: JSON = field(default_factory=dict)     # JSON-schema properties (besides `environment`)
+    config: dict[str, JSON] = field(default_factory=dict)     # JSON-schema properties (besides `environment`)
     rationale: str = ""       # why the dev level is what it is
 
     def __post_init__(self) -> None:
