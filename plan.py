@@ -2,6 +2,7 @@
 """Offline plan: the Pulumi program under recording mocks, with no AWS account and no Pulumi CLI.
 
     python plan.py [--stack NAME | --config FILE] [--json]
+    python plan.py --program DIR [--config FILE] [--json]
     python plan.py --catalog [--json]
 
 Prints the sizing of every model, the resource tree with its inputs, the monthly cost and the
@@ -28,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.catalog:
         return _print_catalog(args.json)
+    if args.program:
+        return plan_program(Path(args.program), Path(args.config) if args.config else None, args.json)
     path = Path(args.config) if args.config else ROOT / f"Pulumi.{args.stack}.yaml"
     stack_name = args.stack if not args.config else path.stem.removeprefix("Pulumi.")
     if not args.config and not path.exists():
@@ -41,8 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigErrors, PlanningError) as exc:
         return _fail(exc.errors, args.json)
 
-    from llm_platform.offline.mocks import run_program   # imported late: the Pulumi SDK is only needed from here
     import pulumi
+
+    from llm_platform.offline.mocks import run_program  # imported late: the Pulumi SDK is only needed from here
     try:
         recording = run_program(raw, stack=stack_name, program=ROOT)
     except pulumi.RunError as exc:          # the program refused the stack before creating anything
@@ -77,12 +81,58 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--config", metavar="FILE", help="plan any stack file of the same form")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--catalog", action="store_true", help="list the GPU instance catalog the planner uses")
+    p.add_argument("--program", metavar="DIR", help="plan any Pulumi Python program directory (its Pulumi.yaml and "
+                   "__main__.py), with the config of --config FILE if given")
     return p
+
+
+def plan_program(program: Path, config_path: Path | None, as_json: bool) -> int:
+    """Any Pulumi Python program under the recording mocks: its resource tree and the policy pack's verdicts, with
+    the exit codes of a stack plan (2: the program or its config could not run; its message, no traceback). The
+    environment the policies judge by is the config's `<project>:environment` (dev, staging, prod), else prod."""
+    import pulumi
+
+    from llm_platform.offline.mocks import project_of, run_program
+    try:
+        project, _ = project_of(program)
+        raw = read_stack_file(config_path) if config_path else {}
+    except (FileNotFoundError, ValueError) as exc:
+        return _fail([ConfigError("--program", str(exc))], as_json)
+    except ConfigErrors as exc:
+        return _fail(exc.errors, as_json)
+    stack = config_path.stem.removeprefix("Pulumi.") if config_path else "dev"
+    try:
+        recording = run_program(raw, stack=stack, program=program)
+    except pulumi.RunError as exc:
+        return _fail([ConfigError(project, str(exc))], as_json)
+    except Exception as exc:    # the program's own failure, reported like a config error: no traceback
+        return _fail([ConfigError(project, f"the program failed: {type(exc).__name__}: {exc}")], as_json)
+    environment = raw.get(f"{project}:environment")
+    environment = environment if environment in ("dev", "staging", "prod") else None
+    from llm_platform.policies import offline
+    violations = offline.evaluate_recording(recording, environment=environment)
+    report = {"program": str(program), "project": project, "stack": stack, "environment": environment or "prod",
+              "resources": [r.as_dict() for r in recording.resources], "violations": violations}
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(render_program_text(report))
+    return EXIT_VIOLATIONS if any(v["enforcement"] == "mandatory" for v in violations) else EXIT_OK
+
+
+def render_program_text(report: dict) -> str:
+    out = [f"## offline plan of `{report['program']}` (project {report['project']}, stack {report['stack']})",
+           f"policies judged as **{report['environment']}**", "",
+           f"### Resources ({len(report['resources'])})", "", "```"] + _tree(report["resources"]) + ["```", "",
+                                                                                           "### Policy violations", ""]
+    out += [f"- **{v['policy']}** ({v['enforcement']}): `{v['resource']}`: {v['message']}"
+            for v in report["violations"]] or ["None."]
+    return "\n".join(out)
 
 
 def _violations(recording, config) -> list[dict]:
     try:
-        from llm_platform.policies import offline   # the policy pack, when present, judges the recorded resources
+        from llm_platform.policies import offline  # the policy pack, when present, judges the recorded resources
     except ImportError:
         return []
     return offline.evaluate_recording(recording, environment=config.environment)
