@@ -44,9 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigErrors, PlanningError) as exc:
         return _fail(exc.errors, args.json)
 
+    from llm_platform.offline.mocks import run_program   # imported late: the Pulumi SDK is only needed from here
     import pulumi
-
-    from llm_platform.offline.mocks import run_program  # imported late: the Pulumi SDK is only needed from here
     try:
         recording = run_program(raw, stack=stack_name, program=ROOT)
     except pulumi.RunError as exc:          # the program refused the stack before creating anything
