@@ -131,7 +131,7 @@ def render_program_text(report: dict) -> str:
 
 def _violations(recording, config) -> list[dict]:
     try:
-        from llm_platform.policies import offline  # the policy pack, when present, judges the recorded resources
+        from llm_platform.policies import offline   # the policy pack, when present, judges the recorded resources
     except ImportError:
         return []
     return offline.evaluate_recording(recording, environment=config.environment)
