@@ -38,6 +38,7 @@ from llm_platform.serving.proxy import AUDIT_LOG, KEYS_MAP, METRICS_PORT, TARGET
 from llm_platform.serving.runtime import container_spec, image_ref
 from llm_platform.serving.telemetry import QUEUE_METRIC
 from llm_platform.serving.userdata import client_hash
+from llm_platform.serving.verify import render_verify_function
 from llm_platform.sizing.planner import DeploymentPlan
 
 from .eks import GPU_LABEL, INSTANCE_TYPE_LABEL, NODE_POOL_LABEL, POD_IDENTITY_TRUST
@@ -52,23 +53,19 @@ POD_IDENTITY_AGENT = "169.254.170.23/32"
 
 
 def fetch_script() -> str:
-    """The init container's script: the same verification as on EC2 (components/userdata.py)."""
-    return """set -eu
+    """The init container's script: download, then the one verification script (serving/verify.py) that EC2 and
+    Docker run too; the server never starts on weights that fail it."""
+    return render_verify_function() + """set -eu
 dest=/model
 manifest=/tmp/SHA256SUMS
 if [ -n "$MANIFEST" ]; then
   aws s3 cp --only-show-errors "s3://$MODEL_BUCKET/$MODEL_PREFIX/$MANIFEST" "$manifest"
-  echo "$MANIFEST_SHA256  $manifest" | sha256sum --check --strict --quiet \\
-    || { echo "manifest digest differs from the pinned $MANIFEST_SHA256" >&2; exit 1; }
+  llm_verify_model - "$manifest" "$MANIFEST_SHA256"
 fi
 aws s3 sync --only-show-errors --no-progress --exact-timestamps --exclude "$MANIFEST" \\
   "s3://$MODEL_BUCKET/$MODEL_PREFIX/" "$dest"
 if [ -n "$MANIFEST" ]; then
-  (cd "$dest" && sha256sum --check --strict --quiet "$manifest")
-  awk '{print $2}' "$manifest" | sed 's|^[*]||' | sort > /tmp/listed
-  (cd "$dest" && find . -type f | sed 's|^[.]/||' | sort) > /tmp/present
-  unlisted=$(comm -13 /tmp/listed /tmp/present)
-  [ -z "$unlisted" ] || { echo "files not in the manifest: $unlisted" >&2; exit 1; }
+  llm_verify_model "$dest" "$manifest" "$MANIFEST_SHA256"
 else
   echo "WARNING: no checksums configured for $LLM_NAME: weights are NOT verified (allowed outside prod)" >&2
 fi

@@ -48,6 +48,7 @@ from llm_platform import catalog
 from llm_platform.serving.proxy import AUDIT_LOG, KEYS_MAP, TARGET_PORT, TLS_DIR, render_nginx_conf
 from llm_platform.serving.runtime import container_spec
 from llm_platform.serving.userdata import PROXY_UID, client_hash
+from llm_platform.serving.verify import render_verify_function, verify_call
 from llm_platform.sizing.planner import DeploymentPlan
 
 RUNTIME_UID = "1000:1000"
@@ -91,14 +92,12 @@ def proxy_config_script(proxy_uid: int) -> str:
 
 
 def verify_then(command: str, manifest: str | None, manifest_sha256: str | None) -> str:
-    """The runtime's entrypoint script: verify the staged weights, then exec the server."""
-    if not manifest:
+    """The runtime's entrypoint script: verify the staged weights in /model with the one verification script
+    (serving/verify.py; the manifest staged next to them is the only file it does not list), then exec the server."""
+    if not manifest or not manifest_sha256:
         return f"echo 'WARNING: no checksums configured: weights are NOT verified' >&2\nexec {command}\n"
-    m = f"/model/{shlex.quote(manifest)}"
-    return (f"echo {manifest_sha256}'  '{m} | sha256sum -c --strict --quiet"
-            f" || {{ echo 'manifest digest differs from the pinned one' >&2; exit 1; }}\n"
-            f"cd /model && sha256sum -c --strict --quiet {m}\n"
-            f"exec {command}\n")
+    return (render_verify_function() + verify_call("/model", f"/model/{manifest}", manifest_sha256) + "\n"
+            + f"exec {command}\n")
 
 
 def uid_of(user: str) -> str:

@@ -224,7 +224,8 @@ def test_boot_verifies_the_model_and_fails_closed(prod, prod_raw):
     ud = user_data(prod, "llama-8b")
     digest = prod_raw["llm-platform:models"][2]["checksums"]["sha256"]
     assert f"MANIFEST_SHA256={digest}" in ud
-    assert "sha256sum --check --strict" in ud and "files not in the manifest" in ud
+    assert "/usr/local/sbin/llm-verify-model \"$dest\" \"$manifest\" \"$MANIFEST_SHA256\"" in ud
+    assert "files not in the manifest" in ud          # the verification script itself, in /usr/local/sbin
     assert "Requires=docker.service llm-model.service" in ud     # no verified model, no runtime
     assert "OnFailure=llm-unhealthy.service" in ud and "set-instance-health" in ud
 

@@ -9,6 +9,7 @@ import pytest
 from llm_platform.settings import parse, read_stack_file
 from llm_platform.sizing.planner import plan_stack
 from tests.conftest import ROOT
+from llm_platform.serving.verify import render_verify_function
 from llm_platform.offline.mocks import SECRET, computed_outputs, run_program
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -134,7 +135,8 @@ def test_model_cache_is_filled_by_a_verifying_init_container(eks, eks_raw):
     pinned = eks_raw["llm-platform:models"][2]["checksums"]["sha256"]
     assert env["MANIFEST_SHA256"] == pinned and env["MODEL_PREFIX"].startswith("models/llama-8b/")
     script = fetch["command"][-1]
-    assert "sha256sum --check --strict" in script and "files not in the manifest" in script
+    # the one verification script (serving/verify.py), run on the downloaded tree (tests/test_boot.py runs it)
+    assert render_verify_function() in script and 'llm_verify_model "$dest" "$manifest" "$MANIFEST_SHA256"' in script
     assert {"name": "model", "mountPath": "/model", "readOnly": True} in container(pod, "runtime")["volumeMounts"]
 
 
