@@ -3,10 +3,10 @@
 Per deployment, in its own namespace (Pod Security `restricted`, enforced):
 - the pod: an init container that downloads models/<name>/<revision>/ from the model store (EKS Pod
   Identity, read-only to that prefix), checks the manifest's own SHA-256 against the pinned digest,
-  `sha256sum --check --strict`s every file and refuses unlisted ones (fail closed: the server never
-  starts); the runtime bound to 127.0.0.1 with the plan's flags (components/runtime.py) and
+  runs the one verification script (llm_platform/serving/verify.py) (fail closed: the server never
+  starts); the runtime bound to 127.0.0.1 with the plan's flags (llm_platform/serving/runtime.py) and
   `nvidia.com/gpu` = the GPUs one node of a replica uses; the TLS + bearer-key nginx proxy
-  (components/proxy.py) as a sidecar on :8443 (API, /health) and :9443 (/metrics). Non-root, no privilege
+  (llm_platform/serving/proxy.py) as a sidecar on :8443 (API, /health) and :9443 (/metrics). Non-root, no privilege
   escalation, all capabilities dropped, RuntimeDefault seccomp, read-only root filesystems with
   emptyDirs for the model cache, compile caches, /tmp and /dev/shm; no service-account token.
   Startup, readiness and liveness probes go through the proxy's /health; the startup probe allows the

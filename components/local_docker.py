@@ -1,13 +1,13 @@
 """DockerHost and docker_serving: `platform: docker`, the models on one workstation with Docker (pulumi-docker).
 
 Per model, the same two processes as on an EC2 instance or in a pod, with the same isolation:
-- the runtime container (Ollama, or vLLM) with the plan's settings (components/runtime.py), bound to
+- the runtime container (Ollama, or vLLM) with the plan's settings (llm_platform/serving/runtime.py), bound to
   127.0.0.1 inside its own network namespace; GPUs from `local` (the plan was sized against them);
   weights from a Docker volume, mounted read-only; when the model has `checksums`, the container's
   entrypoint checks the manifest against the pinned digest and every file against the manifest
   before the server starts (fail closed); read-only root, all capabilities dropped, no new
   privileges, not root;
-- the nginx TLS + bearer-key proxy (components/proxy.py) sharing the runtime's network namespace
+- the nginx TLS + bearer-key proxy (llm_platform/serving/proxy.py) sharing the runtime's network namespace
   (`network_mode: container:<runtime>`, like a pod's sidecar), so it reaches the runtime on loopback;
   the only published port is the proxy's, on 127.0.0.1 (`local.port`, then +1 per model). Nothing
   listens on the workstation's other interfaces.
