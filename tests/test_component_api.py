@@ -5,8 +5,8 @@ shipped stack) is the URN of exactly one resource of today's program, or one of 
 resolves them (own aliases, plus the parent's carried down)."""
 import copy
 import dataclasses
-import json
 import inspect
+import json
 import re
 from collections import Counter
 
