@@ -156,3 +156,34 @@ def test_every_child_is_named_after_its_parent(recordings, stack):
             assert r.name.startswith(f"{r.parent}-"), (r.type, r.name, r.parent)
             # a role, never a position (<role>-0); a CIDR as a role (10-10-0-0-16) is fine
             assert not re.search(r"[a-z]-\d+$", r.name), (r.type, r.name)
+
+
+EXPORTS = {
+    "ec2": {"endpoints", "client_key_secret_arns", "model_bucket", "model_prefixes", "dashboard_url",
+            "load_balancer_dns", "deployments", "monthly_cost_usd"},
+    "eks": {"endpoints", "client_key_secret_arns", "model_bucket", "model_prefixes", "cluster_name", "deployments",
+            "monthly_cost_usd"},
+    "docker": {"endpoints", "client_keys", "proxy_certificate_pem", "deployments", "monthly_cost_usd"},
+}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_stack_outputs_are_the_platforms_exports(recordings, stack):
+    """What `pulumi stack output` shows stays what it was before the redesign, per platform (the internal CA only
+    where no certificate_arn is configured)."""
+    platform = read_stack_file(ROOT / f"Pulumi.{stack}.yaml").get("llm-platform:platform", "ec2")
+    outputs = set(recordings[stack].exports)
+    assert outputs - {"internal_ca_certificate_pem"} == EXPORTS[platform]
+
+
+def test_components_never_read_the_stack_config():
+    """llm_platform/program maps StackConfig to Args; a component that imported settings could not be composed
+    by a program without our stack config."""
+    import ast
+    offenders = []
+    for path in (ROOT / "components").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.name}: {n}" for n in names if n.startswith("llm_platform.settings")]
+    assert offenders == []

@@ -309,6 +309,7 @@ class Recording:
     invokes: list[tuple[str, dict]]
     stack_urn: str = ""
     registered_outputs: dict[str, set[str]] = field(default_factory=dict)
+    exports: list[str] = field(default_factory=list)      # names the program exported (pulumi.export)
 
     def of_type(self, type_: str) -> list[Recorded]:
         return [r for r in self.resources if r.type == type_]
@@ -374,4 +375,6 @@ def run_program(raw_config: dict[str, Any], stack: str = "test", *, program: Pat
                              logger=_QUIET)
     with contextlib.chdir(main_dir):
         _sync_await(run_pulumi_func(lambda: runpy.run_path(str(main_dir), run_name="__main__")))
-    return Recording(monitor.recorded, mocks.invokes, monitor.stack_urn, monitor.registered_outputs)
+    root = pulumi.runtime.settings.get_root_resource()
+    exports = list(getattr(root, "outputs", {}) or {})
+    return Recording(monitor.recorded, mocks.invokes, monitor.stack_urn, monitor.registered_outputs, exports)
