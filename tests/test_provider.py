@@ -54,8 +54,9 @@ def test_the_platform_component_plans_and_builds_a_gpu_fleet_from_plain_inputs(t
     (tmp_path / "__main__.py").write_text(textwrap.dedent("""
         import pulumi
         from llm_platform.provider import Ec2LlmPlatform
+        cred = "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/dh-AbCdEf"
         p = Ec2LlmPlatform("llm", {"environment": "dev", "clients": ["app"], "allowed_client_cidrs": ["10.9.0.0/16"],
-                                   "docker_hub_credential_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/dh-AbCdEf",
+                                   "docker_hub_credential_arn": cred,
                                    "models": [{"name": "coder", "model": "Qwen/Qwen2.5-Coder-7B-Instruct",
                                                "precision": "bf16", "max_model_len": 8192}]})
         pulumi.export("endpoints", p.endpoints)

@@ -46,7 +46,8 @@ MODEL = {
     "name": "llama-8b", "model": "meta-llama/Llama-3.1-8B-Instruct", "runtime": "vllm", "precision": "bf16",
     "max_model_len": 16384, "concurrency": 32, "replicas": 2,
     "revision": "0e9e39f249a16976918f6564b8830bc894c89659",
-    "checksums": {"manifest": "SHA256SUMS", "sha256": "eea47a19a82a204ff17062f46bf710f4ca1009ca590734e7d901dbcbd7bde0e8"},
+    "checksums": {"manifest": "SHA256SUMS",
+                  "sha256": "eea47a19a82a204ff17062f46bf710f4ca1009ca590734e7d901dbcbd7bde0e8"},
     "provenance": {"source": "https://huggingface.co/meta-llama/Llama-3.1-8B-Instruct", "license": "llama3.1",
                    "approved_by": "ai-security-review@example.com", "review_status": "approved"},
 }

@@ -105,7 +105,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if token == "aws:secretsmanager/getSecretVersion:getSecretVersion":
             return {"secretId": a.get("secretId"), "secretString": f"MOCKSECRET-{_hex(str(a.get('secretId')), 40)}",
                     "arn": a.get("secretId"), "versionId": "v1", "versionStage": "AWSCURRENT", "id": "v1"}
-        raise NotImplementedError(f"the mocks harness has no answer for invoke {token}: add one in llm_platform/offline/mocks.py")
+        raise NotImplementedError(f"the mocks harness has no answer for invoke {token}: "
+                                  "add one in llm_platform/offline/mocks.py")
 
 
 def _hex(name: str, n: int = 16) -> str:
