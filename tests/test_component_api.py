@@ -188,3 +188,29 @@ def test_components_never_read_the_stack_config():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             offenders += [f"{path.name}: {n}" for n in names if n.startswith("llm_platform.settings")]
     assert offenders == []
+
+
+def test_a_model_deployment_runs_on_exactly_one_platform_with_its_own_plan():
+    from llm_platform.components import ModelDeploymentArgs
+    from llm_platform.settings import parse
+    from llm_platform.sizing.planner import plan_stack
+    from tests.conftest import MINIMAL
+    plan = plan_stack(parse(MINIMAL))[0]
+    with pytest.raises(ValueError, match="exactly one of ec2, eks, docker"):
+        components.ModelDeployment("m", ModelDeploymentArgs(plan=plan))
+    other = dataclasses.replace(plan, name="other")
+    serving = components.DockerServingArgs(plan=other, stack="s", port=8443, network_name="n", audit_volume_name="a",
+                                           runtime_image="r", proxy_image="p", keys_map="k", cert_pem="c", key_pem="k")
+    with pytest.raises(ValueError, match="another plan"):
+        components.ModelDeployment("m", ModelDeploymentArgs(plan=plan, docker=serving))
+
+
+def test_children_are_named_by_role_not_position():
+    from llm_platform.components.eks import role_of
+    from llm_platform.components.load_balancer import cidr_role
+    from llm_platform.components.network import zone_roles
+    assert zone_roles(3) == ["a", "b", "c"]
+    assert zone_roles(["us-east-1b", "us-east-1d"]) == ["b", "d"]
+    assert zone_roles(["us-west-2-lax-1a", "us-west-2a"]) == ["us-west-2-lax-1a", "us-west-2a"]   # letters clash
+    assert cidr_role("10.10.0.0/16") == "10-10-0-0-16"
+    assert role_of("arn:aws:iam::123456789012:role/ci/Deployer_Role") == "deployer-role"
