@@ -228,6 +228,45 @@ def test_verification_fails_closed(rendering, case, prod_scripts, eks_fetch, doc
         assert not model.exists() or not any(model.iterdir())   # nothing downloaded past a bad manifest
 
 
+VERIFY_TOOLS = ("sh", "sha256sum", "cut", "find", "sed", "grep", "sort", "uniq", "mktemp", "cp", "rm", "tr", "wc")
+
+
+def _run_standalone(tmp_path: Path, case: str, bindir: Path, shell: str):
+    from llm_platform.serving.verify import render_verify_script
+    model = tmp_path / "model"
+    manifest, pinned = _stage(model, case)
+    (tmp_path / "SHA256SUMS").write_text(manifest)
+    (tmp_path / "verify.sh").write_text(render_verify_script())
+    return subprocess.run([shell, str(tmp_path / "verify.sh"), str(model), str(tmp_path / "SHA256SUMS"), pinned],
+                          capture_output=True, text=True, env={"PATH": str(bindir)}, timeout=60)
+
+
+def test_a_missing_tool_fails_closed_rather_than_finding_nothing(tmp_path):
+    """An image without grep (or find, sort...) must not read as "no unlisted files"."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in VERIFY_TOOLS:
+        if tool != "grep":
+            (bindir / tool).symlink_to(shutil.which(tool))
+    proc = _run_standalone(tmp_path, "unlisted", bindir, shutil.which("sh"))
+    assert proc.returncode != 0 and "needs grep" in proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("busybox") is None, reason="busybox not installed")
+@pytest.mark.parametrize("case", CASES)
+def test_verification_under_busybox(case, tmp_path):
+    """Alpine-like images: busybox ash and applets only."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in VERIFY_TOOLS:
+        (bindir / tool).symlink_to(shutil.which("busybox"))
+    proc = _run_standalone(tmp_path, case, bindir, str(bindir / "sh"))
+    if CASES[case] is None:
+        assert proc.returncode == 0 and "model verified: 3 files" in proc.stderr, proc.stderr
+    else:
+        assert proc.returncode != 0 and CASES[case] in proc.stderr, proc.stderr
+
+
 def test_verified_model_is_installed_read_only(prod_scripts, tmp_path):
     proc, model = _run_ec2(prod_scripts, tmp_path, "good")
     assert proc.returncode == 0, proc.stderr

@@ -23,6 +23,10 @@ VERIFY_FUNCTION = r"""llm_verify_model() (
   set -eu
   dir=$1 manifest=$2 pinned=$3
   fail() { echo "model verification: $*" >&2; exit 1; }
+  # a missing tool must not read as "nothing to report": check them all first
+  for tool in sha256sum cut find sed grep sort uniq mktemp cp rm tr wc; do
+    command -v "$tool" > /dev/null 2>&1 || fail "needs $tool, which this image lacks"
+  done
   if [ ! -f "$manifest" ] || [ -L "$manifest" ]; then fail "manifest $manifest is missing"; fi
   actual=$(sha256sum < "$manifest" | cut -c1-64)
   [ "$actual" = "$pinned" ] || fail "manifest digest $actual differs from the pinned $pinned"
@@ -64,11 +68,19 @@ VERIFY_FUNCTION = r"""llm_verify_model() (
   done < "$work/sums"
   own=
   case $manifest in "$dir"/*) own=${manifest#"$dir"/};; esac
-  (cd "$dir" && find . ! -type d) | sed 's|^[.]/||' | grep -vxF -e "$own" | sort > "$work/present" || true
-  sort "$work/listed" > "$work/expected"
-  unlisted=$(comm -13 "$work/expected" "$work/present" | tr '\n' ' ')
-  [ -z "$unlisted" ] || fail "files not in the manifest: ${unlisted% }"
-  echo "model verified: $(wc -l < "$work/expected" | tr -d ' ') files match the pinned manifest" >&2
+  (cd "$dir" && find . ! -type d) > "$work/found" || fail "cannot list $dir"
+  sed 's|^[.]/||' "$work/found" > "$work/present" || fail "cannot list $dir"
+  cp "$work/listed" "$work/allowed"
+  [ -z "$own" ] || printf '%s\n' "$own" >> "$work/allowed"
+  # grep: 0 = some file is not listed, 1 = none, anything else = it could not tell (fail closed)
+  status=0
+  grep -vxF -f "$work/allowed" "$work/present" > "$work/unlisted" || status=$?
+  case $status in
+    0) fail "files not in the manifest: $(sort "$work/unlisted" | tr '\n' ' ')";;
+    1) ;;
+    *) fail "cannot compare $dir with the manifest";;
+  esac
+  echo "model verified: $(wc -l < "$work/listed" | tr -d ' ') files match the pinned manifest" >&2
 )
 """
 
