@@ -62,7 +62,9 @@ for ((i=0; i<${#args[@]}; i++)); do
     *) dst="${args[$i]}";;
   esac
 done
-if [ "$2" = "cp" ]; then cp "$src" "$dst"; else mkdir -p "$dst"; (cd "$src" && find . ! -type d ! -name "$excl" -exec cp -P --parents {} "$dst" \\;); fi
+if [ "$2" = "cp" ]; then cp "$src" "$dst"; exit 0; fi
+mkdir -p "$dst"
+(cd "$src" && find . ! -type d ! -name "$excl" -exec cp -P --parents {} "$dst" \\;)
 """
 SERVER_STUB = "#!/bin/sh\necho SERVING \"$@\"\n"
 
@@ -145,7 +147,8 @@ def _run_ec2(scripts: dict, tmp_path: Path, case: str):
     verify = root / "llm-verify-model"
     verify.write_text(scripts["/usr/local/sbin/llm-verify-model"])
     verify.chmod(0o755)
-    script = (scripts["/usr/local/sbin/llm-fetch-model"].replace("/etc/llm/deployment.env", str(root / "etc" / "deployment.env"))
+    script = (scripts["/usr/local/sbin/llm-fetch-model"]
+              .replace("/etc/llm/deployment.env", str(root / "etc" / "deployment.env"))
               .replace("/opt/llm", str(root / "opt")).replace("/usr/local/sbin/llm-verify-model", str(verify)))
     (root / "fetch.sh").write_text(script)
     proc = subprocess.run(["bash", str(root / "fetch.sh")], capture_output=True, text=True, env=_tools(tmp_path),
