@@ -111,7 +111,8 @@ def plan_program(program: Path, config_path: Path | None, as_json: bool) -> int:
     from llm_platform.policies import offline
     violations = offline.evaluate_recording(recording, environment=environment)
     report = {"program": str(program), "project": project, "stack": stack, "environment": environment or "prod",
-              "resources": [r.as_dict() for r in recording.resources], "violations": violations}
+              "exports": sorted(recording.exports), "resources": [r.as_dict() for r in recording.resources],
+              "violations": violations}
     if as_json:
         print(json.dumps(report, indent=2))
     else:

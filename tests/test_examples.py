@@ -31,6 +31,7 @@ def test_the_example_plans_a_gpu_fleet_with_no_mandatory_violation(capsys):
     report = json.loads(out)
     assert code == 0, [v for v in report["violations"] if v["enforcement"] == "mandatory"]
     assert report["project"] == "private-gpu-model" and report["environment"] == "prod"
+    assert {"endpoint", "instance_type", "model_bucket", "dashboard_url"} <= set(report["exports"])
     assert not [v for v in report["violations"] if v["enforcement"] == "mandatory"]
     resources = report["resources"]
     lts = [r for r in resources if r["type"] == "aws:ec2/launchTemplate:LaunchTemplate"]
