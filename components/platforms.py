@@ -29,7 +29,7 @@ from llm_platform.sizing.planner import DeploymentPlan
 from .deployment import Ec2Serving, ModelDeployment, ModelDeploymentArgs
 from .eks import GpuCluster, GpuClusterArgs
 from .gpu_fleet import GpuInstanceGroupArgs
-from .images import ImageCache, ImageCacheArgs
+from .images import ImageCache, ImageCacheArgs, needed_upstreams
 from .k8s_serving import KubernetesServingArgs
 from .keys import PlatformKeys, PlatformKeysArgs
 from .load_balancer import InternalLoadBalancer, InternalLoadBalancerArgs, internal_certificate
@@ -83,7 +83,7 @@ class MonitoringOptions:
 @dataclass(frozen=True)
 class ImageOptions:
     overrides: Mapping[str, str] = field(default_factory=dict)    # catalog key -> <repo>@sha256:...
-    upstreams: Sequence[str] = ()                                 # pull-through cache rules to make
+    upstreams: Sequence[str] | None = None     # cache rules to make; None: those the deployments' images need
     docker_hub_credential_arn: str | None = None
     docker_hub_username: str | None = None
     docker_hub_token: pulumi.Input[str] | None = None
@@ -161,7 +161,7 @@ class _AwsPlatform(Platform):
     """What EC2 and EKS share: keys, the private network, the model store and the image cache."""
 
     def _foundation(self, name: str, args: Ec2PlatformArgs, extra_endpoints: Sequence[str] = (),
-                    extra_log_groups: Sequence[str] = ()) -> None:
+                    extra_log_groups: Sequence[str] = (), extra_images: Sequence[str] = ()) -> None:
         net, mon = args.network, args.monitoring
         self._keys = PlatformKeys(f"{name}-keys", PlatformKeysArgs(
             stack=args.stack, clients=args.api.clients, hf_token=args.hf_token, protect=args.protect,
@@ -174,8 +174,12 @@ class _AwsPlatform(Platform):
             stack=args.stack, kms_key_arn=self._keys.key_arn, s3_endpoint_id=self._network.s3_endpoint_id,
             protect=args.protect), self._child("model-store"))
         img = args.images
+        upstreams = img.upstreams
+        if upstreams is None:
+            keys = {d.plan.runtime for d in args.deployments} | {"proxy"} | set(extra_images)
+            upstreams = sorted(needed_upstreams(keys, img.overrides))
         self._images = ImageCache(f"{name}-images", ImageCacheArgs(
-            stack=args.stack, kms_key_arn=self._keys.key_arn, upstreams=img.upstreams,
+            stack=args.stack, kms_key_arn=self._keys.key_arn, upstreams=upstreams,
             docker_hub_credential_arn=img.docker_hub_credential_arn, docker_hub_username=img.docker_hub_username,
             docker_hub_token=img.docker_hub_token), self._child("images"))
         self.endpoints = {d.plan.name: f"https://{d.plan.name}.{args.api.domain}/v1" for d in args.deployments}
@@ -247,7 +251,7 @@ class EksPlatform(_AwsPlatform):
         super().__init__("llm-platform:index:EksPlatform", name, args.legacy_names,
                          {"environment": args.environment, "platform": "eks"}, opts)
         self._foundation(name, args, extra_endpoints=EKS_ENDPOINTS,
-                         extra_log_groups=(f"/aws/eks/llm-{args.stack}/cluster",))
+                         extra_log_groups=(f"/aws/eks/llm-{args.stack}/cluster",), extra_images=("awscli",))
         net, api, mon, eks = args.network, args.api, args.monitoring, args.eks
         tags = {"llm-platform:stack": args.stack}
         invoke = pulumi.InvokeOutputOptions(parent=self)

@@ -157,8 +157,7 @@ class Ec2LlmPlatform(pulumi.ComponentResource):
                                    availability_zones=args.get("availability_zones", 2)),
             api=ApiOptions(clients=tuple(args.get("clients", [])), domain=args.get("domain", "llm.internal")),
             monitoring=MonitoringOptions(alarm_email=args.get("alarm_email")),
-            images=ImageOptions(upstreams=("docker-hub", "ecr-public"),
-                                docker_hub_credential_arn=args.get("docker_hub_credential_arn")),
+            images=ImageOptions(docker_hub_credential_arn=args.get("docker_hub_credential_arn")),
             protect=environment == "prod"), pulumi.ResourceOptions(parent=self))
         self.endpoints = pulumi.Output.from_input(platform.endpoints)
         self.model_bucket = platform.exports["model_bucket"]

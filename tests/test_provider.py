@@ -65,3 +65,9 @@ def test_the_platform_component_plans_and_builds_a_gpu_fleet_from_plain_inputs(t
     (lt,) = rec.of_type("aws:ec2/launchTemplate:LaunchTemplate")
     assert catalog.load().instances[lt.inputs["instanceType"]].gpu_count >= 1
     assert [r.type for r in rec.resources if r.parent is None] == ["llm-platform:index:Ec2LlmPlatform"]
+    # no upstreams given: the platform makes the cache rules its images need (vLLM from Docker Hub, nginx from ECR
+    # Public), the Docker Hub one with the given credential
+    rules = {r.inputs["ecrRepositoryPrefix"]: r.inputs for r in rec.of_type(
+        "aws:ecr/pullThroughCacheRule:PullThroughCacheRule")}
+    assert set(rules) == {"docker-hub", "ecr-public"}
+    assert rules["docker-hub"]["credentialArn"].endswith("ecr-pullthroughcache/dh-AbCdEf")

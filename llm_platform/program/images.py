@@ -3,6 +3,7 @@ and the catalog, checked before any resource exists."""
 from __future__ import annotations
 
 from llm_platform import catalog
+from llm_platform.components.images import needed_upstreams
 from llm_platform.settings import StackConfig
 from llm_platform.sizing.planner import DeploymentPlan
 
@@ -17,12 +18,6 @@ def image_overrides(config: StackConfig) -> dict[str, str]:
 def image_keys(config: StackConfig, plans: list[DeploymentPlan]) -> set[str]:
     """Which catalog images a stack runs."""
     return {p.runtime for p in plans} | {"proxy"} | ({"awscli"} if config.platform == "eks" else set())
-
-
-def needed_upstreams(image_keys: set[str], overrides: dict[str, str]) -> set[str]:
-    """The upstream registries the cache must front: those of every image not overridden by the stack."""
-    images = catalog.load().images
-    return {images[k]["upstream"] for k in image_keys if k not in overrides and images[k].get("available", True)}
 
 
 def credential_problem(config: StackConfig, image_keys: set[str], overrides: dict[str, str]) -> str | None:
