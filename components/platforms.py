@@ -232,6 +232,7 @@ class Ec2Platform(_AwsPlatform):
                 plan=plan, ec2=Ec2Serving(fleet=fleet, alarms=alarms), after=[self._images]),
                 self._child(plan.name))
             self.deployments[plan.name] = dep
+            assert dep.asg_name is not None         # an ec2 deployment has its Auto Scaling group
             panels.append(DashboardPanel(deployment=plan.name, runtime=plan.runtime, asg_name=dep.asg_name,
                                          lb_arn_suffix=lb.arn_suffix,
                                          tg_arn_suffix=lb.target_group_arn_suffixes[plan.name]))
@@ -290,6 +291,7 @@ class EksPlatform(_AwsPlatform):
             dep = ModelDeployment(f"{name}-{plan.name}", ModelDeploymentArgs(plan=plan, eks=serving),
                                   self._child(plan.name))
             self.deployments[plan.name] = dep
+            assert dep.hostname is not None         # an eks deployment has its NLB
             aws.route53.Record(f"{name}-api-{plan.name}", zone_id=zone.zone_id, name=f"{plan.name}.{api.domain}",
                                type="CNAME", ttl=60, records=[dep.hostname], opts=self._child(f"api-{plan.name}"))
         self.exports["cluster_name"] = cluster.cluster_name

@@ -144,12 +144,13 @@ class Ec2LlmPlatform(pulumi.ComponentResource):
         environment = args.get("environment", "prod")
         sources = []
         for m in args.get("models", []):
-            spec = {k: v for k, v in m.items() if k not in ("manifest", "manifest_sha256")}
-            if m.get("manifest_sha256"):
-                spec["checksums"] = {"manifest": m.get("manifest", "SHA256SUMS"), "sha256": m["manifest_sha256"]}
+            spec: dict[str, object] = {k: v for k, v in m.items() if k not in ("manifest", "manifest_sha256")}
+            manifest = m.get("manifest", "SHA256SUMS") if m.get("manifest_sha256") else None
+            if manifest:
+                spec["checksums"] = {"manifest": manifest, "sha256": m["manifest_sha256"]}
             plan = plan_deployment(spec, environment=environment, platform="ec2")
-            sources.append(ModelSource(plan=plan, manifest=spec.get("checksums", {}).get("manifest"),
-                                       manifest_sha256=m.get("manifest_sha256"), provenance=m.get("provenance")))
+            sources.append(ModelSource(plan=plan, manifest=manifest, manifest_sha256=m.get("manifest_sha256"),
+                                       provenance=m.get("provenance")))
         platform = Ec2Platform(f"{name}-platform", Ec2PlatformArgs(
             stack=pulumi.get_stack(), environment=environment, deployments=tuple(sources),
             network=NetworkOptions(allowed_client_cidrs=tuple(args.get("allowed_client_cidrs", [])),
