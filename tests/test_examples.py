@@ -114,3 +114,15 @@ def test_no_traceback_from_a_failing_program_in_a_real_process(tmp_path):
                           cwd=ROOT, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr + proc.stdout
     assert "KeyError: 'models'" in proc.stderr
+
+
+def test_planning_one_model_outside_a_stack_names_the_models_own_keys():
+    from llm_platform.settings import ConfigErrors
+    from llm_platform.sizing.single import plan_deployment
+    with pytest.raises(ConfigErrors) as exc:
+        plan_deployment({"name": "coder", "model": "Qwen/Qwen2.5-Coder-7B-Instruct", "replicas": 1}, environment="prod")
+    paths = {e.path for e in exc.value.errors}
+    assert {"model.replicas", "model.revision", "model.checksums", "model.provenance"} <= paths
+    assert not any(p.startswith("llm-platform:") for p in paths)     # nothing about a stack the caller never wrote
+    plan = plan_deployment({"name": "coder", "model": "Qwen/Qwen2.5-Coder-7B-Instruct"}, environment="dev")
+    assert plan.name == "coder" and plan.gpu_count >= 1 and plan.instance_type in catalog.load().instances

@@ -28,9 +28,12 @@ def plan_deployment(spec: dict[str, Any], *, environment: str = "prod", platform
     """The DeploymentPlan of one model spec (ConfigErrors or PlanningError with `model.<key>` paths)."""
     raw: dict[str, Any] = {
         "aws:region": region, "llm-platform:environment": environment, "llm-platform:platform": platform,
-        # the planner reads neither: they only make the planning context a valid stack
+        # the planner reads none of these: they only make the planning context a valid stack, so that every
+        # error is about the model (the program that composes the components owns network, keys, alarms, images)
         "llm-platform:network": {"allowed_client_cidrs": ["192.168.0.0/16"]},
         "llm-platform:api": {"clients": ["planner"]},
+        "llm-platform:monitoring": {"alarm_email": "planner@example.invalid"},
+        "llm-platform:images": {"create_cache_rules": False},
         "llm-platform:models": [spec]}
     if local is not None:
         raw["llm-platform:local"] = local
