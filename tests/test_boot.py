@@ -30,8 +30,8 @@ from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="module")
-def prod_scripts():
-    rec = run_program(read_stack_file(ROOT / "Pulumi.prod.yaml"), stack="prod", program=ROOT)
+def prod_scripts(shipped):
+    rec = shipped("prod")
     doc = yaml.safe_load(decode_user_data(rec.named("llm-prod-llama-8b-fleet-lt").inputs["userData"]))
     return {f["path"]: f["content"] for f in doc["write_files"]}
 
@@ -182,8 +182,8 @@ LOCAL_DIGEST = "ab" * 32
 
 
 @pytest.fixture(scope="module")
-def eks_fetch():
-    rec = run_program(read_stack_file(ROOT / "Pulumi.eks.yaml"), stack="eks", program=ROOT)
+def eks_fetch(shipped):
+    rec = shipped("eks")
     deployment = next(r for r in rec.of_type("kubernetes:apps/v1:Deployment"))
     (init,) = deployment.inputs["spec"]["template"]["spec"]["initContainers"]
     assert init["command"][:2] == ["/bin/sh", "-ec"]

@@ -22,8 +22,8 @@ URNS = ROOT / "tests" / "data" / "urns"
 
 
 @pytest.fixture(scope="module")
-def recordings():
-    return {s: run_program(read_stack_file(ROOT / f"Pulumi.{s}.yaml"), stack=s, program=ROOT) for s in STACKS}
+def recordings(shipped):
+    return {s: shipped(s) for s in STACKS}
 
 
 def test_every_shipped_stack_has_its_pre_redesign_urns():

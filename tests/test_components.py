@@ -6,11 +6,11 @@ import re
 
 import pytest
 
+from llm_platform.offline.mocks import SECRET, computed_outputs, run_program
 from llm_platform.serving.userdata import decode_user_data
 from llm_platform.settings import parse, read_stack_file
 from llm_platform.sizing.planner import plan_stack
 from tests.conftest import ROOT
-from llm_platform.offline.mocks import SECRET, computed_outputs, run_program
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +19,8 @@ def prod_raw():
 
 
 @pytest.fixture(scope="module")
-def prod(prod_raw):
-    return run_program(prod_raw, stack="prod", program=ROOT)
+def prod(shipped):
+    return shipped("prod")
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +29,8 @@ def prod_plans(prod_raw):
 
 
 @pytest.fixture(scope="module")
-def dev():
-    return run_program(read_stack_file(ROOT / "Pulumi.dev.yaml"), stack="dev", program=ROOT)
+def dev(shipped):
+    return shipped("dev")
 
 
 def rec_stack(rec):

@@ -2,15 +2,14 @@
 carry the plan (GPU limits, flags, replicas), the hardening, the probes and the network rules."""
 import copy
 import json
-import math
 
 import pytest
 
+from llm_platform.offline.mocks import SECRET, computed_outputs, run_program
+from llm_platform.serving.verify import render_verify_function
 from llm_platform.settings import parse, read_stack_file
 from llm_platform.sizing.planner import plan_stack
 from tests.conftest import ROOT
-from llm_platform.serving.verify import render_verify_function
-from llm_platform.offline.mocks import SECRET, computed_outputs, run_program
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 LWS = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"
@@ -22,8 +21,8 @@ def eks_raw():
 
 
 @pytest.fixture(scope="module")
-def eks(eks_raw):
-    return run_program(eks_raw, stack="eks", program=ROOT)
+def eks(shipped):
+    return shipped("eks")
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +31,8 @@ def eks_plans(eks_raw):
 
 
 @pytest.fixture(scope="module")
-def local():
-    return run_program(read_stack_file(ROOT / "Pulumi.local.yaml"), stack="local", program=ROOT)
+def local(shipped):
+    return shipped("local")
 
 
 def pod_of(rec, name):
