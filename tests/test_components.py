@@ -377,10 +377,10 @@ def test_a_docker_hub_token_becomes_an_encrypted_secret_the_cache_rule_waits_for
     assert rule.inputs["upstreamRegistryUrl"] == "registry-1.docker.io" and rule.inputs["credentialArn"] == expected
 
 
-def test_one_stack_per_account_owns_the_cache_rules(prod_raw):
+def test_one_stack_per_account_owns_the_cache_rules(prod_raw, prod):
     raw = copy.deepcopy(prod_raw)
     raw["llm-platform:images"] = {"create_cache_rules": False}
     rec = run_program(raw, stack="prod", program=ROOT)
     assert rec.of_type("aws:ecr/pullThroughCacheRule:PullThroughCacheRule") == []
-    rules = run_program(prod_raw, stack="prod", program=ROOT).of_type("aws:ecr/pullThroughCacheRule:PullThroughCacheRule")
+    rules = prod.of_type("aws:ecr/pullThroughCacheRule:PullThroughCacheRule")
     assert {r.inputs["ecrRepositoryPrefix"] for r in rules} == {"docker-hub", "ecr-public"}
