@@ -2,6 +2,7 @@
 """Offline plan: the Pulumi program under recording mocks, with no AWS account and no Pulumi CLI.
 
     python plan.py [--stack NAME | --config FILE] [--json] [--sizing-only]
+    python plan.py --program DIR [--config FILE] [--json]
     python plan.py --catalog [--json]
 
 Prints a verdict line, the sizing of every model and why it was chosen, cheaper alternatives, the
@@ -31,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.catalog:
         return _print_catalog(args.json)
+    if args.program:
+        return plan_program(Path(args.program), Path(args.config) if args.config else None, args.json)
     path = Path(args.config) if args.config else ROOT / f"Pulumi.{args.stack}.yaml"
     stack_name = args.stack if not args.config else path.stem.removeprefix("Pulumi.")
     if not args.config and not path.exists():
@@ -70,9 +73,68 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--config", metavar="FILE", help="plan any stack file of the same form")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--catalog", action="store_true", help="list the GPU instance catalog the planner uses")
+    p.add_argument("--program", metavar="DIR", help="plan any Pulumi Python program directory (its Pulumi.yaml and "
+                   "__main__.py), with the config of --config FILE if given")
     p.add_argument("--sizing-only", action="store_true",
                    help="sizing, costs and advice only: no Pulumi, no resources, no policies (fast)")
     return p
+
+
+def plan_program(program: Path, config_path: Path | None, as_json: bool) -> int:
+    """Any Pulumi Python program under the recording mocks: its resource tree and the policy pack's verdicts, with
+    the exit codes of a stack plan (2: the program or its config could not run; its message, no traceback). The
+    environment the policies judge by is the config's `<project>:environment` (dev, staging, prod), else prod."""
+    import pulumi
+
+    from llm_platform.offline.mocks import project_of, run_program
+    from llm_platform.settings import read_stack_file
+    try:
+        project, _ = project_of(program)
+        raw = read_stack_file(config_path) if config_path else {}
+    except (FileNotFoundError, ValueError) as exc:
+        return _fail([ConfigError("--program", str(exc))], as_json)
+    except ConfigErrors as exc:
+        return _fail(exc.errors, as_json)
+    stack = config_path.stem.removeprefix("Pulumi.") if config_path else "dev"
+    try:
+        recording = run_program(raw, stack=stack, program=program)
+    except pulumi.RunError as exc:
+        return _fail([ConfigError(project, str(exc))], as_json)
+    except Exception as exc:    # the program's own failure, reported like a config error: no traceback
+        return _fail([ConfigError(project, f"the program failed: {type(exc).__name__}: {exc}")], as_json)
+    environment = raw.get(f"{project}:environment")
+    environment = environment if environment in ("dev", "staging", "prod") else None
+    from llm_platform.policies import offline
+    violations = offline.evaluate_recording(recording, environment=environment)
+    report = {"program": str(program), "project": project, "stack": stack, "environment": environment or "prod",
+              "exports": sorted(recording.exports), "resources": [r.as_dict() for r in recording.resources],
+              "violations": violations}
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(render_program_text(report))
+    return EXIT_VIOLATIONS if any(v["enforcement"] == "mandatory" for v in violations) else EXIT_OK
+
+
+def render_program_text(report: dict) -> str:
+    children: dict[str | None, list[dict]] = {}
+    for r in report["resources"]:
+        children.setdefault(r["parent"], []).append(r)
+    tree: list[str] = []
+
+    def walk(parent: str | None, depth: int) -> None:
+        for r in children.get(parent, []):
+            tree.append(f"{'  ' * depth}{r['type'].split(':')[-1]} {r['name']}  ({r['type']})")
+            if r["name"] != parent:
+                walk(r["name"], depth + 1)
+
+    walk(None, 0)
+    out = [f"## offline plan of `{report['program']}` (project {report['project']}, stack {report['stack']})",
+           f"policies judged as **{report['environment']}**", "",
+           f"### Resources ({len(report['resources'])})", "", "```", *tree, "```", "", "### Policy violations", ""]
+    out += [f"- **{v['policy']}** ({v['enforcement']}): `{v['resource']}`: {v['message']}"
+            for v in report["violations"]] or ["None."]
+    return "\n".join(out)
 
 
 def _violations(recording, config) -> list[dict]:

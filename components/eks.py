@@ -264,7 +264,8 @@ class GpuCluster(pulumi.ComponentResource):
         c = CHARTS[key]
         repo = {"repository_opts": {"repo": c["repo"]}} if c["repo"] else {}
         # once named by the chart key alone: the alias keeps each release in place
-        return k8s.helm.v3.Release(f"{self._name}-{key}", name=key, chart=c["chart"], version=c["version"], namespace=c["namespace"],
+        return k8s.helm.v3.Release(f"{self._name}-{key}", name=key, chart=c["chart"], version=c["version"],
+                                   namespace=c["namespace"],
                                    create_namespace=True, atomic=True, cleanup_on_fail=True, values=values,
                                    opts=pulumi.ResourceOptions.merge(kopts, pulumi.ResourceOptions(
                                        depends_on=list(self._gpu_node_groups.values()) + [self._system_nodes],

@@ -18,13 +18,19 @@ from exactly these repositories.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
 from llm_platform import catalog
+
+
+def needed_upstreams(image_keys: set[str], overrides: Mapping[str, str]) -> set[str]:
+    """The upstream registries a cache must front for these catalog images: those not overridden by the stack."""
+    images = catalog.load().images
+    return {images[k]["upstream"] for k in image_keys if k not in overrides and images[k].get("available", True)}
 
 
 @dataclass(frozen=True)

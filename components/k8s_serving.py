@@ -3,11 +3,11 @@
 Per deployment, in its own namespace (Pod Security `restricted`, enforced):
 - the pod: an init container that downloads models/<name>/<revision>/ from the model store (EKS Pod
   Identity, read-only to that prefix), checks the manifest's own SHA-256 against the pinned digest,
-  `sha256sum --check --strict`s every file and refuses unlisted ones (fail closed: the server never
-  starts); the runtime bound to 127.0.0.1 with the plan's flags (components/runtime.py) and
+  runs the one verification script (llm_platform/serving/verify.py) (fail closed: the server never
+  starts); the runtime bound to 127.0.0.1 with the plan's flags (llm_platform/serving/runtime.py) and
   `nvidia.com/gpu` = the GPUs one node of a replica uses; the TLS + bearer-key nginx proxy
-  (serving/proxy.py) as a sidecar on :8443 (API, /health), :9443 (/metrics for monitoring_cidrs) and
-  :9444 (/metrics for the monitoring namespace); CPU and memory requests from the plan (sizing/host.py:
+  (llm_platform/serving/proxy.py) as a sidecar on :8443 (API, /health), :9443 (/metrics for monitoring_cidrs) and
+  :9444 (/metrics for the monitoring namespace); CPU and memory requests from the plan (llm_platform/sizing/host.py:
   the weights a node loads through host memory, per-GPU worker overheads). Non-root, no privilege
   escalation, all capabilities dropped, RuntimeDefault seccomp, read-only root filesystems with
   emptyDirs for the model cache, compile caches, /tmp and /dev/shm; no service-account token.
@@ -51,6 +51,7 @@ from llm_platform.serving.proxy import (
 from llm_platform.serving.runtime import container_spec, image_ref, vllm_multinode_args
 from llm_platform.serving.telemetry import QUEUE_METRIC
 from llm_platform.serving.userdata import client_hash
+from llm_platform.serving.verify import render_verify_function
 from llm_platform.sizing.host import host_resources
 from llm_platform.sizing.planner import DeploymentPlan
 
@@ -67,23 +68,19 @@ POD_IDENTITY_AGENT = "169.254.170.23/32"
 
 
 def fetch_script() -> str:
-    """The init container's script: the same verification as on EC2 (components/userdata.py)."""
-    return """set -eu
+    """The init container's script: download, then the one verification script (serving/verify.py) that EC2 and
+    Docker run too; the server never starts on weights that fail it."""
+    return render_verify_function() + """set -eu
 dest=/model
 manifest=/tmp/SHA256SUMS
 if [ -n "$MANIFEST" ]; then
   aws s3 cp --only-show-errors "s3://$MODEL_BUCKET/$MODEL_PREFIX/$MANIFEST" "$manifest"
-  echo "$MANIFEST_SHA256  $manifest" | sha256sum --check --strict --quiet \\
-    || { echo "manifest digest differs from the pinned $MANIFEST_SHA256" >&2; exit 1; }
+  llm_verify_model - "$manifest" "$MANIFEST_SHA256"
 fi
 aws s3 sync --only-show-errors --no-progress --exact-timestamps --exclude "$MANIFEST" \\
   "s3://$MODEL_BUCKET/$MODEL_PREFIX/" "$dest"
 if [ -n "$MANIFEST" ]; then
-  (cd "$dest" && sha256sum --check --strict --quiet "$manifest")
-  awk '{print $2}' "$manifest" | sed 's|^[*]||' | sort > /tmp/listed
-  (cd "$dest" && find . -type f | sed 's|^[.]/||' | sort) > /tmp/present
-  unlisted=$(comm -13 /tmp/listed /tmp/present)
-  [ -z "$unlisted" ] || { echo "files not in the manifest: $unlisted" >&2; exit 1; }
+  llm_verify_model "$dest" "$manifest" "$MANIFEST_SHA256"
 else
   echo "WARNING: no checksums configured for $LLM_NAME: weights are NOT verified (allowed outside prod)" >&2
 fi

@@ -1,13 +1,13 @@
 """DockerHost and docker_serving: `platform: docker`, the models on one workstation with Docker (pulumi-docker).
 
 Per model, the same two processes as on an EC2 instance or in a pod, with the same isolation:
-- the runtime container (Ollama, or vLLM) with the plan's settings (components/runtime.py), bound to
+- the runtime container (Ollama, or vLLM) with the plan's settings (llm_platform/serving/runtime.py), bound to
   127.0.0.1 inside its own network namespace; GPUs from `local` (the plan was sized against them);
   weights from a Docker volume, mounted read-only; when the model has `checksums`, the container's
   entrypoint checks the manifest against the pinned digest and every file against the manifest
   before the server starts (fail closed); read-only root, all capabilities dropped, no new
   privileges, not root;
-- the nginx TLS + bearer-key proxy (components/proxy.py) sharing the runtime's network namespace
+- the nginx TLS + bearer-key proxy (llm_platform/serving/proxy.py) sharing the runtime's network namespace
   (`network_mode: container:<runtime>`, like a pod's sidecar), so it reaches the runtime on loopback;
   the only published port is the proxy's, on 127.0.0.1 (`local.port`, then +1 per model). Nothing
   listens on the workstation's other interfaces.
@@ -48,6 +48,7 @@ from llm_platform import catalog
 from llm_platform.serving.proxy import AUDIT_LOG, KEYS_MAP, TARGET_PORT, TLS_DIR, key_map_entry, render_nginx_conf
 from llm_platform.serving.runtime import container_spec
 from llm_platform.serving.userdata import PROXY_UID, client_hash
+from llm_platform.serving.verify import render_verify_function, verify_call
 from llm_platform.sizing.planner import DeploymentPlan
 
 RUNTIME_UID = "1000:1000"
@@ -91,14 +92,12 @@ def proxy_config_script(proxy_uid: int) -> str:
 
 
 def verify_then(command: str, manifest: str | None, manifest_sha256: str | None) -> str:
-    """The runtime's entrypoint script: verify the staged weights, then exec the server."""
-    if not manifest:
+    """The runtime's entrypoint script: verify the staged weights in /model with the one verification script
+    (serving/verify.py; the manifest staged next to them is the only file it does not list), then exec the server."""
+    if not manifest or not manifest_sha256:
         return f"echo 'WARNING: no checksums configured: weights are NOT verified' >&2\nexec {command}\n"
-    m = f"/model/{shlex.quote(manifest)}"
-    return (f"echo {manifest_sha256}'  '{m} | sha256sum -c --strict --quiet"
-            f" || {{ echo 'manifest digest differs from the pinned one' >&2; exit 1; }}\n"
-            f"cd /model && sha256sum -c --strict --quiet {m}\n"
-            f"exec {command}\n")
+    return (render_verify_function() + verify_call("/model", f"/model/{manifest}", manifest_sha256) + "\n"
+            + f"exec {command}\n")
 
 
 def uid_of(user: str) -> str:

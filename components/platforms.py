@@ -29,7 +29,7 @@ from llm_platform.sizing.planner import DeploymentPlan
 from .deployment import Ec2Serving, ModelDeployment, ModelDeploymentArgs
 from .eks import GpuCluster, GpuClusterArgs
 from .gpu_fleet import GpuInstanceGroupArgs
-from .images import ImageCache, ImageCacheArgs
+from .images import ImageCache, ImageCacheArgs, needed_upstreams
 from .k8s_serving import KubernetesServingArgs
 from .keys import PlatformKeys, PlatformKeysArgs
 from .load_balancer import InternalLoadBalancer, InternalLoadBalancerArgs, internal_certificate
@@ -85,7 +85,7 @@ class MonitoringOptions:
 @dataclass(frozen=True)
 class ImageOptions:
     overrides: Mapping[str, str] = field(default_factory=dict)    # catalog key -> <repo>@sha256:...
-    upstreams: Sequence[str] = ()                                 # pull-through cache rules to make
+    upstreams: Sequence[str] | None = None     # cache rules to make; None: those the deployments' images need
     docker_hub_credential_arn: str | None = None
     docker_hub_username: str | None = None
     docker_hub_token: pulumi.Input[str] | None = None
@@ -163,7 +163,7 @@ class _AwsPlatform(Platform):
     """What EC2 and EKS share: keys, the private network, the model store and the image cache."""
 
     def _foundation(self, name: str, args: Ec2PlatformArgs, extra_endpoints: Sequence[str] = (),
-                    extra_log_groups: Sequence[str] = ()) -> None:
+                    extra_log_groups: Sequence[str] = (), extra_images: Sequence[str] = ()) -> None:
         net, mon = args.network, args.monitoring
         self._keys = PlatformKeys(f"{name}-keys", PlatformKeysArgs(
             stack=args.stack, clients=args.api.clients, hf_token=args.hf_token, protect=args.protect,
@@ -180,8 +180,12 @@ class _AwsPlatform(Platform):
         # the S3 endpoint admits this stack's bucket (plus ECR's layers and AL2023's repositories) only
         self._network.s3_endpoint_policy(f"{name}-network-s3-policy", [self._store.bucket_arn])
         img = args.images
+        upstreams = img.upstreams
+        if upstreams is None:
+            keys = {d.plan.runtime for d in args.deployments} | {"proxy"} | set(extra_images)
+            upstreams = sorted(needed_upstreams(keys, img.overrides))
         self._images = ImageCache(f"{name}-images", ImageCacheArgs(
-            stack=args.stack, kms_key_arn=self._keys.key_arn, upstreams=img.upstreams,
+            stack=args.stack, kms_key_arn=self._keys.key_arn, upstreams=upstreams,
             docker_hub_credential_arn=img.docker_hub_credential_arn, docker_hub_username=img.docker_hub_username,
             docker_hub_token=img.docker_hub_token), self._child("images"))
         self.endpoints = {d.plan.name: f"https://{d.plan.name}.{args.api.domain}/v1" for d in args.deployments}
@@ -234,6 +238,7 @@ class Ec2Platform(_AwsPlatform):
                 plan=plan, ec2=Ec2Serving(fleet=fleet, alarms=alarms), after=[self._images]),
                 self._child(plan.name))
             self.deployments[plan.name] = dep
+            assert dep.asg_name is not None         # an ec2 deployment has its Auto Scaling group
             panels.append(DashboardPanel(deployment=plan.name, runtime=plan.runtime, asg_name=dep.asg_name,
                                          lb_arn_suffix=lb.arn_suffix,
                                          tg_arn_suffix=lb.target_group_arn_suffixes[plan.name]))
@@ -253,7 +258,7 @@ class EksPlatform(_AwsPlatform):
         super().__init__("llm-platform:index:EksPlatform", name, args.legacy_names,
                          {"environment": args.environment, "platform": "eks"}, opts)
         self._foundation(name, args, extra_endpoints=EKS_ENDPOINTS,
-                         extra_log_groups=(f"/aws/eks/llm-{args.stack}/cluster",))
+                         extra_log_groups=(f"/aws/eks/llm-{args.stack}/cluster",), extra_images=("awscli",))
         net, api, mon, eks = args.network, args.api, args.monitoring, args.eks
         tags = {"llm-platform:stack": args.stack}
         invoke = pulumi.InvokeOutputOptions(parent=self)
@@ -293,6 +298,7 @@ class EksPlatform(_AwsPlatform):
             dep = ModelDeployment(f"{name}-{plan.name}", ModelDeploymentArgs(plan=plan, eks=serving),
                                   self._child(plan.name))
             self.deployments[plan.name] = dep
+            assert dep.hostname is not None         # an eks deployment has its NLB
             aws.route53.Record(f"{name}-api-{plan.name}", zone_id=zone.zone_id, name=f"{plan.name}.{api.domain}",
                                type="CNAME", ttl=60, records=[dep.hostname], opts=self._child(f"api-{plan.name}"))
         self.exports["cluster_name"] = cluster.cluster_name

@@ -32,6 +32,22 @@ def cat():
     return catalog.load()
 
 
+_SHIPPED: dict = {}
+
+
+@pytest.fixture(scope="session")
+def shipped():
+    """shipped(stack): the shipped stack's program run once per session under the recording mocks. Shared by many
+    modules: read it, never mutate it."""
+    def get(stack: str):
+        if stack not in _SHIPPED:
+            from llm_platform.offline.mocks import run_program
+            from llm_platform.settings import read_stack_file
+            _SHIPPED[stack] = run_program(read_stack_file(ROOT / f"Pulumi.{stack}.yaml"), stack=stack, program=ROOT)
+        return _SHIPPED[stack]
+    return get
+
+
 @pytest.fixture
 def minimal():
     """A valid dev config; tests mutate one key at a time."""

@@ -20,18 +20,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from llm_platform.offline.mocks import run_program
 from llm_platform.serving.proxy import METRICS_PORT, TARGET_PORT, key_map_entry, render_nginx_conf
 from llm_platform.serving.runtime import PORTS
 from llm_platform.serving.userdata import client_hash, decode_user_data
 from llm_platform.settings import parse, read_stack_file
 from llm_platform.sizing.planner import plan_stack
 from tests.conftest import ROOT
-from llm_platform.offline.mocks import run_program
 
 
 @pytest.fixture(scope="module")
-def prod_scripts():
-    rec = run_program(read_stack_file(ROOT / "Pulumi.prod.yaml"), stack="prod", program=ROOT)
+def prod_scripts(shipped):
+    rec = shipped("prod")
     doc = yaml.safe_load(decode_user_data(rec.named("llm-prod-llama-8b-fleet-lt").inputs["userData"]))
     return {f["path"]: f["content"] for f in doc["write_files"]}
 
@@ -46,10 +46,10 @@ def test_boot_scripts_pass_shellcheck(prod_scripts, tmp_path):
             assert proc.returncode == 0, proc.stdout
 
 
-# --- the model fetch, fail-closed ---------------------------------------------------------------
+# --- the model verification, fail-closed: one script, three renderings -----------------------------
 
 AWS_STUB = """#!/bin/bash
-# stands in for the AWS CLI: s3 paths map to $FAKE_S3
+# stands in for the AWS CLI: s3 paths map to $FAKE_S3 (symbolic links copied as links)
 set -euo pipefail
 args=("$@"); src=""; dst=""; excl=""
 for ((i=0; i<${#args[@]}; i++)); do
@@ -62,69 +62,229 @@ for ((i=0; i<${#args[@]}; i++)); do
     *) dst="${args[$i]}";;
   esac
 done
-if [ "$2" = "cp" ]; then cp "$src" "$dst"; else mkdir -p "$dst"; (cd "$src" && find . -type f ! -name "$excl" -exec cp --parents {} "$dst" \\;); fi
+if [ "$2" = "cp" ]; then cp "$src" "$dst"; exit 0; fi
+mkdir -p "$dst"
+(cd "$src" && find . ! -type d ! -name "$excl" -exec cp -P --parents {} "$dst" \\;)
 """
-
-
-def _stage(tmp_path, files: dict[str, bytes], extra: dict[str, bytes] | None = None):
-    bucket = tmp_path / "s3" / "bucket" / "models" / "m" / "rev"
-    bucket.mkdir(parents=True)
-    for name, data in {**files, **(extra or {})}.items():
-        (bucket / name).parent.mkdir(parents=True, exist_ok=True)
-        (bucket / name).write_bytes(data)
-    manifest = "".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n" for n, d in sorted(files.items()))
-    (bucket / "SHA256SUMS").write_text(manifest)
-    return hashlib.sha256(manifest.encode()).hexdigest()
-
-
-def _run_fetch(prod_scripts, tmp_path, digest):
-    root = tmp_path / "host"
-    (root / "etc").mkdir(parents=True)
-    (root / "etc" / "deployment.env").write_text(
-        f"AWS_REGION=us-east-1\nLLM_NAME=m\nMODEL_BUCKET=bucket\nMODEL_PREFIX=models/m/rev\n"
-        f"MANIFEST=SHA256SUMS\nMANIFEST_SHA256={digest}\n")
-    script = prod_scripts["/usr/local/sbin/llm-fetch-model"]
-    script = script.replace("/etc/llm/deployment.env", str(root / "etc" / "deployment.env")).replace("/opt/llm", str(root / "opt"))
-    (root / "fetch.sh").write_text(script)
-    bindir = tmp_path / "bin"
-    bindir.mkdir(exist_ok=True)
-    (bindir / "aws").write_text(AWS_STUB)
-    (bindir / "aws").chmod(0o755)
-    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "FAKE_S3": str(tmp_path / "s3")}
-    proc = subprocess.run(["bash", str(root / "fetch.sh")], capture_output=True, text=True, env=env, timeout=60)
-    return proc, root / "opt" / "model"
-
+SERVER_STUB = "#!/bin/sh\necho SERVING \"$@\"\n"
 
 FILES = {"config.json": b'{"hidden_size": 4096}', "model-00001-of-00001.safetensors": os.urandom(4096),
          "tokenizer/tokenizer.json": b"{}"}
 
 
+def _manifest(files: dict[str, bytes]) -> str:
+    return "".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n" for n, d in sorted(files.items()))
+
+
+# tamper case -> (what is staged, what the verifier must say); None: the weights are good
+CASES = {
+    "good": None,
+    "tampered": "FAILED",
+    "missing": "missing: tokenizer/tokenizer.json",
+    "unlisted": "files not in the manifest: modeling_evil.py",
+    "symlink": "symbolic links in the model directory",
+    "dotdot": "leaves or bends the model directory",
+    "absolute": "not a relative path",
+    "not-pinned": "differs from the pinned",
+    "twice": "lists a file twice",
+    "malformed": "malformed manifest line",
+}
+
+
+def _stage(src: Path, case: str) -> tuple[str, str]:
+    """Stage a model for `case` in src/; returns (manifest text, pinned digest)."""
+    src.mkdir(parents=True, exist_ok=True)
+    files = dict(FILES)
+    manifest = _manifest(files)
+    if case == "missing":
+        del files["tokenizer/tokenizer.json"]
+    elif case == "unlisted":
+        files["modeling_evil.py"] = b"import os; os.system('curl ...')"
+    elif case == "dotdot":
+        manifest += f"{hashlib.sha256(b'x').hexdigest()}  tokenizer/../../etc/passwd\n"
+    elif case == "absolute":
+        manifest += f"{hashlib.sha256(b'x').hexdigest()}  /etc/passwd\n"
+    elif case == "twice":
+        manifest += manifest.splitlines(keepends=True)[0]
+    elif case == "malformed":
+        manifest += "not-a-digest config.json\n"
+    for name, data in files.items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(b"trojan" if case == "tampered" and name.endswith(".safetensors") else data)
+    if case == "symlink":
+        (src / "config.json").unlink()
+        outside = src.parent / "outside.json"
+        outside.write_bytes(FILES["config.json"])
+        (src / "config.json").symlink_to(outside)          # same content, but pointing out of the directory
+    pinned = hashlib.sha256(manifest.encode()).hexdigest()
+    return manifest, "0" * 64 if case == "not-pinned" else pinned
+
+
+def _tools(tmp_path: Path) -> dict:
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    for name, text in (("aws", AWS_STUB), ("vllm", SERVER_STUB), ("ollama", SERVER_STUB)):
+        (bindir / name).write_text(text)
+        (bindir / name).chmod(0o755)
+    return {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "FAKE_S3": str(tmp_path / "s3")}
+
+
+def _s3_stage(tmp_path: Path, case: str) -> str:
+    prefix = tmp_path / "s3" / "bucket" / "models" / "m" / "rev"
+    manifest, pinned = _stage(prefix, case)
+    (prefix / "SHA256SUMS").write_text(manifest)
+    return pinned
+
+
+def _run_ec2(scripts: dict, tmp_path: Path, case: str):
+    """The instance's llm-fetch-model unit script (bash), calling /usr/local/sbin/llm-verify-model."""
+    pinned = _s3_stage(tmp_path, case)
+    root = tmp_path / "host"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "deployment.env").write_text(
+        f"AWS_REGION=us-east-1\nLLM_NAME=m\nMODEL_BUCKET=bucket\nMODEL_PREFIX=models/m/rev\n"
+        f"MANIFEST=SHA256SUMS\nMANIFEST_SHA256={pinned}\n")
+    verify = root / "llm-verify-model"
+    verify.write_text(scripts["/usr/local/sbin/llm-verify-model"])
+    verify.chmod(0o755)
+    script = (scripts["/usr/local/sbin/llm-fetch-model"]
+              .replace("/etc/llm/deployment.env", str(root / "etc" / "deployment.env"))
+              .replace("/opt/llm", str(root / "opt")).replace("/usr/local/sbin/llm-verify-model", str(verify)))
+    (root / "fetch.sh").write_text(script)
+    proc = subprocess.run(["bash", str(root / "fetch.sh")], capture_output=True, text=True, env=_tools(tmp_path),
+                          timeout=60)
+    return proc, root / "opt" / "model"
+
+
+def _run_eks(script: str, tmp_path: Path, case: str):
+    """The init container's script (sh), as the pod runs it: env from the pod spec, the model to /model."""
+    pinned = _s3_stage(tmp_path, case)
+    dest, manifest = tmp_path / "pod" / "model", tmp_path / "pod" / "SHA256SUMS"
+    dest.parent.mkdir()
+    script = script.replace("dest=/model", f"dest={dest}").replace("/tmp/SHA256SUMS", str(manifest))
+    env = {**_tools(tmp_path), "MODEL_BUCKET": "bucket", "MODEL_PREFIX": "models/m/rev", "MANIFEST": "SHA256SUMS",
+           "MANIFEST_SHA256": pinned, "LLM_NAME": "m"}
+    proc = subprocess.run(["sh", "-ec", script], capture_output=True, text=True, env=env, timeout=60)
+    return proc, dest
+
+
+def _run_docker(script: str, configured_digest: str, tmp_path: Path, case: str):
+    """The runtime container's entrypoint (sh -ec): the volume at /model holds the weights and the manifest."""
+    model = tmp_path / "volume"
+    manifest, pinned = _stage(model, case)
+    (model / "SHA256SUMS").write_text(manifest)
+    script = script.replace("/model", str(model)).replace(configured_digest, pinned)
+    proc = subprocess.run(["sh", "-ec", script], capture_output=True, text=True, env=_tools(tmp_path), timeout=60)
+    return proc, model
+
+
+LOCAL_DIGEST = "ab" * 32
+
+
+@pytest.fixture(scope="module")
+def eks_fetch(shipped):
+    rec = shipped("eks")
+    deployment = next(r for r in rec.of_type("kubernetes:apps/v1:Deployment"))
+    (init,) = deployment.inputs["spec"]["template"]["spec"]["initContainers"]
+    assert init["command"][:2] == ["/bin/sh", "-ec"]
+    return init["command"][2]
+
+
+@pytest.fixture(scope="module")
+def docker_entrypoint():
+    raw = read_stack_file(ROOT / "Pulumi.local.yaml")
+    raw["llm-platform:models"][0]["checksums"] = {"manifest": "SHA256SUMS", "sha256": LOCAL_DIGEST}
+    rec = run_program(raw, stack="local", program=ROOT)
+    name = raw["llm-platform:models"][0]["name"]
+    runtime = rec.named(f"llm-local-{name}-runtime", "docker:index/container:Container").inputs
+    assert runtime["entrypoints"] == ["/bin/sh", "-ec"]
+    return runtime["command"][0]
+
+
+def test_the_three_renderings_carry_the_same_verification_script(prod_scripts, eks_fetch, docker_entrypoint):
+    from llm_platform.serving.verify import render_verify_function
+    body = render_verify_function()
+    assert body in prod_scripts["/usr/local/sbin/llm-verify-model"] and body in eks_fetch and body in docker_entrypoint
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("rendering", ["ec2", "eks", "docker"])
+def test_verification_fails_closed(rendering, case, prod_scripts, eks_fetch, docker_entrypoint, tmp_path):
+    if rendering == "ec2":
+        proc, model = _run_ec2(prod_scripts, tmp_path, case)
+    elif rendering == "eks":
+        proc, model = _run_eks(eks_fetch, tmp_path, case)
+    else:
+        proc, model = _run_docker(docker_entrypoint, LOCAL_DIGEST, tmp_path, case)
+    said = proc.stdout + proc.stderr
+    if CASES[case] is None:
+        assert proc.returncode == 0, said
+        assert (model / "config.json").read_bytes() == FILES["config.json"]
+        assert "model verified: 3 files" in proc.stderr
+        if rendering == "docker":
+            assert "SERVING" in proc.stdout                   # the server starts only after the check
+        return
+    assert proc.returncode != 0, said
+    assert CASES[case] in said, said
+    assert "SERVING" not in proc.stdout                       # the server never starts
+    if case in ("not-pinned", "dotdot", "absolute", "twice", "malformed") and rendering != "docker":
+        assert not model.exists() or not any(model.iterdir())   # nothing downloaded past a bad manifest
+
+
+VERIFY_TOOLS = ("sh", "sha256sum", "cut", "find", "sed", "grep", "sort", "uniq", "mktemp", "cp", "rm", "tr", "wc")
+
+
+def _run_standalone(tmp_path: Path, case: str, bindir: Path, shell: str):
+    from llm_platform.serving.verify import render_verify_script
+    model = tmp_path / "model"
+    manifest, pinned = _stage(model, case)
+    (tmp_path / "SHA256SUMS").write_text(manifest)
+    (tmp_path / "verify.sh").write_text(render_verify_script())
+    return subprocess.run([shell, str(tmp_path / "verify.sh"), str(model), str(tmp_path / "SHA256SUMS"), pinned],
+                          capture_output=True, text=True, env={"PATH": str(bindir)}, timeout=60)
+
+
+def test_a_missing_tool_fails_closed_rather_than_finding_nothing(tmp_path):
+    """An image without grep (or find, sort...) must not read as "no unlisted files"."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in VERIFY_TOOLS:
+        if tool != "grep":
+            (bindir / tool).symlink_to(shutil.which(tool))
+    proc = _run_standalone(tmp_path, "unlisted", bindir, shutil.which("sh"))
+    assert proc.returncode != 0 and "needs grep" in proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("busybox") is None, reason="busybox not installed")
+@pytest.mark.parametrize("case", CASES)
+def test_verification_under_busybox(case, tmp_path):
+    """Alpine-like images: busybox ash and applets only."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in VERIFY_TOOLS:
+        (bindir / tool).symlink_to(shutil.which("busybox"))
+    proc = _run_standalone(tmp_path, case, bindir, str(bindir / "sh"))
+    if CASES[case] is None:
+        assert proc.returncode == 0 and "model verified: 3 files" in proc.stderr, proc.stderr
+    else:
+        assert proc.returncode != 0 and CASES[case] in proc.stderr, proc.stderr
+
+
 def test_verified_model_is_installed_read_only(prod_scripts, tmp_path):
-    proc, model = _run_fetch(prod_scripts, tmp_path, _stage(tmp_path, FILES))
+    proc, model = _run_ec2(prod_scripts, tmp_path, "good")
     assert proc.returncode == 0, proc.stderr
     assert (model / "config.json").read_bytes() == FILES["config.json"]
     assert not os.access(model / "config.json", os.W_OK) or os.geteuid() == 0
     assert oct((model / "config.json").stat().st_mode)[-3:] == "444"
 
 
-def test_a_tampered_weight_file_stops_the_boot(prod_scripts, tmp_path):
-    digest = _stage(tmp_path, FILES)
-    (tmp_path / "s3/bucket/models/m/rev/model-00001-of-00001.safetensors").write_bytes(b"trojan")
-    proc, _ = _run_fetch(prod_scripts, tmp_path, digest)
-    assert proc.returncode != 0 and "FAILED" in proc.stdout + proc.stderr
-
-
-def test_a_manifest_that_is_not_the_pinned_one_stops_the_boot(prod_scripts, tmp_path):
-    _stage(tmp_path, FILES)
-    proc, model = _run_fetch(prod_scripts, tmp_path, "0" * 64)
-    assert proc.returncode != 0 and "differs from the pinned" in proc.stderr
-    assert not model.exists() or not any(model.iterdir())       # nothing downloaded past the manifest
-
-
-def test_a_file_the_manifest_does_not_list_stops_the_boot(prod_scripts, tmp_path):
-    digest = _stage(tmp_path, FILES, extra={"modeling_evil.py": b"import os; os.system('curl ...')"})
-    proc, _ = _run_fetch(prod_scripts, tmp_path, digest)
-    assert proc.returncode != 0 and "files not in the manifest: modeling_evil.py" in proc.stderr
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed (CI installs it)")
+def test_verification_script_is_posix_sh_for_shellcheck(tmp_path):
+    from llm_platform.serving.verify import render_verify_script
+    script = tmp_path / "llm-verify-model"
+    script.write_text(render_verify_script())
+    proc = subprocess.run(["shellcheck", "-s", "sh", "-S", "style", str(script)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
 
 
 # --- the proxy, for real ------------------------------------------------------------------------
@@ -265,6 +425,7 @@ def test_audit_log_has_a_client_hash_and_never_the_prompt_or_key(proxy):
 ])
 def test_each_runtime_exposes_only_its_api_routes(runtime, allowed, refused):
     import re
+
     from llm_platform.serving.proxy import API_ROUTES
     routes = API_ROUTES[runtime].values()
     for path in allowed:

@@ -3,8 +3,10 @@ exactly the registered ones, children named `<parent>-<role>`; and existing stac
 URN the pre-redesign program registered (tests/data/urns, recorded from commit 5ee2385's program, one file per
 shipped stack) is the URN of exactly one resource of today's program, or one of its aliases as the Pulumi engine
 resolves them (own aliases, plus the parent's carried down)."""
+import copy
 import dataclasses
 import inspect
+import json
 import re
 from collections import Counter
 
@@ -25,8 +27,8 @@ REMOVED = re.compile(r"\$aws:iam/rolePolicyAttachment:RolePolicyAttachment::"
 
 
 @pytest.fixture(scope="module")
-def recordings():
-    return {s: run_program(read_stack_file(ROOT / f"Pulumi.{s}.yaml"), stack=s, program=ROOT) for s in STACKS}
+def recordings(shipped):
+    return {s: shipped(s) for s in STACKS}
 
 
 def test_every_shipped_stack_has_its_pre_redesign_urns():
@@ -52,6 +54,35 @@ def test_every_pre_redesign_urn_is_kept_or_aliased_by_exactly_one_resource(recor
     # the redesign did change URNs (new platform types, <name>-<role> names): the aliases carry them
     moved = old - {r.urn for r in rec.resources} - {rec.stack_urn}
     assert len(moved) > len(old) / 2
+
+
+VARIANTS = sorted(p.stem for p in (URNS / "variants").glob("*.json"))
+
+
+def _variant(name: str) -> tuple[dict, str]:
+    """A shipped stack with the changes of variants/<name>.json (as tests/data/urns/record.py applies them)."""
+    spec = json.loads((URNS / "variants" / f"{name}.json").read_text())
+    raw = read_stack_file(ROOT / f"Pulumi.{spec['base']}.yaml")
+    raw.update(copy.deepcopy(spec.get("set", {})))
+    for key, value in spec.get("merge", {}).items():
+        raw[key] = {**raw.get(key, {}), **value}
+    return raw, spec["stack"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_renamed_children_keep_their_resources(variant):
+    """What the shipped stacks do not exercise: NAT gateways and subnets per zone, several client and monitoring
+    CIDRs, cluster admins: once named by position (<name>-0), now by role, aliased."""
+    raw, stack = _variant(variant)
+    rec = run_program(raw, stack=stack, program=ROOT)
+    old = set((URNS / "variants" / f"{variant}.txt").read_text().split())
+    removed = {u for u in old if REMOVED.search(u)}
+    aliases = alias_urns(rec.resources)
+    answers = {rec.stack_urn} | {r.urn for r in rec.resources} | {a for s in aliases.values() for a in s}
+    missing = sorted(old - removed - answers)
+    assert not missing, f"{len(missing)} would be replaced, e.g. {missing[:5]}"
+    assert not removed & answers, "a deliberately removed policy attachment is still there"
+    assert any(u.rsplit("-", 1)[-1].isdigit() for u in old)        # the variant has positional names to carry
 
 
 def _rec(type_: str, name: str, parent: str, aliases=()) -> Recorded:
@@ -122,7 +153,8 @@ def test_components_register_exactly_their_declared_outputs(recordings, stack):
         registered = rec.registered_outputs[r.urn]
         assert registered <= set(declared), (r.name, registered - set(declared))
         # an output is left out of the registration only when it is None (Pulumi drops None values)
-        assert {k for k, v in declared.items() if "Optional" not in v and "None" not in v} <= registered, (r.name, declared, registered)
+        always = {k for k, v in declared.items() if "Optional" not in v and "None" not in v}
+        assert always <= registered, (r.name, declared, registered)
         seen.add(cls)
     assert seen
 
@@ -135,3 +167,60 @@ def test_every_child_is_named_after_its_parent(recordings, stack):
             assert r.name.startswith(f"{r.parent}-"), (r.type, r.name, r.parent)
             # a role, never a position (<role>-0); a CIDR as a role (10-10-0-0-16) is fine
             assert not re.search(r"[a-z]-\d+$", r.name), (r.type, r.name)
+
+
+EXPORTS = {
+    "ec2": {"endpoints", "client_key_secret_arns", "model_bucket", "model_prefixes", "dashboard_url",
+            "load_balancer_dns", "deployments", "monthly_cost_usd"},
+    "eks": {"endpoints", "client_key_secret_arns", "model_bucket", "model_prefixes", "cluster_name", "deployments",
+            "monthly_cost_usd"},
+    "docker": {"endpoints", "client_keys", "proxy_certificate_pem", "deployments", "monthly_cost_usd"},
+}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_stack_outputs_are_the_platforms_exports(recordings, stack):
+    """What `pulumi stack output` shows stays what it was before the redesign, per platform (the internal CA only
+    where no certificate_arn is configured)."""
+    platform = read_stack_file(ROOT / f"Pulumi.{stack}.yaml").get("llm-platform:platform", "ec2")
+    outputs = set(recordings[stack].exports)
+    assert outputs - {"internal_ca_certificate_pem"} == EXPORTS[platform]
+
+
+def test_components_never_read_the_stack_config():
+    """llm_platform/program maps StackConfig to Args; a component that imported settings could not be composed
+    by a program without our stack config."""
+    import ast
+    offenders = []
+    for path in (ROOT / "components").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.name}: {n}" for n in names if n.startswith("llm_platform.settings")]
+    assert offenders == []
+
+
+def test_a_model_deployment_runs_on_exactly_one_platform_with_its_own_plan():
+    from llm_platform.components import ModelDeploymentArgs
+    from llm_platform.settings import parse
+    from llm_platform.sizing.planner import plan_stack
+    from tests.conftest import MINIMAL
+    plan = plan_stack(parse(MINIMAL))[0]
+    with pytest.raises(ValueError, match="exactly one of ec2, eks, docker"):
+        components.ModelDeployment("m", ModelDeploymentArgs(plan=plan))
+    other = dataclasses.replace(plan, name="other")
+    serving = components.DockerServingArgs(plan=other, stack="s", port=8443, network_name="n", audit_volume_name="a",
+                                           runtime_image="r", proxy_image="p", keys_map="k", cert_pem="c", key_pem="k")
+    with pytest.raises(ValueError, match="another plan"):
+        components.ModelDeployment("m", ModelDeploymentArgs(plan=plan, docker=serving))
+
+
+def test_children_are_named_by_role_not_position():
+    from llm_platform.components.eks import role_of
+    from llm_platform.components.load_balancer import cidr_role
+    from llm_platform.components.network import zone_roles
+    assert zone_roles(3) == ["a", "b", "c"]
+    assert zone_roles(["us-east-1b", "us-east-1d"]) == ["b", "d"]
+    assert zone_roles(["us-west-2-lax-1a", "us-west-2a"]) == ["us-west-2-lax-1a", "us-west-2a"]   # letters clash
+    assert cidr_role("10.10.0.0/16") == "10-10-0-0-16"
+    assert role_of("arn:aws:iam::123456789012:role/ci/Deployer_Role") == "deployer-role"

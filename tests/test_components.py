@@ -6,11 +6,11 @@ import re
 
 import pytest
 
+from llm_platform.offline.mocks import SECRET, computed_outputs, run_program
 from llm_platform.serving.userdata import decode_user_data
 from llm_platform.settings import parse, read_stack_file
 from llm_platform.sizing.planner import plan_stack
 from tests.conftest import ROOT
-from llm_platform.offline.mocks import SECRET, computed_outputs, run_program
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +19,8 @@ def prod_raw():
 
 
 @pytest.fixture(scope="module")
-def prod(prod_raw):
-    return run_program(prod_raw, stack="prod", program=ROOT)
+def prod(shipped):
+    return shipped("prod")
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +29,8 @@ def prod_plans(prod_raw):
 
 
 @pytest.fixture(scope="module")
-def dev():
-    return run_program(read_stack_file(ROOT / "Pulumi.dev.yaml"), stack="dev", program=ROOT)
+def dev(shipped):
+    return shipped("dev")
 
 
 def rec_stack(rec):
@@ -226,7 +226,8 @@ def test_boot_verifies_the_model_and_fails_closed(prod, prod_raw):
     ud = user_data(prod, "llama-8b")
     digest = prod_raw["llm-platform:models"][2]["checksums"]["sha256"]
     assert f"MANIFEST_SHA256={digest}" in ud
-    assert "sha256sum --check --strict" in ud and "files not in the manifest" in ud
+    assert "/usr/local/sbin/llm-verify-model \"$dest\" \"$manifest\" \"$MANIFEST_SHA256\"" in ud
+    assert "files not in the manifest" in ud          # the verification script itself, in /usr/local/sbin
     assert "Requires=docker.service llm-model.service" in ud     # no verified model, no runtime
     assert "OnFailure=llm-unhealthy.service" in ud and "set-instance-health" in ud
 
@@ -378,12 +379,12 @@ def test_a_docker_hub_token_becomes_an_encrypted_secret_the_cache_rule_waits_for
     assert rule.inputs["upstreamRegistryUrl"] == "registry-1.docker.io" and rule.inputs["credentialArn"] == expected
 
 
-def test_one_stack_per_account_owns_the_cache_rules(prod_raw):
+def test_one_stack_per_account_owns_the_cache_rules(prod_raw, prod):
     raw = copy.deepcopy(prod_raw)
     raw["llm-platform:images"] = {"create_cache_rules": False}
     rec = run_program(raw, stack="prod", program=ROOT)
     assert rec.of_type("aws:ecr/pullThroughCacheRule:PullThroughCacheRule") == []
-    rules = run_program(prod_raw, stack="prod", program=ROOT).of_type("aws:ecr/pullThroughCacheRule:PullThroughCacheRule")
+    rules = prod.of_type("aws:ecr/pullThroughCacheRule:PullThroughCacheRule")
     assert {r.inputs["ecrRepositoryPrefix"] for r in rules} == {"docker-hub", "ecr-public"}
 
 

@@ -2,15 +2,16 @@
 carry the plan (GPU limits, flags, replicas), the hardening, the probes and the network rules."""
 import copy
 import json
-import re
 import math
+import re
 
 import pytest
 
+from llm_platform.offline.mocks import SECRET, computed_outputs, run_program
+from llm_platform.serving.verify import render_verify_function
 from llm_platform.settings import parse, read_stack_file
 from llm_platform.sizing.planner import plan_stack
 from tests.conftest import ROOT
-from llm_platform.offline.mocks import SECRET, computed_outputs, run_program
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 LWS = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"
@@ -22,8 +23,8 @@ def eks_raw():
 
 
 @pytest.fixture(scope="module")
-def eks(eks_raw):
-    return run_program(eks_raw, stack="eks", program=ROOT)
+def eks(shipped):
+    return shipped("eks")
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +33,8 @@ def eks_plans(eks_raw):
 
 
 @pytest.fixture(scope="module")
-def local():
-    return run_program(read_stack_file(ROOT / "Pulumi.local.yaml"), stack="local", program=ROOT)
+def local(shipped):
+    return shipped("local")
 
 
 def pod_of(rec, name):
@@ -135,7 +136,8 @@ def test_model_cache_is_filled_by_a_verifying_init_container(eks, eks_raw):
     pinned = eks_raw["llm-platform:models"][2]["checksums"]["sha256"]
     assert env["MANIFEST_SHA256"] == pinned and env["MODEL_PREFIX"].startswith("models/llama-8b/")
     script = fetch["command"][-1]
-    assert "sha256sum --check --strict" in script and "files not in the manifest" in script
+    # the one verification script (serving/verify.py), run on the downloaded tree (tests/test_boot.py runs it)
+    assert render_verify_function() in script and 'llm_verify_model "$dest" "$manifest" "$MANIFEST_SHA256"' in script
     assert {"name": "model", "mountPath": "/model", "readOnly": True} in container(pod, "runtime")["volumeMounts"]
 
 

@@ -10,9 +10,9 @@ PLATFORM_TYPES = {"ec2": "llm-platform:index:Ec2Platform", "eks": "llm-platform:
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_program_registers_one_platform_and_one_deployment_per_model_under_it(stack):
+def test_program_registers_one_platform_and_one_deployment_per_model_under_it(shipped, stack):
     raw = read_stack_file(ROOT / f"Pulumi.{stack}.yaml")
-    rec = run_program(raw, stack=stack, program=ROOT)
+    rec = shipped(stack)
     platform = raw.get("llm-platform:platform", "ec2")
     roots = [r for r in rec.resources if r.parent is None]
     assert [(r.type, r.name) for r in roots] == [(PLATFORM_TYPES[platform], f"llm-{stack}")]
@@ -21,10 +21,8 @@ def test_program_registers_one_platform_and_one_deployment_per_model_under_it(st
     assert all(d.parent == f"llm-{stack}" for d in deployments)
 
 
-def test_deployment_inputs_carry_the_plan():
-    raw = read_stack_file(ROOT / "Pulumi.prod.yaml")
-    rec = run_program(raw, stack="prod", program=ROOT)
-    plan = rec.named("llm-prod-llama-70b").inputs["plan"]
+def test_deployment_inputs_carry_the_plan(shipped):
+    plan = shipped("prod").named("llm-prod-llama-70b").inputs["plan"]
     assert plan["precision"] == "fp8" and plan["tensor_parallel_size"] >= 2
     assert plan["memory"]["per_gpu_required_gib"] <= plan["memory"]["per_gpu_usable_gib"]
 

@@ -106,7 +106,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             # alphanumeric like the platform's API keys (RandomPassword, special=False): the proxy refuses others
             return {"secretId": a.get("secretId"), "secretString": f"MOCKSECRET{_hex(str(a.get('secretId')), 40)}",
                     "arn": a.get("secretId"), "versionId": "v1", "versionStage": "AWSCURRENT", "id": "v1"}
-        raise NotImplementedError(f"the mocks harness has no answer for invoke {token}: add one in llm_platform/offline/mocks.py")
+        raise NotImplementedError(f"the mocks harness has no answer for invoke {token}: "
+                                  "add one in llm_platform/offline/mocks.py")
 
 
 def _hex(name: str, n: int = 16) -> str:
@@ -310,6 +311,7 @@ class Recording:
     invokes: list[tuple[str, dict]]
     stack_urn: str = ""
     registered_outputs: dict[str, set[str]] = field(default_factory=dict)
+    exports: list[str] = field(default_factory=list)      # names the program exported (pulumi.export)
 
     def of_type(self, type_: str) -> list[Recorded]:
         return [r for r in self.resources if r.type == type_]
@@ -378,4 +380,6 @@ def run_program(raw_config: dict[str, Any], stack: str = "test", *, program: Pat
 
     with contextlib.chdir(main_dir):
         _sync_await(run_pulumi_func(main))
-    return Recording(monitor.recorded, mocks.invokes, monitor.stack_urn, monitor.registered_outputs)
+    root = pulumi.runtime.settings.get_root_resource()
+    exports = list(getattr(root, "outputs", {}) or {})
+    return Recording(monitor.recorded, mocks.invokes, monitor.stack_urn, monitor.registered_outputs, exports)

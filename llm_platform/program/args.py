@@ -15,10 +15,11 @@ from llm_platform.components import (
     MonitoringOptions,
     NetworkOptions,
 )
+from llm_platform.components.images import needed_upstreams
 from llm_platform.settings import StackConfig
 from llm_platform.sizing.planner import DeploymentPlan
 
-from .images import image_keys, image_overrides, needed_upstreams
+from .images import image_keys, image_overrides
 
 
 def model_sources(config: StackConfig, plans: list[DeploymentPlan]) -> list[ModelSource]:

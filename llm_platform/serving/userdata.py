@@ -28,6 +28,9 @@ from llm_platform.sizing.planner import DeploymentPlan
 from .proxy import AUDIT_LOG, KEYS_MAP, METRICS_PORT, TARGET_PORT, TLS_DIR
 from .runtime import CACHE_DIR, DOCKER_NETWORK, MODEL_DIR, ImageRef, container_spec, docker_run
 from .telemetry import BRIDGE_SCRIPT, BRIDGE_SOURCE, bridge_command
+from .verify import render_verify_script
+
+VERIFY = "/usr/local/sbin/llm-verify-model"     # the one verification script (serving/verify.py)
 
 PROXY_UID = 101      # the nginx user of the unprivileged nginx image
 PROMETHEUS_CONFIG = "/opt/aws/amazon-cloudwatch-agent/etc/prometheus.yaml"
@@ -128,16 +131,13 @@ manifest=/opt/llm/SHA256SUMS
 mkdir -p "$dest" {CACHE_DIR}
 if [ -n "$MANIFEST" ]; then
   aws s3 cp --region "$AWS_REGION" --only-show-errors "s3://$MODEL_BUCKET/$MODEL_PREFIX/$MANIFEST" "$manifest"
-  echo "$MANIFEST_SHA256  $manifest" | sha256sum --check --strict --quiet \\
-    || {{ echo "manifest digest differs from the pinned $MANIFEST_SHA256" >&2; exit 1; }}
+  # the manifest alone first: nothing is downloaded past a manifest that is not the pinned one
+  {VERIFY} - "$manifest" "$MANIFEST_SHA256"
 fi
 aws s3 sync --region "$AWS_REGION" --only-show-errors --no-progress --exact-timestamps \\
   --exclude "$MANIFEST" "s3://$MODEL_BUCKET/$MODEL_PREFIX/" "$dest"
 if [ -n "$MANIFEST" ]; then
-  (cd "$dest" && sha256sum --check --strict --quiet "$manifest")
-  unlisted=$(comm -13 <(awk '{{print $2}}' "$manifest" | sed 's|^[*]||' | sort) \\
-                      <(cd "$dest" && find . -type f | sed 's|^[.]/||' | sort))
-  [ -z "$unlisted" ] || {{ echo "files not in the manifest: $unlisted" >&2; exit 1; }}
+  {VERIFY} "$dest" "$manifest" "$MANIFEST_SHA256"
 else
   echo "WARNING: no checksums configured for $LLM_NAME: weights are NOT verified (allowed outside prod)" >&2
 fi
@@ -219,6 +219,7 @@ aws autoscaling set-instance-health --region "$AWS_REGION" --instance-id "$id" -
     out += "write_files:\n"
     out += _file("/etc/llm/deployment.env", env_file)
     out += _file("/usr/local/sbin/llm-fetch-secrets", fetch_secrets, "0700")
+    out += _file(VERIFY, render_verify_script(), "0755")
     out += _file("/usr/local/sbin/llm-fetch-model", fetch_model, "0700")
     out += _file("/usr/local/sbin/llm-mark-unhealthy", mark_unhealthy, "0700")
     out += _file("/etc/llm-proxy/nginx.conf", boot.nginx_conf)
