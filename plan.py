@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                      args.json)
     try:
         raw = read_stack_file(path)
-        config = parse(raw)
+        config = parse(raw, base_dir=Path(path).parent)
         plans = plan_stack(config)
     except (ConfigErrors, PlanningError) as exc:
         return _fail(exc.errors, args.json)

@@ -47,8 +47,12 @@ def read_stack_file(path: str | Path) -> dict[str, Any]:
     return doc.get("config") or {}
 
 
-def parse(raw: dict[str, Any], secret_keys: Optional[Iterable[str]] = None) -> StackConfig:
+def parse(raw: dict[str, Any], secret_keys: Optional[Iterable[str]] = None,
+          base_dir: Optional[str | Path] = None) -> StackConfig:
     """Validate a stack's raw config (namespaced keys, as in the stack file).
+
+    `base_dir` is where relative paths in the config (models[].architecture_file) start: the stack
+    file's directory; default the working directory (the Pulumi project's, under the runtime).
 
     Values written `{secure: ...}` in a stack file are encrypted secrets; under the Pulumi
     runtime, values arrive decrypted and `secret_keys` names those that were set as secrets.
@@ -83,7 +87,7 @@ def parse(raw: dict[str, Any], secret_keys: Optional[Iterable[str]] = None) -> S
     images = data.get("images") if isinstance(data.get("images"), dict) else {}
     context = {"environment": env, "catalog": catalog.load(), "platform": data.get("platform", "ec2"),
                "runtimes": {m.get("runtime", "vllm") for m in models if isinstance(m, dict)},
-               "image_overrides": {k for k, v in images.items() if v}}
+               "image_overrides": {k for k, v in images.items() if v}, "base_dir": base_dir}
     try:
         config = StackConfig.model_validate(data, context=context)
     except ValidationError as exc:
@@ -96,7 +100,7 @@ def parse(raw: dict[str, Any], secret_keys: Optional[Iterable[str]] = None) -> S
 
 
 def load_stack(path: str | Path) -> StackConfig:
-    return parse(read_stack_file(path))
+    return parse(read_stack_file(path), base_dir=Path(path).parent)
 
 
 def _secret_literals(data: dict[str, Any]) -> list[ConfigError]:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from pathlib import Path
 from typing import Literal, Optional, Union
 
 from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, ValidationInfo, field_validator)
 
+from llm_platform.catalog import hf_config
 from llm_platform.catalog.architecture import Architecture
 
 DNS_LABEL = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -95,7 +97,10 @@ class ModelSpec(_Strict):
 
     name: str = Field(pattern=DNS_LABEL, description="served model name and resource name: lowercase letters, "
                       "digits and '-', at most 63 characters, e.g. llama-70b")
-    architecture: Optional[Architecture] = Field(None, description="config.json fields, for a model the registry lacks")
+    architecture_file: Optional[str] = Field(None, min_length=1, description="path to the model's config.json "
+                                             "(or its directory), relative to the stack file")
+    architecture: Optional[Architecture] = Field(None, validate_default=True, description="for a model the "
+                                                 "registry lacks: its config.json verbatim, or our fields of it")
     model: str = Field(min_length=1, description="Hugging Face repository id, e.g. meta-llama/Llama-3.1-8B-Instruct")
     runtime: Literal["vllm", "ollama", "tgi"] = Field("vllm", validate_default=True, description="inference server")
     precision: Optional[str] = Field(None, validate_default=True, description="weight format: bf16, fp16, fp8, awq, "
@@ -128,11 +133,38 @@ class ModelSpec(_Strict):
         seen.add(v)
         return v
 
+    @field_validator("architecture", mode="before")
+    @classmethod
+    def _from_hf(cls, v, info: ValidationInfo):
+        """A config.json (pasted, or architecture_file) becomes an Architecture; the checkpoint's own
+        precision and quantization are kept in the validation context for the precision field."""
+        ctx = info.context if info.context is not None else {}
+        ctx["hf_model"] = None
+        path = info.data.get("architecture_file")
+        if path is not None:
+            if v is not None:
+                raise ValueError("give the architecture either inline or as architecture_file, not both: "
+                                 "remove one")
+            full = Path(ctx.get("base_dir") or Path.cwd()) / path
+            try:
+                v = hf_config.load_file(full)
+            except hf_config.HfConfigError as exc:
+                raise at("architecture_file", str(exc)) from None
+        if not hf_config.is_hf_config(v):
+            return v
+        try:
+            model = hf_config.from_config(v, source=str(path or "the pasted config.json"))
+        except hf_config.HfConfigError as exc:
+            raise ValueError(f"{'config.json' if path else 'architecture'}.{exc}" if exc.key else str(exc)) from None
+        ctx["hf_model"] = model
+        return model.architecture
+
     @field_validator("model")
     @classmethod
     def _known(cls, v: str, info: ValidationInfo) -> str:
         models = _catalog(info).models
-        if v not in models and info.data.get("architecture") is None:
+        # an architecture that failed validation is absent from info.data and has its own error already
+        if v not in models and "architecture" in info.data and info.data["architecture"] is None:
             raise ValueError(f"{v!r} is not in the model registry and the entry has no valid `architecture` block: "
                              f"add one with the fields of its config.json, or use a registry model: {', '.join(sorted(models))}")
         return v
@@ -151,7 +183,17 @@ class ModelSpec(_Strict):
     def _precision(cls, v: Optional[str], info: ValidationInfo) -> Optional[str]:
         runtime = info.data.get("runtime")
         info_model = _registry_entry(info)
+        hf = (info.context or {}).get("hf_model") if info.data.get("architecture") is not None else None
+        checkpoint = hf.precision if hf is not None and hf.quantization is not None and \
+            hf.precision in _catalog(info).precisions and _catalog(info).precisions[hf.precision].kind != "float" \
+            else None
+        if checkpoint is not None and runtime != "ollama" and v is not None and v != checkpoint:
+            raise ValueError(f"{hf.name} is a pre-quantised checkpoint (quantization_config.quant_method "
+                             f"{hf.quantization.quant_method}): the runtime serves it as {checkpoint}; "
+                             f"set precision {checkpoint} or remove precision")
         if v is None:
+            if hf is not None and runtime != "ollama":
+                return hf.precision
             if runtime == "ollama":
                 embed = info_model is not None and info_model.task == "embed"
                 return "fp16" if embed else "q4_k_m"

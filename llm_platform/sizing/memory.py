@@ -158,6 +158,25 @@ def kv_bytes_per_token_per_layer(arch: Architecture, dtype_bytes: float, tp: int
     return 2 * math.ceil(arch.kv_heads / tp) * arch.head_size * dtype_bytes
 
 
+VLLM_BLOCK_TOKENS = 16     # vLLM's default --block-size
+
+
+def kv_tokens_per_layer(arch: Architecture, max_model_len: int, max_num_batched_tokens: int) -> float:
+    """Tokens of K/V one sequence keeps in an average layer.
+
+    A full-attention layer keeps the whole context. A sliding-window layer keeps what vLLM's hybrid KV
+    cache manager allocates for it (vllm/v1/kv_cache_interface.py, SlidingWindowSpec.max_memory_usage_bytes):
+    the last sliding_window - 1 tokens plus one prefill chunk, at most max_model_len, rounded up to whole
+    blocks plus one block (the window need not start on a block boundary)."""
+    sliding = arch.sliding_window_layers
+    if not sliding or arch.sliding_window is None:
+        return float(max_model_len)
+    tokens = min(arch.sliding_window - 1 + max_num_batched_tokens, max_model_len)
+    kept = (math.ceil(tokens / VLLM_BLOCK_TOKENS) + 1) * VLLM_BLOCK_TOKENS
+    full = arch.num_hidden_layers - sliding
+    return (full * max_model_len + sliding * kept) / arch.num_hidden_layers
+
+
 # ----------------------------------------------------------------------------- overheads
 
 def _activation_bytes(arch: Architecture, w: Workload, tp: int, c: dict) -> float:
@@ -207,7 +226,7 @@ def estimate(arch: Architecture, w: Workload, layout: Layout, gpu_total_gib: flo
     stage_bytes, stage_layers = _heaviest_stage(layers, layout.stages)
     kv_dtype = cat.kv_dtypes[w.kv_cache_dtype].bytes
     kv_layer_token = kv_bytes_per_token_per_layer(arch, kv_dtype, tp)
-    pool_tokens = w.max_model_len * w.concurrency
+    pool_tokens = kv_tokens_per_layer(arch, w.max_model_len, w.max_num_batched_tokens) * w.concurrency
     if w.runtime == "ollama":
         # llama.cpp keeps token_embd in host memory; the output head sits on the last GPU.
         weights = stage_bytes + tail
