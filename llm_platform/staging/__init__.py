@@ -72,10 +72,12 @@ def stage_hub(model: str, revision: str, store_url: str, *, name: Optional[str] 
                             "approved_by": "FILL IN: who approved this model",
                             "review_status": "pending"}}
     if config_path is not None:
-        entry["architecture_file"] = str(config_path.relative_to(config_dir)) if not config_path.is_absolute() \
-            else str(config_path)
+        entry["architecture_file"] = f"models/{name}/config.json"    # relative to the stack file in config_dir
     notes = [f"staged to s3://{store.bucket}/{store.prefix(name, revision)}/ ({len(staged.digests)} files, "
              f"manifest sha256 {report.manifest_sha256})"]
+    if config_path is not None:
+        notes.append(f"{model} is not in the registry: its config.json is at {config_path}, beside the stack files "
+                     "(architecture_file is relative to the stack file)")
     if staged.remote_code:
         notes.append("the repository runs its own Python (auto_map): after review set review_status approved and "
                      "trust_remote_code: true; staged sources are in remote_code.json")

@@ -2,7 +2,8 @@
 
 Layout: s3://<bucket>/[<root>/]models/<name>/<revision>/<files> and SHA256SUMS beside them, as the
 instances read it (components/model_store.py). Every object is written with SSE-KMS (the stack's key
-when --kms-key-id is given, else the bucket's default key) and carries its sha256 as object metadata;
+when --kms-key-id is given, else the bucket's default key, whose S3 Bucket Key the store enables), with an
+S3 SHA-256 checksum S3 verifies on receipt, and carries its sha256 as object metadata;
 a re-run skips objects whose recorded sha256 already matches, so an interrupted upload resumes where it
 stopped. Large files go up in multipart parts (boto3's transfer manager; a failed multipart upload is
 aborted, never left half-written as an object). SHA256SUMS is uploaded only after every file is present
@@ -11,6 +12,7 @@ without it (or with any other manifest than the pinned one).
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from dataclasses import dataclass
@@ -60,6 +62,7 @@ def upload(root: Path, digests: dict[str, str], store: Store, name: str, revisio
            multipart_threshold: int = 64 * MiB, multipart_chunksize: int = 64 * MiB, progress: bool = True,
            client=None, on_object: Optional[Callable[[str], None]] = None) -> UploadReport:
     """Upload the files of `digests` (relative path -> sha256) and then their manifest."""
+    from boto3.exceptions import Boto3Error
     from boto3.s3.transfer import TransferConfig
     from botocore.exceptions import BotoCoreError, ClientError
     from tqdm import tqdm
@@ -69,7 +72,7 @@ def upload(root: Path, digests: dict[str, str], store: Store, name: str, revisio
     text = manifest.render(digests)
     digest = hashlib.sha256(text.encode()).hexdigest()
     manifest_key = f"{prefix}/{manifest.MANIFEST}"
-    sse = {"ServerSideEncryption": "aws:kms", "BucketKeyEnabled": True}
+    sse = {"ServerSideEncryption": "aws:kms"}
     if kms_key_id:
         sse["SSEKMSKeyId"] = kms_key_id
     try:
@@ -94,7 +97,7 @@ def upload(root: Path, digests: dict[str, str], store: Store, name: str, revisio
                   desc=f"s3://{store.bucket}/{prefix}") as bar:
             for rel in todo:
                 s3.upload_file(str(root / rel), store.bucket, f"{prefix}/{rel}", Config=transfer, Callback=bar.update,
-                               ExtraArgs={**sse, "Metadata": {"sha256": digests[rel]}})
+                               ExtraArgs={**sse, "ChecksumAlgorithm": "SHA256", "Metadata": {"sha256": digests[rel]}})
                 if on_object:
                     on_object(rel)
         missing = [rel for rel in sorted(digests)
@@ -104,8 +107,9 @@ def upload(root: Path, digests: dict[str, str], store: Store, name: str, revisio
             raise StageError(f"after the upload, {', '.join(missing)} are not in the store with their digest; "
                              "the manifest was not written, so the revision is not marked complete: run stage again")
         s3.put_object(Bucket=store.bucket, Key=manifest_key, Body=text.encode(), ContentType="text/plain",
+                      ChecksumSHA256=base64.b64encode(hashlib.sha256(text.encode()).digest()).decode(),
                       Metadata={"sha256": digest}, **sse)
-    except (BotoCoreError, ClientError) as exc:
+    except (BotoCoreError, ClientError, Boto3Error, OSError) as exc:     # incl. a dropped connection
         raise StageError(f"upload to s3://{store.bucket}/{prefix} stopped: {exc}. Objects already uploaded are kept "
                          "with their digests, the manifest is not written (the revision is not complete): run the "
                          "same command again to resume") from None
