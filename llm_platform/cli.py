@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="llm-platform", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -65,8 +65,13 @@ def _inspect(args) -> int:
     from llm_platform import catalog
     from llm_platform.catalog import hf_config
     from llm_platform.settings.schema import ModelSpec
-    from llm_platform.sizing.memory import GIB, Workload, kv_bytes_per_token_per_layer, kv_tokens_per_layer
-    from llm_platform.sizing.memory import weight_bytes
+    from llm_platform.sizing.memory import (
+        GIB,
+        Workload,
+        kv_bytes_per_token_per_layer,
+        kv_tokens_per_layer,
+        weight_bytes,
+    )
     from llm_platform.sizing.params import active_parameter_count, parameter_count
     from llm_platform.sizing.planner import cheapest
 
@@ -94,7 +99,9 @@ def _inspect(args) -> int:
     if concurrency < 1:
         return _fail("--concurrency must be at least 1")
     embed = arch.task == "embed"
-    chunk = max(fields["max_num_batched_tokens"].default, context) if embed else fields["max_num_batched_tokens"].default
+    chunk = fields["max_num_batched_tokens"].default
+    if embed:
+        chunk = max(chunk, context)      # an embedder prefills a whole input at once
     per_token = {k: kv_bytes_per_token_per_layer(arch, d.bytes) * arch.num_hidden_layers
                  for k, d in cat.kv_dtypes.items() if k in ("auto", "fp8")}
     rows = []
@@ -130,8 +137,9 @@ def _inspect(args) -> int:
     print(f"{name}  ({arch.task}, context window {window} tokens)")
     heads = (f"{a.num_attention_heads} heads, MLA latent {a.kv_lora_rank} + rope {a.qk_rope_head_dim}" if a.is_mla
              else f"{a.num_attention_heads} heads / {a.kv_heads} KV heads x {a.head_size}")
-    shape = (f"{a.num_hidden_layers} layers, hidden {a.hidden_size}, {heads}" + (f", MoE {a.num_experts} experts (top {a.num_experts_per_tok})" if a.is_moe else "")
-             + (f", {a.sliding_window_layers} layers windowed at {a.sliding_window}" if a.sliding_window_layers else ""))
+    moe = f", MoE {a.num_experts} experts (top {a.num_experts_per_tok})" if a.is_moe else ""
+    window = f", {a.sliding_window_layers} layers windowed at {a.sliding_window}" if a.sliding_window_layers else ""
+    shape = f"{a.num_hidden_layers} layers, hidden {a.hidden_size}, {heads}{moe}{window}"
     print(f"  architecture   {shape}")
     print(f"  parameters     {result['parameters']:,} ({result['active_parameters']:,} active per token)")
     print(f"  checkpoint     {checkpoint}" + (f" (pre-quantised: {quant})" if quant else ""))
@@ -143,8 +151,9 @@ def _inspect(args) -> int:
           f"{'$/h':>8} {'GiB/GPU':>8}")
     for r in rows:
         inst = r["instance_type"] or "none fits"
+        price = f"{r['hourly_usd']:.2f}" if r["hourly_usd"] else ""
         print(f"  {r['precision']:<9} {r['runtime']:<7} {r['weights_gib']:>11.2f}  {inst:<18} "
-              f"{r['gpus'] or '':>4} {('%.2f' % r['hourly_usd']) if r['hourly_usd'] else '':>8} "
+              f"{r['gpus'] or '':>4} {price:>8} "
               f"{r['per_gpu_required_gib'] or '':>8}")
     for n in result["notes"]:
         print(f"  note: {n}")

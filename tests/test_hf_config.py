@@ -12,8 +12,14 @@ import yaml
 from llm_platform.catalog import hf_config
 from llm_platform.catalog.hf_config import HfConfigError, from_config
 from llm_platform.settings import ConfigErrors, parse
-from llm_platform.sizing.memory import GIB, Workload, estimate, kv_bytes_per_token_per_layer, kv_tokens_per_layer
-from llm_platform.sizing.memory import Layout
+from llm_platform.sizing.memory import (
+    GIB,
+    Layout,
+    Workload,
+    estimate,
+    kv_bytes_per_token_per_layer,
+    kv_tokens_per_layer,
+)
 from llm_platform.sizing.params import parameter_count
 from llm_platform.sizing.planner import plan_stack
 from tests.conftest import MINIMAL
@@ -90,7 +96,8 @@ def test_implied_fields_are_derived():
     g2 = from_config(_config("google__gemma-2-9b-it.json")).architecture
     assert g2.norms_per_layer == 4 and g2.tie_word_embeddings          # Gemma2Config default: tied
     ds = from_config(_config("deepseek-ai__DeepSeek-V3.json"))
-    assert (ds.architecture.num_experts, ds.architecture.first_dense_layers, ds.architecture.router_bias) == (256, 3, True)
+    a = ds.architecture
+    assert (a.num_experts, a.first_dense_layers, a.router_bias) == (256, 3, True)
     assert ds.precision == "fp8" and ds.quantization.weight_block_size == (128, 128)
     oss = from_config(_config("openai__gpt-oss-20b.json"))
     assert oss.quantization.quant_method == "mxfp4" and "lm_head" in oss.quantization.ignored
@@ -186,8 +193,8 @@ def test_architecture_file_problems_are_config_errors(tmp_path):
 
 
 def test_pre_quantised_checkpoint_sets_the_precision_and_refuses_another():
-    cfg = _config("Qwen__Qwen3-8B.json") | {"quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128],
-                                                                    "activation_scheme": "dynamic"}}
+    fp8 = {"quant_method": "fp8", "weight_block_size": [128, 128], "activation_scheme": "dynamic"}
+    cfg = _config("Qwen__Qwen3-8B.json") | {"quantization_config": fp8}
     assert parse(_stack(model="Qwen/Qwen3-8B-FP8", architecture=cfg)).models[0].precision == "fp8"
     errs = _errors(_stack(model="Qwen/Qwen3-8B-FP8", architecture=cfg, precision="bf16"))
     assert "pre-quantised checkpoint" in errs["llm-platform:models[0].precision"]

@@ -43,10 +43,11 @@ def hub(monkeypatch, tmp_path):
         h.repos["acme/tiny-llama"] = Repo(COMMIT, _files(TINY_CONFIG), {"model.safetensors"}, {"main": COMMIT})
         remote = dict(TINY_CONFIG, auto_map={"AutoConfig": "configuration_tiny.TinyConfig",
                                               "AutoModel": "acme/tiny-code--modeling_tiny.TinyModel"})
-        h.repos["acme/tiny-remote"] = Repo(COMMIT, {**_files(remote), "configuration_tiny.py": b"class TinyConfig: ...\n"},
-                                           {"model.safetensors"})
-        h.repos["acme/tiny-code"] = Repo(CODE_COMMIT, {"modeling_tiny.py": b"from .layers import x\nclass TinyModel: ...\n",
-                                                       "layers.py": b"x = 1\n", "README.md": b"# code\n"}, set())
+        own_code = {"configuration_tiny.py": b"class TinyConfig: ...\n"}
+        h.repos["acme/tiny-remote"] = Repo(COMMIT, {**_files(remote), **own_code}, {"model.safetensors"})
+        code = {"modeling_tiny.py": b"from .layers import x\nclass TinyModel: ...\n", "layers.py": b"x = 1\n",
+                "README.md": b"# code\n"}
+        h.repos["acme/tiny-code"] = Repo(CODE_COMMIT, code, set())
         monkeypatch.setenv("HF_ENDPOINT", h.url)
         monkeypatch.setenv("HF_TOKEN", TOKEN)
         monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))

@@ -24,13 +24,16 @@ Pure: no Pulumi, no network.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import ValidationError
 
 from .architecture import Architecture
+
+Fields = dict[str, Any]    # a config.json, or the Architecture fields made from it
 
 # transformers' config-class default for tie_word_embeddings when config.json omits it
 _TIED_BY_DEFAULT = {"gemma", "gemma2", "gemma3_text", "starcoder2", "bert", "nomic_bert"}
@@ -59,11 +62,11 @@ class HfConfigError(ValueError):
 class Quantization:
     """quantization_config of a pre-quantised checkpoint, as the sizing needs it."""
     quant_method: str
-    bits: Optional[int] = None
-    group_size: Optional[int] = None
-    weight_block_size: Optional[tuple[int, ...]] = None
+    bits: int | None = None
+    group_size: int | None = None
+    weight_block_size: tuple[int, ...] | None = None
     ignored: tuple[str, ...] = ()          # modules_to_not_convert / ignore / ignored_layers: kept 16 bit
-    raw: dict = field(default_factory=dict, compare=False, hash=False)
+    raw: Fields = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -72,10 +75,10 @@ class HfModel:
     architecture: Architecture
     model_type: str
     name: str                              # _name_or_path or the file it came from, for messages
-    torch_dtype: Optional[str]
+    torch_dtype: str | None
     precision: str                         # the checkpoint's own precision, a catalog key
-    quantization: Optional[Quantization]
-    auto_map: dict                         # remote code the repository ships (needs trust_remote_code)
+    quantization: Quantization | None
+    auto_map: Fields                       # remote code the repository ships (needs trust_remote_code)
     notes: tuple[str, ...] = ()
 
 
@@ -84,7 +87,7 @@ def is_hf_config(value: Any) -> bool:
     return isinstance(value, dict) and ("model_type" in value or "architectures" in value)
 
 
-def load_file(path: str | Path) -> dict:
+def load_file(path: str | Path) -> Fields:
     p = Path(path)
     if p.is_dir():
         p = p / "config.json"
@@ -102,7 +105,7 @@ def load_file(path: str | Path) -> dict:
 class _Reader:
     """Typed access to config keys, with errors that name the key and the model."""
 
-    def __init__(self, cfg: dict, model_type: str, name: str, prefix: str = ""):
+    def __init__(self, cfg: Fields, model_type: str, name: str, prefix: str = ""):
         self.cfg, self.model_type, self.name, self.prefix = cfg, model_type, name, prefix
         self.notes: list[str] = []
 
@@ -112,7 +115,7 @@ class _Reader:
     def has(self, key: str) -> bool:
         return self.cfg.get(key) is not None
 
-    def int(self, *keys: str, default: Optional[int] = None) -> int:
+    def num(self, *keys: str, default: int | None = None) -> int:
         for key in keys:
             value = self.cfg.get(key)
             if value is None:
@@ -126,10 +129,10 @@ class _Reader:
         raise HfConfigError(self._key(keys[0]), f"required to size {self.name} (model_type {self.model_type}) "
                                                 "and missing from its config.json: add it from the model's own file")
 
-    def opt_int(self, *keys: str) -> Optional[int]:
-        return self.int(*keys, default=-1) if any(self.has(k) for k in keys) else None
+    def opt_num(self, *keys: str) -> int | None:
+        return self.num(*keys, default=-1) if any(self.has(k) for k in keys) else None
 
-    def bool(self, key: str, default: bool) -> bool:
+    def flag(self, key: str, default: bool) -> bool:
         value = self.cfg.get(key)
         if value is None:
             return default
@@ -138,7 +141,7 @@ class _Reader:
         return value
 
 
-def from_config(cfg: dict, source: str = "config.json") -> HfModel:
+def from_config(cfg: Fields, source: str = "config.json") -> HfModel:
     """Map a config.json (a dict) to an HfModel. Raises HfConfigError naming the key path."""
     if not isinstance(cfg, dict):
         raise HfConfigError("", "a config.json is a JSON object")
@@ -178,12 +181,12 @@ def from_config(cfg: dict, source: str = "config.json") -> HfModel:
         else:
             r.notes.append(f"quantization_config.quant_method {quant.quant_method} is not a format the catalog "
                            f"sizes yet: weights are sized at {precision} (an upper bound)")
-    auto_map = cfg.get("auto_map") if isinstance(cfg.get("auto_map"), dict) else {}
+    auto_map: Fields = cfg["auto_map"] if isinstance(cfg.get("auto_map"), dict) else {}
     return HfModel(architecture=arch, model_type=model_type, name=name, torch_dtype=dtype, precision=precision,
                    quantization=quant, auto_map=auto_map, notes=tuple(r.notes))
 
 
-def _quantization(q: Any, name: str) -> Optional[Quantization]:
+def _quantization(q: Any, name: str) -> Quantization | None:
     if q is None:
         return None
     if not isinstance(q, dict) or not isinstance(q.get("quant_method"), str):
@@ -202,9 +205,9 @@ def _quantization(q: Any, name: str) -> Optional[Quantization]:
 
 def _context(r: _Reader) -> int:
     """vLLM's derived max_model_len (vllm/config/model.py _get_and_verify_max_len)."""
-    lengths = [r.int(k) for k in _LENGTH_KEYS if r.has(k)]
+    lengths = [r.num(k) for k in _LENGTH_KEYS if r.has(k)]
     if not lengths:
-        r.int("max_position_embeddings")          # raises: required
+        r.num("max_position_embeddings")          # raises: required
     window = min(lengths)
     scaling = r.cfg.get("rope_scaling") or r.cfg.get("rope_parameters")
     # vLLM does not scale Gemma 3's window again: its max_position_embeddings already includes the factor
@@ -218,11 +221,11 @@ def _context(r: _Reader) -> int:
     return window
 
 
-def _windowed(r: _Reader, default_pattern) -> dict:
+def _windowed(r: _Reader, default_pattern: Callable[[int], bool] | None) -> Fields:
     """sliding_window and how many layers use it, as the pinned vLLM allocates their KV."""
-    layers = r.int("num_hidden_layers")
+    layers = r.num("num_hidden_layers")
     types = r.cfg.get("layer_types")
-    window = r.opt_int("sliding_window")
+    window = r.opt_num("sliding_window")
     if isinstance(types, list):
         if len(types) != layers:
             raise HfConfigError(r._key("layer_types"), f"lists {len(types)} layers, num_hidden_layers is {layers}")
@@ -239,28 +242,28 @@ def _windowed(r: _Reader, default_pattern) -> dict:
     return {"sliding_window": window, "sliding_window_layers": sliding} if sliding else {}
 
 
-def _decoder(r: _Reader, **extra) -> dict:
+def _decoder(r: _Reader, **extra: Any) -> Fields:
     """The fields every decoder-only family states the same way."""
-    heads = r.int("num_attention_heads")
+    heads = r.num("num_attention_heads")
     out = dict(
-        num_hidden_layers=r.int("num_hidden_layers"),
-        hidden_size=r.int("hidden_size"),
-        intermediate_size=r.int("intermediate_size"),
+        num_hidden_layers=r.num("num_hidden_layers"),
+        hidden_size=r.num("hidden_size"),
+        intermediate_size=r.num("intermediate_size"),
         num_attention_heads=heads,
-        num_key_value_heads=r.int("num_key_value_heads", default=heads),
-        vocab_size=r.int("vocab_size"),
-        tie_word_embeddings=r.bool("tie_word_embeddings", r.model_type in _TIED_BY_DEFAULT),
+        num_key_value_heads=r.num("num_key_value_heads", default=heads),
+        vocab_size=r.num("vocab_size"),
+        tie_word_embeddings=r.flag("tie_word_embeddings", r.model_type in _TIED_BY_DEFAULT),
         max_position_embeddings=_context(r),
     )
     if r.has("head_dim"):
-        out["head_dim"] = r.int("head_dim")
+        out["head_dim"] = r.num("head_dim")
     out.update(extra)
     return out
 
 
 def _dense_moe_split(r: _Reader) -> int:
     """Leading dense layers of a Qwen MoE (mlp_only_layers, decoder_sparse_step); others unsupported."""
-    step = r.int("decoder_sparse_step", default=1)
+    step = r.num("decoder_sparse_step", default=1)
     only = r.cfg.get("mlp_only_layers") or []
     if step != 1:
         raise HfConfigError(r._key("decoder_sparse_step"), f"{step} (experts every {step} layers) is not sized yet: "
@@ -270,76 +273,76 @@ def _dense_moe_split(r: _Reader) -> int:
     return len(only)
 
 
-def _llama_biases(r: _Reader) -> dict:
-    return {"attention_bias": "all" if r.bool("attention_bias", False) else "none",
-            "mlp_bias": r.bool("mlp_bias", False)}
+def _llama_biases(r: _Reader) -> Fields:
+    return {"attention_bias": "all" if r.flag("attention_bias", False) else "none",
+            "mlp_bias": r.flag("mlp_bias", False)}
 
 
 # ----------------------------------------------------------------------------- families
 
-def _llama(r: _Reader) -> dict:
+def _llama(r: _Reader) -> Fields:
     return _decoder(r, **_llama_biases(r), **_windowed(r, None))
 
 
-def _mixtral(r: _Reader) -> dict:
-    return _decoder(r, num_experts=r.int("num_local_experts"), num_experts_per_tok=r.int("num_experts_per_tok"),
+def _mixtral(r: _Reader) -> Fields:
+    return _decoder(r, num_experts=r.num("num_local_experts"), num_experts_per_tok=r.num("num_experts_per_tok"),
                     **_windowed(r, None))
 
 
-def _qwen_window(r: _Reader):
-    if not r.bool("use_sliding_window", False):
+def _qwen_window(r: _Reader) -> Callable[[int], bool] | None:
+    if not r.flag("use_sliding_window", False):
         return None
-    first = r.int("max_window_layers", default=0)
+    first = r.num("max_window_layers", default=0)
     return lambda i: i >= first
 
 
-def _qwen2(r: _Reader) -> dict:
+def _qwen2(r: _Reader) -> Fields:
     return _decoder(r, attention_bias="qkv", **_windowed(r, _qwen_window(r)))
 
 
-def _qwen3(r: _Reader) -> dict:
+def _qwen3(r: _Reader) -> Fields:
     return _decoder(r, qk_norm=True, **_llama_biases(r), **_windowed(r, _qwen_window(r)))
 
 
-def _qwen2_moe(r: _Reader) -> dict:
-    width = r.int("moe_intermediate_size")
-    shared = r.int("shared_expert_intermediate_size", default=0)
+def _qwen2_moe(r: _Reader) -> Fields:
+    width = r.num("moe_intermediate_size")
+    shared = r.num("shared_expert_intermediate_size", default=0)
     if shared % width:
         raise HfConfigError(r._key("shared_expert_intermediate_size"), f"{shared} is not a multiple of "
                                                                        f"moe_intermediate_size ({width})")
-    return _decoder(r, attention_bias="qkv", num_experts=r.int("num_experts"),
-                    num_experts_per_tok=r.int("num_experts_per_tok"), moe_intermediate_size=width,
+    return _decoder(r, attention_bias="qkv", num_experts=r.num("num_experts"),
+                    num_experts_per_tok=r.num("num_experts_per_tok"), moe_intermediate_size=width,
                     num_shared_experts=shared // width, shared_expert_gate=shared > 0,
                     first_dense_layers=_dense_moe_split(r), **_windowed(r, _qwen_window(r)))
 
 
-def _qwen3_moe(r: _Reader) -> dict:
-    return _decoder(r, qk_norm=True, **_llama_biases(r), num_experts=r.int("num_experts"),
-                    num_experts_per_tok=r.int("num_experts_per_tok"),
-                    moe_intermediate_size=r.int("moe_intermediate_size"), first_dense_layers=_dense_moe_split(r),
+def _qwen3_moe(r: _Reader) -> Fields:
+    return _decoder(r, qk_norm=True, **_llama_biases(r), num_experts=r.num("num_experts"),
+                    num_experts_per_tok=r.num("num_experts_per_tok"),
+                    moe_intermediate_size=r.num("moe_intermediate_size"), first_dense_layers=_dense_moe_split(r),
                     **_windowed(r, _qwen_window(r)))
 
 
-def _gemma(r: _Reader) -> dict:
+def _gemma(r: _Reader) -> Fields:
     return _decoder(r, **_llama_biases(r))
 
 
-def _gemma2(r: _Reader) -> dict:
+def _gemma2(r: _Reader) -> Fields:
     # transformers Gemma2Config: layer_types default "sliding_attention" if (i + 1) % 2 else "full_attention"
     return _decoder(r, norms_per_layer=4, **_llama_biases(r), **_windowed(r, lambda i: bool((i + 1) % 2)))
 
 
-def _gemma3_text(r: _Reader) -> dict:
-    pattern = r.int("sliding_window_pattern", default=6)
+def _gemma3_text(r: _Reader) -> Fields:
+    pattern = r.num("sliding_window_pattern", default=6)
     return _decoder(r, norms_per_layer=4, qk_norm=True, **_llama_biases(r),
                     **_windowed(r, lambda i: bool((i + 1) % pattern)))
 
 
 def _siglip_parameters(v: _Reader) -> int:
     """A SigLIP vision tower (Gemma 3's): patch and position embeddings, pre-norm ViT blocks, a final norm."""
-    d, inner = v.int("hidden_size"), v.int("intermediate_size")
-    layers, patch, image = v.int("num_hidden_layers"), v.int("patch_size"), v.int("image_size")
-    channels = v.int("num_channels", default=3)
+    d, inner = v.num("hidden_size"), v.num("intermediate_size")
+    layers, patch, image = v.num("num_hidden_layers"), v.num("patch_size"), v.num("image_size")
+    channels = v.num("num_channels", default=3)
     embed = channels * patch * patch * d + d + (image // patch) ** 2 * d
     block = 4 * (d * d + d) + 2 * d * inner + inner + d + 2 * 2 * d
     return embed + layers * block + 2 * d
@@ -350,7 +353,7 @@ _GEMMA3_TEXT_DEFAULTS = {"vocab_size": 262208, "num_attention_heads": 8, "num_ke
                          "max_position_embeddings": 131072, "sliding_window": 4096, "sliding_window_pattern": 6}
 
 
-def _gemma3(r: _Reader) -> dict:
+def _gemma3(r: _Reader) -> Fields:
     """Gemma 3 4B and up: a gemma3_text language model, a SigLIP tower and a projector."""
     text, vision = r.cfg.get("text_config"), r.cfg.get("vision_config")
     if not isinstance(text, dict) or not isinstance(vision, dict):
@@ -359,18 +362,18 @@ def _gemma3(r: _Reader) -> dict:
     v = _Reader(vision, "siglip_vision_model", r.name, r._key("vision_config."))
     fields = _gemma3_text(t)
     r.notes += t.notes
-    vd = v.int("hidden_size")
+    vd = v.num("hidden_size")
     projector = vd * fields["hidden_size"] + vd     # mm_input_projection_weight + mm_soft_emb_norm
     fields["vision_parameters"] = _siglip_parameters(v) + projector
     return fields
 
 
-def _phi3(r: _Reader) -> dict:
+def _phi3(r: _Reader) -> Fields:
     return _decoder(r, **_windowed(r, None))
 
 
-def _starcoder2(r: _Reader) -> dict:
-    bias = r.bool("use_bias", True)
+def _starcoder2(r: _Reader) -> Fields:
+    bias = r.flag("use_bias", True)
     norm = r.cfg.get("norm_type", "layer_norm")
     if norm not in ("layer_norm", "rms_norm"):
         raise HfConfigError(r._key("norm_type"), f"{norm!r}: Starcoder2 uses layer_norm or rms_norm")
@@ -378,8 +381,8 @@ def _starcoder2(r: _Reader) -> dict:
                     norm="layernorm" if norm == "layer_norm" else "rmsnorm", **_windowed(r, None))
 
 
-def _deepseek(r: _Reader) -> dict:
-    freq = r.int("moe_layer_freq", default=1)
+def _deepseek(r: _Reader) -> Fields:
+    freq = r.num("moe_layer_freq", default=1)
     if freq != 1:
         raise HfConfigError(r._key("moe_layer_freq"), f"{freq} (experts every {freq} layers) is not sized yet: "
                                                       "only 1 is; write the architecture block by hand")
@@ -388,54 +391,54 @@ def _deepseek(r: _Reader) -> dict:
                        "layer is loaded only for speculative decoding and is not counted")
     moe = {}
     if r.has("n_routed_experts"):
-        moe = dict(num_experts=r.int("n_routed_experts"), num_experts_per_tok=r.int("num_experts_per_tok"),
-                   moe_intermediate_size=r.int("moe_intermediate_size"),
-                   num_shared_experts=r.int("n_shared_experts", default=0),
-                   first_dense_layers=r.int("first_k_dense_replace", default=0),
+        moe = dict(num_experts=r.num("n_routed_experts"), num_experts_per_tok=r.num("num_experts_per_tok"),
+                   moe_intermediate_size=r.num("moe_intermediate_size"),
+                   num_shared_experts=r.num("n_shared_experts", default=0),
+                   first_dense_layers=r.num("first_k_dense_replace", default=0),
                    router_bias=r.cfg.get("topk_method") == "noaux_tc")   # e_score_correction_bias
-    return _decoder(r, **_llama_biases(r), q_lora_rank=r.opt_int("q_lora_rank"), kv_lora_rank=r.int("kv_lora_rank"),
-                    qk_nope_head_dim=r.int("qk_nope_head_dim"), qk_rope_head_dim=r.int("qk_rope_head_dim"),
-                    v_head_dim=r.int("v_head_dim"), **moe)
+    return _decoder(r, **_llama_biases(r), q_lora_rank=r.opt_num("q_lora_rank"), kv_lora_rank=r.num("kv_lora_rank"),
+                    qk_nope_head_dim=r.num("qk_nope_head_dim"), qk_rope_head_dim=r.num("qk_rope_head_dim"),
+                    v_head_dim=r.num("v_head_dim"), **moe)
 
 
-def _gpt_oss(r: _Reader) -> dict:
+def _gpt_oss(r: _Reader) -> Fields:
     # gpt-oss: q/k/v/o biases, a sink logit per head, a router with bias, experts with biases;
     # layer_types alternate sliding (window 128) and full attention
-    return _decoder(r, attention_bias="all" if r.bool("attention_bias", True) else "none", mlp_bias=True,
+    return _decoder(r, attention_bias="all" if r.flag("attention_bias", True) else "none", mlp_bias=True,
                     attention_sinks=True, router_bias=True,
-                    num_experts=r.int("num_local_experts", "num_experts"),
-                    num_experts_per_tok=r.int("num_experts_per_tok", "experts_per_token"),
+                    num_experts=r.num("num_local_experts", "num_experts"),
+                    num_experts_per_tok=r.num("num_experts_per_tok", "experts_per_token"),
                     **_windowed(r, lambda i: i % 2 == 0))
 
 
-def _bert(r: _Reader) -> dict:
-    heads = r.int("num_attention_heads")
+def _bert(r: _Reader) -> Fields:
+    heads = r.num("num_attention_heads")
     if r.cfg.get("position_embedding_type", "absolute") != "absolute":
         raise HfConfigError(r._key("position_embedding_type"), "only absolute position embeddings are sized")
     archs = r.cfg.get("architectures") or []
     pooler = not any(a.endswith(("ForMaskedLM", "ForPreTraining")) for a in archs)
-    return dict(num_hidden_layers=r.int("num_hidden_layers"), hidden_size=r.int("hidden_size"),
-                intermediate_size=r.int("intermediate_size"), num_attention_heads=heads, num_key_value_heads=heads,
-                vocab_size=r.int("vocab_size"), tie_word_embeddings=True,
-                max_position_embeddings=r.int("max_position_embeddings"), mlp="plain", attention_bias="all",
+    return dict(num_hidden_layers=r.num("num_hidden_layers"), hidden_size=r.num("hidden_size"),
+                intermediate_size=r.num("intermediate_size"), num_attention_heads=heads, num_key_value_heads=heads,
+                vocab_size=r.num("vocab_size"), tie_word_embeddings=True,
+                max_position_embeddings=r.num("max_position_embeddings"), mlp="plain", attention_bias="all",
                 mlp_bias=True, norm="layernorm", position_embedding="absolute", task="embed",
-                type_vocab_size=r.int("type_vocab_size", default=2), pooler=pooler, embedding_norm=True)
+                type_vocab_size=r.num("type_vocab_size", default=2), pooler=pooler, embedding_norm=True)
 
 
-def _nomic_bert(r: _Reader) -> dict:
-    hidden, heads = r.int("n_embd"), r.int("n_head")
+def _nomic_bert(r: _Reader) -> Fields:
+    hidden, heads = r.num("n_embd"), r.num("n_head")
     act = r.cfg.get("activation_function", "gelu")
     rotary = (r.cfg.get("rotary_emb_fraction") or 0) > 0
     if not rotary:
         raise HfConfigError(r._key("rotary_emb_fraction"), "nomic_bert without rotary embeddings is not sized")
-    return dict(num_hidden_layers=r.int("n_layer"), hidden_size=hidden,
-                intermediate_size=r.int("n_inner", default=4 * hidden), num_attention_heads=heads,
-                num_key_value_heads=heads, vocab_size=r.int("vocab_size"), tie_word_embeddings=True,
-                max_position_embeddings=r.int("n_positions", "max_position_embeddings"),
+    return dict(num_hidden_layers=r.num("n_layer"), hidden_size=hidden,
+                intermediate_size=r.num("n_inner", default=4 * hidden), num_attention_heads=heads,
+                num_key_value_heads=heads, vocab_size=r.num("vocab_size"), tie_word_embeddings=True,
+                max_position_embeddings=r.num("n_positions", "max_position_embeddings"),
                 mlp="gated" if act in ("swiglu", "geglu") else "plain",
-                attention_bias="all" if r.bool("qkv_proj_bias", True) else "none",
-                mlp_bias=r.bool("mlp_fc1_bias", True), norm="layernorm", position_embedding="rope", task="embed",
-                type_vocab_size=r.int("type_vocab_size", default=2), pooler=False, embedding_norm=True)
+                attention_bias="all" if r.flag("qkv_proj_bias", True) else "none",
+                mlp_bias=r.flag("mlp_fc1_bias", True), norm="layernorm", position_embedding="rope", task="embed",
+                type_vocab_size=r.num("type_vocab_size", default=2), pooler=False, embedding_norm=True)
 
 
 _FAMILIES = {
@@ -448,7 +451,7 @@ _FAMILIES = {
 SUPPORTED_MODEL_TYPES = tuple(sorted(_FAMILIES))
 
 
-def kv_note(model: HfModel) -> Optional[str]:
+def kv_note(model: HfModel) -> str | None:
     a = model.architecture
     if not a.sliding_window_layers:
         return None

@@ -13,7 +13,6 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import yaml
 
@@ -30,7 +29,7 @@ class StageResult:
     staged: Staged
     report: UploadReport
     snippet: str
-    config_path: Optional[Path]
+    config_path: Path | None
 
 
 def default_name(model: str) -> str:
@@ -46,12 +45,13 @@ def _checked_name(name: str) -> str:
     return name
 
 
-def stage_hub(model: str, revision: str, store_url: str, *, name: Optional[str] = None,
-              kms_key_id: Optional[str] = None, workdir: Optional[Path] = None, config_dir: Path = Path("."),
-              code_revisions: Optional[dict[str, str]] = None, endpoint_url: Optional[str] = None,
-              region: Optional[str] = None, progress: bool = True, **upload_args) -> StageResult:
-    from . import hub
+def stage_hub(model: str, revision: str, store_url: str, *, name: str | None = None,
+              kms_key_id: str | None = None, workdir: Path | None = None, config_dir: Path = Path("."),
+              code_revisions: dict[str, str] | None = None, endpoint_url: str | None = None,
+              region: str | None = None, progress: bool = True, **upload_args) -> StageResult:
     from llm_platform import catalog
+
+    from . import hub
     name = _checked_name(name or default_name(model))
     hub.check_revision(revision)
     store = Store.parse(store_url)
@@ -84,11 +84,12 @@ def stage_hub(model: str, revision: str, store_url: str, *, name: Optional[str] 
     return StageResult(staged, report, _snippet(entry, notes), config_path)
 
 
-def stage_ollama(ref: str, revision: str, store_url: str, *, name: Optional[str] = None, model: Optional[str] = None,
-                 kms_key_id: Optional[str] = None, workdir: Optional[Path] = None, endpoint_url: Optional[str] = None,
-                 region: Optional[str] = None, progress: bool = True, **upload_args) -> StageResult:
-    from . import ollama
+def stage_ollama(ref: str, revision: str, store_url: str, *, name: str | None = None, model: str | None = None,
+                 kms_key_id: str | None = None, workdir: Path | None = None, endpoint_url: str | None = None,
+                 region: str | None = None, progress: bool = True, **upload_args) -> StageResult:
     from llm_platform import catalog
+
+    from . import ollama
     name = _checked_name(name or default_name(ref.replace(":", "-")))
     store = Store.parse(store_url)
     workdir = workdir or Path("llm-staging") / name / revision.replace(":", "-")
@@ -110,7 +111,7 @@ def stage_ollama(ref: str, revision: str, store_url: str, *, name: Optional[str]
     return StageResult(staged, report, _snippet(entry, notes), None)
 
 
-def _ollama_precision(staged: Staged, precisions: dict) -> Optional[str]:
+def _ollama_precision(staged: Staged, precisions: dict) -> str | None:
     """The GGUF file type the image config states (e.g. Q4_K_M), when the catalog sizes it."""
     for rel in staged.digests:
         if not rel.startswith("blobs/"):

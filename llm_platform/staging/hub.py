@@ -19,7 +19,6 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from . import manifest
 from .errors import StageError
@@ -36,8 +35,8 @@ class Staged:
     revision: str
     root: Path
     digests: dict[str, str]               # relative path -> sha256 (everything SHA256SUMS lists)
-    license: Optional[str] = None
-    config: Optional[dict] = None
+    license: str | None = None
+    config: dict | None = None
     remote_code: list[dict] = field(default_factory=list)
 
 
@@ -54,7 +53,7 @@ def _api():
     return HfApi(endpoint=_endpoint(), token=_token())
 
 
-def _endpoint() -> Optional[str]:
+def _endpoint() -> str | None:
     return os.environ.get("HF_ENDPOINT") or None
 
 
@@ -100,8 +99,8 @@ def _expected(repo: str, siblings) -> dict[str, tuple[str, str]]:
     return out
 
 
-def download(repo: str, revision: str, workdir: Path, code_revisions: Optional[dict[str, str]] = None,
-             include: Optional[list[str]] = None) -> Staged:
+def download(repo: str, revision: str, workdir: Path, code_revisions: dict[str, str] | None = None,
+             include: list[str] | None = None) -> Staged:
     """Download and verify `repo` at `revision` into `workdir`; raise StageError on any mismatch."""
     from huggingface_hub import hf_hub_download
     check_revision(revision)
@@ -137,7 +136,7 @@ def download(repo: str, revision: str, workdir: Path, code_revisions: Optional[d
     return staged
 
 
-def auto_map_modules(config: Optional[dict]) -> dict[str, set[str]]:
+def auto_map_modules(config: dict | None) -> dict[str, set[str]]:
     """repo ('' for this one) -> module files an auto_map names."""
     out: dict[str, set[str]] = {}
     entries = (config or {}).get("auto_map") or {}

@@ -15,9 +15,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 from . import manifest
 from .errors import StageError
@@ -31,7 +31,7 @@ class Store:
     root: str = ""
 
     @classmethod
-    def parse(cls, url: str) -> "Store":
+    def parse(cls, url: str) -> Store:
         m = re.fullmatch(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/.*)?", url or "")
         if not m:
             raise StageError(f"--store {url!r} is not an S3 location: write s3://<bucket> or s3://<bucket>/<prefix>")
@@ -50,7 +50,7 @@ class UploadReport:
     already_complete: bool = False
 
 
-def _client(endpoint_url: Optional[str], region: Optional[str]):
+def _client(endpoint_url: str | None, region: str | None):
     import boto3
     from botocore.config import Config
     return boto3.client("s3", endpoint_url=endpoint_url, region_name=region,
@@ -58,9 +58,9 @@ def _client(endpoint_url: Optional[str], region: Optional[str]):
 
 
 def upload(root: Path, digests: dict[str, str], store: Store, name: str, revision: str, *,
-           kms_key_id: Optional[str] = None, endpoint_url: Optional[str] = None, region: Optional[str] = None,
+           kms_key_id: str | None = None, endpoint_url: str | None = None, region: str | None = None,
            multipart_threshold: int = 64 * MiB, multipart_chunksize: int = 64 * MiB, progress: bool = True,
-           client=None, on_object: Optional[Callable[[str], None]] = None) -> UploadReport:
+           client=None, on_object: Callable[[str], None] | None = None) -> UploadReport:
     """Upload the files of `digests` (relative path -> sha256) and then their manifest."""
     from boto3.exceptions import Boto3Error
     from boto3.s3.transfer import TransferConfig
@@ -116,7 +116,7 @@ def upload(root: Path, digests: dict[str, str], store: Store, name: str, revisio
     return UploadReport(todo, skipped, manifest_key, digest)
 
 
-def _head(s3, bucket: str, key: str) -> Optional[dict]:
+def _head(s3, bucket: str, key: str) -> dict | None:
     from botocore.exceptions import ClientError
     try:
         return s3.head_object(Bucket=bucket, Key=key)
