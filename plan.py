@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from llm_platform import catalog
-from llm_platform.settings import ConfigError, ConfigErrors, parse, read_stack_file
+from llm_platform.settings import ConfigError, ConfigErrors, absolute_paths, parse, read_stack_file
 from llm_platform.sizing.planner import PlanningError, hourly_price, plan_stack
 
 ROOT = Path(__file__).resolve().parent
@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail([ConfigError(path.name, f"no stack named {args.stack!r}: shipped stacks are {', '.join(known)}")],
                      args.json)
     try:
-        raw = read_stack_file(path)
-        config = parse(raw, base_dir=Path(path).parent)
+        raw = absolute_paths(read_stack_file(path), path.parent)   # architecture_file is relative to the stack file
+        config = parse(raw)
         plans = plan_stack(config)
     except (ConfigErrors, PlanningError) as exc:
         return _fail(exc.errors, args.json)

@@ -214,3 +214,14 @@ def _errors(raw: dict, base_dir=None) -> dict[str, str]:
     with pytest.raises(ConfigErrors) as exc:
         parse(raw, base_dir=base_dir)
     return {e.path: e.message for e in exc.value.errors}
+
+
+def test_plan_cli_reads_architecture_file_beside_a_stack_file_anywhere(tmp_path, capsys):
+    import plan
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "config.json").write_text((DATA / "google__gemma-2-9b-it.json").read_text())
+    stack = tmp_path / "Pulumi.onboard.yaml"
+    stack.write_text(yaml.safe_dump({"config": _stack(model="google/gemma-2-9b-it", architecture_file="models")}))
+    assert plan.main(["--config", str(stack), "--json"]) == 0, capsys.readouterr().err
+    (dep,) = json.loads(capsys.readouterr().out)["deployments"]
+    assert dep["parameters"] == 9241705984 and dep["memory"]["kv_bytes_per_token"] == 344064

@@ -99,6 +99,17 @@ def parse(raw: dict[str, Any], secret_keys: Optional[Iterable[str]] = None,
     return config
 
 
+def absolute_paths(raw: dict[str, Any], base_dir: str | Path) -> dict[str, Any]:
+    """The raw config with relative file paths (models[].architecture_file) made absolute from `base_dir`,
+    so it means the same wherever it is validated next (the program runs in the project directory)."""
+    models = raw.get(f"{NAMESPACE}:models")
+    if not isinstance(models, list):
+        return raw
+    fixed = [dict(m, architecture_file=str(Path(base_dir) / m["architecture_file"]))
+             if isinstance(m, dict) and isinstance(m.get("architecture_file"), str) else m for m in models]
+    return {**raw, f"{NAMESPACE}:models": fixed}
+
+
 def load_stack(path: str | Path) -> StackConfig:
     return parse(read_stack_file(path), base_dir=Path(path).parent)
 
