@@ -313,3 +313,26 @@ def _boot_fetch(s3, tmp_path, plan, prefix: str, manifest_sha256: str):
     env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "FAKE_S3": str(tmp_path / "s3")}
     proc = subprocess.run(["bash", str(host / "fetch.sh")], capture_output=True, text=True, env=env, timeout=60)
     return proc, host / "opt" / "model"
+
+
+def test_a_registry_model_snippet_needs_only_the_approval_to_plan_in_prod(hub, s3, moto_url, tmp_path, capsys):
+    from tests.test_hf_config import DATA
+    real = json.loads((DATA / "meta-llama__Llama-3.1-8B-Instruct.json").read_text())
+    hub.repos["meta-llama/Llama-3.1-8B-Instruct"] = Repo(COMMIT, _files(real), {"model.safetensors"})
+    code, out = _stage(moto_url, s3, tmp_path, "--name", "llama-8b", capsys=capsys,
+                       model="meta-llama/Llama-3.1-8B-Instruct")
+    assert code == 0, out.err
+    entry = yaml.safe_load(out.out)["llm-platform:models"][0]
+    assert "architecture_file" not in entry and not (tmp_path / "project" / "models").exists()
+    entry["provenance"].update(approved_by="security@example.com", review_status="approved")
+    raw = copy.deepcopy(MINIMAL)
+    raw["llm-platform:environment"] = "prod"
+    raw["llm-platform:network"]["availability_zones"] = 2
+    raw["llm-platform:models"] = [dict(entry, replicas=2)]
+    (plan,) = plan_stack(parse(raw))
+    assert plan.revision == COMMIT and plan.parameters == 8030261248
+
+
+def test_a_store_that_is_not_s3_is_refused(hub, tmp_path, capsys):
+    assert main(["stage", "--model", "acme/tiny-llama", "--revision", COMMIT, "--store", "/mnt/models"]) == 1
+    assert "is not an S3 location" in capsys.readouterr().err and hub.requests == []

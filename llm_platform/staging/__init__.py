@@ -81,7 +81,7 @@ def stage_hub(model: str, revision: str, store_url: str, *, name: str | None = N
     if staged.remote_code:
         notes.append("the repository runs its own Python (auto_map): after review set review_status approved and "
                      "trust_remote_code: true; staged sources are in remote_code.json")
-    return StageResult(staged, report, _snippet(entry, notes), config_path)
+    return StageResult(staged, report, _snippet(entry, notes + _root_note(store)), config_path)
 
 
 def stage_ollama(ref: str, revision: str, store_url: str, *, name: str | None = None, model: str | None = None,
@@ -108,7 +108,7 @@ def stage_ollama(ref: str, revision: str, store_url: str, *, name: str | None = 
                                  "approved_by": "FILL IN: who approved this model", "review_status": "pending"}})
     notes = [f"staged to s3://{store.bucket}/{store.prefix(name, revision)}/ as Ollama's models directory "
              f"({len(staged.digests)} files, manifest sha256 {report.manifest_sha256})"]
-    return StageResult(staged, report, _snippet(entry, notes), None)
+    return StageResult(staged, report, _snippet(entry, notes + _root_note(store)), None)
 
 
 def _ollama_precision(staged: Staged, precisions: dict) -> str | None:
@@ -127,6 +127,13 @@ def _ollama_precision(staged: Staged, precisions: dict) -> str | None:
         if file_type in precisions:
             return file_type
     return None
+
+
+def _root_note(store: Store) -> list[str]:
+    if not store.root:
+        return []
+    return [f"note: the platform's instances read models/<name>/<revision>/ at the root of their model store; "
+            f"the prefix {store.root}/ suits a shared bucket, not the stack's own store"]
 
 
 def _snippet(entry: dict, notes: list[str]) -> str:
