@@ -225,3 +225,12 @@ def test_plan_cli_reads_architecture_file_beside_a_stack_file_anywhere(tmp_path,
     assert plan.main(["--config", str(stack), "--json"]) == 0, capsys.readouterr().err
     (dep,) = json.loads(capsys.readouterr().out)["deployments"]
     assert dep["parameters"] == 9241705984 and dep["memory"]["kv_bytes_per_token"] == 344064
+
+
+def test_the_checkpoints_quantization_config_is_kept_on_the_model_entry():
+    raw = _stack(model="openai/gpt-oss-20b", architecture=_config("openai__gpt-oss-20b.json"))
+    raw["llm-platform:models"].append({"name": "registry", "model": "meta-llama/Llama-3.1-8B-Instruct"})
+    oss, registry = parse(raw).models
+    q = oss.checkpoint.quantization
+    assert (q.quant_method, q.ignored[-1]) == ("mxfp4", "lm_head") and q.raw["quant_method"] == "mxfp4"
+    assert registry.checkpoint is None

@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, ValidationInfo, field_validator)
+from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, ValidationInfo, field_validator,
+                      model_validator)
 
 from llm_platform.catalog import hf_config
 from llm_platform.catalog.architecture import Architecture
@@ -123,6 +124,20 @@ class ModelSpec(_Strict):
     checksums: Optional[Checksums] = Field(None, validate_default=True, description="SHA-256 manifest; required in prod")
     provenance: Optional[Provenance] = Field(None, validate_default=True, description="origin and approval; required in prod")
     trust_remote_code: bool = Field(False, description="let the runtime run the repository's Python code")
+
+    # what the model's config.json said beyond the Architecture (torch_dtype, quantization_config, auto_map)
+    _checkpoint: Optional[hf_config.HfModel] = PrivateAttr(None)
+
+    @property
+    def checkpoint(self) -> Optional[hf_config.HfModel]:
+        """The parsed config.json when the architecture came from one: its quantization_config (method, bits,
+        group size, weight_block_size, modules kept in 16 bit) for the quantization sizing, its auto_map."""
+        return self._checkpoint
+
+    @model_validator(mode="after")
+    def _keep_checkpoint(self, info: ValidationInfo) -> "ModelSpec":
+        self._checkpoint = (info.context or {}).get("hf_model") if self.architecture is not None else None
+        return self
 
     @field_validator("name")
     @classmethod
