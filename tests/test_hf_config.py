@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -130,10 +131,18 @@ def test_sliding_window_layers_keep_only_the_window_of_kv():
     assert windowed_kv == pytest.approx(8 * per_token * (4 * 32768 + 22 * 545 * 16) / GIB)
 
 
-def test_a_window_without_layer_types_keeps_full_kv_as_the_pinned_vllm_does():
-    sc2 = from_config(_config("bigcode__starcoder2-15b.json"))
-    assert sc2.architecture.sliding_window_layers == 0
-    assert any("full-attention KV" in n for n in sc2.notes)
+def test_a_window_without_layer_types_windows_every_layer_as_the_pinned_vllm_does():
+    # vLLM's create_engine_config sets the model-level window for models that are not interleaved
+    sc2 = from_config(_config("bigcode__starcoder2-15b.json")).architecture
+    assert (sc2.sliding_window, sc2.sliding_window_layers) == (4096, 40)
+    phi = from_config(_config("microsoft__Phi-3-mini-4k-instruct.json")).architecture
+    assert (phi.sliding_window, phi.sliding_window_layers) == (2047, 32)
+    # Qwen names a window it does not use (use_sliding_window false), Mistral Small has none
+    assert from_config(_config("Qwen__Qwen2.5-7B-Instruct.json")).architecture.sliding_window is None
+    assert from_config(_config("mistralai__Mistral-Small-24B-Instruct-2501.json")).architecture.sliding_window is None
+    # a window that covers the whole context keeps no less than the context, and no more
+    assert kv_tokens_per_layer(sc2, 2048, 8192) == 2048
+    assert kv_tokens_per_layer(sc2, 16384, 2048) == (math.ceil((4095 + 2048) / 16) + 1) * 16
 
 
 def _cat():

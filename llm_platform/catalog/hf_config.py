@@ -11,10 +11,10 @@ transformers' config classes and the pinned vLLM read it, by `model_type`:
 - the context window is vLLM's derived max_model_len: the smallest of the length keys, multiplied
   by the rope_scaling factor except for llama3/longrope/su scaling (yarn starts from
   original_max_position_embeddings);
-- KV that only sliding-window layers keep counts only where vLLM allocates it that way: layers
-  the config's layer_types (or the Gemma 2/3 and Qwen defaults that build it) mark
-  sliding_attention. A sliding_window without layer_types (Mistral 7B v0.1, Starcoder2, Phi-3) is
-  served by the pinned vLLM with full-attention KV, so it is sized that way;
+- sliding windows as the pinned vLLM allocates their KV: an interleaved model (layer_types of two
+  kinds, or the Gemma 2/3 and gpt-oss patterns transformers builds) windows only its
+  sliding_attention layers; any other model with a sliding_window (Mistral 7B v0.1, Starcoder2,
+  Phi-3) windows every layer; Qwen's window counts only with use_sliding_window;
 - torch_dtype (or dtype) and quantization_config give the checkpoint's own precision.
 
 Keys that do not change sizes (token ids, dropout, initializer_range, rope_theta...) are accepted
@@ -222,24 +222,32 @@ def _context(r: _Reader) -> int:
 
 
 def _windowed(r: _Reader, default_pattern: Callable[[int], bool] | None) -> Fields:
-    """sliding_window and how many layers use it, as the pinned vLLM allocates their KV."""
+    """sliding_window and how many layers use it, as the pinned vLLM allocates their KV.
+
+    vLLM (engine/arg_utils.py create_engine_config) gives every attention layer the model-level
+    sliding_window unless the model is interleaved (layer_types of more than one kind), where each layer
+    takes its own: so a window without layer_types (Mistral 7B v0.1, Starcoder2, Phi-3) windows every
+    layer, and Gemma 2/3 and gpt-oss window only their sliding_attention layers. A window of 0 is none."""
     layers = r.num("num_hidden_layers")
     types = r.cfg.get("layer_types")
-    window = r.opt_num("sliding_window")
+    window = r.opt_num("sliding_window") or None
     if isinstance(types, list):
         if len(types) != layers:
             raise HfConfigError(r._key("layer_types"), f"lists {len(types)} layers, num_hidden_layers is {layers}")
         sliding = sum(1 for t in types if t == "sliding_attention")
-    elif default_pattern is not None and window:
+        interleaved = len(set(types)) > 1
+    elif default_pattern is not None:       # transformers builds layer_types for these families
         sliding = sum(1 for i in range(layers) if default_pattern(i))
+        interleaved = 0 < sliding < layers
     else:
-        if window and window < _context(r):
-            r.notes.append(f"sliding_window {window} without layer_types: the pinned vLLM keeps full-attention KV "
-                           "for this family, and so does the sizing")
+        sliding, interleaved = layers, False
+    if window is None:
+        if interleaved:
+            raise HfConfigError(r._key("sliding_window"), f"{r.name} has sliding_attention layers but no window size")
         return {}
-    if sliding and not window:
-        raise HfConfigError(r._key("sliding_window"), f"{r.name} has sliding_attention layers but no window size")
-    return {"sliding_window": window, "sliding_window_layers": sliding} if sliding else {}
+    if not interleaved:
+        sliding = layers                    # the model-level window applies to every layer
+    return {"sliding_window": window, "sliding_window_layers": sliding}
 
 
 def _decoder(r: _Reader, **extra: Any) -> Fields:
@@ -290,7 +298,10 @@ def _mixtral(r: _Reader) -> Fields:
 
 
 def _qwen_window(r: _Reader) -> Callable[[int], bool] | None:
+    """Qwen configs name a window even when it is off: transformers drops it unless use_sliding_window,
+    and then only layers from max_window_layers on slide."""
     if not r.flag("use_sliding_window", False):
+        r.cfg = {**r.cfg, "sliding_window": None, "layer_types": None}
         return None
     first = r.num("max_window_layers", default=0)
     return lambda i: i >= first

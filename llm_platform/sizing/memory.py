@@ -167,12 +167,12 @@ def kv_tokens_per_layer(arch: Architecture, max_model_len: int, max_num_batched_
     A full-attention layer keeps the whole context. A sliding-window layer keeps what vLLM's hybrid KV
     cache manager allocates for it (vllm/v1/kv_cache_interface.py, SlidingWindowSpec.max_memory_usage_bytes):
     the last sliding_window - 1 tokens plus one prefill chunk, at most max_model_len, rounded up to whole
-    blocks plus one block (the window need not start on a block boundary)."""
+    blocks plus one block (the window need not start on a block boundary); never more than a full layer."""
     sliding = arch.sliding_window_layers
     if not sliding or arch.sliding_window is None:
         return float(max_model_len)
     tokens = min(arch.sliding_window - 1 + max_num_batched_tokens, max_model_len)
-    kept = (math.ceil(tokens / VLLM_BLOCK_TOKENS) + 1) * VLLM_BLOCK_TOKENS
+    kept = min((math.ceil(tokens / VLLM_BLOCK_TOKENS) + 1) * VLLM_BLOCK_TOKENS, max_model_len)
     full = arch.num_hidden_layers - sliding
     return (full * max_model_len + sliding * kept) / arch.num_hidden_layers
 
