@@ -137,8 +137,11 @@ def test_stage_round_trips_into_the_store_plans_and_passes_the_boot_verification
 
 def test_a_second_run_finds_the_revision_complete_and_uploads_nothing(hub, s3, moto_url, tmp_path, capsys):
     assert _stage(moto_url, s3, tmp_path, capsys=capsys)[0] == 0
+    hub.requests.clear()
     code, out = _stage(moto_url, s3, tmp_path, capsys=capsys)
     assert code == 0 and "already staged" in out.err
+    # the verified local copy is reused: only the Hub's file list is read again, no file is downloaded
+    assert [p for m, p, _ in hub.requests if "/resolve/" in p] == []
 
 
 def test_a_branch_name_is_refused_before_anything_is_fetched(hub, s3, moto_url, tmp_path, capsys):
@@ -211,11 +214,18 @@ def test_remote_code_from_another_repository_is_staged_at_a_pinned_commit(hub, s
     prefix = f"models/tiny-remote/{COMMIT}"
     manifest = s3.get_object(Bucket=s3.bucket, Key=f"{prefix}/SHA256SUMS")["Body"].read().decode()
     listed = {line.split("  ")[1] for line in manifest.splitlines()}
-    assert {"configuration_tiny.py", "remote_code/acme/tiny-code/modeling_tiny.py",
-            "remote_code/acme/tiny-code/layers.py", "remote_code.json"} <= listed
-    sources = json.loads(s3.get_object(Bucket=s3.bucket, Key=f"{prefix}/remote_code.json")["Body"].read())["sources"]
-    assert {"repo": "acme/tiny-code", "revision": CODE_COMMIT, "files": ["layers.py", "modeling_tiny.py"],
-            "path": "remote_code/acme/tiny-code"} in sources
+    # the other repository's module and what it imports relatively, next to config.json; its README is not code
+    assert {"configuration_tiny.py", "modeling_tiny.py", "layers.py", "llm-platform-remote-code.json"} <= listed
+    assert "README.md" not in listed
+    config = json.loads(s3.get_object(Bucket=s3.bucket, Key=f"{prefix}/config.json")["Body"].read())
+    assert config["auto_map"] == {"AutoConfig": "configuration_tiny.TinyConfig", "AutoModel": "modeling_tiny.TinyModel"}
+    record = json.loads(s3.get_object(Bucket=s3.bucket, Key=f"{prefix}/llm-platform-remote-code.json")["Body"].read())
+    assert record["sources"] == [{"repo": "acme/tiny-code", "revision": CODE_COMMIT}]
+    assert record["original_auto_map"]["AutoModel"] == "acme/tiny-code--modeling_tiny.TinyModel"
+    assert record["files"]["layers.py"] == hashlib.sha256(b"x = 1\n").hexdigest()
+    code, out = _stage(moto_url, s3, tmp_path, "--code-revision", f"acme/tiny-code={CODE_COMMIT}", capsys=capsys,
+                       model="acme/tiny-remote")     # again, in the same work directory: same manifest
+    assert code == 0 and "already staged" in out.err, out.err
     assert "trust_remote_code" in out.out
 
 

@@ -79,8 +79,9 @@ def stage_hub(model: str, revision: str, store_url: str, *, name: str | None = N
         notes.append(f"{model} is not in the registry: its config.json is at {config_path}, beside the stack files "
                      "(architecture_file is relative to the stack file)")
     if staged.remote_code:
-        notes.append("the repository runs its own Python (auto_map): after review set review_status approved and "
-                     "trust_remote_code: true; staged sources are in remote_code.json")
+        notes.append("the model runs Python from its repository (auto_map): after review set review_status approved "
+                     "and trust_remote_code: true; code from other repositories is recorded in "
+                     "llm-platform-remote-code.json")
     return StageResult(staged, report, _snippet(entry, notes + _root_note(store)), config_path)
 
 

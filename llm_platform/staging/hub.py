@@ -7,9 +7,11 @@ stops the staging. The token comes from HF_TOKEN and goes to huggingface_hub onl
 prints or logs it. HF_ENDPOINT (a mirror, or the tests' fake Hub) is read at call time.
 
 Remote code: a config.json `auto_map` entry names a module of this repository ("modeling_x.Class",
-downloaded with the commit) or of another one ("org/repo--modeling_x.Class"). The other repository's
-module is staged at a pinned commit (`code_revisions`) under remote_code/<org>/<repo>/, listed in
-SHA256SUMS like every other file, and described in remote_code.json for the runtime.
+downloaded with the commit) or of another one ("org/repo--modeling_x.Class"), which transformers would
+fetch at load time and an air-gapped runtime cannot. The other repository's module, and the modules it
+imports relatively, are fetched at a pinned commit (`code_revisions`), verified against that commit's
+digests, written next to config.json, config.json's auto_map is made local, and the provenance goes to
+llm-platform-remote-code.json; SHA256SUMS lists all of it.
 """
 from __future__ import annotations
 
@@ -114,8 +116,15 @@ def download(repo: str, revision: str, workdir: Path, code_revisions: dict[str, 
     workdir.mkdir(parents=True, exist_ok=True)
     digests: dict[str, str] = {}
     for path, (kind, want) in sorted(expected.items()):
+        local = workdir / path
+        if local.is_file():       # from an earlier run: kept if it is still the Hub's file, else fetched again
+            got = manifest.sha256_file(local) if kind == "sha256" else manifest.git_blob_sha1(local)
+            if got == want:
+                digests[path] = got if kind == "sha256" else manifest.sha256_file(local)
+                continue
+            local.unlink()
         local = Path(hf_hub_download(repo, path, revision=revision, local_dir=workdir, endpoint=_endpoint(),
-                                     token=_token()))
+                                     token=_token(), force_download=True))
         got = manifest.sha256_file(local) if kind == "sha256" else manifest.git_blob_sha1(local)
         if got != want:
             local.unlink()
@@ -136,58 +145,88 @@ def download(repo: str, revision: str, workdir: Path, code_revisions: dict[str, 
     return staged
 
 
-def auto_map_modules(config: dict | None) -> dict[str, set[str]]:
-    """repo ('' for this one) -> module files an auto_map names."""
-    out: dict[str, set[str]] = {}
-    entries = (config or {}).get("auto_map") or {}
-    for ref in entries.values():
-        for item in ref if isinstance(ref, list) else [ref]:
-            if not isinstance(item, str):
-                continue
-            repo, _, dotted = item.rpartition("--")
-            module = dotted.rsplit(".", 1)[0]
-            out.setdefault(repo, set()).add(module.replace(".", "/") + ".py")
+# The layout rules of remote code, shared with the runtime side (helper #10's serving/remote_code.py):
+# modules another repository provides are written at the model's root next to config.json, config.json's
+# auto_map is rewritten to the local `<module>.<Class>` form transformers loads offline, and a record of
+# where the code came from is written beside them; SHA256SUMS lists all of it.
+REMOTE_CODE_RECORD = "llm-platform-remote-code.json"
+_RELATIVE_IMPORTS = (re.compile(r"^\s*import\s+\.(\S+)\s*$", re.MULTILINE),
+                     re.compile(r"^\s*from\s+\.(\S+)\s+import", re.MULTILINE))   # transformers' own patterns
+
+
+def auto_map_references(config: Optional[dict]) -> list[tuple[str, Optional[str], str]]:
+    """(auto_map key, repository or None for this one, module) for every auto_map entry."""
+    out = []
+    for key, value in sorted(((config or {}).get("auto_map") or {}).items()):
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and item:
+                repo, _, ref = item.rpartition("--") if "--" in item else ("", "", item)
+                out.append((key, repo or None, ref.rpartition(".")[0]))
     return out
+
+
+def _localized(config: dict) -> dict:
+    def local(v):
+        if isinstance(v, list):
+            return [local(x) for x in v]
+        return v.rpartition("--")[2] if isinstance(v, str) and "--" in v else v
+    return {**config, "auto_map": {k: local(v) for k, v in (config.get("auto_map") or {}).items()}}
 
 
 def _stage_remote_code(staged: Staged, code_revisions: dict[str, str]) -> None:
     from huggingface_hub import hf_hub_download
-    for repo, modules in sorted(auto_map_modules(staged.config).items()):
-        if repo == "":
-            absent = sorted(m for m in modules if m not in staged.digests)
-            if absent:
-                raise StageError(f"config.json's auto_map names {absent}, which {staged.repo}@{staged.revision} "
-                                 "does not contain")
-            staged.remote_code.append({"repo": staged.repo, "revision": staged.revision, "files": sorted(modules),
-                                       "path": "."})
-            continue
+    refs = auto_map_references(staged.config)
+    for key, repo, module in refs:
+        if repo is None and f"{module}.py" not in staged.digests:
+            raise StageError(f"config.json auto_map.{key} names {module}.py, which {staged.repo}@{staged.revision} "
+                             "does not contain")
+    external = sorted({repo for _, repo, _ in refs if repo})
+    if not external:
+        if refs:
+            staged.remote_code.append({"repo": staged.repo, "revision": staged.revision,
+                                       "files": sorted({f"{m}.py" for _, _, m in refs})})
+        return
+    files: dict[str, str] = {}        # name at the model root -> sha256
+    sources = []
+    for repo in external:
         pinned = code_revisions.get(repo)
         if pinned is None:
             raise StageError(f"config.json's auto_map loads code from another repository, {repo}: pin it with "
                              f"--code-revision {repo}=<40-hex commit> after reviewing that code")
         check_revision(pinned, f"--code-revision {repo}=")
-        info = _info(repo, pinned)
-        expected = _expected(repo, [s for s in info.siblings or [] if s.rfilename.endswith(".py")])
-        target = staged.root / "remote_code" / repo
-        files = []
-        for module in sorted(modules):
-            if module not in expected:
-                raise StageError(f"{repo}@{pinned} has no {module}, which config.json's auto_map names")
-        for path, (kind, want) in sorted(expected.items()):     # the modules and the helpers they import
-            local = Path(hf_hub_download(repo, path, revision=pinned, local_dir=target, endpoint=_endpoint(),
+        expected = _expected(repo, [s for s in _info(repo, pinned).siblings or [] if s.rfilename.endswith(".py")])
+        pending = sorted({f"{m}.py" for _, r, m in refs if r == repo})
+        fetched = []
+        tmp = staged.root / ".cache" / "remote-code" / repo
+        while pending:
+            name = pending.pop(0)
+            if name in fetched:
+                continue
+            if name not in expected:
+                raise StageError(f"{repo}@{pinned} has no {name}, which config.json's auto_map (or a relative import) "
+                                 "needs")
+            if name in staged.digests or name in files:
+                raise StageError(f"{name} from {repo} would overwrite a file of the same name in {staged.repo}")
+            kind, want = expected[name]
+            local = Path(hf_hub_download(repo, name, revision=pinned, local_dir=tmp, endpoint=_endpoint(),
                                          token=_token()))
             got = manifest.sha256_file(local) if kind == "sha256" else manifest.git_blob_sha1(local)
             if got != want:
-                shutil.rmtree(target)
-                raise StageError(f"{path} of {repo}@{pinned} does not match the Hub's digest: expected {want}, "
+                raise StageError(f"{name} of {repo}@{pinned} does not match the Hub's digest: expected {want}, "
                                  f"downloaded {got}")
-            rel = f"remote_code/{repo}/{path}"
-            staged.digests[rel] = manifest.sha256_file(local)
-            files.append(path)
-        shutil.rmtree(target / ".cache", ignore_errors=True)
-        staged.remote_code.append({"repo": repo, "revision": pinned, "files": files, "path": f"remote_code/{repo}"})
-    if staged.remote_code:
-        doc = json.dumps({"auto_map": (staged.config or {}).get("auto_map"), "sources": staged.remote_code},
-                         indent=2, sort_keys=True) + "\n"
-        (staged.root / "remote_code.json").write_text(doc, encoding="utf-8")
-        staged.digests["remote_code.json"] = manifest.sha256_file(staged.root / "remote_code.json")
+            shutil.copyfile(local, staged.root / name)
+            files[name] = manifest.sha256_file(staged.root / name)
+            fetched.append(name)
+            source = (staged.root / name).read_text(encoding="utf-8", errors="replace")
+            for pattern in _RELATIVE_IMPORTS:
+                pending += [f"{m.split('.')[0]}.py" for m in pattern.findall(source)]
+        sources.append({"repo": repo, "revision": pinned})
+        staged.remote_code.append({"repo": repo, "revision": pinned, "files": sorted(fetched)})
+    shutil.rmtree(staged.root / ".cache" / "remote-code", ignore_errors=True)
+    original = dict(staged.config.get("auto_map") or {})
+    (staged.root / "config.json").write_text(json.dumps(_localized(staged.config), indent=2) + "\n", encoding="utf-8")
+    record = {"sources": sources, "files": dict(sorted(files.items())), "original_auto_map": original,
+              "original_config_sha256": staged.digests["config.json"]}
+    (staged.root / REMOTE_CODE_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    for name in ["config.json", REMOTE_CODE_RECORD, *files]:
+        staged.digests[name] = manifest.sha256_file(staged.root / name)
