@@ -154,7 +154,7 @@ _RELATIVE_IMPORTS = (re.compile(r"^\s*import\s+\.(\S+)\s*$", re.MULTILINE),
                      re.compile(r"^\s*from\s+\.(\S+)\s+import", re.MULTILINE))   # transformers' own patterns
 
 
-def auto_map_references(config: Optional[dict]) -> list[tuple[str, Optional[str], str]]:
+def auto_map_references(config: dict | None) -> list[tuple[str, str | None, str]]:
     """(auto_map key, repository or None for this one, module) for every auto_map entry."""
     out = []
     for key, value in sorted(((config or {}).get("auto_map") or {}).items()):
