@@ -56,6 +56,9 @@ def stage_hub(model: str, revision: str, store_url: str, *, name: str | None = N
     hub.check_revision(revision)
     store = Store.parse(store_url)
     workdir = workdir or Path("llm-staging") / name / revision
+    if not progress:
+        from huggingface_hub.utils import disable_progress_bars
+        disable_progress_bars()
     staged = hub.download(model, revision, workdir, code_revisions)
     report = upload(staged.root, staged.digests, store, name, revision, kms_key_id=kms_key_id,
                     endpoint_url=endpoint_url, region=region, progress=progress, **upload_args)

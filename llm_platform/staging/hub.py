@@ -124,7 +124,7 @@ def download(repo: str, revision: str, workdir: Path, code_revisions: dict[str, 
                 continue
             local.unlink()
         local = Path(hf_hub_download(repo, path, revision=revision, local_dir=workdir, endpoint=_endpoint(),
-                                     token=_token(), force_download=True))
+                                     token=_token()))     # resumes its own partial download
         got = manifest.sha256_file(local) if kind == "sha256" else manifest.git_blob_sha1(local)
         if got != want:
             local.unlink()
