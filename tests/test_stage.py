@@ -288,6 +288,9 @@ def test_model_inspect_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "'mamba' (state-spaces/m) is not a family" in err
     assert main(["model", "inspect", str(tmp_path / "none")]) == 1
+    assert "not a model of the registry" in capsys.readouterr().err
+    assert main(["model", "inspect", "meta-llama/Llama-3.1-8B-Instruct", "--context", "200000"]) == 1
+    assert "context window is 131072 tokens" in capsys.readouterr().err
 
 
 # --- helpers ------------------------------------------------------------------------------------
