@@ -243,3 +243,17 @@ def test_the_checkpoints_quantization_config_is_kept_on_the_model_entry():
     q = oss.checkpoint.quantization
     assert (q.quant_method, q.ignored[-1]) == ("mxfp4", "lm_head") and q.raw["quant_method"] == "mxfp4"
     assert registry.checkpoint is None
+
+
+def test_decode_reads_only_the_window_of_a_sliding_layer():
+    from llm_platform.sizing import performance as perf
+    cat = _cat()
+    oss = from_config(_config("openai__gpt-oss-20b.json")).architecture
+    full = oss.model_copy(update={"sliding_window": None, "sliding_window_layers": 0})
+    hw = perf.hardware_of(cat.instances["p5.4xlarge"], cat)
+    windowed = perf.decode_step(oss, "bf16", 2.0, Layout(), hw, 8, 65536)
+    unwindowed = perf.decode_step(full, "bf16", 2.0, Layout(), hw, 8, 65536)
+    kv_full = 8 * 65536 * kv_bytes_per_token_per_layer(oss, 2.0) * 24
+    # half the layers read 128 tokens instead of 65536: the step moves about half the KV bytes less
+    saved = (unwindowed.memory_s - windowed.memory_s) * hw.gpu.memory_bandwidth_gbps * 1e9 * hw.memory_fraction
+    assert saved == pytest.approx(kv_full * 12 / 24 * (1 - 128 / 65536), rel=1e-9)

@@ -177,6 +177,14 @@ def kv_tokens_per_layer(arch: Architecture, max_model_len: int, max_num_batched_
     return (full * max_model_len + sliding * kept) / arch.num_hidden_layers
 
 
+def attended_tokens_per_layer(arch: Architecture, context: int) -> float:
+    """Cached tokens an average layer reads for one new token: a sliding-window layer only its window."""
+    if not arch.sliding_window_layers or arch.sliding_window is None:
+        return float(context)
+    full = arch.num_hidden_layers - arch.sliding_window_layers
+    return (full * context + arch.sliding_window_layers * min(context, arch.sliding_window)) / arch.num_hidden_layers
+
+
 # ----------------------------------------------------------------------------- overheads
 
 def _activation_bytes(arch: Architecture, w: Workload, tp: int, c: dict) -> float:

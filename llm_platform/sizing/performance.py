@@ -47,7 +47,7 @@ from typing import Optional
 
 from llm_platform.catalog import Catalog, Gpu, InstanceType
 from llm_platform.catalog.architecture import Architecture
-from .memory import Layout, kv_bytes_per_token_per_layer, tensor_bytes
+from .memory import Layout, attended_tokens_per_layer, kv_bytes_per_token_per_layer, tensor_bytes
 from .params import tensors
 
 _LOOKUP = {"token_embd", "position_embd", "token_types"}   # gathered rows, not streamed
@@ -186,11 +186,12 @@ def decode_step(arch: Architecture, precision: str, kv_dtype_bytes: float, layou
     tp = layout.tensor_parallel
     s = _shape(arch, precision, tp)
     weights = s.dense_bytes + s.expert_bytes * experts_touched(arch, batch)
-    kv = batch * context * kv_bytes_per_token_per_layer(arch, kv_dtype_bytes, tp) * arch.num_hidden_layers
+    attended = attended_tokens_per_layer(arch, context)     # a sliding-window layer reads only its window
+    kv = batch * attended * kv_bytes_per_token_per_layer(arch, kv_dtype_bytes, tp) * arch.num_hidden_layers
     gpu = hw.gpu
     memory = (weights + kv) / (gpu.memory_bandwidth_gbps * 1e9 * hw.memory_fraction)
     linear_flops = 2 * s.decode_params * batch
-    attn_flops = 2 * arch.num_hidden_layers * _attention_width(arch, tp) * batch * context
+    attn_flops = 2 * arch.num_hidden_layers * _attention_width(arch, tp) * batch * attended
     compute = (linear_flops / (_linear_tflops(gpu, precision) * 1e12)
                + attn_flops / (gpu.tensor_16bit_tflops * 1e12)) / hw.compute_fraction
     comm = _allreduce(hw, layout, arch, batch) + _hops(hw, layout)
