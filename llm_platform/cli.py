@@ -40,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     st.add_argument("--name", help="deployment name (models[].name); default from the repository name")
     st.add_argument("--code-revision", action="append", default=[], metavar="ORG/REPO=COMMIT",
                     help="pin the commit of another repository whose code config.json's auto_map loads")
+    st.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                    help="leave out files of the commit matching GLOB, e.g. 'original/*' (Llama's duplicate "
+                         "Meta-format weights); repeatable")
     st.add_argument("--hf-model", dest="hf_model", help="with --ollama: the Hugging Face id the model is built from")
     st.add_argument("--workdir", type=Path, help="local download directory (default ./llm-staging/<name>/<revision>)")
     st.add_argument("--config-dir", type=Path, default=Path("."), help="where models/<name>/config.json is written "
@@ -179,7 +182,8 @@ def _stage(args) -> int:
                                           **common)
         else:
             result = staging.stage_hub(args.model, args.revision, args.store, name=args.name,
-                                       config_dir=args.config_dir, code_revisions=code_revisions, **common)
+                                       config_dir=args.config_dir, code_revisions=code_revisions,
+                                       exclude=args.exclude, **common)
     except staging.StageError as exc:
         return _fail(str(exc))
     r = result.report

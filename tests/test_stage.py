@@ -331,10 +331,13 @@ def _boot_fetch(s3, tmp_path, plan, prefix: str, manifest_sha256: str):
 def test_a_registry_model_snippet_needs_only_the_approval_to_plan_in_prod(hub, s3, moto_url, tmp_path, capsys):
     from tests.test_hf_config import DATA
     real = json.loads((DATA / "meta-llama__Llama-3.1-8B-Instruct.json").read_text())
-    hub.repos["meta-llama/Llama-3.1-8B-Instruct"] = Repo(COMMIT, _files(real), {"model.safetensors"})
-    code, out = _stage(moto_url, s3, tmp_path, "--name", "llama-8b", capsys=capsys,
+    files = {**_files(real), "original/consolidated.00.pth": b"meta-format duplicate"}
+    lfs = {"model.safetensors", "original/consolidated.00.pth"}
+    hub.repos["meta-llama/Llama-3.1-8B-Instruct"] = Repo(COMMIT, files, lfs)
+    code, out = _stage(moto_url, s3, tmp_path, "--name", "llama-8b", "--exclude", "original/*", capsys=capsys,
                        model="meta-llama/Llama-3.1-8B-Instruct")
     assert code == 0, out.err
+    assert not any("original/" in k for k in _keys(s3))
     entry = yaml.safe_load(out.out)["llm-platform:models"][0]
     assert "architecture_file" not in entry and not (tmp_path / "project" / "models").exists()
     entry["provenance"].update(approved_by="security@example.com", review_status="approved")

@@ -47,7 +47,8 @@ def _checked_name(name: str) -> str:
 
 def stage_hub(model: str, revision: str, store_url: str, *, name: str | None = None,
               kms_key_id: str | None = None, workdir: Path | None = None, config_dir: Path = Path("."),
-              code_revisions: dict[str, str] | None = None, endpoint_url: str | None = None,
+              code_revisions: dict[str, str] | None = None, exclude: list[str] | None = None,
+              endpoint_url: str | None = None,
               region: str | None = None, progress: bool = True, **upload_args) -> StageResult:
     from llm_platform import catalog
 
@@ -59,7 +60,7 @@ def stage_hub(model: str, revision: str, store_url: str, *, name: str | None = N
     if not progress:
         from huggingface_hub.utils import disable_progress_bars
         disable_progress_bars()
-    staged = hub.download(model, revision, workdir, code_revisions)
+    staged = hub.download(model, revision, workdir, code_revisions, exclude)
     report = upload(staged.root, staged.digests, store, name, revision, kms_key_id=kms_key_id,
                     endpoint_url=endpoint_url, region=region, progress=progress, **upload_args)
     config_path = None

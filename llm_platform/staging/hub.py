@@ -102,15 +102,15 @@ def _expected(repo: str, siblings) -> dict[str, tuple[str, str]]:
 
 
 def download(repo: str, revision: str, workdir: Path, code_revisions: dict[str, str] | None = None,
-             include: list[str] | None = None) -> Staged:
+             exclude: list[str] | None = None) -> Staged:
     """Download and verify `repo` at `revision` into `workdir`; raise StageError on any mismatch."""
     from huggingface_hub import hf_hub_download
     check_revision(revision)
     info = _info(repo, revision)
     expected = _expected(repo, info.siblings or [])
-    if include:
+    if exclude:       # e.g. original/* : Llama repositories also ship the weights in Meta's own format
         import fnmatch
-        expected = {p: e for p, e in expected.items() if any(fnmatch.fnmatch(p, pat) for pat in include)}
+        expected = {p: e for p, e in expected.items() if not any(fnmatch.fnmatch(p, pat) for pat in exclude)}
     if not expected:
         raise StageError(f"{repo}@{revision} lists no files to stage")
     workdir.mkdir(parents=True, exist_ok=True)
