@@ -180,8 +180,10 @@ class ModelSpec(_Strict):
         models = _catalog(info).models
         # an architecture that failed validation is absent from info.data and has its own error already
         if v not in models and "architecture" in info.data and info.data["architecture"] is None:
-            raise ValueError(f"{v!r} is not in the model registry and the entry has no valid `architecture` block: "
-                             f"add one with the fields of its config.json, or use a registry model: {', '.join(sorted(models))}")
+            raise ValueError(f"{v!r} is not in the model registry and the entry has no `architecture`: paste its "
+                             "config.json under `architecture`, or set `architecture_file: path/to/config.json` "
+                             f"(`llm-platform model inspect` shows what it means), or use a registry model: "
+                             f"{', '.join(sorted(models))}")
         return v
 
     @field_validator("runtime")
