@@ -257,3 +257,20 @@ def test_decode_reads_only_the_window_of_a_sliding_layer():
     # half the layers read 128 tokens instead of 65536: the step moves about half the KV bytes less
     saved = (unwindowed.memory_s - windowed.memory_s) * hw.gpu.memory_bandwidth_gbps * 1e9 * hw.memory_fraction
     assert saved == pytest.approx(kv_full * 12 / 24 * (1 - 128 / 65536), rel=1e-9)
+
+
+HAND = yaml.safe_load((DATA / "hand_translated.yaml").read_text())
+
+
+@pytest.mark.parametrize("fixture", sorted(SOURCES))
+def test_config_json_maps_to_its_hand_translated_block_and_plans_the_same(fixture):
+    from llm_platform.catalog.architecture import Architecture
+    hand = Architecture(**HAND[fixture])
+    assert from_config(_config(fixture)).architecture == hand
+    context = min(4096, hand.max_position_embeddings)
+    pasted = _stack(model="acme/x", architecture=_config(fixture), max_model_len=context, max_num_batched_tokens=8192)
+    precision = parse(pasted).models[0].precision          # the checkpoint's own (fp8 for DeepSeek-V3)
+    written = _stack(model="acme/x", architecture=HAND[fixture], precision=precision, max_model_len=context,
+                     max_num_batched_tokens=8192)
+    (a,), (b,) = plan_stack(parse(pasted)), plan_stack(parse(written))
+    assert a.as_dict() == b.as_dict()
