@@ -35,6 +35,7 @@ class Repo:
     served: dict[str, bytes] = field(default_factory=dict)      # overrides: what is actually sent
     no_lfs_digest: set[str] = field(default_factory=set)        # LFS files whose metadata lacks the sha256
     license: str = "apache-2.0"
+    gated: bool = False                                         # needs a token (any, here) like a gated repo
 
     def sibling(self, path: str) -> dict:
         data = self.files[path]
@@ -100,6 +101,9 @@ class FakeHub:
         repo = self.repos.get(repo_id)
         if repo is None:
             return self._error(h, 404, "RepoNotFound", f"Repository Not Found for url: {h.path}")
+        if repo.gated and not h.headers.get("authorization"):
+            return self._error(h, 401, "GatedRepo", f"Access to model {repo_id} is restricted. You must have access "
+                               "to it and be authenticated to access it.")
         commit = self._commit(repo, rev)
         if commit is None:
             return self._error(h, 404, "RevisionNotFound", f"Invalid rev id: {rev}")

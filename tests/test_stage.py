@@ -352,3 +352,13 @@ def test_a_registry_model_snippet_needs_only_the_approval_to_plan_in_prod(hub, s
 def test_a_store_that_is_not_s3_is_refused(hub, tmp_path, capsys):
     assert main(["stage", "--model", "acme/tiny-llama", "--revision", COMMIT, "--store", "/mnt/models"]) == 1
     assert "is not an S3 location" in capsys.readouterr().err and hub.requests == []
+
+
+def test_a_gated_model_without_a_token_says_how_to_get_access(hub, s3, moto_url, tmp_path, capsys, monkeypatch):
+    hub.repos["acme/tiny-llama"].gated = True
+    monkeypatch.delenv("HF_TOKEN")
+    code, out = _stage(moto_url, s3, tmp_path, capsys=capsys)
+    assert code == 1 and "acme/tiny-llama is gated: accept its license on the Hub and set HF_TOKEN" in out.err
+    assert _keys(s3) == {}
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    assert _stage(moto_url, s3, tmp_path, capsys=capsys)[0] == 0
