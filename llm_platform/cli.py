@@ -44,7 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="leave out files of the commit matching GLOB, e.g. 'original/*' (Llama's duplicate "
                          "Meta-format weights); repeatable")
     st.add_argument("--hf-model", dest="hf_model", help="with --ollama: the Hugging Face id the model is built from")
-    st.add_argument("--workdir", type=Path, help="local download directory (default ./llm-staging/<name>/<revision>)")
+    st.add_argument("--workdir", type=Path, help="local download directory, new or from an earlier run of the same "
+                    "revision (default ./llm-staging/<name>/<revision>)")
     st.add_argument("--config-dir", type=Path, default=Path("."), help="where models/<name>/config.json is written "
                     "for architecture_file (default: the current directory, beside the stack files)")
     st.add_argument("--endpoint-url", help="S3 endpoint URL (a VPC interface endpoint or an S3-compatible store)")

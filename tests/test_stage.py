@@ -362,3 +362,11 @@ def test_a_gated_model_without_a_token_says_how_to_get_access(hub, s3, moto_url,
     assert _keys(s3) == {}
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     assert _stage(moto_url, s3, tmp_path, capsys=capsys)[0] == 0
+
+
+def test_a_work_directory_with_other_files_is_never_used(hub, s3, moto_url, tmp_path, capsys):
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "thesis.tex").write_text("years of work")
+    code, out = _stage(moto_url, s3, tmp_path, capsys=capsys)
+    assert code == 1 and "is not empty and was not made by `llm-platform stage`" in out.err
+    assert (tmp_path / "work" / "thesis.tex").read_text() == "years of work"

@@ -7,7 +7,6 @@ program or the planner: huggingface_hub and boto3 load only when staging runs.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -145,7 +144,3 @@ def _snippet(entry: dict, notes: list[str]) -> str:
     body = yaml.safe_dump({"llm-platform:models": [entry]}, sort_keys=False, width=120)
     head = "".join(f"# {n}\n" for n in notes)
     return head + "# add this entry under llm-platform:models in your Pulumi.<stack>.yaml:\n" + body
-
-
-def manifest_digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()

@@ -101,6 +101,22 @@ def _expected(repo: str, siblings) -> dict[str, tuple[str, str]]:
     return out
 
 
+def _claim(workdir: Path, what: str) -> None:
+    """Use `workdir` only if it is empty or holds an earlier run for the same revision: files that are not
+    the revision's are removed from it, so it must never be a directory with anything else in it."""
+    marker = workdir / ".cache" / "llm-platform-stage"
+    if marker.is_file():
+        if marker.read_text(encoding="utf-8").strip() != what:
+            raise StageError(f"--workdir {workdir} holds a staging of {marker.read_text().strip()}, not {what}: "
+                             "use another directory")
+        return
+    if workdir.exists() and any(workdir.iterdir()):
+        raise StageError(f"--workdir {workdir} is not empty and was not made by `llm-platform stage`: "
+                         "use an empty or new directory")
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(what + "\n", encoding="utf-8")
+
+
 def download(repo: str, revision: str, workdir: Path, code_revisions: dict[str, str] | None = None,
              exclude: list[str] | None = None) -> Staged:
     """Download and verify `repo` at `revision` into `workdir`; raise StageError on any mismatch."""
@@ -113,7 +129,7 @@ def download(repo: str, revision: str, workdir: Path, code_revisions: dict[str, 
         expected = {p: e for p, e in expected.items() if not any(fnmatch.fnmatch(p, pat) for pat in exclude)}
     if not expected:
         raise StageError(f"{repo}@{revision} lists no files to stage")
-    workdir.mkdir(parents=True, exist_ok=True)
+    _claim(workdir, f"{repo}@{revision}")
     digests: dict[str, str] = {}
     for path, (kind, want) in sorted(expected.items()):
         local = workdir / path
