@@ -370,3 +370,32 @@ def test_a_work_directory_with_other_files_is_never_used(hub, s3, moto_url, tmp_
     code, out = _stage(moto_url, s3, tmp_path, capsys=capsys)
     assert code == 1 and "is not empty and was not made by `llm-platform stage`" in out.err
     assert (tmp_path / "work" / "thesis.tex").read_text() == "years of work"
+
+
+def test_a_stale_object_of_the_right_name_is_replaced_not_trusted(hub, s3, moto_url, tmp_path, capsys):
+    key = f"models/tiny-llama/{COMMIT}/tokenizer.json"
+    s3.put_object(Bucket=s3.bucket, Key=key, Body=b'{"version": "0.9", "model": {"type": "BPE"}}',
+                  ChecksumAlgorithm="SHA256")       # same size, other bytes
+    code, out = _stage(moto_url, s3, tmp_path, capsys=capsys)
+    assert code == 0, out.err
+    assert s3.get_object(Bucket=s3.bucket, Key=key)["Body"].read() == _files(TINY_CONFIG)["tokenizer.json"]
+    assert "uploaded 4 files, 0 already in the store" in out.err
+
+
+def test_staging_never_reads_objects_as_the_store_policy_forbids_outside_the_vpc(hub, s3, moto_url, tmp_path):
+    """The model store denies s3:GetObject except through the VPC endpoint (components/model_store.py); the
+    staging machine is outside: resuming and completion checks use GetObjectAttributes and listings only."""
+    import boto3
+    from botocore.exceptions import ClientError
+    outside = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1")
+
+    def denied(model, **_):
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "explicit deny in a resource-based policy"}},
+                          model.name)
+
+    for op in ("HeadObject", "GetObject"):
+        outside.meta.events.register(f"before-call.s3.{op}", denied)
+    args = dict(workdir=tmp_path / "work", config_dir=tmp_path / "project", progress=False, client=outside)
+    first = staging.stage_hub("acme/tiny-llama", COMMIT, f"s3://{s3.bucket}", **args)
+    again = staging.stage_hub("acme/tiny-llama", COMMIT, f"s3://{s3.bucket}", **args)
+    assert len(first.report.uploaded) == 4 and again.report.already_complete

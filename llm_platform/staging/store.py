@@ -4,7 +4,8 @@ Layout: s3://<bucket>/[<root>/]models/<name>/<revision>/<files> and SHA256SUMS b
 instances read it (components/model_store.py). Every object is written with SSE-KMS (the stack's key
 when --kms-key-id is given, else the bucket's default key, whose S3 Bucket Key the store enables), with an
 S3 SHA-256 checksum S3 verifies on receipt, and carries its sha256 as object metadata;
-a re-run skips objects whose recorded sha256 already matches, so an interrupted upload resumes where it
+a re-run skips objects whose S3 checksum already matches (read with GetObjectAttributes: the store's policy
+refuses object reads from outside the VPC, where staging runs), so an interrupted upload resumes where it
 stopped. Large files go up in multipart parts (boto3's transfer manager; a failed multipart upload is
 aborted, never left half-written as an object). SHA256SUMS is uploaded only after every file is present
 with its digest: its presence is what marks the revision complete, and the instance refuses to start
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,19 +78,18 @@ def upload(root: Path, digests: dict[str, str], store: Store, name: str, revisio
     if kms_key_id:
         sse["SSEKMSKeyId"] = kms_key_id
     try:
-        existing = _head(s3, store.bucket, manifest_key)
-        if existing is not None:
-            body = s3.get_object(Bucket=store.bucket, Key=manifest_key)["Body"].read().decode()
-            if body == text:
+        state = _attributes(s3, store.bucket, manifest_key)
+        if state is not None:
+            if state["checksum"] == _b64(digest):
                 return UploadReport([], sorted(digests), manifest_key, digest, already_complete=True)
             raise StageError(f"s3://{store.bucket}/{manifest_key} already holds a different manifest for revision "
                              f"{revision}: a staged revision is immutable; stage under another name, or delete that "
                              "prefix after checking why it differs")
         todo, skipped = [], []
         for rel in sorted(digests):
-            head = _head(s3, store.bucket, f"{prefix}/{rel}")
-            same = head is not None and head.get("Metadata", {}).get("sha256") == digests[rel] \
-                and head.get("ContentLength") == (root / rel).stat().st_size
+            state = _attributes(s3, store.bucket, f"{prefix}/{rel}")
+            same = state is not None and state["checksum"] == _expected_checksum(
+                root / rel, digests[rel], state["parts"], multipart_threshold, multipart_chunksize)
             (skipped if same else todo).append(rel)
         transfer = TransferConfig(multipart_threshold=multipart_threshold, multipart_chunksize=multipart_chunksize,
                                   max_concurrency=4)
@@ -101,14 +102,13 @@ def upload(root: Path, digests: dict[str, str], store: Store, name: str, revisio
                 if on_object:
                     on_object(rel)
         missing = [rel for rel in sorted(digests)
-                   if (_head(s3, store.bucket, f"{prefix}/{rel}") or {}).get("Metadata", {}).get("sha256")
-                   != digests[rel]]
+                   if (_attributes(s3, store.bucket, f"{prefix}/{rel}") or {}).get("size")
+                   != (root / rel).stat().st_size]
         if missing:
-            raise StageError(f"after the upload, {', '.join(missing)} are not in the store with their digest; "
+            raise StageError(f"after the upload, {', '.join(missing)} are not in the store at their size; "
                              "the manifest was not written, so the revision is not marked complete: run stage again")
         s3.put_object(Bucket=store.bucket, Key=manifest_key, Body=text.encode(), ContentType="text/plain",
-                      ChecksumSHA256=base64.b64encode(hashlib.sha256(text.encode()).digest()).decode(),
-                      Metadata={"sha256": digest}, **sse)
+                      ChecksumAlgorithm="SHA256", Metadata={"sha256": digest}, **sse)
     except (BotoCoreError, ClientError, Boto3Error, OSError) as exc:     # incl. a dropped connection
         raise StageError(f"upload to s3://{store.bucket}/{prefix} stopped: {exc}. Objects already uploaded are kept "
                          "with their digests, the manifest is not written (the revision is not complete): run the "
@@ -116,11 +116,42 @@ def upload(root: Path, digests: dict[str, str], store: Store, name: str, revisio
     return UploadReport(todo, skipped, manifest_key, digest)
 
 
-def _head(s3, bucket: str, key: str) -> dict | None:
+def _b64(hex_digest: str) -> str:
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode()
+
+
+def _attributes(s3, bucket: str, key: str) -> dict | None:
+    """Size, S3 SHA-256 checksum and part count of an object, or None if there is none. GetObjectAttributes,
+    not HeadObject: the model store's policy refuses s3:GetObject outside the VPC's endpoint, and the staging
+    machine is outside it."""
     from botocore.exceptions import ClientError
     try:
-        return s3.head_object(Bucket=bucket, Key=key)
+        a = s3.get_object_attributes(Bucket=bucket, Key=key, ObjectAttributes=["Checksum", "ObjectSize", "ObjectParts"])
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
             return None
         raise
+    checksum = (a.get("Checksum") or {}).get("ChecksumSHA256")
+    return {"size": a.get("ObjectSize"), "checksum": checksum.split("-")[0] if checksum else None,
+            "parts": (a.get("ObjectParts") or {}).get("TotalPartsCount")}
+
+
+def _part_size(size: int, chunksize: int) -> int:
+    """The part size boto3's transfer manager uses (s3transfer ChunksizeAdjuster): at most 10,000 parts."""
+    while math.ceil(size / chunksize) > 10_000:
+        chunksize *= 2
+    return max(chunksize, 5 * MiB)
+
+
+def _expected_checksum(path: Path, sha256_hex: str, parts: int | None, threshold: int, chunksize: int) -> str:
+    """The SHA-256 checksum S3 records for `path` uploaded as staging uploads it: the object's own digest for
+    a single PUT, else the composite digest of its parts' digests."""
+    size = path.stat().st_size
+    if size < threshold and not parts:
+        return _b64(sha256_hex)
+    step = _part_size(size, chunksize)
+    digests = []
+    with open(path, "rb") as fh:
+        while chunk := fh.read(step):
+            digests.append(hashlib.sha256(chunk).digest())
+    return base64.b64encode(hashlib.sha256(b"".join(digests)).digest()).decode()
