@@ -274,3 +274,21 @@ def test_config_json_maps_to_its_hand_translated_block_and_plans_the_same(fixtur
                      max_num_batched_tokens=8192)
     (a,), (b,) = plan_stack(parse(pasted)), plan_stack(parse(written))
     assert a.as_dict() == b.as_dict()
+
+
+@pytest.mark.parametrize("quantization_config, precision", [
+    ({"quant_method": "fp8", "weight_block_size": [128, 128]}, "fp8"),
+    ({"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True, "version": "gemm"}, "awq"),
+    ({"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": True}, "gptq"),
+    ({"quant_method": "gptq", "bits": 8, "group_size": 128}, "bf16"),          # not the catalog's 4-bit gptq
+    ({"quant_method": "compressed-tensors", "config_groups": {"group_0": {"targets": ["Linear"], "weights": {
+        "num_bits": 8, "type": "float", "strategy": "channel"}}}, "ignore": ["lm_head"]}, "fp8"),
+    ({"quant_method": "compressed-tensors", "config_groups": {"group_0": {"targets": ["Linear"], "weights": {
+        "num_bits": 4, "type": "int", "strategy": "group", "group_size": 128}}}}, "awq"),
+    ({"quant_method": "bitsandbytes", "load_in_4bit": True}, "bf16"),
+])
+def test_a_pre_quantised_checkpoint_is_sized_as_it_is_served(quantization_config, precision):
+    model = from_config(_config("Qwen__Qwen3-8B.json") | {"quantization_config": quantization_config})
+    assert model.precision == precision
+    assert model.quantization.raw == quantization_config
+    assert (precision == "bf16") == any("upper bound" in n for n in model.notes)

@@ -176,14 +176,33 @@ def from_config(cfg: Fields, source: str = "config.json") -> HfModel:
     if dtype in ("float32", "float"):
         r.notes.append("torch_dtype float32: vLLM serves it in 16 bit (dtype auto), sized as bf16")
     if quant is not None:
-        if quant.quant_method in _QUANT_PRECISIONS:
-            precision = _QUANT_PRECISIONS[quant.quant_method]
+        served = _served_precision(quant)
+        if served is not None:
+            precision = served
         else:
-            r.notes.append(f"quantization_config.quant_method {quant.quant_method} is not a format the catalog "
-                           f"sizes yet: weights are sized at {precision} (an upper bound)")
+            r.notes.append(f"quantization_config ({quant.quant_method}, {quant.bits or '?'} bits) is not a format the "
+                           f"catalog sizes yet: weights are sized at {precision} (an upper bound)")
     auto_map: Fields = cfg["auto_map"] if isinstance(cfg.get("auto_map"), dict) else {}
     return HfModel(architecture=arch, model_type=model_type, name=name, torch_dtype=dtype, precision=precision,
                    quantization=quant, auto_map=auto_map, notes=tuple(r.notes))
+
+
+def _served_precision(q: Quantization) -> str | None:
+    """The catalog precision a pre-quantised checkpoint is served as, when the catalog sizes that format."""
+    method = {"awq_marlin": "awq", "gptq_marlin": "gptq", "fbgemm_fp8": "fp8", "modelopt": "fp8"}.get(
+        q.quant_method, q.quant_method)
+    if method == "fp8":
+        return "fp8"
+    if method in ("awq", "gptq"):
+        return method if q.bits in (None, 4) else None        # 2/3/8-bit variants: not the catalog's 4-bit format
+    if method == "compressed-tensors":
+        for group in (q.raw.get("config_groups") or {}).values():
+            w = (group or {}).get("weights") or {}
+            if w.get("num_bits") == 8 and w.get("type") == "float":
+                return "fp8"
+            if w.get("num_bits") == 4 and w.get("type") == "int":
+                return "awq" if w.get("group_size") == 128 else None
+    return None
 
 
 def _quantization(q: Any, name: str) -> Quantization | None:
