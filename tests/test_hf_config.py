@@ -255,7 +255,8 @@ def test_decode_reads_only_the_window_of_a_sliding_layer():
     unwindowed = perf.decode_step(full, "bf16", 2.0, Layout(), hw, 8, 65536)
     kv_full = 8 * 65536 * kv_bytes_per_token_per_layer(oss, 2.0) * 24
     # half the layers read 128 tokens instead of 65536: the step moves about half the KV bytes less
-    saved = (unwindowed.memory_s - windowed.memory_s) * hw.gpu.memory_bandwidth_gbps * 1e9 * hw.memory_fraction
+    kv_rate = hw.gpu.memory_bandwidth_gbps * 1e9 * (hw.attention_fraction or hw.memory_fraction)
+    saved = (unwindowed.memory_s - windowed.memory_s) * kv_rate
     assert saved == pytest.approx(kv_full * 12 / 24 * (1 - 128 / 65536), rel=1e-9)
 
 
@@ -269,9 +270,10 @@ def test_config_json_maps_to_its_hand_translated_block_and_plans_the_same(fixtur
     assert from_config(_config(fixture)).architecture == hand
     context = min(4096, hand.max_position_embeddings)
     pasted = _stack(model="acme/x", architecture=_config(fixture), max_model_len=context, max_num_batched_tokens=8192)
-    precision = parse(pasted).models[0].precision          # the checkpoint's own (fp8 for DeepSeek-V3)
-    written = _stack(model="acme/x", architecture=HAND[fixture], precision=precision, max_model_len=context,
-                     max_num_batched_tokens=8192)
+    spec = parse(pasted).models[0]             # the checkpoint's own precision and layout (fp8 for DeepSeek-V3)
+    layout = {"quantization": spec.quantization.model_dump(exclude_defaults=True)} if spec.quantization else {}
+    written = _stack(model="acme/x", architecture=HAND[fixture], precision=spec.precision, max_model_len=context,
+                     max_num_batched_tokens=8192, **layout)
     (a,), (b,) = plan_stack(parse(pasted)), plan_stack(parse(written))
     assert a.as_dict() == b.as_dict()
 
@@ -292,3 +294,11 @@ def test_a_pre_quantised_checkpoint_is_sized_as_it_is_served(quantization_config
     assert model.precision == precision
     assert model.quantization.raw == quantization_config
     assert (precision == "bf16") == any("upper bound" in n for n in model.notes)
+
+
+def test_a_pasted_quantization_config_becomes_the_checkpoint_layout_the_sizing_weighs():
+    spec = parse(_stack(model="deepseek-ai/DeepSeek-V3", architecture=_config("deepseek-ai__DeepSeek-V3.json"))).models[0]
+    assert spec.precision == "fp8" and spec.quantization.quant_method == "fp8"
+    assert spec.quantization.weight_block_size == (128, 128)
+    oss = parse(_stack(model="openai/gpt-oss-20b", architecture=_config("openai__gpt-oss-20b.json"))).models[0]
+    assert oss.quantization is None and oss.precision == "bf16"      # mxfp4: not weighed yet, 16-bit upper bound
