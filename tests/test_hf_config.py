@@ -297,7 +297,8 @@ def test_a_pre_quantised_checkpoint_is_sized_as_it_is_served(quantization_config
 
 
 def test_a_pasted_quantization_config_becomes_the_checkpoint_layout_the_sizing_weighs():
-    spec = parse(_stack(model="deepseek-ai/DeepSeek-V3", architecture=_config("deepseek-ai__DeepSeek-V3.json"))).models[0]
+    pasted = _stack(model="deepseek-ai/DeepSeek-V3", architecture=_config("deepseek-ai__DeepSeek-V3.json"))
+    spec = parse(pasted).models[0]
     assert spec.precision == "fp8" and spec.quantization.quant_method == "fp8"
     assert spec.quantization.weight_block_size == (128, 128)
     oss = parse(_stack(model="openai/gpt-oss-20b", architecture=_config("openai__gpt-oss-20b.json"))).models[0]
