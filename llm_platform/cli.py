@@ -68,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _inspect(args) -> int:
     from llm_platform import catalog
     from llm_platform.catalog import hf_config
+    from llm_platform.catalog.checkpoint import QuantizationSpec
     from llm_platform.settings.schema import ModelSpec
     from llm_platform.sizing.memory import (
         GIB,
@@ -89,8 +90,20 @@ def _inspect(args) -> int:
             return _fail(f"{path}: {exc}")
         arch, name, checkpoint, notes = model.architecture, model.name, model.precision, list(model.notes)
         quant = model.quantization.quant_method if model.quantization else None
+        layout = None
+        if model.quantization is not None and cat.precisions[checkpoint].kind != "float":
+            try:        # the checkpoint's own layout (modules kept in 16 bit, scale blocks), as the planner weighs it
+                layout = QuantizationSpec.from_quantization_config(model.quantization.raw, str(path)).layout()
+            except ValueError:
+                layout = None
     elif args.source in cat.models:
-        arch, name, checkpoint, quant = cat.models[args.source].architecture, args.source, "bf16", None
+        entry = cat.models[args.source]
+        arch, name, checkpoint, quant, layout = entry.architecture, args.source, "bf16", None, None
+        if entry.quantization is not None:
+            q = entry.quantization
+            kind = q.precision_kind() or "fp8"
+            checkpoint = "fp8" if kind == "fp8" else ("gptq" if q.quant_method == "gptq" else "awq")
+            quant, layout = q.quant_method, q.layout()
     else:
         return _fail(f"{args.source}: no such file or directory, and not a model of the registry "
                      f"({', '.join(sorted(cat.models))})")
@@ -113,11 +126,12 @@ def _inspect(args) -> int:
         if quant and spec.kind != "gguf" and p != checkpoint:
             continue            # a pre-quantised checkpoint is served as it is
         runtime = "ollama" if spec.kind == "gguf" else "vllm"
+        own = layout if p == checkpoint else None
         w = Workload(runtime=runtime, precision=p, kv_cache_dtype="auto", max_model_len=context,
                      concurrency=concurrency, max_num_batched_tokens=chunk,
-                     gpu_memory_utilization=fields["gpu_memory_utilization"].default)
+                     gpu_memory_utilization=fields["gpu_memory_utilization"].default, quant_layout=own)
         best = cheapest(arch, w, "ec2", None, cat)
-        rows.append({"precision": p, "runtime": runtime, "weights_gib": round(weight_bytes(arch, p) / GIB, 2),
+        rows.append({"precision": p, "runtime": runtime, "weights_gib": round(weight_bytes(arch, p, own) / GIB, 2),
                      "instance_type": best.instance.name if best else None,
                      "gpus": best.layout.gpus if best else None,
                      "tensor_parallel": best.layout.tensor_parallel if best and runtime == "vllm" else None,

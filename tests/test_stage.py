@@ -282,6 +282,21 @@ def test_model_inspect_reports_what_the_planner_would_choose(tmp_path, capsys):
     assert proc.returncode == 0 and "8,030,261,248" in proc.stdout and "cheapest instance" in proc.stdout
 
 
+def test_model_inspect_weighs_a_pre_quantised_checkpoint_as_the_planner_does(capsys):
+    from tests.test_hf_config import DATA
+    path = DATA / "deepseek-ai__DeepSeek-V3.json"
+    assert main(["model", "inspect", str(path), "--context", "8192", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    vllm_rows = [r for r in doc["precisions"] if r["runtime"] == "vllm"]
+    assert [r["precision"] for r in vllm_rows] == ["fp8"] and doc["quantization"] == "fp8"
+    raw = copy.deepcopy(MINIMAL)
+    raw["llm-platform:models"] = [{"name": "ds", "model": "deepseek-ai/DeepSeek-V3", "max_model_len": 8192,
+                                   "architecture": json.loads(path.read_text())}]
+    (plan,) = plan_stack(parse(raw))
+    assert vllm_rows[0]["weights_gib"] == pytest.approx(plan.memory.weights_gib, abs=0.01)
+    assert vllm_rows[0]["instance_type"] == plan.instance_type
+
+
 def test_model_inspect_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "mamba", "_name_or_path": "state-spaces/m"}))
     assert main(["model", "inspect", str(tmp_path)]) == 1
