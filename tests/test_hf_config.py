@@ -255,7 +255,8 @@ def test_decode_reads_only_the_window_of_a_sliding_layer():
     unwindowed = perf.decode_step(full, "bf16", 2.0, Layout(), hw, 8, 65536)
     kv_full = 8 * 65536 * kv_bytes_per_token_per_layer(oss, 2.0) * 24
     # half the layers read 128 tokens instead of 65536: the step moves about half the KV bytes less
-    kv_rate = hw.gpu.memory_bandwidth_gbps * 1e9 * (hw.attention_fraction or hw.memory_fraction)
+    kv_rate = (hw.gpu.memory_bandwidth_gbps * 1e9 * (hw.attention_fraction or hw.memory_fraction)
+               * 65536 / (65536 + hw.attention_half_context))
     saved = (unwindowed.memory_s - windowed.memory_s) * kv_rate
     assert saved == pytest.approx(kv_full * 12 / 24 * (1 - 128 / 65536), rel=1e-9)
 

@@ -270,7 +270,7 @@ def test_model_inspect_reports_what_the_planner_would_choose(tmp_path, capsys):
     bf16 = next(r for r in doc["precisions"] if r["precision"] == "bf16")
     raw = copy.deepcopy(MINIMAL)
     raw["llm-platform:models"] = [{"name": "l", "model": "x/y", "architecture": json.loads(path.read_text()),
-                                   "max_model_len": 16384, "concurrency": 4}]
+                                   "max_model_len": 16384, "concurrency": 4, "kv_cache_dtype": "auto"}]
     (plan,) = plan_stack(parse(raw))
     assert (bf16["instance_type"], bf16["tensor_parallel"]) == (plan.instance_type, plan.tensor_parallel_size)
     assert bf16["weights_gib"] == pytest.approx(plan.memory.weights_gib, abs=0.01)
@@ -291,6 +291,7 @@ def test_model_inspect_weighs_a_pre_quantised_checkpoint_as_the_planner_does(cap
     assert [r["precision"] for r in vllm_rows] == ["fp8"] and doc["quantization"] == "fp8"
     raw = copy.deepcopy(MINIMAL)
     raw["llm-platform:models"] = [{"name": "ds", "model": "deepseek-ai/DeepSeek-V3", "max_model_len": 8192,
+                                   "kv_cache_dtype": "auto",      # inspect's rows are at the 16-bit KV cache
                                    "architecture": json.loads(path.read_text())}]
     (plan,) = plan_stack(parse(raw))
     assert vllm_rows[0]["weights_gib"] == pytest.approx(plan.memory.weights_gib, abs=0.01)
@@ -359,6 +360,7 @@ def test_a_registry_model_snippet_needs_only_the_approval_to_plan_in_prod(hub, s
     raw = copy.deepcopy(MINIMAL)
     raw["llm-platform:environment"] = "prod"
     raw["llm-platform:network"]["availability_zones"] = 2
+    raw["llm-platform:monitoring"] = {"alarm_email": "oncall@example.com"}
     raw["llm-platform:models"] = [dict(entry, replicas=2)]
     (plan,) = plan_stack(parse(raw))
     assert plan.revision == COMMIT and plan.parameters == 8030261248

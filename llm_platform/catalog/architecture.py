@@ -47,6 +47,9 @@ class Architecture(BaseModel):
     qk_nope_head_dim: Optional[PositiveInt] = None
     qk_rope_head_dim: Optional[PositiveInt] = None
     v_head_dim: Optional[PositiveInt] = None
+    index_head_dim: Optional[PositiveInt] = Field(
+        None, description="DeepSeek sparse attention (V3.2): the lightning indexer's key width; it keeps its own "
+                          "per-token key cache beside the MLA latent")
     # Encoders (BERT-like embedders)
     type_vocab_size: int = Field(0, ge=0)
     pooler: bool = False
@@ -87,6 +90,9 @@ class Architecture(BaseModel):
             raise ValueError("sliding_window_layers cannot exceed num_hidden_layers")
         if self.sliding_window_layers and self.sliding_window is None:
             raise ValueError("sliding_window_layers needs sliding_window (the window, in tokens)")
+        if self.index_head_dim is not None and self.kv_lora_rank is None:
+            raise ValueError("index_head_dim (DeepSeek sparse attention) goes with multi-head latent attention: "
+                             "give kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim and v_head_dim too")
         mla = (self.kv_lora_rank, self.qk_nope_head_dim, self.qk_rope_head_dim, self.v_head_dim)
         if any(v is not None for v in mla) and not all(v is not None for v in mla):
             raise ValueError("multi-head latent attention needs all of kv_lora_rank, qk_nope_head_dim, "
