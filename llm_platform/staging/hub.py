@@ -161,88 +161,61 @@ def download(repo: str, revision: str, workdir: Path, code_revisions: dict[str, 
     return staged
 
 
-# The layout rules of remote code, shared with the runtime side (helper #10's serving/remote_code.py):
-# modules another repository provides are written at the model's root next to config.json, config.json's
-# auto_map is rewritten to the local `<module>.<Class>` form transformers loads offline, and a record of
-# where the code came from is written beside them; SHA256SUMS lists all of it.
-REMOTE_CODE_RECORD = "llm-platform-remote-code.json"
-_RELATIVE_IMPORTS = (re.compile(r"^\s*import\s+\.(\S+)\s*$", re.MULTILINE),
-                     re.compile(r"^\s*from\s+\.(\S+)\s+import", re.MULTILINE))   # transformers' own patterns
-
-
-def auto_map_references(config: dict | None) -> list[tuple[str, str | None, str]]:
-    """(auto_map key, repository or None for this one, module) for every auto_map entry."""
-    out = []
-    for key, value in sorted(((config or {}).get("auto_map") or {}).items()):
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, str) and item:
-                repo, _, ref = item.rpartition("--") if "--" in item else ("", "", item)
-                out.append((key, repo or None, ref.rpartition(".")[0]))
-    return out
-
-
-def _localized(config: dict) -> dict:
-    def local(v):
-        if isinstance(v, list):
-            return [local(x) for x in v]
-        return v.rpartition("--")[2] if isinstance(v, str) and "--" in v else v
-    return {**config, "auto_map": {k: local(v) for k, v in (config.get("auto_map") or {}).items()}}
-
-
 def _stage_remote_code(staged: Staged, code_revisions: dict[str, str]) -> None:
+    """Remote code by the runtime's layout rules (serving/remote_code.py): modules another repository provides
+    are fetched at their pinned commit (the registry's `remote_code`, or --code-revision), each verified
+    against that commit's Hub digests, written next to config.json, auto_map made local, a provenance
+    record added; `check_staged` must then find nothing that would reach for the Hub."""
     from huggingface_hub import hf_hub_download
-    refs = auto_map_references(staged.config)
-    for key, repo, module in refs:
+
+    from llm_platform import catalog
+    from llm_platform.serving import remote_code as rc
+    config = staged.config or {}
+    for key, repo, module, _ in rc.references(config):
         if repo is None and f"{module}.py" not in staged.digests:
             raise StageError(f"config.json auto_map.{key} names {module}.py, which {staged.repo}@{staged.revision} "
                              "does not contain")
-    external = sorted({repo for _, repo, _ in refs if repo})
-    if not external:
-        if refs:
-            staged.remote_code.append({"repo": staged.repo, "revision": staged.revision,
-                                       "files": sorted({f"{m}.py" for _, _, m in refs})})
-        return
-    files: dict[str, str] = {}        # name at the model root -> sha256
-    sources = []
-    for repo in external:
-        pinned = code_revisions.get(repo)
-        if pinned is None:
+    entry = catalog.load().models.get(staged.repo)
+    pins = {p.repo: p.revision for p in (entry.remote_code if entry is not None else ())}
+    pins.update(code_revisions)
+    for repo in sorted(rc.external_repos(config)):
+        if repo not in pins:
             raise StageError(f"config.json's auto_map loads code from another repository, {repo}: pin it with "
                              f"--code-revision {repo}=<40-hex commit> after reviewing that code")
-        check_revision(pinned, f"--code-revision {repo}=")
-        expected = _expected(repo, [s for s in _info(repo, pinned).siblings or [] if s.rfilename.endswith(".py")])
-        pending = sorted({f"{m}.py" for _, r, m in refs if r == repo})
-        fetched = []
-        tmp = staged.root / ".cache" / "remote-code" / repo
-        while pending:
-            name = pending.pop(0)
-            if name in fetched:
-                continue
-            if name not in expected:
-                raise StageError(f"{repo}@{pinned} has no {name}, which config.json's auto_map (or a relative import) "
-                                 "needs")
-            if name in staged.digests or name in files:
-                raise StageError(f"{name} from {repo} would overwrite a file of the same name in {staged.repo}")
-            kind, want = expected[name]
-            local = Path(hf_hub_download(repo, name, revision=pinned, local_dir=tmp, endpoint=_endpoint(),
-                                         token=_token()))
-            got = manifest.sha256_file(local) if kind == "sha256" else manifest.git_blob_sha1(local)
-            if got != want:
-                raise StageError(f"{name} of {repo}@{pinned} does not match the Hub's digest: expected {want}, "
-                                 f"downloaded {got}")
-            shutil.copyfile(local, staged.root / name)
-            files[name] = manifest.sha256_file(staged.root / name)
-            fetched.append(name)
-            source = (staged.root / name).read_text(encoding="utf-8", errors="replace")
-            for pattern in _RELATIVE_IMPORTS:
-                pending += [f"{m.split('.')[0]}.py" for m in pattern.findall(source)]
-        sources.append({"repo": repo, "revision": pinned})
-        staged.remote_code.append({"repo": repo, "revision": pinned, "files": sorted(fetched)})
-    shutil.rmtree(staged.root / ".cache" / "remote-code", ignore_errors=True)
-    original = dict(staged.config.get("auto_map") or {})
-    (staged.root / "config.json").write_text(json.dumps(_localized(staged.config), indent=2) + "\n", encoding="utf-8")
-    record = {"sources": sources, "files": dict(sorted(files.items())), "original_auto_map": original,
-              "original_config_sha256": staged.digests["config.json"]}
-    (staged.root / REMOTE_CODE_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    for name in ["config.json", REMOTE_CODE_RECORD, *files]:
+        check_revision(pins[repo], f"--code-revision {repo}=")
+    expected: dict[tuple[str, str], dict[str, tuple[str, str]]] = {}
+
+    def read(repo: str, revision: str, name: str) -> bytes:
+        if (repo, revision) not in expected:
+            siblings = [s for s in _info(repo, revision).siblings or [] if s.rfilename.endswith(".py")]
+            expected[(repo, revision)] = _expected(repo, siblings)
+        if name in staged.digests:
+            raise StageError(f"{name} from {repo} would overwrite a file of the same name in {staged.repo}")
+        if name not in expected[(repo, revision)]:
+            raise StageError(f"{repo}@{revision} has no {name}, which config.json's auto_map (or a relative "
+                             "import) needs")
+        kind, want = expected[(repo, revision)][name]
+        local = Path(hf_hub_download(repo, name, revision=revision, local_dir=staged.root / ".cache" / "remote-code"
+                                     / repo, endpoint=_endpoint(), token=_token()))
+        got = manifest.sha256_file(local) if kind == "sha256" else manifest.git_blob_sha1(local)
+        if got != want:
+            raise StageError(f"{name} of {repo}@{revision} does not match the Hub's digest: expected {want}, "
+                             f"downloaded {got}")
+        return local.read_bytes()
+
+    try:
+        written = rc.stage_remote_code(staged.root, pins, read, staged.repo)
+    except rc.RemoteCodeError as exc:
+        raise StageError(str(exc)) from None
+    finally:
+        shutil.rmtree(staged.root / ".cache" / "remote-code", ignore_errors=True)
+    for name in written:
         staged.digests[name] = manifest.sha256_file(staged.root / name)
+    problems = rc.check_staged(staged.root)
+    if problems:
+        raise StageError(f"{staged.repo}@{staged.revision} would not load offline: {'; '.join(problems)}")
+    if written:
+        rec = json.loads((staged.root / rc.REMOTE_CODE_RECORD).read_text(encoding="utf-8"))
+        staged.remote_code += rec.get("sources", [])
+    elif rc.references(config):
+        staged.remote_code.append({"repo": staged.repo, "revision": staged.revision})
