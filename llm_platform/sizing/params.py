@@ -89,11 +89,11 @@ def _mlp(arch: Architecture, i: int, width: int, *, suffix: str = "", count: int
 def _feed_forward(arch: Architecture, i: int) -> list[Tensor]:
     if not arch.is_moe or i < arch.first_dense_layers:
         return _mlp(arch, i, arch.intermediate_size)
-    w = arch.expert_intermediate
-    t = [Tensor("ffn_gate_inp", i, arch.hidden_size, arch.num_experts, 1, "vector", False)]  # the router
+    w, experts = arch.expert_intermediate, arch.num_experts or 1      # is_moe: num_experts is set
+    t = [Tensor("ffn_gate_inp", i, arch.hidden_size, experts, 1, "vector", False)]  # the router
     if arch.router_bias:
-        t.append(Tensor("ffn_gate_inp_bias", i, 1, arch.num_experts, 1, "vector", False))
-    t += _mlp(arch, i, w, suffix="_exps", count=arch.num_experts)
+        t.append(Tensor("ffn_gate_inp_bias", i, 1, experts, 1, "vector", False))
+    t += _mlp(arch, i, w, suffix="_exps", count=experts)
     if arch.num_shared_experts:
         t += _mlp(arch, i, w * arch.num_shared_experts, suffix="_shexp")
         if arch.shared_expert_gate:
