@@ -66,7 +66,7 @@ class Architecture(BaseModel):
                                    "with the model (kept in 16 bit)")
     # Sliding-window attention, as vLLM's hybrid KV cache manager allocates it: a windowed layer keeps
     # at most sliding_window - 1 + max_num_batched_tokens tokens per sequence, a full layer all of them.
-    sliding_window: Optional[PositiveInt] = Field(None, description="tokens a windowed layer attends to")
+    sliding_window: PositiveInt | None = Field(None, description="tokens a windowed layer attends to")
     sliding_window_layers: int = Field(0, ge=0, description="how many layers attend within the window "
                                        "(layer_types 'sliding_attention'); the others keep the whole context")
 

@@ -99,7 +99,7 @@ class ModelSpec(_Strict):
 
     name: str = Field(pattern=DNS_LABEL, description="served model name and resource name: lowercase letters, "
                       "digits and '-', at most 63 characters, e.g. llama-70b")
-    architecture_file: Optional[str] = Field(None, min_length=1, description="path to the model's config.json "
+    architecture_file: str | None = Field(None, min_length=1, description="path to the model's config.json "
                                              "(or its directory), relative to the stack file")
     architecture: Optional[Architecture] = Field(None, validate_default=True, description="for a model the "
                                                  "registry lacks: its config.json verbatim, or our fields of it")
@@ -133,16 +133,16 @@ class ModelSpec(_Strict):
                                                 "the plan checks that it fits, like instance_type")
 
     # what the model's config.json said beyond the Architecture (torch_dtype, quantization_config, auto_map)
-    _checkpoint: Optional[hf_config.HfModel] = PrivateAttr(None)
+    _checkpoint: hf_config.HfModel | None = PrivateAttr(None)
 
     @property
-    def checkpoint(self) -> Optional[hf_config.HfModel]:
+    def checkpoint(self) -> hf_config.HfModel | None:
         """The parsed config.json when the architecture came from one: its quantization_config (method, bits,
         group size, weight_block_size, modules kept in 16 bit) for the quantization sizing, its auto_map."""
         return self._checkpoint
 
     @model_validator(mode="after")
-    def _keep_checkpoint(self, info: ValidationInfo) -> "ModelSpec":
+    def _keep_checkpoint(self, info: ValidationInfo) -> ModelSpec:
         self._checkpoint = (info.context or {}).get("hf_model") if self.architecture is not None else None
         return self
 
@@ -412,7 +412,7 @@ class ModelSpec(_Strict):
         return v
 
 
-def _checkpoint_quantization(info: ValidationInfo) -> Optional[QuantizationSpec]:
+def _checkpoint_quantization(info: ValidationInfo) -> QuantizationSpec | None:
     """The quantization_config of a pasted config.json, when its format is one the sizing weighs tensor by
     tensor and the runtime serves it quantized (formats the catalog does not size stay 16-bit upper bounds)."""
     hf = (info.context or {}).get("hf_model") if info.data.get("architecture") is not None else None
