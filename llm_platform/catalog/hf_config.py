@@ -27,7 +27,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from pydantic import ValidationError
 
@@ -82,7 +82,7 @@ class HfModel:
     notes: tuple[str, ...] = ()
 
 
-def is_hf_config(value: Any) -> bool:
+def is_hf_config(value: Any) -> TypeGuard[Fields]:
     """A mapping that is a config.json rather than our own architecture block."""
     return isinstance(value, dict) and ("model_type" in value or "architectures" in value)
 

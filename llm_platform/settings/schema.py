@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import TYPE_CHECKING, Literal, Optional, Union, cast
 
 from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, ValidationInfo, field_validator,
                       model_validator)
@@ -18,6 +18,9 @@ from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, Va
 from llm_platform.catalog import hf_config
 from llm_platform.catalog.architecture import Architecture
 from llm_platform.catalog.checkpoint import QuantizationSpec
+
+if TYPE_CHECKING:
+    from llm_platform.catalog import Catalog, ModelInfo
 
 DNS_LABEL = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 FLOATING_REFS = {"main", "master", "latest", "head", "dev", "stable"}
@@ -38,8 +41,8 @@ def _env(info: ValidationInfo) -> Optional[str]:
     return (info.context or {}).get("environment")
 
 
-def _catalog(info: ValidationInfo):
-    return (info.context or {})["catalog"]
+def _catalog(info: ValidationInfo) -> Catalog:
+    return cast("Catalog", (info.context or {})["catalog"])
 
 
 def _cidr(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -157,7 +160,7 @@ class ModelSpec(_Strict):
 
     @field_validator("architecture", mode="before")
     @classmethod
-    def _from_hf(cls, v, info: ValidationInfo):
+    def _from_hf(cls, v: object, info: ValidationInfo) -> object:
         """A config.json (pasted, or architecture_file) becomes an Architecture; the checkpoint's own
         precision and quantization are kept in the validation context for the precision field."""
         ctx = info.context if info.context is not None else {}
@@ -207,14 +210,13 @@ class ModelSpec(_Strict):
     def _precision(cls, v: Optional[str], info: ValidationInfo) -> Optional[str]:
         runtime = info.data.get("runtime")
         info_model = _registry_entry(info)
-        hf = (info.context or {}).get("hf_model") if info.data.get("architecture") is not None else None
-        checkpoint = hf.precision if hf is not None and hf.quantization is not None and \
-            hf.precision in _catalog(info).precisions and _catalog(info).precisions[hf.precision].kind != "float" \
-            else None
-        if checkpoint is not None and runtime != "ollama" and v is not None and v != checkpoint:
+        hf: hf_config.HfModel | None = (info.context or {}).get("hf_model") \
+            if info.data.get("architecture") is not None else None
+        if hf is not None and hf.quantization is not None and runtime != "ollama" and v is not None \
+                and v != hf.precision and _catalog(info).precisions[hf.precision].kind != "float":
             raise ValueError(f"{hf.name} is a pre-quantised checkpoint (quantization_config.quant_method "
-                             f"{hf.quantization.quant_method}): the runtime serves it as {checkpoint}; "
-                             f"set precision {checkpoint} or remove precision")
+                             f"{hf.quantization.quant_method}): the runtime serves it as {hf.precision}; "
+                             f"set precision {hf.precision} or remove precision")
         if v is None and info_model is not None and info_model.quantization is not None and runtime != "ollama":
             kind = info_model.quantization.precision_kind() or "fp8"
             method = info_model.quantization.quant_method
@@ -415,7 +417,8 @@ class ModelSpec(_Strict):
 def _checkpoint_quantization(info: ValidationInfo) -> QuantizationSpec | None:
     """The quantization_config of a pasted config.json, when its format is one the sizing weighs tensor by
     tensor and the runtime serves it quantized (formats the catalog does not size stay 16-bit upper bounds)."""
-    hf = (info.context or {}).get("hf_model") if info.data.get("architecture") is not None else None
+    hf: hf_config.HfModel | None = (info.context or {}).get("hf_model") \
+        if info.data.get("architecture") is not None else None
     precision = info.data.get("precision")
     if hf is None or hf.quantization is None or info.data.get("runtime") == "ollama" or precision is None \
             or _catalog(info).precisions[precision].kind in ("float", "gguf"):
@@ -426,13 +429,13 @@ def _checkpoint_quantization(info: ValidationInfo) -> QuantizationSpec | None:
         return None
 
 
-def _registry_entry(info: ValidationInfo):
+def _registry_entry(info: ValidationInfo) -> ModelInfo | None:
     model = info.data.get("model")
     return _catalog(info).models.get(model) if model and info.data.get("architecture") is None else None
 
 
 def _context_window(info: ValidationInfo) -> Optional[int]:
-    arch = info.data.get("architecture")
+    arch: Architecture | None = info.data.get("architecture")
     if arch is not None:
         return arch.max_position_embeddings
     entry = _registry_entry(info)
@@ -469,7 +472,7 @@ class NetworkSpec(_Strict):
 
     @field_validator("availability_zones")
     @classmethod
-    def _azs(cls, v, info: ValidationInfo):
+    def _azs(cls, v: int | list[str], info: ValidationInfo) -> int | list[str]:
         count = v if isinstance(v, int) else len(v)
         if isinstance(v, list) and len(set(v)) != len(v):
             raise ValueError("availability zone names repeat: list each once")
