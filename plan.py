@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail([ConfigError(path.name, f"no stack named {args.stack!r}: shipped stacks are {', '.join(known)}")],
                      args.json)
     try:
-        raw, config = read_and_parse(path)
+        raw, config = read_and_parse(path)          # architecture_file paths made absolute from the stack file
         plans = plan_stack(config)
     except (ConfigErrors, PlanningError) as exc:
         return _fail(exc.errors, args.json)

@@ -17,6 +17,6 @@ data = {
 for package, files in data.items():
     missing = [f for f in files if not (Path(here) / package / f).is_file()]
     assert not missing, f"{package} is missing {missing} in the installed package"
-for layer in ("catalog", "settings", "sizing", "serving", "offline", "program", "components", "policies"):
+for layer in ("catalog", "settings", "sizing", "serving", "offline", "program", "staging", "components", "policies"):
     assert (Path(here) / layer / "__init__.py").is_file(), f"llm_platform.{layer} is not in the installed package"
 print(f"installed package OK: {here} ({sys.version.split()[0]})")

@@ -54,6 +54,21 @@ class Architecture(BaseModel):
     type_vocab_size: int = Field(0, ge=0)
     pooler: bool = False
     embedding_norm: bool = False
+    # Details some families add (Gemma 2/3, Qwen3, gpt-oss, Qwen2-MoE, DeepSeek-V3)
+    norms_per_layer: int = Field(2, ge=1, le=8, description="norms in each block: 2 (pre-attention, pre-MLP); "
+                                 "Gemma 2/3 also norm after attention and after the MLP (4)")
+    qk_norm: bool = Field(False, description="a per-head RMSNorm on queries and keys (Qwen3, Gemma 3, OLMo 2)")
+    attention_sinks: bool = Field(False, description="one learned sink logit per attention head (gpt-oss)")
+    router_bias: bool = Field(False, description="a bias per expert on the router (gpt-oss, DeepSeek-V3's "
+                                                 "e_score_correction_bias)")
+    shared_expert_gate: bool = Field(False, description="a sigmoid gate (hidden -> 1) on the shared expert (Qwen2-MoE)")
+    vision_parameters: int = Field(0, ge=0, description="parameters of a vision tower and projector served "
+                                   "with the model (kept in 16 bit)")
+    # Sliding-window attention, as vLLM's hybrid KV cache manager allocates it: a windowed layer keeps
+    # at most sliding_window - 1 + max_num_batched_tokens tokens per sequence, a full layer all of them.
+    sliding_window: PositiveInt | None = Field(None, description="tokens a windowed layer attends to")
+    sliding_window_layers: int = Field(0, ge=0, description="how many layers attend within the window "
+                                       "(layer_types 'sliding_attention'); the others keep the whole context")
 
     @model_validator(mode="after")
     def _consistent(self) -> "Architecture":
@@ -71,6 +86,10 @@ class Architecture(BaseModel):
             raise ValueError("num_experts_per_tok cannot exceed num_experts")
         if self.first_dense_layers > self.num_hidden_layers:
             raise ValueError("first_dense_layers cannot exceed num_hidden_layers")
+        if self.sliding_window_layers > self.num_hidden_layers:
+            raise ValueError("sliding_window_layers cannot exceed num_hidden_layers")
+        if self.sliding_window_layers and self.sliding_window is None:
+            raise ValueError("sliding_window_layers needs sliding_window (the window, in tokens)")
         if self.index_head_dim is not None and self.kv_lora_rank is None:
             raise ValueError("index_head_dim (DeepSeek sparse attention) goes with multi-head latent attention: "
                              "give kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim and v_head_dim too")

@@ -127,8 +127,12 @@ def name_models(errors: list[ConfigError], models: Any) -> list[ConfigError]:
     return out
 
 
-def parse(raw: dict[str, Any], secret_keys: Iterable[str] | None = None) -> StackConfig:
+def parse(raw: dict[str, Any], secret_keys: Iterable[str] | None = None,
+          base_dir: str | Path | None = None) -> StackConfig:
     """Validate a stack's raw config (namespaced keys, as in the stack file).
+
+    `base_dir` is where relative paths in the config (models[].architecture_file) start: the stack
+    file's directory; default the working directory (the Pulumi project's, under the runtime).
 
     Values written `{secure: ...}` in a stack file are encrypted secrets; under the Pulumi
     runtime, values arrive decrypted and `secret_keys` names those that were set as secrets.
@@ -163,7 +167,7 @@ def parse(raw: dict[str, Any], secret_keys: Iterable[str] | None = None) -> Stac
     images = data["images"] if isinstance(data.get("images"), dict) else {}
     context = {"environment": env, "catalog": catalog.load(), "platform": data.get("platform", "ec2"),
                "runtimes": {m.get("runtime", "vllm") for m in models if isinstance(m, dict)},
-               "image_overrides": {k for k, v in images.items() if v}}
+               "image_overrides": {k for k, v in images.items() if v}, "base_dir": base_dir}
     try:
         config = StackConfig.model_validate(data, context=context)
     except ValidationError as exc:
@@ -182,16 +186,27 @@ def parse(raw: dict[str, Any], secret_keys: Iterable[str] | None = None) -> Stac
     return config
 
 
+def absolute_paths(raw: dict[str, Any], base_dir: str | Path) -> dict[str, Any]:
+    """The raw config with relative file paths (models[].architecture_file) made absolute from `base_dir`,
+    so it means the same wherever it is validated next (the program runs in the project directory)."""
+    models = raw.get(f"{NAMESPACE}:models")
+    if not isinstance(models, list):
+        return raw
+    fixed = [dict(m, architecture_file=str(Path(base_dir) / m["architecture_file"]))
+             if isinstance(m, dict) and isinstance(m.get("architecture_file"), str) else m for m in models]
+    return {**raw, f"{NAMESPACE}:models": fixed}
+
+
 def read_and_parse(path: str | Path) -> tuple[dict[str, Any], StackConfig]:
     """The stack file's raw config and its StackConfig; every problem of both steps in one ConfigErrors (a key
     written twice does not hide what else is wrong)."""
     try:
-        raw = read_stack_file(path)
+        raw = absolute_paths(read_stack_file(path), Path(path).parent)   # architecture_file: from the stack file
     except ConfigErrors as exc:
         errors = list(exc.errors)
         if exc.raw is not None:
             try:
-                parse(exc.raw)
+                parse(absolute_paths(exc.raw, Path(path).parent))
             except ConfigErrors as more:
                 errors += more.errors
         raise ConfigErrors(errors) from None

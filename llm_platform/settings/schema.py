@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Optional, Union, cast
 
-from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, ValidationInfo, field_validator)
+from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, ValidationInfo, field_validator,
+                      model_validator)
 
+from llm_platform.catalog import hf_config
 from llm_platform.catalog.architecture import Architecture
 from llm_platform.catalog.checkpoint import QuantizationSpec
 
@@ -99,7 +102,10 @@ class ModelSpec(_Strict):
 
     name: str = Field(pattern=DNS_LABEL, description="served model name and resource name: lowercase letters, "
                       "digits and '-', at most 63 characters, e.g. llama-70b")
-    architecture: Optional[Architecture] = Field(None, description="config.json fields, for a model the registry lacks")
+    architecture_file: str | None = Field(None, min_length=1, description="path to the model's config.json "
+                                             "(or its directory), relative to the stack file")
+    architecture: Optional[Architecture] = Field(None, validate_default=True, description="for a model the "
+                                                 "registry lacks: its config.json verbatim, or our fields of it")
     model: str = Field(min_length=1, description="Hugging Face repository id, e.g. meta-llama/Llama-3.1-8B-Instruct")
     runtime: Literal["vllm", "ollama", "tgi"] = Field("vllm", validate_default=True, description="inference server")
     precision: Optional[str] = Field(None, validate_default=True, description="weight format: bf16, fp16, fp8, awq, "
@@ -129,6 +135,20 @@ class ModelSpec(_Strict):
     tensor_parallel_size: Optional[int] = Field(None, description="force the tensor-parallel size (1, 2, 4 or 8); "
                                                 "the plan checks that it fits, like instance_type")
 
+    # what the model's config.json said beyond the Architecture (torch_dtype, quantization_config, auto_map)
+    _checkpoint: hf_config.HfModel | None = PrivateAttr(None)
+
+    @property
+    def checkpoint(self) -> hf_config.HfModel | None:
+        """The parsed config.json when the architecture came from one: its quantization_config (method, bits,
+        group size, weight_block_size, modules kept in 16 bit) for the quantization sizing, its auto_map."""
+        return self._checkpoint
+
+    @model_validator(mode="after")
+    def _keep_checkpoint(self, info: ValidationInfo) -> ModelSpec:
+        self._checkpoint = (info.context or {}).get("hf_model") if self.architecture is not None else None
+        return self
+
     @field_validator("name")
     @classmethod
     def _unique(cls, v: str, info: ValidationInfo) -> str:
@@ -138,13 +158,42 @@ class ModelSpec(_Strict):
         seen.add(v)
         return v
 
+    @field_validator("architecture", mode="before")
+    @classmethod
+    def _from_hf(cls, v: object, info: ValidationInfo) -> object:
+        """A config.json (pasted, or architecture_file) becomes an Architecture; the checkpoint's own
+        precision and quantization are kept in the validation context for the precision field."""
+        ctx = info.context if info.context is not None else {}
+        ctx["hf_model"] = None
+        path = info.data.get("architecture_file")
+        if path is not None:
+            if v is not None:
+                raise ValueError("give the architecture either inline or as architecture_file, not both: "
+                                 "remove one")
+            full = Path(ctx.get("base_dir") or Path.cwd()) / path
+            try:
+                v = hf_config.load_file(full)
+            except hf_config.HfConfigError as exc:
+                raise at("architecture_file", str(exc)) from None
+        if not hf_config.is_hf_config(v):
+            return v
+        try:
+            model = hf_config.from_config(v, source=str(path or "the pasted config.json"))
+        except hf_config.HfConfigError as exc:
+            raise ValueError(f"{'config.json' if path else 'architecture'}.{exc}" if exc.key else str(exc)) from None
+        ctx["hf_model"] = model
+        return model.architecture
+
     @field_validator("model")
     @classmethod
     def _known(cls, v: str, info: ValidationInfo) -> str:
         models = _catalog(info).models
-        if v not in models and info.data.get("architecture") is None:
-            raise ValueError(f"{v!r} is not in the model registry and the entry has no valid `architecture` block: "
-                             f"add one with the fields of its config.json, or use a registry model: {', '.join(sorted(models))}")
+        # an architecture that failed validation is absent from info.data and has its own error already
+        if v not in models and "architecture" in info.data and info.data["architecture"] is None:
+            raise ValueError(f"{v!r} is not in the model registry and the entry has no `architecture`: paste its "
+                             "config.json under `architecture`, or set `architecture_file: path/to/config.json` "
+                             f"(`llm-platform model inspect` shows what it means), or use a registry model: "
+                             f"{', '.join(sorted(models))}")
         return v
 
     @field_validator("runtime")
@@ -161,11 +210,20 @@ class ModelSpec(_Strict):
     def _precision(cls, v: Optional[str], info: ValidationInfo) -> Optional[str]:
         runtime = info.data.get("runtime")
         info_model = _registry_entry(info)
+        hf: hf_config.HfModel | None = (info.context or {}).get("hf_model") \
+            if info.data.get("architecture") is not None else None
+        if hf is not None and hf.quantization is not None and runtime != "ollama" and v is not None \
+                and v != hf.precision and _catalog(info).precisions[hf.precision].kind != "float":
+            raise ValueError(f"{hf.name} is a pre-quantised checkpoint (quantization_config.quant_method "
+                             f"{hf.quantization.quant_method}): the runtime serves it as {hf.precision}; "
+                             f"set precision {hf.precision} or remove precision")
         if v is None and info_model is not None and info_model.quantization is not None and runtime != "ollama":
             kind = info_model.quantization.precision_kind() or "fp8"
             method = info_model.quantization.quant_method
             return "fp8" if kind == "fp8" else ("gptq" if method == "gptq" else "awq")
         if v is None:
+            if hf is not None and runtime != "ollama":
+                return hf.precision
             if runtime == "ollama":
                 embed = info_model is not None and info_model.task == "embed"
                 return "fp16" if embed else "q4_k_m"
@@ -310,6 +368,8 @@ class ModelSpec(_Strict):
     @field_validator("quantization")
     @classmethod
     def _quantization(cls, v: Optional[QuantizationSpec], info: ValidationInfo) -> Optional[QuantizationSpec]:
+        if v is None:
+            v = _checkpoint_quantization(info)
         entry = _registry_entry(info)
         q = v if v is not None else (entry.quantization if entry is not None else None)
         precision = info.data.get("precision")
@@ -352,6 +412,21 @@ class ModelSpec(_Strict):
             raise ValueError(f"{model}: tensor_parallel_size {v} needs {v} GPUs on one node; {itype} has "
                              f"{inst.gpu_count}: choose an instance type with {v} or more GPUs")
         return v
+
+
+def _checkpoint_quantization(info: ValidationInfo) -> QuantizationSpec | None:
+    """The quantization_config of a pasted config.json, when its format is one the sizing weighs tensor by
+    tensor and the runtime serves it quantized (formats the catalog does not size stay 16-bit upper bounds)."""
+    hf: hf_config.HfModel | None = (info.context or {}).get("hf_model") \
+        if info.data.get("architecture") is not None else None
+    precision = info.data.get("precision")
+    if hf is None or hf.quantization is None or info.data.get("runtime") == "ollama" or precision is None \
+            or _catalog(info).precisions[precision].kind in ("float", "gguf"):
+        return None
+    try:
+        return QuantizationSpec.from_quantization_config(hf.quantization.raw, source=hf.name)
+    except ValueError:          # pydantic's ValidationError is one: a method the layouts do not know
+        return None
 
 
 def _registry_entry(info: ValidationInfo) -> ModelInfo | None:

@@ -256,6 +256,34 @@ def sequence_tokens(arch: Architecture, max_model_len: int, runtime: str = "vllm
     return math.ceil(max_model_len / b) * b
 
 
+def kv_tokens_per_layer(arch: Architecture, max_model_len: int, max_num_batched_tokens: int,
+                        runtime: str = "vllm") -> float:
+    """KV slots one full-length sequence occupies in an average layer.
+
+    A full-attention layer keeps the whole context (sequence_tokens). A sliding-window layer keeps what
+    vLLM's hybrid KV cache manager allocates for it (vllm/v1/kv_cache_interface.py,
+    SlidingWindowSpec.max_memory_usage_bytes): the last sliding_window - 1 tokens plus one prefill chunk,
+    at most max_model_len, in whole pages plus one (the window need not start on a page boundary), and
+    never more than a full layer."""
+    full_tokens = sequence_tokens(arch, max_model_len, runtime)
+    sliding = arch.sliding_window_layers
+    if not sliding or arch.sliding_window is None:
+        return float(full_tokens)
+    tokens = min(arch.sliding_window - 1 + max_num_batched_tokens, max_model_len)
+    b = 1 if runtime == "ollama" else block_size(arch)
+    kept = min((math.ceil(tokens / b) + (0 if runtime == "ollama" else 1)) * b, full_tokens)
+    full = arch.num_hidden_layers - sliding
+    return (full * full_tokens + sliding * kept) / arch.num_hidden_layers
+
+
+def attended_tokens_per_layer(arch: Architecture, context: int) -> float:
+    """Cached tokens an average layer reads for one new token: a sliding-window layer only its window."""
+    if not arch.sliding_window_layers or arch.sliding_window is None:
+        return float(context)
+    full = arch.num_hidden_layers - arch.sliding_window_layers
+    return (full * context + arch.sliding_window_layers * min(context, arch.sliding_window)) / arch.num_hidden_layers
+
+
 # ----------------------------------------------------------------------------- overheads
 
 def _activation_bytes(arch: Architecture, w: Workload, tp: int, c: dict[str, float]) -> float:
@@ -335,7 +363,7 @@ def estimate(arch: Architecture, w: Workload, layout: Layout, gpu_total_gib: flo
     stage_bytes, stage_layers = _heaviest_stage(layers, layout.stages)
     kv_dtype = cat.kv_dtypes[w.kv_cache_dtype].bytes
     kv_layer_token = kv_bytes_per_token_per_layer(arch, kv_dtype, tp)
-    pool_tokens = sequence_tokens(arch, w.max_model_len, w.runtime) * w.concurrency
+    pool_tokens = kv_tokens_per_layer(arch, w.max_model_len, w.max_num_batched_tokens, w.runtime) * w.concurrency
     outside = act = non_torch = graphs = margin = 0.0
     if w.runtime == "ollama":
         # llama.cpp keeps token_embd in host memory; the output head sits on the last GPU.

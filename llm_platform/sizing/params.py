@@ -71,8 +71,13 @@ def _attention(arch: Architecture, i: int) -> list[Tensor]:
         return t
     d = arch.head_size
     q, kv = arch.num_attention_heads * d, arch.kv_heads * d
-    return (_linear("attn_q", i, h, q, bias=qkv_bias) + _linear("attn_k", i, h, kv, bias=qkv_bias)
-            + _linear("attn_v", i, h, kv, bias=qkv_bias) + _linear("attn_output", i, q, h, bias=o_bias))
+    t = (_linear("attn_q", i, h, q, bias=qkv_bias) + _linear("attn_k", i, h, kv, bias=qkv_bias)
+         + _linear("attn_v", i, h, kv, bias=qkv_bias) + _linear("attn_output", i, q, h, bias=o_bias))
+    if arch.qk_norm:
+        t += _norm("attn_q_norm", i, d, arch) + _norm("attn_k_norm", i, d, arch)
+    if arch.attention_sinks:
+        t.append(Tensor("attn_sinks", i, 1, arch.num_attention_heads, 1, "vector", True))
+    return t
 
 
 def _mlp(arch: Architecture, i: int, width: int, *, suffix: str = "", count: int = 1) -> list[Tensor]:
@@ -91,9 +96,13 @@ def _feed_forward(arch: Architecture, i: int) -> list[Tensor]:
     assert arch.num_experts is not None   # is_moe
     w = arch.expert_intermediate
     t = [Tensor("ffn_gate_inp", i, arch.hidden_size, arch.num_experts, 1, "vector", False)]  # the router
+    if arch.router_bias:
+        t.append(Tensor("ffn_gate_inp_bias", i, 1, arch.num_experts, 1, "vector", False))
     t += _mlp(arch, i, w, suffix="_exps", count=arch.num_experts)
     if arch.num_shared_experts:
         t += _mlp(arch, i, w * arch.num_shared_experts, suffix="_shexp")
+        if arch.shared_expert_gate:
+            t.append(Tensor("ffn_gate_inp_shexp", i, arch.hidden_size, 1, 1, "vector", False))
     return t
 
 
@@ -112,6 +121,8 @@ def tensors(arch: Architecture) -> tuple[Tensor, ...]:
         t += _norm("attn_norm", i, h, arch)
         t += _attention(arch, i)
         t += _norm("ffn_norm", i, h, arch)
+        for k in range(arch.norms_per_layer - 2):     # Gemma 2/3: post-attention and post-MLP norms
+            t += _norm(f"post_norm_{k}", i, h, arch)
         t += _feed_forward(arch, i)
     if arch.task == "generate":
         t += _norm("output_norm", -1, h, arch)
@@ -119,6 +130,8 @@ def tensors(arch: Architecture) -> tuple[Tensor, ...]:
             t.append(Tensor("output", -1, h, arch.vocab_size))
     elif arch.pooler:
         t += _linear("pooler", -1, h, h, sharded=False, bias=True)
+    if arch.vision_parameters:     # a multimodal model's image encoder: replicated, 16 bit
+        t.append(Tensor("vision_tower", -1, 1, arch.vision_parameters, 1, "vector", False))
     return tuple(t)
 
 

@@ -50,7 +50,7 @@ from llm_platform.catalog import Catalog, Gpu, InstanceType
 from llm_platform.catalog.architecture import Architecture
 from llm_platform.catalog.checkpoint import QuantLayout
 
-from .memory import Layout, kv_bytes_per_token_per_layer, tensor_bytes
+from .memory import Layout, attended_tokens_per_layer, kv_bytes_per_token_per_layer, tensor_bytes
 from .params import tensors
 
 _LOOKUP = {"token_embd", "position_embd", "token_types"}   # gathered rows, not streamed
@@ -202,7 +202,8 @@ def decode_step(arch: Architecture, precision: str, kv_dtype_bytes: float, layou
     tp = layout.tensor_parallel
     s = _shape(arch, precision, tp, quant)
     weights = s.dense_bytes + s.expert_bytes * experts_touched(arch, batch)
-    kv = batch * context * kv_bytes_per_token_per_layer(arch, kv_dtype_bytes, tp) * arch.num_hidden_layers
+    attended = attended_tokens_per_layer(arch, context)     # a sliding-window layer reads only its window
+    kv = batch * attended * kv_bytes_per_token_per_layer(arch, kv_dtype_bytes, tp) * arch.num_hidden_layers
     gpu = hw.gpu
     # tests/test_performance.py: every catalog GPU states its bandwidth and 16-bit tensor throughput
     assert gpu.memory_bandwidth_gbps is not None and gpu.tensor_16bit_tflops is not None
@@ -213,7 +214,7 @@ def decode_step(arch: Architecture, precision: str, kv_dtype_bytes: float, layou
         if context else (hw.attention_fraction or hw.memory_fraction)
     memory = weights / (bw * hw.memory_fraction) + kv / (bw * kv_fraction)
     linear_flops = 2 * s.decode_params * batch
-    attn_flops = 2 * arch.num_hidden_layers * _attention_width(arch, tp) * batch * context
+    attn_flops = 2 * arch.num_hidden_layers * _attention_width(arch, tp) * batch * attended
     # decode GEMMs are skinny (`batch` rows against the whole weight): they reach less of the tensor-core
     # peak than a prefill chunk's
     gemm_eff = hw.decode_compute_fraction or hw.compute_fraction
