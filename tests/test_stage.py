@@ -332,8 +332,12 @@ def _boot_fetch(s3, tmp_path, plan, prefix: str, manifest_sha256: str):
     host = tmp_path / "host"
     (host / "etc").mkdir(parents=True)
     (host / "etc" / "deployment.env").write_text(env_file)
+    # the fetch unit hands the download to the one verification script, written beside it as on the instance
+    verify = host / "llm-verify-model"
+    verify.write_text(next(f["content"] for f in doc["write_files"] if f["path"] == "/usr/local/sbin/llm-verify-model"))
+    verify.chmod(0o755)
     script = script.replace("/etc/llm/deployment.env", str(host / "etc" / "deployment.env"))
-    script = script.replace("/opt/llm", str(host / "opt"))
+    script = script.replace("/opt/llm", str(host / "opt")).replace("/usr/local/sbin/llm-verify-model", str(verify))
     (host / "fetch.sh").write_text(script)
     bindir = tmp_path / "bin"
     bindir.mkdir()
