@@ -105,6 +105,10 @@ class DeploymentPlan:
     revision: Optional[str]
     notes: tuple[str, ...] = field(default_factory=tuple)
     throughput: Optional[Throughput] = None
+    # capacity (sizing/fallbacks.py): checked alternatives in price order, or why there are none; start times
+    fallbacks: tuple = field(default_factory=tuple)
+    fallbacks_reason: Optional[str] = None
+    startup: Optional[object] = None
 
     @property
     def instances(self) -> int:
@@ -162,6 +166,8 @@ class DeploymentPlan:
             "trust_remote_code": self.trust_remote_code, "revision": self.revision,
             "notes": list(self.notes),
             "throughput": self.throughput.as_dict() if self.throughput else None,
+            "fallbacks": [f.as_dict() for f in self.fallbacks], "fallbacks_reason": self.fallbacks_reason,
+            "startup": self.startup.as_dict() if self.startup else None,
         }
 
 
@@ -337,7 +343,7 @@ def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Optional[Ca
                                 usd_per_million_output_tokens=usd)
     gpus_per_node = layout.tensor_parallel * layout.layer_split
     startup = WARMUP_S + mem.weights_gib * (1 / DOWNLOAD_GIB_PER_S + 1 / VERIFY_GIB_PER_S + 1 / LOAD_GIB_PER_S)
-    return DeploymentPlan(
+    plan = DeploymentPlan(
         name=spec.name, model=spec.model, task=arch.task, runtime=spec.runtime, precision=spec.precision,
         kv_cache_dtype=spec.kv_cache_dtype, instance_type=inst.name, gpu_name=gpu.name,
         gpu_count=inst.gpu_count, gpu_memory_gib=gpu.memory_gib, nodes_per_replica=layout.pipeline_parallel,
@@ -356,6 +362,8 @@ def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Optional[Ca
         trust_remote_code=spec.trust_remote_code, revision=spec.revision, notes=tuple(notes),
         throughput=throughput,
     )
+    from .fallbacks import attach   # the capacity module builds on this one's evaluate(); imported late
+    return attach(plan, spec, stack, cat)
 
 
 def plan_stack(stack: StackConfig, cat: Optional[Catalog] = None) -> list[DeploymentPlan]:
