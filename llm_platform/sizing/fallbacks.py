@@ -29,7 +29,8 @@ from llm_platform.catalog import Catalog
 from llm_platform.settings.schema import ModelSpec, StackConfig
 from . import performance as perf
 from . import planner
-from .memory import Memory, max_sequences
+from .memory import Layout, Memory, max_sequences
+from .memory import estimate as estimate_memory
 from .startup import StartupEstimate, estimate
 
 UNITS_PER_REPLICA = 10
@@ -100,6 +101,16 @@ def _throughput(arch, w, layout, instance, cat: Catalog, embed: bool) -> float:
     return r.prefill_tokens_per_s if embed or r.decode_tokens_per_s_full is None else r.decode_tokens_per_s_full
 
 
+def _at_tp(arch, w, instance, tp: int, stack: StackConfig, cat: Catalog) -> Optional[planner.Candidate]:
+    """planner.evaluate's checks (compute capability, memory) at one given TP."""
+    gpu = cat.gpu_of(instance)
+    if gpu.compute_capability < cat.precisions[w.precision].min_compute_capability or instance.gpu_count < tp:
+        return None
+    layout = Layout(tensor_parallel=tp, pipeline_parallel=1)
+    mem = estimate_memory(arch, w, layout, gpu.memory_gib, cat)
+    return planner.Candidate(instance, layout, mem, planner.hourly_price(instance, stack)) if mem.fits else None
+
+
 def find(spec: ModelSpec, plan: planner.DeploymentPlan, stack: StackConfig,
          cat: Catalog) -> tuple[tuple[Fallback, ...], Optional[str]]:
     """(fallbacks in price order, None) or ((), why there are none)."""
@@ -109,6 +120,8 @@ def find(spec: ModelSpec, plan: planner.DeploymentPlan, stack: StackConfig,
     arch, w = planner.architecture_of(spec, cat), planner.workload_of(spec)
     embed = arch.task == "embed"
     chosen = cat.instances[plan.instance_type]
+    # on eks one pod template serves every type of the pool: a fallback must run that pod (same TP and GPUs)
+    fixed_tp = plan.tensor_parallel_size if stack.platform == "eks" and plan.runtime != "ollama" else None
     own = planner.evaluate(arch, w, chosen, plan.nodes_per_replica, stack, cat)   # the plan's own layout
     base_rps = plan.throughput.requests_per_s_per_replica if plan.throughput else None
     base_tps = None
@@ -123,7 +136,8 @@ def find(spec: ModelSpec, plan: planner.DeploymentPlan, stack: StackConfig,
         if key in picked:
             continue
         if key not in sized:
-            sized[key] = planner.evaluate(arch, w, inst, 1, stack, cat)
+            sized[key] = (planner.evaluate(arch, w, inst, 1, stack, cat) if fixed_tp is None
+                          else _at_tp(arch, w, inst, fixed_tp, stack, cat))
         c = sized[key]
         if c is None:
             continue
