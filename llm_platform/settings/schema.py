@@ -130,6 +130,9 @@ class Capacity(_Strict):
     model_snapshot_id: Optional[str] = Field(None, pattern=r"^snap-[0-9a-f]{8,17}$",
                                              description="ec2: an encrypted EBS snapshot of the verified model "
                                              "directory (with its SHA256SUMS) that new instances attach")
+    fast_snapshot_restore: bool = Field(False, description="ec2: enable EBS Fast Snapshot Restore for "
+                                        "model_snapshot_id in the stack's AZs (billed per AZ-hour) so restored "
+                                        "volumes read at full speed at once")
 
     @field_validator("warm_pool")
     @classmethod
@@ -139,6 +142,13 @@ class Capacity(_Strict):
             raise ValueError(f"warm pools are an EC2 Auto Scaling feature (platform is {platform}): remove "
                              "warm_pool (on eks the node-local model cache serves restarts)")
         return (_env(info) == "prod" and platform == "ec2") if v is None else v
+
+    @field_validator("fast_snapshot_restore")
+    @classmethod
+    def _fsr(cls, v: bool, info: ValidationInfo) -> bool:
+        if v and not info.data.get("model_snapshot_id"):
+            raise ValueError("Fast Snapshot Restore applies to model_snapshot_id, which is not set: set it or remove this")
+        return v
 
     @field_validator("reservations", "model_snapshot_id")
     @classmethod

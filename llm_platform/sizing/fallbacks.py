@@ -200,8 +200,13 @@ def attach(plan: planner.DeploymentPlan, spec: ModelSpec, stack: StackConfig,
     cap = spec.capacity
     startup: StartupEstimate = estimate(plan.memory.weights_gib, plan.nodes_per_replica, stack.platform,
                                         warm_pool=bool(cap and cap.warm_pool),
-                                        snapshot=bool(cap and cap.model_snapshot_id))
-    return dataclasses.replace(plan, fallbacks=fallbacks, fallbacks_reason=why, startup=startup)
+                                        snapshot=bool(cap and cap.model_snapshot_id),
+                                        fast_restore=bool(cap and cap.fast_snapshot_restore))
+    notes = plan.notes
+    if startup.snapshot_seconds is not None and startup.snapshot_seconds >= startup.cold_seconds:
+        notes += (f"model snapshot without Fast Snapshot Restore starts in ~{startup.snapshot_seconds} s, no faster "
+                  f"than downloading ({startup.cold_seconds} s): set capacity.fast_snapshot_restore",)
+    return dataclasses.replace(plan, fallbacks=fallbacks, fallbacks_reason=why, startup=startup, notes=notes)
 
 
 def capacity_units(plan: planner.DeploymentPlan) -> dict:

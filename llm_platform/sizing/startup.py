@@ -9,8 +9,9 @@ that scales out starts from one of four places, and only the first pays for ever
   downloaded and verified the weights before it stopped (serving/userdata.py); starting it costs the resume, a
   digest check of the manifest against the plan, the load and the warm-up.
 - snapshot (EC2, optional): the weights arrive on an EBS volume created from a snapshot of the verified model
-  directory; blocks load lazily from S3 on first read (no Fast Snapshot Restore assumed), so the load runs at
-  snapshot speed, but nothing is downloaded or hashed.
+  directory: nothing is downloaded or hashed, but without Fast Snapshot Restore the blocks load lazily from S3 on
+  first read (slower than the download for small models: the plan says so); with it the volume reads at its
+  provisioned throughput from the start.
 - cached (EKS): a pod restart or a second replica on a node whose instance store already holds the verified
   copy under the manifest digest: load and warm-up only (the image is on the node too).
 
@@ -29,7 +30,8 @@ from . import planner
 INSTANCE_BOOT_S = 90      # RunInstances to cloud-init on a GPU instance (NVIDIA driver load, EBS attach)
 IMAGE_PULL_S = 120        # the vLLM CUDA image (~10 GB compressed) from ECR in-region, pull and unpack
 RESUME_S = 60             # a Stopped instance to running units (boot, keys from Secrets Manager, docker start)
-SNAPSHOT_GIB_PER_S = 0.15  # first read of a volume restored from a snapshot without Fast Snapshot Restore
+SNAPSHOT_LAZY_GIB_PER_S = 0.15   # first read of a volume restored from a snapshot: blocks come from S3 on demand
+MODEL_VOLUME_MIB_PER_S = 1000     # the model volume's gp3 throughput (components/gpu_fleet.py provisions it)
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,8 @@ def _round(seconds: float) -> int:
     return int(math.ceil(seconds / 10) * 10)
 
 
-def estimate(weights_gib: float, nodes: int, platform: str, warm_pool: bool, snapshot: bool) -> StartupEstimate:
+def estimate(weights_gib: float, nodes: int, platform: str, warm_pool: bool, snapshot: bool,
+             fast_restore: bool = False) -> StartupEstimate:
     """Start-up times for one replica whose weights are `weights_gib` over `nodes` nodes (each node loads
     its own stage, so per-node bytes set the time)."""
     per_node = weights_gib / max(nodes, 1)
@@ -56,9 +59,10 @@ def estimate(weights_gib: float, nodes: int, platform: str, warm_pool: bool, sna
     data_path = planner.WARMUP_S + per_node * (1 / planner.DOWNLOAD_GIB_PER_S + 1 / planner.VERIFY_GIB_PER_S
                                                + 1 / planner.LOAD_GIB_PER_S)
     ec2 = platform == "ec2"
+    snapshot_rate = min(MODEL_VOLUME_MIB_PER_S / 1024, planner.LOAD_GIB_PER_S) if fast_restore else SNAPSHOT_LAZY_GIB_PER_S
     return StartupEstimate(
         cold_seconds=_round(INSTANCE_BOOT_S + IMAGE_PULL_S + data_path),
         warm_pool_seconds=_round(RESUME_S + load) if ec2 and warm_pool else None,
-        snapshot_seconds=(_round(INSTANCE_BOOT_S + IMAGE_PULL_S + planner.WARMUP_S + per_node / SNAPSHOT_GIB_PER_S)
+        snapshot_seconds=(_round(INSTANCE_BOOT_S + IMAGE_PULL_S + planner.WARMUP_S + per_node / snapshot_rate)
                           if ec2 and snapshot else None),
         cached_seconds=_round(load))

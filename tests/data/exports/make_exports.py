@@ -167,6 +167,8 @@ CASES = {
     "k8s-public-service": ("k8s", {"llm-8b:Service.metadata.annotations": {}}, [("internal-load-balancers", "llm-8b")]),
     "single-az-asg": ("ec2", {"llm-8b:group:Group.minSize": 1, "llm-8b:group:Group.desiredCapacity": 1},
                       [("prod-multi-az", "llm-8b")]),
+    "single-type-autoscaled-asg": ("ec2", {"llm-8b:group:Group.tags": []},
+                                   [("prod-gpu-capacity-fallback", "llm-8b")]),
 }
 
 
