@@ -292,7 +292,8 @@ state() {
 complete() {
   aws autoscaling complete-lifecycle-action --region "$AWS_REGION" --lifecycle-action-result CONTINUE \
     --lifecycle-hook-name "$LIFECYCLE_HOOK" --instance-id "$(imds instance-id)" \
-    --auto-scaling-group-name "$(imds tags/instance/aws:autoscaling:groupName)"
+    --auto-scaling-group-name "$(imds tags/instance/aws:autoscaling:groupName)" \\
+    || echo "no lifecycle action to complete (launched before the group had its hook?)" >&2
 }
 case "${1:-state}" in
   state) state ;;

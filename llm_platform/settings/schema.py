@@ -116,6 +116,8 @@ class Reservations(_Strict):
         if v and info.data.get("preference") != "capacity-reservations-only":
             raise at("preference", "Capacity Blocks are used only through their reservation: set preference "
                                    "to capacity-reservations-only")
+        if v and len(info.data.get("ids") or []) > 1:
+            raise at("ids", "a launch template targets one Capacity Block: list one id (one group per block)")
         return v
 
 
