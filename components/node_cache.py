@@ -1,0 +1,159 @@
+"""NodeModelCache: a verified model copy per GPU node, keyed by the manifest digest, shared by the pods on it.
+
+Karpenter's EC2NodeClass puts the instance store in RAID0 (nodeadm mounts it at /mnt/k8s-disks/0). Under
+CACHE_ROOT each verified model lives in a directory named by its manifest's SHA-256, read-only, with a
+`.verified` marker. A pod's fetch init container (cached_fetch_script) reuses that directory when the marker
+and the manifest in it still match the pinned digest, else downloads into a private temporary directory,
+verifies every file (the same checks as on EC2, serving/userdata.py) and renames it into place; the runtime
+mounts only `<digest>/` read-only. A restarted pod or a second replica on the node starts from the verified
+copy without downloading or hashing the weights again.
+
+How pods reach the node's directory while their namespace enforces the `restricted` Pod Security level (which
+admits no hostPath volume): through a PersistentVolumeClaim bound to a hostPath PersistentVolume without node
+affinity, which resolves to the same path on whichever node the pod runs. PersistentVolumes are cluster-scoped:
+only the platform (cluster admin) decides the path, never a workload. One small DaemonSet in its own namespace
+(the only one at the `privileged` Pod Security level, since hostPath volumes are beyond `baseline`; audited and
+warned at `restricted`) makes CACHE_ROOT on each GPU node owned by the runtime uid (kubelet creates hostPath
+directories as root): one init container as root with only CAP_CHOWN and CAP_FOWNER, then a non-root sleeper.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+CACHE_ROOT = "/mnt/k8s-disks/0/llm-models"
+NAMESPACE = "llm-node-cache"
+CACHE_MOUNT = "/model-cache"          # where the fetch init container sees CACHE_ROOT
+
+
+def cached_fetch_script() -> str:
+    """The fetch init container with the node cache: reuse <digest>/ if verified, else download, verify, publish."""
+    return f"""set -eu
+root={CACHE_MOUNT}
+manifest=/tmp/SHA256SUMS
+if [ -z "$MANIFEST" ]; then
+  echo "no checksums configured for $LLM_NAME: the node cache keeps only verified models" >&2
+  exit 1
+fi
+dest="$root/$MANIFEST_SHA256"
+# an entry counts only with its marker for this digest and prefix and a manifest that still hashes to the pin
+valid() {{
+  [ -f "$1/.verified" ] && [ "$(cat "$1/.verified")" = "$MANIFEST_SHA256 $MODEL_PREFIX" ] \\
+    && echo "$MANIFEST_SHA256  $1/.manifest" | sha256sum --check --strict --quiet 2>/dev/null
+}}
+if valid "$dest"; then
+  echo "node cache: $dest was verified against $MANIFEST_SHA256 on this node"
+  exit 0
+fi
+aws s3 cp --only-show-errors "s3://$MODEL_BUCKET/$MODEL_PREFIX/$MANIFEST" "$manifest"
+echo "$MANIFEST_SHA256  $manifest" | sha256sum --check --strict --quiet \\
+  || {{ echo "manifest digest differs from the pinned $MANIFEST_SHA256" >&2; exit 1; }}
+work=$(mktemp -d "$root/.partial-XXXXXX")
+trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
+aws s3 sync --only-show-errors --no-progress --exact-timestamps --exclude "$MANIFEST" \\
+  "s3://$MODEL_BUCKET/$MODEL_PREFIX/" "$work"
+(cd "$work" && sha256sum --check --strict --quiet "$manifest")
+awk '{{print $2}}' "$manifest" | sed 's|^[*]||' | sort > /tmp/listed
+(cd "$work" && find . -type f | sed 's|^[.]/||' | sort) > /tmp/present
+unlisted=$(comm -13 /tmp/listed /tmp/present)
+[ -z "$unlisted" ] || {{ echo "files not in the manifest: $unlisted" >&2; exit 1; }}
+cp "$manifest" "$work/.manifest"
+echo "$MANIFEST_SHA256 $MODEL_PREFIX" > "$work/.verified"
+chmod -R a-w "$work"
+chmod u+w "$work"
+if [ -e "$dest" ]; then
+  # a half-made or stale entry (no valid marker): replace it; a valid one made meanwhile by a sibling pod wins
+  if valid "$dest"; then
+    echo "node cache: a sibling pod published $dest first"; exit 0
+  fi
+  chmod -R u+w "$dest" && rm -rf "$dest"
+fi
+mv "$work" "$dest" && chmod a-w "$dest"
+trap - EXIT
+echo "node cache: verified and published $dest"
+"""
+
+
+def claim_name(deployment: str) -> str:
+    return "model-cache"
+
+
+@dataclass(frozen=True)
+class NodeModelCacheArgs:
+    runtime_uid: int                                   # the uid the fetch and runtime containers run as
+    image: pulumi.Input[str]                           # a pinned image with sh, chown, sleep (the awscli image)
+    provider: Optional[k8s.Provider] = None
+    gpu_node_selector: Optional[dict] = None
+
+
+class NodeModelCache(pulumi.ComponentResource):
+    """Cluster part: the namespace and DaemonSet that prepare CACHE_ROOT on every GPU node. Per deployment:
+    `claim(name, namespace)` makes the hostPath PersistentVolume and its claim in the deployment's namespace."""
+
+    def __init__(self, name: str, args: NodeModelCacheArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("llm-platform:eks:NodeModelCache", name, None, opts)
+        self._name = name
+        self._kopts = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        ns = k8s.core.v1.Namespace(f"{name}-namespace", metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=NAMESPACE, labels={"pod-security.kubernetes.io/enforce": "privileged",
+                                    "pod-security.kubernetes.io/audit": "restricted",
+                                    "pod-security.kubernetes.io/warn": "restricted"}), opts=self._kopts)
+        uid = args.runtime_uid
+        self.daemonset = k8s.apps.v1.DaemonSet(
+            f"{name}-prepare", metadata=k8s.meta.v1.ObjectMetaArgs(name="prepare", namespace=ns.metadata.name),
+            spec=k8s.apps.v1.DaemonSetSpecArgs(
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"app": "llm-node-cache"}),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels={"app": "llm-node-cache"}),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        automount_service_account_token=False, enable_service_links=False,
+                        node_selector=args.gpu_node_selector or {"llm-platform/node-pool": "gpu"},
+                        tolerations=[k8s.core.v1.TolerationArgs(key="nvidia.com/gpu", operator="Exists",
+                                                                effect="NoSchedule")],
+                        priority_class_name="system-node-critical",
+                        init_containers=[k8s.core.v1.ContainerArgs(
+                            name="own", image=args.image, command=["/bin/sh", "-ec",
+                                                                   f"chown {uid}:{uid} /cache && chmod 0750 /cache"],
+                            security_context=k8s.core.v1.SecurityContextArgs(
+                                run_as_user=0, run_as_non_root=False, allow_privilege_escalation=False,
+                                read_only_root_filesystem=True, capabilities=k8s.core.v1.CapabilitiesArgs(
+                                    drop=["ALL"], add=["CHOWN", "FOWNER"]),
+                                seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault")),
+                            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="cache", mount_path="/cache")])],
+                        containers=[k8s.core.v1.ContainerArgs(
+                            name="hold", image=args.image, command=["/bin/sh", "-c", "exec sleep infinity"],
+                            resources=k8s.core.v1.ResourceRequirementsArgs(
+                                requests={"cpu": "1m", "memory": "8Mi"}, limits={"memory": "32Mi"}),
+                            security_context=k8s.core.v1.SecurityContextArgs(
+                                run_as_user=uid, run_as_non_root=True, allow_privilege_escalation=False,
+                                read_only_root_filesystem=True, capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+                                seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault")))],
+                        volumes=[k8s.core.v1.VolumeArgs(name="cache", host_path=k8s.core.v1.HostPathVolumeSourceArgs(
+                            path=CACHE_ROOT, type="DirectoryOrCreate"))]))),
+            opts=self._kopts)
+        self.register_outputs({})
+
+    def claim(self, deployment: str, namespace: pulumi.Input[str], size_gib: int,
+              opts: Optional[pulumi.ResourceOptions] = None) -> k8s.core.v1.PersistentVolumeClaim:
+        """The deployment's claim on the node cache (a hostPath PV: each node resolves its own CACHE_ROOT)."""
+        pv_name = f"llm-{deployment}-model-cache"
+        pv = k8s.core.v1.PersistentVolume(
+            f"{self._name}-{deployment}", metadata=k8s.meta.v1.ObjectMetaArgs(name=pv_name, labels={
+                "llm-platform/deployment": deployment}),
+            spec=k8s.core.v1.PersistentVolumeSpecArgs(
+                capacity={"storage": f"{size_gib}Gi"}, access_modes=["ReadWriteMany"],
+                persistent_volume_reclaim_policy="Retain", storage_class_name="llm-node-cache",
+                host_path=k8s.core.v1.HostPathVolumeSourceArgs(path=CACHE_ROOT, type="Directory"),
+                claim_ref=k8s.core.v1.ObjectReferenceArgs(namespace=namespace, name=claim_name(deployment))),
+            opts=pulumi.ResourceOptions.merge(self._kopts, pulumi.ResourceOptions(depends_on=[self.daemonset])))
+        return k8s.core.v1.PersistentVolumeClaim(
+            f"{self._name}-{deployment}-claim", metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=claim_name(deployment), namespace=namespace),
+            spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+                access_modes=["ReadWriteMany"], storage_class_name="llm-node-cache", volume_name=pv_name,
+                resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": f"{size_gib}Gi"})),
+            opts=pulumi.ResourceOptions.merge(self._kopts, pulumi.ResourceOptions.merge(
+                pulumi.ResourceOptions(depends_on=[pv]), opts)))
