@@ -250,3 +250,15 @@ def test_plan_json_lists_fallbacks_and_start_times():
         assert {"instance_type", "tensor_parallel_size", "per_gpu_required_gib", "per_gpu_usable_gib",
                 "hourly_cost_per_replica_usd", "requests_per_s_per_replica", "replicas_for_load"} <= set(d["fallbacks"][0])
         assert d["startup"]["warm_pool_seconds"] < d["startup"]["cold_seconds"]
+
+
+def test_autoscaling_headroom_covers_the_slowest_type(eks):
+    from llm_platform.sizing.fallbacks import replicas_max_any_type
+    _, plans = eks
+    for p in plans:
+        n = replicas_max_any_type(p)
+        assert n >= p.replicas_max
+        for f in p.fallbacks:    # n replicas of any listed type carry replicas_max chosen-type replicas
+            assert n * f.relative_throughput >= p.replicas_max - 1e-9
+    qwen = next(p for p in plans if p.name == "qwen-coder-32b")
+    assert replicas_max_any_type(qwen) > qwen.replicas_max      # its g7e.48xlarge fallback counts 6 units

@@ -214,3 +214,10 @@ def capacity_units(plan: planner.DeploymentPlan) -> dict:
     weights = {plan.instance_type: UNITS_PER_REPLICA, **{f.instance_type: f.weighted_capacity for f in plan.fallbacks}}
     return {"min": plan.replicas_min * UNITS_PER_REPLICA, "max": plan.replicas_max * UNITS_PER_REPLICA,
             "weights": weights}
+
+
+def replicas_max_any_type(plan: planner.DeploymentPlan) -> int:
+    """Replicas the autoscaler may reach so that, whichever types the nodes are, the fleet can still carry the
+    plan's maximum: replicas_max chosen-type replicas' worth of capacity units, on the slowest listed type."""
+    slowest = min([UNITS_PER_REPLICA, *(f.weighted_capacity for f in plan.fallbacks)])
+    return math.ceil(plan.replicas_max * UNITS_PER_REPLICA / slowest)
