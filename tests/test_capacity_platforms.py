@@ -46,9 +46,10 @@ def _group_of(rec, plan):
     return groups[0]
 
 
-def _template(rec, lt_id):
-    found = [t for t in rec.of_type(LT) if f"{t.name}-id" == lt_id]
-    assert len(found) == 1, lt_id
+def _template(rec, plan, itype):
+    found = [t for t in rec.of_type(LT) if t.inputs["instanceType"] == itype
+             and t.inputs["tags"].get("llm-platform:deployment") == plan.name]
+    assert len(found) == 1, (plan.name, itype)
     return found[0]
 
 
@@ -74,8 +75,8 @@ def test_each_override_has_its_own_template_with_its_tp_and_weight(prod):
         weights = {plan.instance_type: UNITS_PER_REPLICA, **{f.instance_type: f.weighted_capacity
                                                               for f in plan.fallbacks}}
         for o in overrides:
-            lt = _template(rec, o["launchTemplateSpecification"]["launchTemplateId"])
-            assert lt.inputs["instanceType"] == o["instanceType"]
+            assert o["launchTemplateSpecification"]["launchTemplateId"]
+            lt = _template(rec, plan, o["instanceType"])
             assert int(o["weightedCapacity"]) == weights[o["instanceType"]]
             assert f"--tensor-parallel-size {tps[o['instanceType']]} " in _user_data(lt)
 
