@@ -10,7 +10,9 @@
   types), the cluster's node role, private subnets and the cluster security group by the
   `karpenter.sh/discovery` tag (this component tags them), IMDSv2 with hop limit 1, a CMK-encrypted gp3 root
   volume sized for the largest plan, and instance-store NVMe in RAID0 (nodeadm mounts it at
-  /mnt/k8s-disks/0 and puts kubelet and containerd on it): the node-local model cache lives there.
+  /mnt/k8s-disks/0 and puts kubelet and containerd on it): the node-local model cache lives there, its root
+  made by the node class's user data (components/node_cache.py). A replica over several nodes gets its own
+  node class with a cluster placement group, and its pool one zone.
 - One NodePool per deployment: its instance types are the plan's chosen type plus the fallbacks whose GPUs
   run the same pod (sizing/fallbacks.py checks them at the chosen TP), on-demand; labelled so the
   deployment's pods select it and tainted nvidia.com/gpu:NoSchedule; `limits` allow the plan's
@@ -30,8 +32,12 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from llm_platform import catalog
 from llm_platform.catalog import charts
+from llm_platform.sizing.fallbacks import replicas_max_any_type
 from llm_platform.sizing.planner import DeploymentPlan
+
+from .node_cache import NODE_USER_DATA
 
 NODE_CLASS = "gpu"
 DISCOVERY_TAG = "karpenter.sh/discovery"
@@ -62,9 +68,12 @@ def gpus_per_node(plan: DeploymentPlan, gpu_counts: Mapping[str, int]) -> int:
     return max(gpu_counts[t] for t in pool_types(plan))
 
 
-def node_pool(plan: DeploymentPlan, gpu_counts: Mapping[str, int], consolidate_after_s: int) -> dict:
-    """The NodePool (karpenter.sh/v1) of one deployment. `gpu_counts`: instance type -> GPUs per node."""
-    max_nodes = plan.replicas_max * plan.nodes_per_replica
+def node_pool(plan: DeploymentPlan, gpu_counts: Mapping[str, int], consolidate_after_s: int,
+              node_class_name: str = NODE_CLASS, zones: Optional[list] = None) -> dict:
+    """The NodePool (karpenter.sh/v1) of one deployment. `gpu_counts`: instance type -> GPUs per node. A replica
+    over several nodes gets its own node class (a cluster placement group) and one zone."""
+    max_nodes = replicas_max_any_type(plan) * plan.nodes_per_replica
+    zone = [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": zones}] if zones else []
     return {
         "apiVersion": "karpenter.sh/v1", "kind": "NodePool",
         "metadata": {"name": pool_name(plan), "labels": {DEPLOYMENT_LABEL: plan.name}},
@@ -74,11 +83,12 @@ def node_pool(plan: DeploymentPlan, gpu_counts: Mapping[str, int], consolidate_a
                                         # the device plugin chart's node affinity schedules only here
                                         "nvidia.com/gpu.present": "true"}},
                 "spec": {
-                    "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": NODE_CLASS},
+                    "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": node_class_name},
                     "requirements": [
                         {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": pool_types(plan)},
                         {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["on-demand"]},
                         {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+                        *zone,
                     ],
                     "taints": [{"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}],
                     "expireAfter": EXPIRE_AFTER,
@@ -88,16 +98,18 @@ def node_pool(plan: DeploymentPlan, gpu_counts: Mapping[str, int], consolidate_a
             },
             "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": f"{consolidate_after_s}s",
                            "budgets": [{"nodes": "1"}]},
-            # the plan's autoscaling maximum on the largest of its types, and not a GPU more
+            # the autoscaling maximum (for the slowest listed type) on the largest of its types, and not a GPU more
             "limits": {"nvidia.com/gpu": str(max_nodes * gpus_per_node(plan, gpu_counts))},
         },
     }
 
 
-def node_class(cluster_name: str, node_role: str, volume_gib: int, kms_key_arn: str, tags: Mapping[str, str]) -> dict:
-    """The EC2NodeClass (karpenter.k8s.aws/v1) every GPU pool uses."""
+def node_class(cluster_name: str, node_role: str, volume_gib: int, kms_key_arn: str, tags: Mapping[str, str],
+               name: str = NODE_CLASS, placement_group: Optional[str] = None) -> dict:
+    """The EC2NodeClass (karpenter.k8s.aws/v1) GPU pools use; with a placement group for multi-node replicas."""
+    placement = {"placementGroupSelector": {"name": placement_group}} if placement_group else {}
     return {
-        "apiVersion": "karpenter.k8s.aws/v1", "kind": "EC2NodeClass", "metadata": {"name": NODE_CLASS},
+        "apiVersion": "karpenter.k8s.aws/v1", "kind": "EC2NodeClass", "metadata": {"name": name},
         "spec": {
             "role": node_role,
             # EKS-optimized AL2023; for GPU instance types Karpenter resolves the NVIDIA variant
@@ -111,7 +123,10 @@ def node_class(cluster_name: str, node_role: str, volume_gib: int, kms_key_arn: 
                 "encrypted": True, "kmsKeyID": kms_key_arn, "deleteOnTermination": True}}],
             "instanceStorePolicy": "RAID0",
             "detailedMonitoring": True,
+            # the node-local model cache's root, owned by the runtime uid (components/node_cache.py)
+            "userData": NODE_USER_DATA,
             "tags": dict(tags),
+            **placement,
         },
     }
 
@@ -211,7 +226,7 @@ class GpuNodeProvisionerArgs:
     node_role_arn: pulumi.Input[str]
     node_role_name: pulumi.Input[str]                  # already has an access entry (the system node group's)
     kms_key_arn: pulumi.Input[str]
-    gpu_counts: Mapping[str, int]                      # instance type -> GPUs per node (catalog)
+    gpu_counts: Optional[Mapping[str, int]] = None     # instance type -> GPUs per node (default: the catalog)
     system_selector: Mapping[str, str] = field(default_factory=dict)
     provider: Optional[k8s.Provider] = None
     depends_on: Sequence[pulumi.Resource] = ()         # the system nodes the controller runs on
@@ -284,12 +299,26 @@ class GpuNodeProvisioner(pulumi.ComponentResource):
         nc = k8s.apiextensions.CustomResource(f"{name}-{NODE_CLASS}", api_version="karpenter.k8s.aws/v1",
                                               kind="EC2NodeClass", metadata={"name": NODE_CLASS}, spec=spec, opts=after)
         self.ready: list[pulumi.Resource] = [controller, nc]
+        counts = dict(args.gpu_counts) if args.gpu_counts else {k: v.gpu_count for k, v in catalog.load().instances.items()}
+        first_zone = aws.ec2.get_subnet_output(id=args.subnet_ids[0], opts=invoke).availability_zone
         for plan in args.plans:
             consolidate = plan.startup.cold_seconds if plan.startup else plan.startup_seconds
-            doc = node_pool(plan, args.gpu_counts, consolidate)
+            cls, zones, deps = NODE_CLASS, None, [nc]
+            if plan.nodes_per_replica > 1:
+                # pipeline stages exchange activations every step: a replica's nodes in one cluster placement group
+                pg = aws.ec2.PlacementGroup(f"{name}-{plan.name}", strategy="cluster", tags=tags, opts=child)
+                cls = f"{NODE_CLASS}-{plan.name}"[:63]
+                own = pulumi.Output.all(args.cluster_name, args.node_role_name, args.kms_key_arn, pg.name).apply(
+                    lambda a, c=cls: node_class(a[0], a[1], volume, a[2], tags, c, a[3])["spec"])
+                deps = [k8s.apiextensions.CustomResource(f"{name}-{cls}", api_version="karpenter.k8s.aws/v1",
+                                                         kind="EC2NodeClass", metadata={"name": cls}, spec=own,
+                                                         opts=after)]
+                self.ready += deps
+                zones = [first_zone]
+            doc = node_pool(plan, counts, consolidate, cls, zones)
             self.ready.append(k8s.apiextensions.CustomResource(
                 f"{name}-{pool_name(plan)}", api_version=doc["apiVersion"], kind=doc["kind"], metadata=doc["metadata"],
-                spec=doc["spec"], opts=pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions(depends_on=[nc]))))
+                spec=doc["spec"], opts=pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions(depends_on=deps))))
 
         self.queue_url = queue.id
         self.role_arn = role.arn

@@ -11,10 +11,9 @@ copy without downloading or hashing the weights again.
 How pods reach the node's directory while their namespace enforces the `restricted` Pod Security level (which
 admits no hostPath volume): through a PersistentVolumeClaim bound to a hostPath PersistentVolume without node
 affinity, which resolves to the same path on whichever node the pod runs. PersistentVolumes are cluster-scoped:
-only the platform (cluster admin) decides the path, never a workload. One small DaemonSet in its own namespace
-(the only one at the `privileged` Pod Security level, since hostPath volumes are beyond `baseline`; audited and
-warned at `restricted`) makes CACHE_ROOT on each GPU node owned by the runtime uid (kubelet creates hostPath
-directories as root): one init container as root with only CAP_CHOWN and CAP_FOWNER, then a non-root sleeper.
+only the platform (cluster admin) decides the path, never a workload. Kubelet would create a missing hostPath
+directory as root; the GPU nodes' user data (NODE_USER_DATA, in Karpenter's EC2NodeClass) makes CACHE_ROOT owned
+by the runtime uid once nodeadm has mounted the instance store, so no privileged pod is needed.
 """
 from __future__ import annotations
 
@@ -25,8 +24,24 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 CACHE_ROOT = "/mnt/k8s-disks/0/llm-models"
-NAMESPACE = "llm-node-cache"
 CACHE_MOUNT = "/model-cache"          # where the fetch init container sees CACHE_ROOT
+RUNTIME_UID = 1000                    # the fetch and runtime containers' uid (components/k8s_serving.py)
+
+# EC2NodeClass userData (AL2023: MIME multipart, merged with Karpenter's NodeConfig): once nodeadm has mounted the
+# instance store RAID0, make the cache root owned by the runtime uid (kubelet would create it root-owned).
+NODE_USER_DATA = f"""MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="LLMPLATFORM"
+
+--LLMPLATFORM
+Content-Type: text/x-shellscript; charset="us-ascii"
+
+#!/bin/bash
+set -euo pipefail
+for _ in $(seq 1 90); do mountpoint -q /mnt/k8s-disks/0 && break; sleep 2; done
+install -d -o {RUNTIME_UID} -g {RUNTIME_UID} -m 0750 {CACHE_ROOT}
+
+--LLMPLATFORM--
+"""
 
 
 def cached_fetch_script() -> str:
@@ -83,57 +98,17 @@ def claim_name(deployment: str) -> str:
 
 @dataclass(frozen=True)
 class NodeModelCacheArgs:
-    runtime_uid: int                                   # the uid the fetch and runtime containers run as
-    image: pulumi.Input[str]                           # a pinned image with sh, chown, sleep (the awscli image)
     provider: Optional[k8s.Provider] = None
-    gpu_node_selector: Optional[dict] = None
 
 
 class NodeModelCache(pulumi.ComponentResource):
-    """Cluster part: the namespace and DaemonSet that prepare CACHE_ROOT on every GPU node. Per deployment:
-    `claim(name, namespace)` makes the hostPath PersistentVolume and its claim in the deployment's namespace."""
+    """Per deployment, `claim(name, namespace, size)` makes the hostPath PersistentVolume and its claim in the
+    deployment's namespace (the nodes prepare CACHE_ROOT: NODE_USER_DATA)."""
 
     def __init__(self, name: str, args: NodeModelCacheArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("llm-platform:eks:NodeModelCache", name, None, opts)
         self._name = name
         self._kopts = pulumi.ResourceOptions(parent=self, provider=args.provider)
-        ns = k8s.core.v1.Namespace(f"{name}-namespace", metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=NAMESPACE, labels={"pod-security.kubernetes.io/enforce": "privileged",
-                                    "pod-security.kubernetes.io/audit": "restricted",
-                                    "pod-security.kubernetes.io/warn": "restricted"}), opts=self._kopts)
-        uid = args.runtime_uid
-        self.daemonset = k8s.apps.v1.DaemonSet(
-            f"{name}-prepare", metadata=k8s.meta.v1.ObjectMetaArgs(name="prepare", namespace=ns.metadata.name),
-            spec=k8s.apps.v1.DaemonSetSpecArgs(
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"app": "llm-node-cache"}),
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels={"app": "llm-node-cache"}),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        automount_service_account_token=False, enable_service_links=False,
-                        node_selector=args.gpu_node_selector or {"llm-platform/node-pool": "gpu"},
-                        tolerations=[k8s.core.v1.TolerationArgs(key="nvidia.com/gpu", operator="Exists",
-                                                                effect="NoSchedule")],
-                        priority_class_name="system-node-critical",
-                        init_containers=[k8s.core.v1.ContainerArgs(
-                            name="own", image=args.image, command=["/bin/sh", "-ec",
-                                                                   f"chown {uid}:{uid} /cache && chmod 0750 /cache"],
-                            security_context=k8s.core.v1.SecurityContextArgs(
-                                run_as_user=0, run_as_non_root=False, allow_privilege_escalation=False,
-                                read_only_root_filesystem=True, capabilities=k8s.core.v1.CapabilitiesArgs(
-                                    drop=["ALL"], add=["CHOWN", "FOWNER"]),
-                                seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault")),
-                            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="cache", mount_path="/cache")])],
-                        containers=[k8s.core.v1.ContainerArgs(
-                            name="hold", image=args.image, command=["/bin/sh", "-c", "exec sleep infinity"],
-                            resources=k8s.core.v1.ResourceRequirementsArgs(
-                                requests={"cpu": "1m", "memory": "8Mi"}, limits={"memory": "32Mi"}),
-                            security_context=k8s.core.v1.SecurityContextArgs(
-                                run_as_user=uid, run_as_non_root=True, allow_privilege_escalation=False,
-                                read_only_root_filesystem=True, capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-                                seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault")))],
-                        volumes=[k8s.core.v1.VolumeArgs(name="cache", host_path=k8s.core.v1.HostPathVolumeSourceArgs(
-                            path=CACHE_ROOT, type="DirectoryOrCreate"))]))),
-            opts=self._kopts)
         self.register_outputs({})
 
     def claim(self, deployment: str, namespace: pulumi.Input[str], size_gib: int,
@@ -148,7 +123,7 @@ class NodeModelCache(pulumi.ComponentResource):
                 persistent_volume_reclaim_policy="Retain", storage_class_name="llm-node-cache",
                 host_path=k8s.core.v1.HostPathVolumeSourceArgs(path=CACHE_ROOT, type="Directory"),
                 claim_ref=k8s.core.v1.ObjectReferenceArgs(namespace=namespace, name=claim_name(deployment))),
-            opts=pulumi.ResourceOptions.merge(self._kopts, pulumi.ResourceOptions(depends_on=[self.daemonset])))
+            opts=self._kopts)
         return k8s.core.v1.PersistentVolumeClaim(
             f"{self._name}-{deployment}-claim", metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=claim_name(deployment), namespace=namespace),

@@ -285,7 +285,7 @@ class EksPlatform(_AwsPlatform):
                 prometheus_url=eks.prometheus_url, queue_target=eks.queue_target,
                 max_prompt_bytes=api.max_prompt_bytes, max_tokens=api.max_tokens, domain=api.domain,
                 latency_p99_seconds=mon.latency_p99_seconds, gpu_memory_percent=mon.gpu_memory_alarm_percent,
-                image_overrides=args.images.overrides, after=cluster.addons)
+                image_overrides=args.images.overrides, after=cluster.addons, node_cache=cluster.node_cache)
             dep = ModelDeployment(f"{name}-{plan.name}", ModelDeploymentArgs(plan=plan, eks=serving),
                                   self._child(plan.name))
             self.deployments[plan.name] = dep
