@@ -189,7 +189,7 @@ class GpuInstanceGroup(pulumi.ComponentResource):
         if capacity is not None and capacity.fast_snapshot_restore and snapshot_id:
             for i, subnet in enumerate(subnet_ids):
                 az = aws.ec2.get_subnet_output(id=subnet, opts=invoke).availability_zone
-                aws.ebs.FastSnapshotRestore(f"{name}-fsr-{i}", availability_zone=az, snapshot_id=snapshot_id,
+                aws.ebs.FastSnapshotRestore(f"{name}-fsr-{chr(ord('a') + i)}", availability_zone=az, snapshot_id=snapshot_id,
                                             opts=child)
 
         # --- auto scaling group: every checked type (fleet_capacity.py), sizes in capacity units

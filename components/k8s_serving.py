@@ -271,7 +271,7 @@ class KubernetesServing(pulumi.ComponentResource):
             return v
 
         # with checksums, the node-local cache (components/node_cache.py): one verified copy per node and digest
-        cache_claim = (args.node_cache.claim(plan.name, ns, plan.volume_gib, pulumi.ResourceOptions(parent=self))
+        cache_claim = (args.node_cache.claim(name, plan.name, ns, plan.volume_gib, pulumi.ResourceOptions(parent=self))
                        if args.node_cache is not None and manifest and manifest_sha256 else None)
         fetch = k8s.core.v1.ContainerArgs(
             name="fetch-model", image=pinned(fetch_img),

@@ -251,7 +251,7 @@ class GpuNodeProvisioner(pulumi.ComponentResource):
 
         # --- discovery tags on what the EC2NodeClass selects
         for i, subnet in enumerate(args.subnet_ids):
-            aws.ec2.Tag(f"{name}-subnet-{i}", resource_id=subnet, key=DISCOVERY_TAG, value=args.cluster_name,
+            aws.ec2.Tag(f"{name}-subnet-{chr(ord('a') + i)}", resource_id=subnet, key=DISCOVERY_TAG, value=args.cluster_name,
                         opts=child)
         aws.ec2.Tag(f"{name}-cluster-sg", resource_id=args.cluster_security_group_id, key=DISCOVERY_TAG,
                     value=args.cluster_name, opts=child)

@@ -105,30 +105,33 @@ class NodeModelCache(pulumi.ComponentResource):
     """Per deployment, `claim(name, namespace, size)` makes the hostPath PersistentVolume and its claim in the
     deployment's namespace (the nodes prepare CACHE_ROOT: NODE_USER_DATA)."""
 
+    root: pulumi.Output[str]
+
     def __init__(self, name: str, args: NodeModelCacheArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("llm-platform:eks:NodeModelCache", name, None, opts)
-        self._name = name
-        self._kopts = pulumi.ResourceOptions(parent=self, provider=args.provider)
-        self.register_outputs({})
+        self._provider = args.provider
+        self.root = pulumi.Output.from_input(CACHE_ROOT)
+        self.register_outputs({"root": self.root})
 
-    def claim(self, deployment: str, namespace: pulumi.Input[str], size_gib: int,
+    def claim(self, name: str, deployment: str, namespace: pulumi.Input[str], size_gib: int,
               opts: Optional[pulumi.ResourceOptions] = None) -> k8s.core.v1.PersistentVolumeClaim:
-        """The deployment's claim on the node cache (a hostPath PV: each node resolves its own CACHE_ROOT)."""
+        """The deployment's claim on the node cache (a hostPath PV: each node resolves its own CACHE_ROOT), made as
+        children `<name>-model-cache[-volume]` of the caller's component (`opts`)."""
+        kopts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(provider=self._provider))
         pv_name = f"llm-{deployment}-model-cache"
         pv = k8s.core.v1.PersistentVolume(
-            f"{self._name}-{deployment}", metadata=k8s.meta.v1.ObjectMetaArgs(name=pv_name, labels={
+            f"{name}-model-cache-volume", metadata=k8s.meta.v1.ObjectMetaArgs(name=pv_name, labels={
                 "llm-platform/deployment": deployment}),
             spec=k8s.core.v1.PersistentVolumeSpecArgs(
                 capacity={"storage": f"{size_gib}Gi"}, access_modes=["ReadWriteMany"],
                 persistent_volume_reclaim_policy="Retain", storage_class_name="llm-node-cache",
                 host_path=k8s.core.v1.HostPathVolumeSourceArgs(path=CACHE_ROOT, type="Directory"),
                 claim_ref=k8s.core.v1.ObjectReferenceArgs(namespace=namespace, name=claim_name(deployment))),
-            opts=self._kopts)
+            opts=kopts)
         return k8s.core.v1.PersistentVolumeClaim(
-            f"{self._name}-{deployment}-claim", metadata=k8s.meta.v1.ObjectMetaArgs(
+            f"{name}-model-cache", metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=claim_name(deployment), namespace=namespace),
             spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
                 access_modes=["ReadWriteMany"], storage_class_name="llm-node-cache", volume_name=pv_name,
                 resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": f"{size_gib}Gi"})),
-            opts=pulumi.ResourceOptions.merge(self._kopts, pulumi.ResourceOptions.merge(
-                pulumi.ResourceOptions(depends_on=[pv]), opts)))
+            opts=pulumi.ResourceOptions.merge(kopts, pulumi.ResourceOptions(depends_on=[pv])))

@@ -164,13 +164,18 @@ def test_no_static_gpu_node_groups_remain(eks):
 
 def test_node_class_is_encrypted_imdsv2_private(eks):
     rec, _ = eks
-    (nc,) = rec.of_type("kubernetes:karpenter.k8s.aws/v1:EC2NodeClass")
-    spec = nc.inputs["spec"]
-    assert spec["metadataOptions"]["httpTokens"] == "required" and spec["metadataOptions"]["httpPutResponseHopLimit"] == 1
-    ebs = spec["blockDeviceMappings"][0]["ebs"]
-    assert ebs["encrypted"] is True and ebs["kmsKeyID"]
-    assert spec["amiSelectorTerms"] == [{"alias": "al2023@latest"}] and spec["instanceStorePolicy"] == "RAID0"
-    assert "karpenter.sh/discovery" in spec["subnetSelectorTerms"][0]["tags"]
+    classes = {c.inputs["metadata"]["name"]: c.inputs["spec"] for c in
+               rec.of_type("kubernetes:karpenter.k8s.aws/v1:EC2NodeClass")}
+    assert set(classes) == {"gpu", "gpu-llama-405b"}      # the multi-node replica's own class: a placement group
+    for spec in classes.values():
+        assert spec["metadataOptions"]["httpTokens"] == "required"
+        assert spec["metadataOptions"]["httpPutResponseHopLimit"] == 1
+        ebs = spec["blockDeviceMappings"][0]["ebs"]
+        assert ebs["encrypted"] is True and ebs["kmsKeyID"]
+        assert spec["amiSelectorTerms"] == [{"alias": "al2023@latest"}] and spec["instanceStorePolicy"] == "RAID0"
+        assert "karpenter.sh/discovery" in spec["subnetSelectorTerms"][0]["tags"]
+        assert "install -d -o 1000 -g 1000 -m 0750 /mnt/k8s-disks/0/llm-models" in spec["userData"]
+    assert "placementGroupSelector" in classes["gpu-llama-405b"] and "placementGroupSelector" not in classes["gpu"]
 
 
 def test_node_pools_cover_every_deployments_types_up_to_its_maximum(eks):

@@ -243,11 +243,11 @@ WARM_START = f"""if [ -n "$MANIFEST" ] && [ -f {VERIFIED_MARKER} ] \\
   echo "warm start: $dest was verified against $MANIFEST_SHA256 before this instance stopped"
   exit 0
 fi
-if [ -n "$MANIFEST" ] && [ -n "$MODEL_SNAPSHOT_ID" ]; then
+if [ -n "$MANIFEST" ] && [ -n "${{MODEL_SNAPSHOT_ID:-}}" ]; then
   token=$(curl -s -X PUT http://169.254.169.254/latest/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 60')
   iid=$(curl -s -H "X-aws-ec2-metadata-token: $token" http://169.254.169.254/latest/meta-data/instance-id)
   read -r vol snap < <(aws ec2 describe-volumes --region "$AWS_REGION" \\
-    --filters "Name=attachment.instance-id,Values=$iid" "Name=attachment.device,Values=$MODEL_SNAPSHOT_DEVICE" \\
+    --filters "Name=attachment.instance-id,Values=$iid" "Name=attachment.device,Values=${{MODEL_SNAPSHOT_DEVICE:-}}" \\
     --query 'Volumes[0].[VolumeId,SnapshotId]' --output text) || true
   if [ "${{snap:-}}" = "$MODEL_SNAPSHOT_ID" ]; then
     # an EBS volume's NVMe serial is its id without the dash
