@@ -20,7 +20,7 @@ Pure mappings from the DeploymentPlan (sizing/fallbacks.py did the arithmetic) t
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 from llm_platform.settings.schema import Capacity
 from llm_platform.sizing.fallbacks import UNITS_PER_REPLICA, capacity_units
@@ -60,7 +60,7 @@ def mixed_instances_policy(plan: DeploymentPlan, templates: Mapping[str, dict]) 
     }
 
 
-def warm_pool(plan: DeploymentPlan, capacity: Optional[Capacity]) -> Optional[dict]:
+def warm_pool(plan: DeploymentPlan, capacity: Capacity | None) -> dict | None:
     """Stopped instances for the autoscaling headroom (at least one, which also replaces an unhealthy instance
     without a cold start); None when the model's capacity.warm_pool is off."""
     if capacity is None or not capacity.warm_pool:
@@ -78,7 +78,7 @@ def lifecycle_hook(plan: DeploymentPlan) -> dict:
             "heartbeat_timeout": min(MAX_HEARTBEAT_S, 2 * cold), "default_result": "ABANDON"}
 
 
-def warmups(plan: DeploymentPlan, capacity: Optional[Capacity]) -> dict:
+def warmups(plan: DeploymentPlan, capacity: Capacity | None) -> dict:
     """Seconds: health-check grace (a cold start: replacements and refreshes launch cold), instance warm-up for
     scaling (a warm-pool start when the group has a warm pool, else cold)."""
     s = plan.startup
@@ -101,7 +101,7 @@ def queue_per_unit(plan: DeploymentPlan, asg_name, queue_metric: str, namespace:
          "return_data": True}]}}
 
 
-def reservation(capacity: Optional[Capacity]) -> tuple[Optional[dict], Optional[dict]]:
+def reservation(capacity: Capacity | None) -> tuple[dict | None, dict | None]:
     """(the group's capacity_reservation_specification, the launch templates' market and reservation options)."""
     res = capacity.reservations if capacity else None
     if res is None:

@@ -189,14 +189,16 @@ class GpuInstanceGroup(pulumi.ComponentResource):
         if capacity is not None and capacity.fast_snapshot_restore and snapshot_id:
             for i, subnet in enumerate(subnet_ids):
                 az = aws.ec2.get_subnet_output(id=subnet, opts=invoke).availability_zone
-                aws.ebs.FastSnapshotRestore(f"{name}-fsr-{chr(ord('a') + i)}", availability_zone=az, snapshot_id=snapshot_id,
+                aws.ebs.FastSnapshotRestore(f"{name}-fsr-{chr(ord('a') + i)}", availability_zone=az,
+                                            snapshot_id=snapshot_id,
                                             opts=child)
 
         # --- auto scaling group: every checked type (fleet_capacity.py), sizes in capacity units
         size = fc.sizes(plan)
         warm = fc.warmups(plan, capacity)
         reservation_spec, _ = fc.reservation(capacity)
-        specs = {t: {"launch_template_id": lt.id, "version": lt.latest_version.apply(str)} for t, lt in templates.items()}
+        specs = {t: {"launch_template_id": lt.id, "version": lt.latest_version.apply(str)}
+                 for t, lt in templates.items()}
         group_tags = dict(tags)
         if not plan.fallbacks:
             group_tags[CAPACITY_REASON_TAG] = plan.fallbacks_reason or "no checked fallback type"

@@ -25,8 +25,8 @@ Nothing here sizes anything: pools follow the DeploymentPlans.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -69,7 +69,7 @@ def gpus_per_node(plan: DeploymentPlan, gpu_counts: Mapping[str, int]) -> int:
 
 
 def node_pool(plan: DeploymentPlan, gpu_counts: Mapping[str, int], consolidate_after_s: int,
-              node_class_name: str = NODE_CLASS, zones: Optional[list] = None) -> dict:
+              node_class_name: str = NODE_CLASS, zones: list | None = None) -> dict:
     """The NodePool (karpenter.sh/v1) of one deployment. `gpu_counts`: instance type -> GPUs per node. A replica
     over several nodes gets its own node class (a cluster placement group) and one zone."""
     max_nodes = replicas_max_any_type(plan) * plan.nodes_per_replica
@@ -105,7 +105,7 @@ def node_pool(plan: DeploymentPlan, gpu_counts: Mapping[str, int], consolidate_a
 
 
 def node_class(cluster_name: str, node_role: str, volume_gib: int, kms_key_arn: str, tags: Mapping[str, str],
-               name: str = NODE_CLASS, placement_group: Optional[str] = None) -> dict:
+               name: str = NODE_CLASS, placement_group: str | None = None) -> dict:
     """The EC2NodeClass (karpenter.k8s.aws/v1) GPU pools use; with a placement group for multi-node replicas."""
     placement = {"placementGroupSelector": {"name": placement_group}} if placement_group else {}
     return {
@@ -143,7 +143,8 @@ def controller_policy(cluster: str, region: str, account: str, partition: str, n
                                                         "launch-template", "spot-instances-request")]
     profile = f"{arn}:iam::{account}:instance-profile/*"
     return {"Version": "2012-10-17", "Statement": [
-        {"Sid": "AllowScopedEC2InstanceAccessActions", "Effect": "Allow", "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
+        {"Sid": "AllowScopedEC2InstanceAccessActions", "Effect": "Allow",
+         "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
          "Resource": [f"{arn}:ec2:{region}::image/*", f"{arn}:ec2:{region}::snapshot/*",
                       f"{arn}:ec2:{region}:*:security-group/*", f"{arn}:ec2:{region}:*:subnet/*",
                       f"{arn}:ec2:{region}:*:capacity-reservation/*", f"{arn}:ec2:{region}:*:placement-group/*"]},
@@ -153,7 +154,8 @@ def controller_policy(cluster: str, region: str, account: str, partition: str, n
         {"Sid": "AllowScopedEC2InstanceActionsWithTags", "Effect": "Allow",
          "Action": ["ec2:RunInstances", "ec2:CreateFleet", "ec2:CreateLaunchTemplate"], "Resource": created,
          "Condition": {"StringEquals": req_owned, "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"}}},
-        {"Sid": "AllowScopedResourceCreationTagging", "Effect": "Allow", "Action": "ec2:CreateTags", "Resource": created,
+        {"Sid": "AllowScopedResourceCreationTagging", "Effect": "Allow", "Action": "ec2:CreateTags",
+         "Resource": created,
          "Condition": {"StringEquals": {**req_owned, "ec2:CreateAction": ["RunInstances", "CreateFleet",
                                                                           "CreateLaunchTemplate"]},
                        "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"}}},
@@ -163,7 +165,8 @@ def controller_policy(cluster: str, region: str, account: str, partition: str, n
                        "StringEqualsIfExists": {"aws:RequestTag/eks:eks-cluster-name": cluster},
                        "ForAllValues:StringEquals": {"aws:TagKeys": ["eks:eks-cluster-name", "karpenter.sh/nodeclaim",
                                                                      "Name"]}}},
-        {"Sid": "AllowScopedDeletion", "Effect": "Allow", "Action": ["ec2:TerminateInstances", "ec2:DeleteLaunchTemplate"],
+        {"Sid": "AllowScopedDeletion", "Effect": "Allow",
+         "Action": ["ec2:TerminateInstances", "ec2:DeleteLaunchTemplate"],
          "Resource": [f"{arn}:ec2:{region}:*:instance/*", f"{arn}:ec2:{region}:*:launch-template/*"],
          "Condition": {"StringEquals": owned, "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"}}},
         {"Sid": "AllowPassingInstanceRole", "Effect": "Allow", "Action": "iam:PassRole", "Resource": node_role_arn,
@@ -226,9 +229,9 @@ class GpuNodeProvisionerArgs:
     node_role_arn: pulumi.Input[str]
     node_role_name: pulumi.Input[str]                  # already has an access entry (the system node group's)
     kms_key_arn: pulumi.Input[str]
-    gpu_counts: Optional[Mapping[str, int]] = None     # instance type -> GPUs per node (default: the catalog)
+    gpu_counts: Mapping[str, int] | None = None     # instance type -> GPUs per node (default: the catalog)
     system_selector: Mapping[str, str] = field(default_factory=dict)
-    provider: Optional[k8s.Provider] = None
+    provider: k8s.Provider | None = None
     depends_on: Sequence[pulumi.Resource] = ()         # the system nodes the controller runs on
 
 
@@ -239,7 +242,7 @@ class GpuNodeProvisioner(pulumi.ComponentResource):
     role_arn: pulumi.Output[str]
     ready: list[pulumi.Resource]
 
-    def __init__(self, name: str, args: GpuNodeProvisionerArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: GpuNodeProvisionerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-platform:eks:GpuNodeProvisioner", name, None, opts)
         self._name = name
         child = pulumi.ResourceOptions(parent=self)
@@ -251,7 +254,8 @@ class GpuNodeProvisioner(pulumi.ComponentResource):
 
         # --- discovery tags on what the EC2NodeClass selects
         for i, subnet in enumerate(args.subnet_ids):
-            aws.ec2.Tag(f"{name}-subnet-{chr(ord('a') + i)}", resource_id=subnet, key=DISCOVERY_TAG, value=args.cluster_name,
+            aws.ec2.Tag(f"{name}-subnet-{chr(ord('a') + i)}", resource_id=subnet, key=DISCOVERY_TAG,
+                        value=args.cluster_name,
                         opts=child)
         aws.ec2.Tag(f"{name}-cluster-sg", resource_id=args.cluster_security_group_id, key=DISCOVERY_TAG,
                     value=args.cluster_name, opts=child)
@@ -273,7 +277,8 @@ class GpuNodeProvisioner(pulumi.ComponentResource):
 
         # --- controller identity (Pod Identity)
         role = aws.iam.Role(f"{name}-controller", assume_role_policy=json.dumps({
-            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"},
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                                                    "Principal": {"Service": "pods.eks.amazonaws.com"},
                                                     "Action": ["sts:AssumeRole", "sts:TagSession"]}]}),
             description="Karpenter controller (EKS Pod Identity)", tags=tags, opts=child)
         aws.iam.RolePolicy(f"{name}-controller", role=role.id, policy=pulumi.Output.all(
@@ -299,7 +304,8 @@ class GpuNodeProvisioner(pulumi.ComponentResource):
         nc = k8s.apiextensions.CustomResource(f"{name}-{NODE_CLASS}", api_version="karpenter.k8s.aws/v1",
                                               kind="EC2NodeClass", metadata={"name": NODE_CLASS}, spec=spec, opts=after)
         self.ready: list[pulumi.Resource] = [controller, nc]
-        counts = dict(args.gpu_counts) if args.gpu_counts else {k: v.gpu_count for k, v in catalog.load().instances.items()}
+        counts = (dict(args.gpu_counts) if args.gpu_counts
+                  else {k: v.gpu_count for k, v in catalog.load().instances.items()})
         first_zone = aws.ec2.get_subnet_output(id=args.subnet_ids[0], opts=invoke).availability_zone
         for plan in args.plans:
             consolidate = plan.startup.cold_seconds if plan.startup else plan.startup_seconds

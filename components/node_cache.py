@@ -18,7 +18,6 @@ by the runtime uid once nodeadm has mounted the instance store, so no privileged
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -98,7 +97,7 @@ def claim_name(deployment: str) -> str:
 
 @dataclass(frozen=True)
 class NodeModelCacheArgs:
-    provider: Optional[k8s.Provider] = None
+    provider: k8s.Provider | None = None
 
 
 class NodeModelCache(pulumi.ComponentResource):
@@ -107,14 +106,14 @@ class NodeModelCache(pulumi.ComponentResource):
 
     root: pulumi.Output[str]
 
-    def __init__(self, name: str, args: NodeModelCacheArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: NodeModelCacheArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-platform:eks:NodeModelCache", name, None, opts)
         self._provider = args.provider
         self.root = pulumi.Output.from_input(CACHE_ROOT)
         self.register_outputs({"root": self.root})
 
     def claim(self, name: str, deployment: str, namespace: pulumi.Input[str], size_gib: int,
-              opts: Optional[pulumi.ResourceOptions] = None) -> k8s.core.v1.PersistentVolumeClaim:
+              opts: pulumi.ResourceOptions | None = None) -> k8s.core.v1.PersistentVolumeClaim:
         """The deployment's claim on the node cache (a hostPath PV: each node resolves its own CACHE_ROOT), made as
         children `<name>-model-cache[-volume]` of the caller's component (`opts`)."""
         kopts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(provider=self._provider))

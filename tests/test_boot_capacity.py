@@ -57,7 +57,8 @@ for ((i=0; i<${#args[@]}; i++)); do
     *) dst="${args[$i]}";;
   esac
 done
-if [ "$2" = "cp" ]; then cp "$src" "$dst"; else mkdir -p "$dst"; (cd "$src" && find . -type f ! -name "$excl" -exec cp --parents {} "$dst" \\;); fi
+if [ "$2" = "cp" ]; then cp "$src" "$dst"; exit 0; fi
+mkdir -p "$dst"; (cd "$src" && find . -type f ! -name "$excl" -exec cp --parents {} "$dst" \\;)
 """,
     # IMDS: token, instance id, the target lifecycle state, the group name tag
     "curl": """#!/bin/bash

@@ -153,7 +153,8 @@ def test_karpenter_is_installed_pinned_with_its_interruption_queue(eks):
     assert len(queues) == 1 and settings["interruptionQueue"]
     rules = rec.of_type("aws:cloudwatch/eventRule:EventRule")
     assert len(rules) == 5 and len(rec.of_type("aws:cloudwatch/eventTarget:EventTarget")) == 5
-    assert any(a.inputs["serviceAccount"] == "karpenter" for a in rec.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation"))
+    assert any(a.inputs["serviceAccount"] == "karpenter"
+               for a in rec.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation"))
 
 
 def test_no_static_gpu_node_groups_remain(eks):

@@ -67,7 +67,8 @@ def test_the_unknown_values_check_catches_a_typo():
 
 
 def test_karpenter_controller_values_exist_in_its_chart():
-    values = karpenter.controller_values("llm-eks", "llm-eks-karpenter", "https://x", {"llm-platform/node-pool": "system"})
+    values = karpenter.controller_values("llm-eks", "llm-eks-karpenter", "https://x",
+                                         {"llm-platform/node-pool": "system"})
     assert unknown_values(values, keys_of("karpenter", charts.load()["karpenter"]["version"])) == []
 
 

@@ -48,7 +48,7 @@ def test_every_prod_deployment_has_a_checked_fallback(prod):
 
 def test_each_fallback_fits_in_memory_as_the_planner_computes_it(prod, cat):
     stack, plans = prod
-    for spec, p in zip(stack.models, plans):
+    for spec, p in zip(stack.models, plans, strict=True):
         arch, w = architecture_of(spec, cat), workload_of(spec)
         for f in p.fallbacks:
             inst = cat.instances[f.instance_type]
@@ -62,7 +62,7 @@ def test_each_fallback_fits_in_memory_as_the_planner_computes_it(prod, cat):
 
 def test_each_fallback_meets_the_latency_targets_and_the_load(prod, cat):
     stack, plans = prod
-    for spec, p in zip(stack.models, plans):
+    for spec, p in zip(stack.models, plans, strict=True):
         load = spec.load
         for f in p.fallbacks:
             assert f.ttft_seconds <= load.ttft_p99_seconds
@@ -78,7 +78,7 @@ def test_weights_never_overstate_a_fallback_and_units_hold_the_load(prod):
     """Whatever mix of types launches, the capacity units the group keeps are worth at least the replicas
     the plan needs of the chosen type."""
     stack, plans = prod
-    for spec, p in zip(stack.models, plans):
+    for spec, p in zip(stack.models, plans, strict=True):
         units = capacity_units(p)
         assert units["weights"][p.instance_type] == UNITS_PER_REPLICA
         assert units["min"] == p.replicas_min * UNITS_PER_REPLICA
@@ -248,7 +248,8 @@ def test_plan_json_lists_fallbacks_and_start_times():
     for d in json.loads(out.stdout)["deployments"]:
         assert d["fallbacks"] and d["fallbacks"][0]["weighted_capacity"] >= 1
         assert {"instance_type", "tensor_parallel_size", "per_gpu_required_gib", "per_gpu_usable_gib",
-                "hourly_cost_per_replica_usd", "requests_per_s_per_replica", "replicas_for_load"} <= set(d["fallbacks"][0])
+                "hourly_cost_per_replica_usd", "requests_per_s_per_replica",
+                "replicas_for_load"} <= set(d["fallbacks"][0])
         assert d["startup"]["warm_pool_seconds"] < d["startup"]["cold_seconds"]
 
 

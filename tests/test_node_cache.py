@@ -21,7 +21,8 @@ for a in "$@"; do
   case "$prev" in --exclude) excl="$a"; prev=""; continue;; esac
   case "$a" in s3://*) src="$FAKE_S3/${a#s3://}";; --exclude) prev=--exclude;; --*|cp|sync|s3) ;; *) dst="$a";; esac
 done
-if [ "$2" = cp ]; then cp "$src" "$dst"; else mkdir -p "$dst"; (cd "$src" && find . -type f ! -name "$excl" -exec cp --parents {} "$dst" \\;); fi
+if [ "$2" = cp ]; then cp "$src" "$dst"; exit 0; fi
+mkdir -p "$dst"; (cd "$src" && find . -type f ! -name "$excl" -exec cp --parents {} "$dst" \\;)
 """
 
 

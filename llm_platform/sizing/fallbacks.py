@@ -23,10 +23,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 from llm_platform.catalog import Catalog
 from llm_platform.settings.schema import ModelSpec, StackConfig
+
 from . import performance as perf
 from . import planner
 from .memory import Layout, Memory, max_sequences
@@ -47,14 +47,14 @@ class Fallback:
     gpus_per_replica: int
     memory: Memory
     hourly_cost_usd: float                       # one replica
-    max_concurrency_at_full_context: Optional[int]
+    max_concurrency_at_full_context: int | None
     relative_throughput: float                   # per replica, vs the chosen type (load: req/s; else tokens/s)
     weighted_capacity: int                       # capacity units one replica of this type counts
-    requests_per_s_per_replica: Optional[float] = None
-    batch_for_load: Optional[int] = None
-    ttft_seconds: Optional[float] = None
-    tpot_seconds: Optional[float] = None
-    replicas_for_load: Optional[int] = None      # this type alone, at TARGET_UTILIZATION
+    requests_per_s_per_replica: float | None = None
+    batch_for_load: int | None = None
+    ttft_seconds: float | None = None
+    tpot_seconds: float | None = None
+    replicas_for_load: int | None = None      # this type alone, at TARGET_UTILIZATION
 
     @property
     def usd_per_unit_hour(self) -> float:
@@ -78,7 +78,7 @@ class Fallback:
                 "weighted_capacity": self.weighted_capacity}
 
 
-def _no_fallbacks_reason(spec: ModelSpec, plan: planner.DeploymentPlan, stack: StackConfig) -> Optional[str]:
+def _no_fallbacks_reason(spec: ModelSpec, plan: planner.DeploymentPlan, stack: StackConfig) -> str | None:
     cap = spec.capacity
     if stack.platform == "docker":
         return "platform docker runs on this workstation's GPUs"
@@ -101,7 +101,7 @@ def _throughput(arch, w, layout, instance, cat: Catalog, embed: bool) -> float:
     return r.prefill_tokens_per_s if embed or r.decode_tokens_per_s_full is None else r.decode_tokens_per_s_full
 
 
-def _at_tp(arch, w, instance, tp: int, stack: StackConfig, cat: Catalog) -> Optional[planner.Candidate]:
+def _at_tp(arch, w, instance, tp: int, stack: StackConfig, cat: Catalog) -> planner.Candidate | None:
     """planner.evaluate's checks (compute capability, memory) at one given TP."""
     gpu = cat.gpu_of(instance)
     if gpu.compute_capability < cat.precisions[w.precision].min_compute_capability or instance.gpu_count < tp:
@@ -112,7 +112,7 @@ def _at_tp(arch, w, instance, tp: int, stack: StackConfig, cat: Catalog) -> Opti
 
 
 def find(spec: ModelSpec, plan: planner.DeploymentPlan, stack: StackConfig,
-         cat: Catalog) -> tuple[tuple[Fallback, ...], Optional[str]]:
+         cat: Catalog) -> tuple[tuple[Fallback, ...], str | None]:
     """(fallbacks in price order, None) or ((), why there are none)."""
     why = _no_fallbacks_reason(spec, plan, stack)
     if why:
@@ -127,7 +127,7 @@ def find(spec: ModelSpec, plan: planner.DeploymentPlan, stack: StackConfig,
     base_tps = None
     pool = sorted((i for i in cat.instances.values() if i.purchase == "on-demand" and i.name != chosen.name),
                   key=lambda i: (planner.hourly_price(i, stack), i.gpu_count, i.name))
-    sized: dict[tuple, Optional[planner.Candidate]] = {}
+    sized: dict[tuple, planner.Candidate | None] = {}
     picked: set[tuple] = set()
     found: list[Fallback] = []
     fit_but_slow = []

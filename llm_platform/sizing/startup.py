@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 from . import planner
 
@@ -37,8 +36,8 @@ MODEL_VOLUME_MIB_PER_S = 1000     # the model volume's gp3 throughput (component
 @dataclass(frozen=True)
 class StartupEstimate:
     cold_seconds: int                  # new instance, nothing on it
-    warm_pool_seconds: Optional[int]   # EC2: from the warm pool (None where there is no warm pool)
-    snapshot_seconds: Optional[int]    # EC2: new instance with the weights on a volume from a snapshot
+    warm_pool_seconds: int | None   # EC2: from the warm pool (None where there is no warm pool)
+    snapshot_seconds: int | None    # EC2: new instance with the weights on a volume from a snapshot
     cached_seconds: int                # weights verified on local storage, image present: load + warm-up
 
     def as_dict(self) -> dict:
@@ -59,7 +58,8 @@ def estimate(weights_gib: float, nodes: int, platform: str, warm_pool: bool, sna
     data_path = planner.WARMUP_S + per_node * (1 / planner.DOWNLOAD_GIB_PER_S + 1 / planner.VERIFY_GIB_PER_S
                                                + 1 / planner.LOAD_GIB_PER_S)
     ec2 = platform == "ec2"
-    snapshot_rate = min(MODEL_VOLUME_MIB_PER_S / 1024, planner.LOAD_GIB_PER_S) if fast_restore else SNAPSHOT_LAZY_GIB_PER_S
+    snapshot_rate = (min(MODEL_VOLUME_MIB_PER_S / 1024, planner.LOAD_GIB_PER_S) if fast_restore
+                     else SNAPSHOT_LAZY_GIB_PER_S)
     return StartupEstimate(
         cold_seconds=_round(INSTANCE_BOOT_S + IMAGE_PULL_S + data_path),
         warm_pool_seconds=_round(RESUME_S + load) if ec2 and warm_pool else None,
