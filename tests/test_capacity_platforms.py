@@ -266,3 +266,50 @@ def test_model_cache_is_the_node_cache_claim(eks):
         vols = {v["name"]: v for v in tmpl["spec"].get("volumes", [])}
         if "model" in vols:
             assert "persistentVolumeClaim" in vols["model"], workload.name
+
+
+# ----------------------------------------------------------------------------- config-driven capacity (ec2)
+
+def _one_model(capacity: dict):
+    from tests.conftest import prod_config
+    raw = prod_config()
+    raw["llm-platform:models"][0]["capacity"] = capacity
+    return run_program(raw, stack="prod", program=ROOT), plan_stack(parse(raw))[0]
+
+
+def test_reservations_snapshot_and_fast_restore_reach_the_group():
+    rec, plan = _one_model({"reservations": {"ids": ["cr-0123456789abcdef0"]},
+                            "model_snapshot_id": "snap-0123456789abcdef0", "fast_snapshot_restore": True})
+    g = _group_of(rec, plan).inputs
+    assert g["capacityReservationSpecification"] == {
+        "capacityReservationPreference": "capacity-reservations-first",
+        "capacityReservationTarget": {"capacityReservationIds": ["cr-0123456789abcdef0"]}}
+    for lt in [t for t in rec.of_type(LT) if t.inputs["tags"].get("llm-platform:deployment") == plan.name]:
+        model = [b for b in lt.inputs["blockDeviceMappings"] if b["deviceName"] == "/dev/sdf"]
+        assert model and model[0]["ebs"]["snapshotId"] == "snap-0123456789abcdef0"
+        assert model[0]["ebs"]["encrypted"] == "true" and model[0]["ebs"]["kmsKeyId"]
+        assert "MODEL_SNAPSHOT_ID=snap-0123456789abcdef0" in _user_data(lt)
+    fsr = rec.of_type("aws:ebs/fastSnapshotRestore:FastSnapshotRestore")
+    assert len(fsr) == 3 and {f.inputs["snapshotId"] for f in fsr} == {"snap-0123456789abcdef0"}
+    policies = [json.loads(p.inputs["policy"]) if isinstance(p.inputs["policy"], str) else p.inputs["policy"]
+                for p in rec.of_type("aws:iam/rolePolicy:RolePolicy")]
+    assert any("ec2:DescribeVolumes" in st.get("Action", []) for doc in policies for st in doc.get("Statement", []))
+
+
+def test_a_capacity_block_launches_only_into_the_block_and_says_why():
+    rec, plan = _one_model({"reservations": {"ids": ["cr-0123456789abcdef0"], "capacity_block": True,
+                                             "preference": "capacity-reservations-only"}})
+    g = _group_of(rec, plan).inputs
+    assert "mixedInstancesPolicy" not in g and g["launchTemplate"]
+    tags = {t["key"]: t["value"] for t in g["tags"]}
+    assert "Capacity Block" in tags["llm-platform:capacity-single-type"]
+    (lt,) = [t for t in rec.of_type(LT) if t.inputs["tags"].get("llm-platform:deployment") == plan.name]
+    assert lt.inputs["instanceMarketOptions"] == {"marketType": "capacity-block"}
+    assert lt.inputs["capacityReservationSpecification"]["capacityReservationTarget"][
+        "capacityReservationId"] == "cr-0123456789abcdef0"
+
+
+def test_without_a_warm_pool_scaling_warms_up_for_a_cold_start():
+    rec, plan = _one_model({"warm_pool": False})
+    g = _group_of(rec, plan).inputs
+    assert "warmPool" not in g and g["defaultInstanceWarmup"] == plan.startup.cold_seconds
