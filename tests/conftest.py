@@ -32,6 +32,20 @@ def cat():
     return catalog.load()
 
 
+@pytest.fixture(scope="session")
+def shipped_recordings():
+    """The shipped prod and eks programs run once per session under the mocks (they take seconds each): a dict
+    stack -> (Recording, DeploymentPlans). Tests read them, never mutate them."""
+    from llm_platform.offline.mocks import run_program
+    from llm_platform.settings import parse, read_stack_file
+    from llm_platform.sizing.planner import plan_stack
+    out = {}
+    for stack in ("prod", "eks"):
+        raw = read_stack_file(ROOT / f"Pulumi.{stack}.yaml")
+        out[stack] = (run_program(raw, stack=stack, program=ROOT), plan_stack(parse(raw)))
+    return out
+
+
 @pytest.fixture
 def minimal():
     """A valid dev config; tests mutate one key at a time."""

@@ -13,7 +13,7 @@ import yaml
 
 from llm_platform import catalog
 from llm_platform.offline.mocks import run_program
-from llm_platform.settings import parse, read_stack_file
+from llm_platform.settings import parse
 from llm_platform.sizing.fallbacks import UNITS_PER_REPLICA, replicas_max_any_type
 from llm_platform.sizing.planner import plan_stack
 from tests.conftest import ROOT
@@ -28,15 +28,13 @@ def _user_data(lt) -> str:
 
 
 @pytest.fixture(scope="module")
-def prod():
-    raw = read_stack_file(ROOT / "Pulumi.prod.yaml")
-    return run_program(raw, stack="prod", program=ROOT), plan_stack(parse(raw))
+def prod(shipped_recordings):
+    return shipped_recordings["prod"]
 
 
 @pytest.fixture(scope="module")
-def eks():
-    raw = read_stack_file(ROOT / "Pulumi.eks.yaml")
-    return run_program(raw, stack="eks", program=ROOT), plan_stack(parse(raw))
+def eks(shipped_recordings):
+    return shipped_recordings["eks"]
 
 
 def _group_of(rec, plan):

@@ -104,10 +104,9 @@ def test_the_crd_check_catches_a_wrong_field(crds):
         jsonschema.validate(doc, crds["EC2NodeClass"])
 
 
-def test_recorded_releases_set_only_values_their_chart_has():
+def test_recorded_releases_set_only_values_their_chart_has(shipped_recordings):
     """Every Helm release of the eks stack, as the program records it, against its chart's values.yaml."""
-    from llm_platform.offline.mocks import run_program
-    rec = run_program(read_stack_file(ROOT / "Pulumi.eks.yaml"), stack="eks", program=ROOT)
+    rec, _ = shipped_recordings["eks"]
     releases = rec.of_type("kubernetes:helm.sh/v3:Release")
     assert releases
     pins = charts.load()

@@ -6,8 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 
@@ -241,16 +239,22 @@ def test_warm_pool_defaults_on_in_prod_only():
     assert parse(copy.deepcopy(MINIMAL)).models[0].capacity.warm_pool is False
 
 
-def test_plan_json_lists_fallbacks_and_start_times():
-    out = subprocess.run([sys.executable, str(ROOT / "plan.py"), "--stack", "prod", "--json"], capture_output=True,
-                         text=True, cwd=ROOT, timeout=300)
-    assert out.returncode == 0, out.stderr
-    for d in json.loads(out.stdout)["deployments"]:
+def test_plan_json_lists_fallbacks_and_start_times(prod):
+    """`plan.py --json` prints DeploymentPlan.as_dict(): the capacity fields, valid against the public schema."""
+    import jsonschema
+    schema = json.loads((ROOT / "schemas" / "plan.schema.json").read_text())
+    deployment = {**schema, "$ref": "#/$defs/deployment"}
+    deployment.pop("oneOf")
+    _, plans = prod
+    for p in plans:
+        d = json.loads(json.dumps(p.as_dict()))
+        jsonschema.validate(d, deployment)
         assert d["fallbacks"] and d["fallbacks"][0]["weighted_capacity"] >= 1
         assert {"instance_type", "tensor_parallel_size", "per_gpu_required_gib", "per_gpu_usable_gib",
                 "hourly_cost_per_replica_usd", "requests_per_s_per_replica",
                 "replicas_for_load"} <= set(d["fallbacks"][0])
         assert d["startup"]["warm_pool_seconds"] < d["startup"]["cold_seconds"]
+
 
 
 def test_autoscaling_headroom_covers_the_slowest_type(eks):
