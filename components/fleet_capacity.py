@@ -7,8 +7,8 @@ Pure mappings from the DeploymentPlan (sizing/fallbacks.py did the arithmetic) t
   on-demand allocation, so the group launches the chosen type whenever EC2 has it and the next type when not.
 - sizes in capacity units (a chosen-type replica is UNITS_PER_REPLICA units), so a slower fallback launches
   more instances for the same capacity, and the group holds the stated load whichever types it got.
-- capacity rebalancing: on for groups with fallbacks (it replaces instances EC2 flags for interruption
-  before they go; a prioritized group then also returns to the chosen type as instances are replaced).
+- no capacity rebalancing: it replaces Spot instances at elevated interruption risk, and these groups are
+  on-demand only (the mixed instances policy mixes types, not purchase options).
 - target tracking on waiting requests per capacity unit (metric math over the runtime's queue metric and the
   group's in-service instances and capacity): with only chosen-type instances it is the plain per-instance
   queue target, with slower fallbacks in the mix it scales out earlier.

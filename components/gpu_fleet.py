@@ -214,14 +214,15 @@ class GpuInstanceGroup(pulumi.ComponentResource):
             launch_template=None if plan.fallbacks else {"id": launch_template.id,
                                                          "version": launch_template.latest_version.apply(str)},
             mixed_instances_policy=fc.mixed_instances_policy(plan, specs) if plan.fallbacks else None,
-            capacity_rebalance=True if plan.fallbacks else None,
             warm_pool=fc.warm_pool(plan, capacity),
             initial_lifecycle_hooks=[fc.lifecycle_hook(plan)],
             capacity_reservation_specification=reservation_spec,
             instance_refresh={"strategy": "Rolling", "preferences": {
                 "min_healthy_percentage": 100, "max_healthy_percentage": 200, "instance_warmup": str(warm["grace"]),
                 "skip_matching": True, "auto_rollback": True}},
-            termination_policies=["OldestLaunchTemplate", "OldestInstance"],
+            # with fallbacks, scale-in first removes the lowest-priority types (back towards the chosen one)
+            termination_policies=(["AllocationStrategy"] if plan.fallbacks else []) + ["OldestLaunchTemplate",
+                                                                                       "OldestInstance"],
             enabled_metrics=fc.GROUP_METRICS,
             tags=[{"key": k, "value": v, "propagate_at_launch": True} for k, v in group_tags.items()], opts=child)
 

@@ -61,7 +61,9 @@ def test_every_prod_group_launches_the_chosen_type_and_a_checked_fallback(prod):
         overrides = mip["launchTemplate"]["overrides"]
         types = [o["instanceType"] for o in overrides]
         assert types == [plan.instance_type, *(f.instance_type for f in plan.fallbacks)] and len(types) >= 2
-        assert g["capacityRebalance"] is True
+        assert mip["instancesDistribution"]["onDemandPercentageAboveBaseCapacity"] == 100    # on-demand only
+        assert not g.get("capacityRebalance")       # it only replaces Spot instances: none here
+        assert g["terminationPolicies"][0] == "AllocationStrategy"     # scale-in drops fallbacks first
 
 
 def test_each_override_has_its_own_template_with_its_tp_and_weight(prod):

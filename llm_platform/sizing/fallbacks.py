@@ -202,7 +202,15 @@ def attach(plan: planner.DeploymentPlan, spec: ModelSpec, stack: StackConfig,
                                         warm_pool=bool(cap and cap.warm_pool),
                                         snapshot=bool(cap and cap.model_snapshot_id),
                                         fast_restore=bool(cap and cap.fast_snapshot_restore))
-    notes = plan.notes
+    types = ", ".join(f"{f.instance_type} (TP {f.tensor_parallel_size}, {f.weighted_capacity} units)"
+                      for f in fallbacks)
+    starts = f"cold ~{startup.cold_seconds} s" + (
+        f", from the warm pool ~{startup.warm_pool_seconds} s" if startup.warm_pool_seconds else "") + (
+        f", from the model snapshot ~{startup.snapshot_seconds} s" if startup.snapshot_seconds else "") + (
+        f", weights cached on the node ~{startup.cached_seconds} s")
+    notes = plan.notes + ((f"capacity: {plan.instance_type} ({UNITS_PER_REPLICA} units) first, then {types}; "
+                           f"starts {starts}") if fallbacks else f"capacity: {plan.instance_type} only ({why}); "
+                                                                 f"starts {starts}",)
     if startup.snapshot_seconds is not None and startup.snapshot_seconds >= startup.cold_seconds:
         notes += (f"model snapshot without Fast Snapshot Restore starts in ~{startup.snapshot_seconds} s, no faster "
                   f"than downloading ({startup.cold_seconds} s): set capacity.fast_snapshot_restore",)
