@@ -155,7 +155,7 @@ class Capacity(_Strict):
 
     @field_validator("reservations", "model_snapshot_id")
     @classmethod
-    def _ec2_only(cls, v, info: ValidationInfo):
+    def _ec2_only(cls, v: object, info: ValidationInfo) -> object:
         platform = (info.context or {}).get("platform", "ec2")
         if v is not None and platform != "ec2":
             raise ValueError(f"applies to platform ec2 only (platform is {platform}): remove it")

@@ -23,13 +23,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
-from llm_platform.catalog import Catalog
+from llm_platform.catalog import Catalog, InstanceType
+from llm_platform.catalog.architecture import Architecture
 from llm_platform.settings.schema import ModelSpec, StackConfig
 
 from . import performance as perf
 from . import planner
-from .memory import Layout, Memory, max_sequences
+from .memory import Layout, Memory, Workload, max_sequences
 from .memory import estimate as estimate_memory
 from .startup import StartupEstimate, estimate
 
@@ -60,9 +62,9 @@ class Fallback:
     def usd_per_unit_hour(self) -> float:
         return self.hourly_cost_usd / self.weighted_capacity
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         m = self.memory
-        r = lambda x, n: None if x is None else round(x, n)  # noqa: E731
+        r = _rounded
         return {"instance_type": self.instance_type,
                 "gpu": {"name": self.gpu_name, "count": self.gpu_count, "memory_gib": round(self.gpu_memory_gib, 2)},
                 "tensor_parallel_size": self.tensor_parallel_size,
@@ -94,14 +96,20 @@ def _no_fallbacks_reason(spec: ModelSpec, plan: planner.DeploymentPlan, stack: S
     return None
 
 
-def _throughput(arch, w, layout, instance, cat: Catalog, embed: bool) -> float:
+def _rounded(x: float | None, digits: int) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+def _throughput(arch: Architecture, w: Workload, layout: Layout, instance: InstanceType, cat: Catalog,
+                embed: bool) -> float:
     hw = perf.hardware_of(instance, cat)
     r = perf.rates(arch, w.precision, cat.kv_dtypes[w.kv_cache_dtype].bytes, layout, hw, w.max_model_len,
                    w.concurrency, w.max_num_batched_tokens)
     return r.prefill_tokens_per_s if embed or r.decode_tokens_per_s_full is None else r.decode_tokens_per_s_full
 
 
-def _at_tp(arch, w, instance, tp: int, stack: StackConfig, cat: Catalog) -> planner.Candidate | None:
+def _at_tp(arch: Architecture, w: Workload, instance: InstanceType, tp: int, stack: StackConfig,
+           cat: Catalog) -> planner.Candidate | None:
     """planner.evaluate's checks (compute capability, memory) at one given TP."""
     gpu = cat.gpu_of(instance)
     if gpu.compute_capability < cat.precisions[w.precision].min_compute_capability or instance.gpu_count < tp:
@@ -123,12 +131,13 @@ def find(spec: ModelSpec, plan: planner.DeploymentPlan, stack: StackConfig,
     # on eks one pod template serves every type of the pool: a fallback must run that pod (same TP and GPUs)
     fixed_tp = plan.tensor_parallel_size if stack.platform == "eks" and plan.runtime != "ollama" else None
     own = planner.evaluate(arch, w, chosen, plan.nodes_per_replica, stack, cat)   # the plan's own layout
+    assert own is not None, f"{plan.name}: the planner's own choice must fit"
     base_rps = plan.throughput.requests_per_s_per_replica if plan.throughput else None
     base_tps = None
     pool = sorted((i for i in cat.instances.values() if i.purchase == "on-demand" and i.name != chosen.name),
                   key=lambda i: (planner.hourly_price(i, stack), i.gpu_count, i.name))
-    sized: dict[tuple, planner.Candidate | None] = {}
-    picked: set[tuple] = set()
+    sized: dict[tuple[str, int, int], planner.Candidate | None] = {}
+    picked: set[tuple[str, int, int]] = set()
     found: list[Fallback] = []
     fit_but_slow = []
     for inst in pool:
@@ -217,7 +226,7 @@ def attach(plan: planner.DeploymentPlan, spec: ModelSpec, stack: StackConfig,
     return dataclasses.replace(plan, fallbacks=fallbacks, fallbacks_reason=why, startup=startup, notes=notes)
 
 
-def capacity_units(plan: planner.DeploymentPlan) -> dict:
+def capacity_units(plan: planner.DeploymentPlan) -> dict[str, Any]:
     """The group's size in capacity units (EC2 weighted capacity): min, max and per type."""
     weights = {plan.instance_type: UNITS_PER_REPLICA, **{f.instance_type: f.weighted_capacity for f in plan.fallbacks}}
     return {"min": plan.replicas_min * UNITS_PER_REPLICA, "max": plan.replicas_max * UNITS_PER_REPLICA,
@@ -228,4 +237,4 @@ def replicas_max_any_type(plan: planner.DeploymentPlan) -> int:
     """Replicas the autoscaler may reach so that, whichever types the nodes are, the fleet can still carry the
     plan's maximum: replicas_max chosen-type replicas' worth of capacity units, on the slowest listed type."""
     slowest = min([UNITS_PER_REPLICA, *(f.weighted_capacity for f in plan.fallbacks)])
-    return math.ceil(plan.replicas_max * UNITS_PER_REPLICA / slowest)
+    return int(math.ceil(plan.replicas_max * UNITS_PER_REPLICA / slowest))

@@ -20,6 +20,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
+from typing import TYPE_CHECKING
+
 from llm_platform import catalog
 from llm_platform.catalog import Catalog, InstanceType
 from llm_platform.settings.errors import ConfigError
@@ -28,6 +30,10 @@ from llm_platform.catalog.architecture import Architecture
 from .memory import Layout, Memory, Workload, estimate, max_context, max_sequences
 from .params import active_parameter_count, parameter_count
 from . import performance as perf
+
+if TYPE_CHECKING:       # sizing/fallbacks.py and startup.py build on this module
+    from .fallbacks import Fallback
+    from .startup import StartupEstimate
 
 HOURS_PER_MONTH = 730
 # A node's disk: the OS image (the Deep Learning Base AMI's root snapshot with CUDA, drivers and the
@@ -107,9 +113,9 @@ class DeploymentPlan:
     notes: tuple[str, ...] = field(default_factory=tuple)
     throughput: Optional[Throughput] = None
     # capacity (sizing/fallbacks.py): checked alternatives in price order, or why there are none; start times
-    fallbacks: tuple = field(default_factory=tuple)
+    fallbacks: tuple[Fallback, ...] = field(default_factory=tuple)
     fallbacks_reason: Optional[str] = None
-    startup: Optional[object] = None
+    startup: Optional[StartupEstimate] = None
 
     @property
     def kv_cache_memory_bytes(self) -> int:

@@ -40,7 +40,7 @@ class StartupEstimate:
     snapshot_seconds: int | None    # EC2: new instance with the weights on a volume from a snapshot
     cached_seconds: int                # weights verified on local storage, image present: load + warm-up
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, int | None]:
         return {"cold_seconds": self.cold_seconds, "warm_pool_seconds": self.warm_pool_seconds,
                 "snapshot_seconds": self.snapshot_seconds, "cached_seconds": self.cached_seconds}
 
