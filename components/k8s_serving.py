@@ -452,7 +452,7 @@ class KubernetesServing(pulumi.ComponentResource):
                       # enough replicas to carry the plan's maximum on the slowest type its NodePool may launch
                       "maxReplicaCount": replicas_max_any_type(plan), "pollingInterval": 15,
                       # a new replica needs the plan's startup time: don't flap while it loads
-                      "cooldownPeriod": max(300, plan.startup_seconds),
+                      "cooldownPeriod": max(300, plan.startup.cold_seconds if plan.startup else plan.startup_seconds),
                       "triggers": [{"type": "prometheus", "metadata": {
                           "serverAddress": args.prometheus_url,
                           "query": f'sum({queue}{{namespace="{ns_name}"}})',

@@ -241,9 +241,12 @@ def test_keda_may_scale_to_what_the_slowest_type_needs(eks):
     rec, plans = eks
     scaled = {s.inputs["spec"]["scaleTargetRef"]["name"]: s.inputs["spec"] for s in rec.resources
               if s.type.endswith(":ScaledObject")}
+    assert scaled
     for plan in plans:
         if plan.name in scaled:
             assert scaled[plan.name]["maxReplicaCount"] == replicas_max_any_type(plan)
+            # a replica that scaled out on a new node takes a cold start: no scale-in before it could serve
+            assert scaled[plan.name]["cooldownPeriod"] >= plan.startup.cold_seconds
 
 
 def test_single_type_workloads_say_why(eks):
