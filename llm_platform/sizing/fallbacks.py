@@ -32,7 +32,6 @@ from llm_platform.settings.schema import ModelSpec, StackConfig
 from . import performance as perf
 from . import planner
 from .memory import Layout, Memory, Workload, max_sequences
-from .memory import estimate as estimate_memory
 from .startup import StartupEstimate, estimate
 
 UNITS_PER_REPLICA = 10
@@ -108,67 +107,55 @@ def _throughput(arch: Architecture, w: Workload, layout: Layout, instance: Insta
     return r.prefill_tokens_per_s if embed or r.decode_tokens_per_s_full is None else r.decode_tokens_per_s_full
 
 
-def _at_tp(arch: Architecture, w: Workload, instance: InstanceType, tp: int, stack: StackConfig,
-           cat: Catalog) -> planner.Candidate | None:
-    """planner.evaluate's checks (compute capability, memory) at one given TP."""
-    gpu = cat.gpu_of(instance)
-    if gpu.compute_capability < cat.precisions[w.precision].min_compute_capability or instance.gpu_count < tp:
-        return None
-    layout = Layout(tensor_parallel=tp, pipeline_parallel=1)
-    mem = estimate_memory(arch, w, layout, gpu.memory_gib, cat)
-    return planner.Candidate(instance, layout, mem, planner.hourly_price(instance, stack)) if mem.fits else None
-
-
 def find(spec: ModelSpec, plan: planner.DeploymentPlan, stack: StackConfig,
          cat: Catalog) -> tuple[tuple[Fallback, ...], str | None]:
-    """(fallbacks in price order, None) or ((), why there are none)."""
+    """(fallbacks in price order, None) or ((), why there are none).
+
+    Each type is searched with the planner's own `explore` at the plan's final workload (its precision, KV
+    cache dtype and concurrency: the runtime flags the replica runs with), so memory, compute capability and,
+    with a load, the latency targets are checked exactly as for the chosen type."""
     why = _no_fallbacks_reason(spec, plan, stack)
     if why:
         return (), why
-    arch, w = planner.architecture_of(spec, cat), planner.workload_of(spec)
+    arch = planner.architecture_of(spec, cat)
+    w = dataclasses.replace(planner.workload_of(spec, cat), kv_cache_dtype=plan.kv_cache_dtype,
+                            concurrency=plan.concurrency)
+    if stack.platform == "eks" and plan.runtime != "ollama":
+        # one pod template serves every type of the pool: a fallback must run that pod (same TP and GPUs)
+        w = dataclasses.replace(w, tensor_parallel=plan.tensor_parallel_size)
     embed = arch.task == "embed"
     chosen = cat.instances[plan.instance_type]
-    # on eks one pod template serves every type of the pool: a fallback must run that pod (same TP and GPUs)
-    fixed_tp = plan.tensor_parallel_size if stack.platform == "eks" and plan.runtime != "ollama" else None
     own = planner.evaluate(arch, w, chosen, plan.nodes_per_replica, stack, cat)   # the plan's own layout
     assert own is not None, f"{plan.name}: the planner's own choice must fit"
     base_rps = plan.throughput.requests_per_s_per_replica if plan.throughput else None
-    base_tps = None
+    base_tps = _throughput(arch, w, own.layout, chosen, cat, embed)
     pool = sorted((i for i in cat.instances.values() if i.purchase == "on-demand" and i.name != chosen.name),
                   key=lambda i: (planner.hourly_price(i, stack), i.gpu_count, i.name))
-    sized: dict[tuple[str, int, int], planner.Candidate | None] = {}
     picked: set[tuple[str, int, int]] = set()
     found: list[Fallback] = []
-    fit_but_slow = []
+    fit_but_slow: list[str] = []
     for inst in pool:
         key = (inst.gpu, inst.gpu_memory_mib, inst.gpu_count)
         if key in picked:
             continue
-        if key not in sized:
-            sized[key] = (planner.evaluate(arch, w, inst, 1, stack, cat) if fixed_tp is None
-                          else _at_tp(arch, w, inst, fixed_tp, stack, cat))
-        c = sized[key]
-        if c is None:
-            continue
-        c = planner.Candidate(inst, c.layout, c.memory, planner.hourly_price(inst, stack))
-        gpu = cat.gpu_of(inst)
-        op, replicas = None, None
-        if spec.load is not None:
-            sized_fleet = planner._fleet_on(c, spec, arch, w, cat)
-            if sized_fleet is None:
+        options = planner.explore(spec, arch, w, stack, cat, instances=[inst], kv=(plan.kv_cache_dtype,),
+                                  concurrency=plan.concurrency, bounded=False)
+        if not options:
+            if spec.load is not None and planner.evaluate(arch, w, inst, 1, stack, cat) is not None:
                 fit_but_slow.append(inst.name)
-                continue
-            op, replicas = sized_fleet
-            rel = op.requests_per_s / base_rps if base_rps else 0.0
+            continue
+        best = options[0]
+        c, op = best.candidate, best.operating
+        if spec.load is not None and op is not None and base_rps:
+            rel = op.requests_per_s / base_rps
         else:
-            if base_tps is None:
-                base_tps = _throughput(arch, w, own.layout, chosen, cat, embed)
             rel = _throughput(arch, w, c.layout, inst, cat, embed) / base_tps if base_tps else 0.0
         weight = min(UNITS_PER_REPLICA, math.floor(UNITS_PER_REPLICA * rel + 1e-9))
         if weight < 1:
             fit_but_slow.append(inst.name)
             continue
         picked.add(key)
+        gpu = cat.gpu_of(inst)
         found.append(Fallback(
             instance_type=inst.name, gpu_name=gpu.name, gpu_count=inst.gpu_count, gpu_memory_gib=gpu.memory_gib,
             tensor_parallel_size=c.layout.tensor_parallel, pipeline_parallel_size=c.layout.pipeline_parallel,
@@ -179,7 +166,7 @@ def find(spec: ModelSpec, plan: planner.DeploymentPlan, stack: StackConfig,
             relative_throughput=rel, weighted_capacity=weight,
             requests_per_s_per_replica=op.requests_per_s if op else None, batch_for_load=op.batch if op else None,
             ttft_seconds=op.ttft_s if op else None, tpot_seconds=op.tpot_s if op else None,
-            replicas_for_load=replicas))
+            replicas_for_load=best.replicas_for_load))
     found.sort(key=lambda f: (f.usd_per_unit_hour, f.hourly_cost_usd, f.instance_type))
     limit = spec.capacity.max_fallbacks if spec.capacity is not None else 3
     found = found[:limit]
