@@ -4,6 +4,7 @@ unit of capacity, weighted so the fleet holds the stated load; groups without fa
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 
@@ -47,7 +48,9 @@ def test_every_prod_deployment_has_a_checked_fallback(prod):
 def test_each_fallback_fits_in_memory_as_the_planner_computes_it(prod, cat):
     stack, plans = prod
     for spec, p in zip(stack.models, plans, strict=True):
-        arch, w = architecture_of(spec, cat), workload_of(spec)
+        # the replica's runtime flags: the plan's chosen KV dtype and concurrency, on every type
+        arch = architecture_of(spec, cat)
+        w = dataclasses.replace(workload_of(spec, cat), kv_cache_dtype=p.kv_cache_dtype, concurrency=p.concurrency)
         for f in p.fallbacks:
             inst = cat.instances[f.instance_type]
             gpu = cat.gpu_of(inst)
@@ -154,7 +157,9 @@ def test_without_a_load_fallbacks_are_weighted_by_token_throughput(cat):
     stack = parse(copy.deepcopy(MINIMAL))
     p = plan_stack(stack, cat)[0]
     assert p.fallbacks
-    arch, w = architecture_of(stack.models[0], cat), workload_of(stack.models[0])
+    arch = architecture_of(stack.models[0], cat)
+    w = dataclasses.replace(workload_of(stack.models[0], cat), kv_cache_dtype=p.kv_cache_dtype,
+                            concurrency=p.concurrency)
     kv = cat.kv_dtypes[w.kv_cache_dtype].bytes
 
     def tps(itype, tp):
