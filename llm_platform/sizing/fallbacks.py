@@ -2,9 +2,9 @@
 
 On-demand GPU capacity (p5, g6e, g7e) is often unavailable in an AZ for hours. A group that can launch only
 one type waits; a group with checked alternatives keeps serving. Each fallback is checked exactly like the
-chosen type, with the planner's own functions: `planner.evaluate` (compute capability, the largest TP that
-fits in memory at the model's context and concurrency) and, with a `load`, the same latency search
-(`planner._fleet_on`: the largest batch that meets the TTFT/TPOT targets at TARGET_UTILIZATION). A type that
+chosen type, with the planner's own search (`planner.explore`) at the plan's final workload (precision, KV
+cache dtype and the chosen concurrency: the flags the replica runs with): compute capability, memory at the
+model's context, and with a `load` a batch that meets the TTFT/TPOT targets at TARGET_UTILIZATION. A type that
 fits but misses the targets is not a fallback.
 
 Capacity units: a slower fallback needs more replicas for the same load. The chosen type's replica counts
