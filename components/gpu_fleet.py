@@ -122,8 +122,11 @@ class GpuInstanceGroup(pulumi.ComponentResource):
                      pulumi.Output.concat("s3.", region, ".amazonaws.com")]}}},
                 # the launch hook: warm-pool preparation done, or serving (serving/userdata.py llm-lifecycle)
                 {"Sid": "CompleteOwnLaunchHook", "Effect": "Allow", "Action": ["autoscaling:CompleteLifecycleAction"],
-                 "Resource": "*",
-                 "Condition": {"StringEquals": {"autoscaling:ResourceTag/llm-platform:deployment": plan.name}}},
+                 "Resource": pulumi.Output.format(
+                     "arn:aws:autoscaling:{0}:{1}:autoScalingGroup:*:autoScalingGroupName/llm-{2}-{3}-*",
+                     region, account, stack, plan.name),
+                 "Condition": {"StringEquals": {"aws:ResourceTag/llm-platform:stack": stack,
+                                                "aws:ResourceTag/llm-platform:deployment": plan.name}}},
                 *([{"Sid": "CheckModelVolumeSnapshot", "Effect": "Allow", "Action": ["ec2:DescribeVolumes"],
                     "Resource": "*"}] if snapshot_id else []),
             ]}), opts=child)

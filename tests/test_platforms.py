@@ -73,7 +73,8 @@ def test_gpu_nodes_come_from_one_karpenter_pool_per_deployment(eks, eks_plans):
     pools = {p.inputs["metadata"]["name"]: p.inputs["spec"] for p in eks.of_type("kubernetes:karpenter.sh/v1:NodePool")}
     assert set(pools) == {f"gpu-{n}" for n in eks_plans}
     for spec in pools.values():
-        assert spec["template"]["spec"]["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}]
+        taint = {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}
+        assert spec["template"]["spec"]["taints"] == [taint]
         assert spec["template"]["metadata"]["labels"]["llm-platform/node-pool"] == "gpu"
     lts = [t.inputs for t in eks.of_type("aws:ec2/launchTemplate:LaunchTemplate")]
     assert all(t["metadataOptions"]["httpTokens"] == "required" and t["metadataOptions"]["httpPutResponseHopLimit"] == 1
@@ -427,8 +428,18 @@ def test_node_role_and_load_balancer_controller_policies_pass_parliament(eks):
 
     docs = [json.loads(p.inputs["policy"]) for p in eks.of_type("aws:iam/rolePolicy:RolePolicy")]
     assert lbc_policy() in docs
+    karpenter = [d for d in docs if any(s.get("Sid") == "AllowScopedEC2InstanceAccessActions" for s in d["Statement"])]
+    assert len(karpenter) == 1
     for doc in docs:
-        if doc != lbc_policy():
+        if doc is karpenter[0]:
+            # Karpenter's published controller policy (components/karpenter.py) splits RunInstances/CreateFleet
+            # over statements scoped by resource type and condition: IAM allows each resource by any statement,
+            # parliament judges each statement alone (RESOURCE_MISMATCH); the SSM ARN of public parameters has
+            # no account; zonal-shift reads are bounded by their condition, not the resource
+            left = [i for i in issues(doc) if i[0] != "RESOURCE_MISMATCH"
+                    and i != ("RESOURCE_STAR", "['arc-zonal-shift:GetManagedResource']")]
+            assert left == [], left
+        elif doc != lbc_policy():
             # parliament splits an ARN on every ':'; an S3 key may hold one (the 405B's sha256:<digest> revision)
             colon_key = "arn:aws:s3:::" in json.dumps(doc) and re.search(r'arn:aws:s3:::[^"]*/[^"]*:', json.dumps(doc))
             assert [i for i in issues(doc) if not (colon_key and i[0] == "RESOURCE_MISMATCH")] == [], doc
