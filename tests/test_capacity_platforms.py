@@ -134,7 +134,10 @@ def test_instances_may_complete_their_own_launch_hook_only(prod):
         doc = json.loads(doc) if isinstance(doc, str) else doc
         for st in doc.get("Statement", []):
             if "autoscaling:CompleteLifecycleAction" in st.get("Action", []):
-                assert "autoscaling:ResourceTag/llm-platform:deployment" in json.dumps(st["Condition"])
+                cond = st["Condition"]["StringEquals"]
+                assert cond["aws:ResourceTag/llm-platform:stack"] == "prod"
+                assert cond["aws:ResourceTag/llm-platform:deployment"] in st["Resource"]   # its own group's ARN
+                assert st["Resource"].startswith("arn:aws:autoscaling:")
 
 
 # ----------------------------------------------------------------------------- eks
