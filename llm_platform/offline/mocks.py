@@ -105,7 +105,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
                     "gpuses": [{"count": inst.gpu_count, "manufacturer": "NVIDIA", "name": inst.gpu,
                                 "memorySize": inst.gpu_memory_mib}], "id": inst.name}
         if token == "aws:ec2/getSubnet:getSubnet":
-            sid = a.get("id")
+            sid = str(a.get("id"))
             return {"id": sid, "availabilityZone": self.subnet_zones.get(sid, f"{self.region}a")}
         if token == "aws:iam/getPolicyDocument:getPolicyDocument":
             return {"json": json.dumps(_policy_json(a)), "id": "policy"}

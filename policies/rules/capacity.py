@@ -1,8 +1,25 @@
 """GPU capacity: an autoscaled prod GPU group must be able to launch on more than one instance type."""
 from __future__ import annotations
 
-from ..core import as_list, as_num, get, k8s_kind, levels, opaque, rule, undetermined, violation
-from ..topology import ASG, topology
+from collections.abc import Iterator
+from typing import Any
+
+from ..core import (
+    Context,
+    Finding,
+    Resource,
+    Stack,
+    as_list,
+    as_num,
+    get,
+    k8s_kind,
+    levels,
+    opaque,
+    rule,
+    undetermined,
+    violation,
+)
+from ..topology import ASG, Group, topology
 
 REASON_TAG = "llm-platform:capacity-single-type"              # ASG / launch template tag: why one type only
 REASON_ANNOTATION = "llm-platform.io/capacity-single-type"    # Kubernetes workload annotation: the same
@@ -12,15 +29,15 @@ POD_SPECS = ("spec.template.spec", "spec.leaderWorkerTemplate.workerTemplate.spe
              "spec.leaderWorkerTemplate.leaderTemplate.spec")
 
 
-def _asg_types(g) -> list:
-    types: list = []
+def _asg_types(g: Group) -> list[Any]:
+    types: list[Any] = []
     for t in g.instance_types:
         if t not in types:
             types.append(t)
     return types
 
 
-def _pod_spec(r):
+def _pod_spec(r: Resource) -> dict[str, Any] | None:
     for path in POD_SPECS:
         spec = r.get(path)
         if isinstance(spec, dict):
@@ -28,7 +45,7 @@ def _pod_spec(r):
     return None
 
 
-def _pod_types(stack, spec: dict):
+def _pod_types(stack: Stack, spec: dict[str, Any]) -> list[Any] | None:
     """Instance types a pod may land on: its instance-type selector or required affinity, else the types of the
     Karpenter NodePools whose node labels its selector matches; None: not constrained (any node)."""
     selector = spec.get("nodeSelector") or {}
@@ -42,7 +59,8 @@ def _pod_types(stack, spec: dict):
             if get(ex, "key") == INSTANCE_TYPE_LABEL and get(ex, "operator") == "In":
                 return as_list(get(ex, "values"))
     pools = [p for p in stack.resources if k8s_kind(p.type) == "NodePool"]
-    types, matched = [], False
+    types: list[Any] = []
+    matched = False
     for p in pools:
         labels = p.get("spec.template.metadata.labels") or {}
         if selector and all(labels.get(k) == v for k, v in selector.items() if k != "llm-platform/node-pool"):
@@ -53,7 +71,7 @@ def _pod_types(stack, spec: dict):
     return types if matched else None
 
 
-def _autoscaled_k8s(stack, r) -> bool:
+def _autoscaled_k8s(stack: Stack, r: Resource) -> bool:
     name = r.get("metadata.name")
     for s in stack.resources:
         if k8s_kind(s.type) in SCALERS and s.get("spec.scaleTargetRef.name") == name:
@@ -77,7 +95,7 @@ def _autoscaled_k8s(stack, r) -> bool:
                 f"({REASON_TAG}: capacity block / forced type / ...).",
     kind="stack",
 )
-def prod_gpu_capacity_fallback(stack, ctx):
+def prod_gpu_capacity_fallback(stack: Stack, ctx: Context) -> Iterator[Finding]:
     topo = topology(stack)
     for g in topo.inference_groups():
         r = g.resource
@@ -106,16 +124,16 @@ def prod_gpu_capacity_fallback(stack, ctx):
             if spec is None:
                 yield undetermined("the pod template is not known yet", r)
                 continue
-            types = _pod_types(stack, spec)
-            if types is None or len(types) >= 2:
+            pod_types = _pod_types(stack, spec)
+            if pod_types is None or len(pod_types) >= 2:
                 continue
-            if any(opaque(t) for t in types):
+            if any(opaque(t) for t in pod_types):
                 yield undetermined("the pod's node selection is not known yet", r)
                 continue
             reason = (r.get("metadata.annotations") or {}).get(REASON_ANNOTATION)
             if not reason:
                 yield violation(f"{k8s_kind(r.type)} {r.get('metadata.name')} autoscales but its pods fit only "
-                                f"{types[0] if types else 'no'} nodes: let them select more instance types (a "
+                                f"{pod_types[0] if pod_types else 'no'} nodes: let them select more instance types (a "
                                 f"Karpenter NodePool with fallbacks) or annotate {REASON_ANNOTATION} with why not", r)
 
 
