@@ -7,12 +7,14 @@ from .eks import GpuCluster, GpuClusterArgs
 from .gpu_fleet import GpuInstanceGroup, GpuInstanceGroupArgs
 from .images import ImageCache, ImageCacheArgs
 from .k8s_serving import KubernetesServing, KubernetesServingArgs
+from .karpenter import GpuNodeProvisioner, GpuNodeProvisionerArgs
 from .keys import PlatformKeys, PlatformKeysArgs
 from .load_balancer import InternalLoadBalancer, InternalLoadBalancerArgs
 from .local_docker import DockerHost, DockerHostArgs, DockerServingArgs
 from .model_store import ModelStore, ModelStoreArgs
 from .monitoring import AlarmArgs, DashboardPanel, Monitoring, MonitoringArgs
 from .network import PrivateNetwork, PrivateNetworkArgs
+from .node_cache import NodeModelCache, NodeModelCacheArgs
 from .platforms import (
                         ApiOptions,
                         DockerPlatform,
@@ -33,6 +35,7 @@ __all__ = [
     "AlarmArgs", "ApiOptions", "DashboardPanel", "DockerHost", "DockerHostArgs", "DockerPlatform",
     "DockerPlatformArgs", "DockerServingArgs", "Ec2Platform", "Ec2PlatformArgs", "Ec2Serving", "EksOptions",
     "EksPlatform", "EksPlatformArgs", "GpuCluster", "GpuClusterArgs", "GpuInstanceGroup", "GpuInstanceGroupArgs",
+    "GpuNodeProvisioner", "GpuNodeProvisionerArgs", "NodeModelCache", "NodeModelCacheArgs",
     "ImageCache", "ImageCacheArgs", "ImageOptions", "InternalLoadBalancer", "InternalLoadBalancerArgs",
     "KubernetesServing", "KubernetesServingArgs", "ModelDeployment", "ModelDeploymentArgs", "ModelSource",
     "ModelStore", "ModelStoreArgs", "Monitoring", "MonitoringArgs", "MonitoringOptions", "NetworkOptions",

@@ -25,8 +25,12 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from llm_platform.catalog import charts
 from llm_platform.serving.access import PRINCIPAL_ONLY_ACTIONS
 from llm_platform.sizing.planner import DeploymentPlan
+
+from .karpenter import GpuNodeProvisioner, GpuNodeProvisionerArgs
+from .node_cache import NodeModelCache, NodeModelCacheArgs
 
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}
 NODE_POOL_LABEL = "llm-platform/node-pool"
@@ -34,21 +38,9 @@ GPU_LABEL = "llm-platform/gpu"
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"     # set by the kubelet on every node
 CONTROL_PLANE_LOGS = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 
-# Helm charts, pinned by version (the chart pins its images' tags; mirror them for egress none):
-CHARTS = {
-    # github.com/NVIDIA/k8s-device-plugin CHANGELOG: v0.17.4 (go-nvlib 0.7.4, Directory volume types)
-    "nvidia-device-plugin": {"repo": "https://nvidia.github.io/k8s-device-plugin", "chart": "nvidia-device-plugin",
-                             "version": "0.17.4", "namespace": "kube-system"},
-    # kubernetes-sigs/lws chart from registry.k8s.io (pinned v0.8.0 in NVIDIA/aicr#2500)
-    "lws": {"repo": None, "chart": "oci://registry.k8s.io/lws/charts/lws", "version": "0.8.0",
-            "namespace": "lws-system"},
-    # github.com/kedacore/charts release v2.21.1 (app v2.21.1)
-    "keda": {"repo": "https://kedacore.github.io/charts", "chart": "keda", "version": "2.21.1", "namespace": "keda"},
-    # github.com/aws/eks-charts PR #1269: aws-load-balancer-controller v2.16.0 (chart 1.16.0)
-    "aws-load-balancer-controller": {"repo": "https://aws.github.io/eks-charts",
-                                     "chart": "aws-load-balancer-controller", "version": "1.16.0",
-                                     "namespace": "kube-system"},
-}
+# Helm charts, pinned by version with the source each pin was checked against (catalog/charts.yaml; the chart
+# pins its images' tags; mirror them for egress none)
+CHARTS = charts.load()
 
 
 def _assume(service: str, actions=("sts:AssumeRole",)) -> str:
@@ -92,6 +84,14 @@ class GpuClusterArgs:
     admin_role_arns: Sequence[str] = ()                # cluster-admin access entries
     log_retention_days: int = 90
     protect: bool = False
+
+
+def _listed(subnet_ids) -> list:
+    """The subnets one by one (Karpenter's discovery tag goes on each): GpuClusterArgs.subnet_ids must be a list."""
+    if not isinstance(subnet_ids, (list, tuple)):
+        raise ValueError("GpuClusterArgs.subnet_ids: give a list of subnet ids (one Output per subnet), not one Output "
+                         "of a list: each subnet gets Karpenter's discovery tag")
+    return list(subnet_ids)
 
 
 def role_of(arn: str) -> str:
@@ -197,25 +197,9 @@ class GpuCluster(pulumi.ComponentResource):
                                             access_scope={"type": "cluster"},
                                             opts=pulumi.ResourceOptions(parent=self, depends_on=[entry], aliases=was))
 
+        # GPU nodes come from Karpenter (components/karpenter.py): one NodePool per deployment over its chosen and
+        # fallback types, so every replica KEDA adds gets a node; no static GPU node group is left
         self._gpu_node_groups: dict[str, aws.eks.NodeGroup] = {}
-        for itype, g in sorted(node_groups_needed(plans).items()):
-            gname = group_name(itype)
-            placement = None
-            subnets = subnet_ids
-            if g["multi_node"]:
-                # pipeline stages exchange activations every step: keep a replica's nodes close
-                placement = aws.ec2.PlacementGroup(f"{name}-{gname}", strategy="cluster", tags=tags, opts=child)
-                subnets = pulumi.Output.from_input(subnet_ids).apply(lambda ids: ids[:1])
-            lt = self._launch_template(f"{name}-{gname}", g["volume_gib"] + 50, kms_key_arn, tags, placement, child)
-            self._gpu_node_groups[itype] = aws.eks.NodeGroup(
-                f"{name}-{gname}", cluster_name=self._cluster.name, node_group_name=gname, node_role_arn=node_role.arn,
-                subnet_ids=subnets, ami_type="AL2023_x86_64_NVIDIA", instance_types=[itype],
-                scaling_config={"desired_size": g["min"], "min_size": g["min"], "max_size": max(g["max"], g["min"])},
-                launch_template={"id": lt.id, "version": lt.latest_version.apply(str)},
-                # nvidia.com/gpu.present: the device plugin chart's node affinity schedules only there
-                taints=[GPU_TAINT], labels={NODE_POOL_LABEL: "gpu", GPU_LABEL: g["gpu"], "nvidia.com/gpu.present": "true"},
-                update_config={"max_unavailable": 1},
-                tags={**tags, "llm-platform:deployments": " ".join(g["deployments"])}, opts=child)
 
         self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self._kubeconfig(), enable_server_side_apply=True,
                                      opts=pulumi.ResourceOptions(parent=self, depends_on=[self._system_nodes]))
@@ -243,7 +227,16 @@ class GpuCluster(pulumi.ComponentResource):
             # a private cluster reaches no Shield/WAF endpoint (EKS private clusters guide)
             "enableShield": False, "enableWaf": False, "enableWafv2": False},
             pulumi.ResourceOptions.merge(kopts, pulumi.ResourceOptions(depends_on=[lbc_identity])))
-        self.addons = list(self._releases.values())
+        provisioner = GpuNodeProvisioner(f"{name}-karpenter", GpuNodeProvisionerArgs(
+            stack=stack, plans=plans, cluster_name=self._cluster.name, cluster_endpoint=self._cluster.endpoint,
+            cluster_security_group_id=self._cluster.vpc_config.cluster_security_group_id,
+            subnet_ids=_listed(subnet_ids),
+            node_role_arn=node_role.arn, node_role_name=node_role.name, kms_key_arn=kms_key_arn,
+            system_selector=system["nodeSelector"], provider=self.provider,
+            depends_on=[self._system_nodes, *self._releases.values()]), pulumi.ResourceOptions(parent=self))
+        self.node_cache = NodeModelCache(f"{name}-node-cache", NodeModelCacheArgs(provider=self.provider),
+                                         pulumi.ResourceOptions(parent=self, depends_on=provisioner.ready))
+        self.addons = [*self._releases.values(), *provisioner.ready]
         self.cluster_name, self.endpoint = self._cluster.name, self._cluster.endpoint
         self.security_group_id = security_group.id
         self.register_outputs({"cluster_name": self.cluster_name, "endpoint": self.endpoint,

@@ -36,13 +36,17 @@ from llm_platform.serving.access import instance_statements
 from llm_platform.serving.proxy import render_nginx_conf
 from llm_platform.serving.runtime import RUNTIME_CONTAINER, cache_repository, image_ref
 from llm_platform.serving.telemetry import QUEUE_METRIC, RUNTIME_NAMESPACE, cwagent_config, prometheus_config
-from llm_platform.serving.userdata import BootConfig, render_user_data
+from llm_platform.serving.userdata import MODEL_SNAPSHOT_DEVICE, BootConfig, render_user_data
+from llm_platform.settings.schema import Capacity
+from llm_platform.sizing.fallbacks import variant
 from llm_platform.sizing.planner import DeploymentPlan
 
+from . import fleet_capacity as fc
 from .model_store import model_prefix, read_statements
 
 AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id"
 QUEUE_TARGET = 2.0   # scale out when, on average, more than 2 requests wait for a free sequence slot
+CAPACITY_REASON_TAG = "llm-platform:capacity-single-type"   # why a group launches one type (policy pack reads it)
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class GpuInstanceGroupArgs:
     monitoring_cidrs: Sequence[str] = ()
     domain: str = "llm.internal"
     image_overrides: Mapping[str, str] = field(default_factory=dict)   # catalog key -> <repo>@sha256:...
+    capacity: Capacity | None = None                   # warm pool, reservations, model snapshot (the model's config)
 
 
 class GpuInstanceGroup(pulumi.ComponentResource):
@@ -87,6 +92,8 @@ class GpuInstanceGroup(pulumi.ComponentResource):
         region = aws.get_region_output(opts=invoke).region
         account = aws.get_caller_identity_output(opts=invoke).account_id
         prefix = model_prefix(plan.name, plan.revision)
+        capacity = args.capacity
+        snapshot_id = capacity.model_snapshot_id if capacity else None
         tags = deployment_tags(plan, stack, args.environment, manifest_sha256,
                                dict(args.provenance) if args.provenance else None)
 
@@ -113,6 +120,15 @@ class GpuInstanceGroup(pulumi.ComponentResource):
                  "Condition": {"StringEquals": {"kms:ViaService": [
                      pulumi.Output.concat("secretsmanager.", region, ".amazonaws.com"),
                      pulumi.Output.concat("s3.", region, ".amazonaws.com")]}}},
+                # the launch hook: warm-pool preparation done, or serving (serving/userdata.py llm-lifecycle)
+                {"Sid": "CompleteOwnLaunchHook", "Effect": "Allow", "Action": ["autoscaling:CompleteLifecycleAction"],
+                 "Resource": pulumi.Output.format(
+                     "arn:aws:autoscaling:{0}:{1}:autoScalingGroup:*:autoScalingGroupName/llm-{2}-{3}-*",
+                     region, account, stack, plan.name),
+                 "Condition": {"StringEquals": {"aws:ResourceTag/llm-platform:stack": stack,
+                                                "aws:ResourceTag/llm-platform:deployment": plan.name}}},
+                *([{"Sid": "CheckModelVolumeSnapshot", "Effect": "Allow", "Action": ["ec2:DescribeVolumes"],
+                    "Resource": "*"}] if snapshot_id else []),
             ]}), opts=child)
         # Session Manager, the CloudWatch agent, ECR pulls and the health mark, as inline least-privilege
         # statements (llm_platform/serving/access.py) in place of AmazonSSMManagedInstanceCore (every SSM
@@ -133,58 +149,96 @@ class GpuInstanceGroup(pulumi.ComponentResource):
         # --- launch template
         ami = aws.ssm.get_parameter_output(name=AMI_PARAMETER, opts=invoke).value
         registry = pulumi.Output.format("{0}.dkr.ecr.{1}.amazonaws.com", account, region)
-        user_data = pulumi.Output.all(
-            region=region, registry=registry, bucket=args.model_bucket_name,
-            secrets=pulumi.Output.all(**client_secret_arns), parameter=cwagent_parameter.name,
-        ).apply(lambda a: encode_user_data(render_user_data(BootConfig(
-            plan=plan, region=a["region"], registry=a["registry"],
-            runtime_image=image_ref(plan.runtime, a["registry"], image_overrides.get(plan.runtime)),
-            proxy_image=image_ref("proxy", a["registry"], image_overrides.get("proxy")),
-            model_bucket=a["bucket"], model_prefix=prefix, manifest=manifest, manifest_sha256=manifest_sha256,
-            client_secrets=a["secrets"],
-            # the proxy reaches the runtime by container name on their bridge network (no host networking)
-            nginx_conf=render_nginx_conf(plan, max_prompt_bytes, monitoring_cidrs, upstream_host=RUNTIME_CONTAINER),
-            cwagent_parameter=a["parameter"], prometheus_config=prometheus_config(plan), max_tokens=max_tokens,
-            domain=domain))))
-        launch_template = aws.ec2.LaunchTemplate(
-            f"{name}-lt", name_prefix=f"llm-{stack}-{plan.name}-", description=f"{plan.model} on {plan.instance_type}",
-            image_id=ami, instance_type=plan.instance_type, iam_instance_profile={"arn": profile.arn},
-            metadata_options={"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1,
-                              "instance_metadata_tags": "enabled"},
-            network_interfaces=[{"device_index": 0, "associate_public_ip_address": "false",
-                                 "delete_on_termination": "true", "security_groups": [security_group_id]}],
-            block_device_mappings=[{"device_name": "/dev/xvda", "ebs": {
-                "volume_size": plan.volume_gib, "volume_type": "gp3", "iops": 6000, "throughput": 500,
-                "encrypted": "true", "kms_key_id": kms_key_arn, "delete_on_termination": "true"}}],
-            monitoring={"enabled": True}, ebs_optimized="true", user_data=user_data, update_default_version=True,
-            tag_specifications=[{"resource_type": "instance", "tags": tags}, {"resource_type": "volume", "tags": tags}],
-            tags=tags, opts=child)
+        _, market = fc.reservation(capacity)
 
-        # --- auto scaling group
+        def template(p: DeploymentPlan, lt_name: str) -> aws.ec2.LaunchTemplate:
+            """One launch template per instance type: its own TP, runtime flags and volume (variant plans)."""
+            user_data = pulumi.Output.all(
+                region=region, registry=registry, bucket=args.model_bucket_name,
+                secrets=pulumi.Output.all(**client_secret_arns), parameter=cwagent_parameter.name,
+            ).apply(lambda a: encode_user_data(render_user_data(BootConfig(
+                plan=p, region=a["region"], registry=a["registry"],
+                runtime_image=image_ref(p.runtime, a["registry"], image_overrides.get(p.runtime)),
+                proxy_image=image_ref("proxy", a["registry"], image_overrides.get("proxy")),
+                model_bucket=a["bucket"], model_prefix=prefix, manifest=manifest, manifest_sha256=manifest_sha256,
+                client_secrets=a["secrets"],
+                # the proxy reaches the runtime by container name on their bridge network (no host networking)
+                nginx_conf=render_nginx_conf(p, max_prompt_bytes, monitoring_cidrs, upstream_host=RUNTIME_CONTAINER),
+                cwagent_parameter=a["parameter"], prometheus_config=prometheus_config(p), max_tokens=max_tokens,
+                domain=domain, lifecycle_hook=fc.LIFECYCLE_HOOK, model_snapshot_id=snapshot_id))))
+            volumes = [{"device_name": "/dev/xvda", "ebs": {
+                "volume_size": p.volume_gib, "volume_type": "gp3", "iops": 6000, "throughput": 500,
+                "encrypted": "true", "kms_key_id": kms_key_arn, "delete_on_termination": "true"}}]
+            if snapshot_id:
+                # the verified model directory, restored from its snapshot (size from the snapshot)
+                volumes.append({"device_name": MODEL_SNAPSHOT_DEVICE, "ebs": {
+                    "snapshot_id": snapshot_id, "volume_type": "gp3", "iops": 16000, "throughput": 1000,
+                    "encrypted": "true", "kms_key_id": kms_key_arn, "delete_on_termination": "true"}})
+            lt_tags = {**tags, "llm-platform:tensor-parallel": str(p.tensor_parallel_size),
+                       "llm-platform:instance-type": p.instance_type}
+            return aws.ec2.LaunchTemplate(
+                lt_name, name_prefix=f"llm-{stack}-{plan.name}-", description=f"{p.model} on {p.instance_type}",
+                image_id=ami, instance_type=p.instance_type, iam_instance_profile={"arn": profile.arn},
+                metadata_options={"http_endpoint": "enabled", "http_tokens": "required",
+                                  "http_put_response_hop_limit": 1, "instance_metadata_tags": "enabled"},
+                network_interfaces=[{"device_index": 0, "associate_public_ip_address": "false",
+                                     "delete_on_termination": "true", "security_groups": [security_group_id]}],
+                block_device_mappings=volumes, monitoring={"enabled": True}, ebs_optimized="true",
+                user_data=user_data, update_default_version=True,
+                tag_specifications=[{"resource_type": "instance", "tags": lt_tags},
+                                    {"resource_type": "volume", "tags": lt_tags}],
+                tags=lt_tags, opts=child,
+                **(market or {}))
+
+        launch_template = template(plan, f"{name}-lt")
+        templates = {plan.instance_type: launch_template}
+        for fb in plan.fallbacks:
+            templates[fb.instance_type] = template(variant(plan, fb), f"{name}-lt-{fb.instance_type.replace('.', '-')}")
+        if capacity is not None and capacity.fast_snapshot_restore and snapshot_id:
+            for i, subnet in enumerate(subnet_ids):
+                az = aws.ec2.get_subnet_output(id=subnet, opts=invoke).availability_zone
+                aws.ebs.FastSnapshotRestore(f"{name}-fsr-{chr(ord('a') + i)}", availability_zone=az,
+                                            snapshot_id=snapshot_id,
+                                            opts=child)
+
+        # --- auto scaling group: every checked type (fleet_capacity.py), sizes in capacity units
+        size = fc.sizes(plan)
+        warm = fc.warmups(plan, capacity)
+        reservation_spec, _ = fc.reservation(capacity)
+        specs = {t: {"launch_template_id": lt.id, "version": lt.latest_version.apply(str)}
+                 for t, lt in templates.items()}
+        group_tags = dict(tags)
+        if not plan.fallbacks:
+            group_tags[CAPACITY_REASON_TAG] = plan.fallbacks_reason or "no checked fallback type"
         asg = aws.autoscaling.Group(
             f"{name}-asg", name_prefix=f"llm-{stack}-{plan.name}-", vpc_zone_identifiers=subnet_ids,
-            min_size=plan.instances, max_size=plan.instances_max,
+            min_size=size["min_size"], max_size=size["max_size"],
             # with target tracking the policy owns desired capacity: setting it here would reset it each `up`
-            desired_capacity=plan.instances if plan.replicas_max == plan.replicas_min else None,
+            desired_capacity=size["desired_capacity"],
             health_check_type="ELB",
-            health_check_grace_period=plan.startup_seconds, default_instance_warmup=plan.startup_seconds,
+            # grace: a cold start (replacements and refreshes launch cold); warm-up: the warm-pool start
+            health_check_grace_period=warm["grace"], default_instance_warmup=warm["scaling"],
             target_group_arns=[args.target_group_arn], wait_for_capacity_timeout="0",
-            launch_template={"id": launch_template.id, "version": launch_template.latest_version.apply(str)},
+            launch_template=None if plan.fallbacks else {"id": launch_template.id,
+                                                         "version": launch_template.latest_version.apply(str)},
+            mixed_instances_policy=fc.mixed_instances_policy(plan, specs) if plan.fallbacks else None,
+            warm_pool=fc.warm_pool(plan, capacity),
+            initial_lifecycle_hooks=[fc.lifecycle_hook(plan)],
+            capacity_reservation_specification=reservation_spec,
             instance_refresh={"strategy": "Rolling", "preferences": {
-                "min_healthy_percentage": 100, "max_healthy_percentage": 200, "instance_warmup": str(plan.startup_seconds),
+                "min_healthy_percentage": 100, "max_healthy_percentage": 200, "instance_warmup": str(warm["grace"]),
                 "skip_matching": True, "auto_rollback": True}},
-            termination_policies=["OldestLaunchTemplate", "OldestInstance"],
-            enabled_metrics=["GroupInServiceInstances", "GroupDesiredCapacity", "GroupPendingInstances"],
-            tags=[{"key": k, "value": v, "propagate_at_launch": True} for k, v in tags.items()], opts=child)
+            # with fallbacks, scale-in first removes the lowest-priority types (back towards the chosen one)
+            termination_policies=(["AllocationStrategy"] if plan.fallbacks else []) + ["OldestLaunchTemplate",
+                                                                                       "OldestInstance"],
+            enabled_metrics=fc.GROUP_METRICS,
+            tags=[{"key": k, "value": v, "propagate_at_launch": True} for k, v in group_tags.items()], opts=child)
 
         if plan.replicas_max > plan.replicas_min and plan.runtime in QUEUE_METRIC:
             aws.autoscaling.Policy(f"{name}-queue-depth", autoscaling_group_name=asg.name,
-                                   policy_type="TargetTrackingScaling", estimated_instance_warmup=plan.startup_seconds,
-                                   target_tracking_configuration={
-                                       "target_value": QUEUE_TARGET, "customized_metric_specification": {
-                                           "metric_name": QUEUE_METRIC[plan.runtime], "namespace": RUNTIME_NAMESPACE,
-                                           "statistic": "Average",
-                                           "metric_dimensions": [{"name": "deployment", "value": plan.name}]}},
+                                   policy_type="TargetTrackingScaling", estimated_instance_warmup=warm["scaling"],
+                                   target_tracking_configuration=fc.queue_per_unit(
+                                       plan, asg.name, QUEUE_METRIC[plan.runtime], RUNTIME_NAMESPACE, QUEUE_TARGET),
                                    opts=child)
 
         self.asg_name, self.launch_template_id, self.role_arn = asg.name, launch_template.id, role.arn

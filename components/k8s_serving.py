@@ -52,13 +52,18 @@ from llm_platform.serving.runtime import container_spec, image_ref, vllm_multino
 from llm_platform.serving.telemetry import QUEUE_METRIC
 from llm_platform.serving.userdata import client_hash
 from llm_platform.serving.verify import render_verify_function
+from llm_platform.sizing.fallbacks import replicas_max_any_type
 from llm_platform.sizing.host import host_resources
 from llm_platform.sizing.planner import DeploymentPlan
 
-from .eks import GPU_LABEL, INSTANCE_TYPE_LABEL, NODE_POOL_LABEL, POD_IDENTITY_TRUST
+from .eks import NODE_POOL_LABEL, POD_IDENTITY_TRUST
+from .karpenter import DEPLOYMENT_LABEL
 from .model_store import model_prefix, read_statements
+from .node_cache import CACHE_MOUNT, NodeModelCache, cached_fetch_script
 
 RUNTIME_UID = 1000
+DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
+CAPACITY_REASON_ANNOTATION = "llm-platform.io/capacity-single-type"   # read by the policy pack
 PROXY_UID = 101
 NODE_RANK_ENV = "LLM_NODE_RANK"                           # a worker's --node-rank, from its LWS label
 LWS_WORKER_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"
@@ -125,6 +130,7 @@ class KubernetesServingArgs:
     gpu_memory_percent: float = 95.0
     image_overrides: Mapping[str, str] = field(default_factory=dict)
     after: Sequence[pulumi.Resource] = ()              # cluster add-ons the namespace waits for (GpuCluster.addons)
+    node_cache: NodeModelCache | None = None           # the node-local verified model cache (GpuCluster.node_cache)
     s3_endpoint_url: pulumi.Input[str] | None = None   # the S3 interface endpoint: the model fetch stays in the VPC
 
 
@@ -159,6 +165,8 @@ class KubernetesServing(pulumi.ComponentResource):
                     "llm-platform.io/pipeline-parallel": str(plan.pipeline_parallel_size),
                     "llm-platform.io/checksum": manifest_sha256 or "none",
                     **{f"llm-platform.io/provenance-{k.replace('_', '-')}": v for k, v in (provenance or {}).items()}}
+        if not plan.fallbacks:     # the policy pack's prod-gpu-capacity-fallback reads why there is one type only
+            identity[CAPACITY_REASON_ANNOTATION] = plan.fallbacks_reason or "no checked fallback type"
 
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace", metadata=k8s.meta.v1.ObjectMetaArgs(name=ns_name, labels={**PSS_LABELS, **labels}),
@@ -256,8 +264,12 @@ class KubernetesServing(pulumi.ComponentResource):
                 path="/health", port=TARGET_PORT, scheme="HTTPS"), timeout_seconds=5, **kw)
 
         def volumes(with_proxy: bool):
-            v = [k8s.core.v1.VolumeArgs(name="model", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
-                     size_limit=f"{plan.volume_gib}Gi")),
+            model = (k8s.core.v1.VolumeArgs(name="model", persistent_volume_claim=k8s.core.v1.
+                                            PersistentVolumeClaimVolumeSourceArgs(claim_name=cache_claim.metadata.name))
+                     if cache_claim is not None else
+                     k8s.core.v1.VolumeArgs(name="model", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
+                         size_limit=f"{plan.volume_gib}Gi")))
+            v = [model,
                  k8s.core.v1.VolumeArgs(name="cache", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="20Gi")),
                  k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="8Gi")),
                  k8s.core.v1.VolumeArgs(name="shm", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
@@ -275,15 +287,21 @@ class KubernetesServing(pulumi.ComponentResource):
                           size_limit="256Mi"))]
             return v
 
+        # with checksums, the node-local cache (components/node_cache.py): one verified copy per node and digest
+        cache_claim = (args.node_cache.claim(name, plan.name, ns, plan.volume_gib, pulumi.ResourceOptions(parent=self))
+                       if args.node_cache is not None and manifest and manifest_sha256 else None)
         fetch = k8s.core.v1.ContainerArgs(
-            name="fetch-model", image=pinned(fetch_img), command=["/bin/sh", "-ec", fetch_script()],
+            name="fetch-model", image=pinned(fetch_img),
+            command=["/bin/sh", "-ec", cached_fetch_script() if cache_claim is not None else fetch_script()],
             env=[k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in env_fetch.items()],
             resources=k8s.core.v1.ResourceRequirementsArgs(requests={"cpu": "2", "memory": "4Gi"},
                                                            limits={"memory": "8Gi"}),
             security_context=hardened(RUNTIME_UID),
-            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="model", mount_path="/model"),
+            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="model", mount_path=CACHE_MOUNT if cache_claim is not None
+                                                       else "/model"),
                            k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")])
-        runtime_mounts = [k8s.core.v1.VolumeMountArgs(name="model", mount_path="/model", read_only=True),
+        runtime_mounts = [k8s.core.v1.VolumeMountArgs(name="model", mount_path="/model", read_only=True,
+                                                      sub_path=manifest_sha256 if cache_claim is not None else None),
                           k8s.core.v1.VolumeMountArgs(name="cache", mount_path="/cache"),
                           k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
                           k8s.core.v1.VolumeMountArgs(name="shm", mount_path="/dev/shm")]
@@ -325,14 +343,16 @@ class KubernetesServing(pulumi.ComponentResource):
 
         def pod(containers, role_labels, with_proxy=True):
             return k8s.core.v1.PodTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(labels={**labels, **role_labels}),
+                # Karpenter never evicts a replica to consolidate or roll a node: it is loading or serving
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels={**labels, **role_labels},
+                                                    annotations={DO_NOT_DISRUPT: "true"}),
                 spec=k8s.core.v1.PodSpecArgs(
                     service_account_name=plan.name, automount_service_account_token=False,
                     security_context=k8s.core.v1.PodSecurityContextArgs(
                         run_as_non_root=True, run_as_user=RUNTIME_UID, run_as_group=RUNTIME_UID, fs_group=RUNTIME_UID,
                         seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault")),
-                    node_selector={INSTANCE_TYPE_LABEL: plan.instance_type, NODE_POOL_LABEL: "gpu",
-                                   GPU_LABEL: plan.gpu_name},
+                    # the deployment's Karpenter NodePool: its chosen and fallback types (components/karpenter.py)
+                    node_selector={DEPLOYMENT_LABEL: plan.name, NODE_POOL_LABEL: "gpu"},
                     tolerations=[k8s.core.v1.TolerationArgs(key="nvidia.com/gpu", operator="Exists",
                                                             effect="NoSchedule")],
                     topology_spread_constraints=None if multi_node else [k8s.core.v1.TopologySpreadConstraintArgs(
@@ -453,9 +473,10 @@ class KubernetesServing(pulumi.ComponentResource):
             k8s.apiextensions.CustomResource(
                 f"{name}-scaler", api_version="keda.sh/v1alpha1", kind="ScaledObject", metadata=meta(plan.name),
                 spec={"scaleTargetRef": scale_ref, "minReplicaCount": plan.replicas_min,
-                      "maxReplicaCount": plan.replicas_max, "pollingInterval": 15,
+                      # enough replicas to carry the plan's maximum on the slowest type its NodePool may launch
+                      "maxReplicaCount": replicas_max_any_type(plan), "pollingInterval": 15,
                       # a new replica needs the plan's startup time: don't flap while it loads
-                      "cooldownPeriod": max(300, plan.startup_seconds),
+                      "cooldownPeriod": max(300, plan.startup.cold_seconds if plan.startup else plan.startup_seconds),
                       "triggers": [{"type": "prometheus", "metadata": {
                           "serverAddress": args.prometheus_url,
                           "query": f'sum({queue}{{namespace="{ns_name}"}})',

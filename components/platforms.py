@@ -24,6 +24,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from llm_platform.settings.schema import Capacity
 from llm_platform.sizing.planner import DeploymentPlan
 
 from .deployment import Ec2Serving, ModelDeployment, ModelDeploymentArgs
@@ -53,6 +54,7 @@ class ModelSource:
     manifest: str | None = None                 # SHA256SUMS file in models/<name>/<revision>/
     manifest_sha256: str | None = None          # the manifest's own pinned digest
     provenance: Mapping[str, str] | None = None
+    capacity: Capacity | None = None            # fallbacks, warm pool, reservations, model snapshot (ec2)
 
 
 @dataclass(frozen=True)
@@ -229,7 +231,8 @@ class Ec2Platform(_AwsPlatform):
                 client_secret_arns=self._keys.client_secret_arns, log_group_names=monitoring.log_group_names,
                 manifest=d.manifest, manifest_sha256=d.manifest_sha256, provenance=d.provenance,
                 max_prompt_bytes=api.max_prompt_bytes, max_tokens=api.max_tokens,
-                monitoring_cidrs=net.monitoring_cidrs, domain=api.domain, image_overrides=args.images.overrides)
+                monitoring_cidrs=net.monitoring_cidrs, domain=api.domain, image_overrides=args.images.overrides,
+                capacity=d.capacity)
             alarms = AlarmArgs(stack=args.stack, topic_arn=monitoring.topic_arn, lb_arn_suffix=lb.arn_suffix,
                                tg_arn_suffix=lb.target_group_arn_suffixes[plan.name],
                                latency_p99_seconds=mon.latency_p99_seconds,
@@ -293,7 +296,7 @@ class EksPlatform(_AwsPlatform):
                 prometheus_url=eks.prometheus_url, queue_target=eks.queue_target,
                 max_prompt_bytes=api.max_prompt_bytes, max_tokens=api.max_tokens, domain=api.domain,
                 latency_p99_seconds=mon.latency_p99_seconds, gpu_memory_percent=mon.gpu_memory_alarm_percent,
-                image_overrides=args.images.overrides, after=cluster.addons,
+                image_overrides=args.images.overrides, after=cluster.addons, node_cache=cluster.node_cache,
                 s3_endpoint_url=self._network.s3_interface_url())
             dep = ModelDeployment(f"{name}-{plan.name}", ModelDeploymentArgs(plan=plan, eks=serving),
                                   self._child(plan.name))

@@ -48,6 +48,16 @@ def shipped():
     return get
 
 
+@pytest.fixture(scope="session")
+def shipped_recordings(shipped):
+    """The shipped prod and eks programs (the session's one run of each) with their plans: stack ->
+    (Recording, DeploymentPlans). Tests read them, never mutate them."""
+    from llm_platform.settings import parse, read_stack_file
+    from llm_platform.sizing.planner import plan_stack
+    return {stack: (shipped(stack), plan_stack(parse(read_stack_file(ROOT / f"Pulumi.{stack}.yaml"))))
+            for stack in ("prod", "eks")}
+
+
 @pytest.fixture
 def minimal():
     """A valid dev config; tests mutate one key at a time."""

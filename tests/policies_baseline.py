@@ -225,7 +225,9 @@ def ec2_stack(user_data_text: str | None = None) -> list[dict]:
             "minSize": 2, "maxSize": 4, "desiredCapacity": 2,
             "vpcZoneIdentifiers": ["subnet-0aaa", "subnet-0bbb"], "targetGroupArns": [TG_ARN],
             "launchTemplate": {"id": lt_id, "version": "$Latest"}, "healthCheckType": "ELB",
-            "tags": [{"key": "Name", "value": "llm-8b", "propagateAtLaunch": True}]}, "llm-8b-asg",
+            "tags": [{"key": "Name", "value": "llm-8b", "propagateAtLaunch": True},
+                     {"key": "llm-platform:capacity-single-type", "value": "g5.xlarge reserved (ODCR)",
+                      "propagateAtLaunch": False}]}, "llm-8b-asg",
           name="llm-8b-asg",
           arn=f"arn:aws:autoscaling:{REGION}:{ACCT}:autoScalingGroup:1:autoScalingGroupName/llm-8b-asg"),
         r("aws:cloudwatch/metricAlarm:MetricAlarm", "gpu-memory", {

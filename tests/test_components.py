@@ -9,6 +9,7 @@ import pytest
 from llm_platform.offline.mocks import SECRET, computed_outputs, run_program
 from llm_platform.serving.userdata import decode_user_data
 from llm_platform.settings import parse, read_stack_file
+from llm_platform.sizing.fallbacks import UNITS_PER_REPLICA
 from llm_platform.sizing.planner import plan_stack
 from tests.conftest import ROOT
 
@@ -176,10 +177,15 @@ def test_launch_templates_follow_the_plan_and_are_hardened(prod, prod_plans, nam
 def test_auto_scaling_groups_follow_the_plan(prod, prod_plans, name):
     plan = prod_plans[name]
     asg = prod.named(f"llm-prod-{name}-fleet-asg").inputs
-    assert (asg["minSize"], asg["maxSize"]) == (plan.replicas_min, plan.replicas_max)
+    # sizes in capacity units (sizing/fallbacks.py): a chosen-type replica is UNITS_PER_REPLICA units
+    assert (asg["minSize"], asg["maxSize"]) == (plan.replicas_min * UNITS_PER_REPLICA,
+                                                plan.replicas_max * UNITS_PER_REPLICA)
     # a fixed group states its size; an autoscaled one leaves desired capacity to its policy
-    assert asg.get("desiredCapacity") == (plan.instances if plan.replicas_min == plan.replicas_max else None)
-    assert asg["healthCheckType"] == "ELB" and asg["healthCheckGracePeriod"] == plan.startup_seconds
+    assert asg.get("desiredCapacity") == (plan.instances * UNITS_PER_REPLICA if plan.replicas_min == plan.replicas_max
+                                          else None)
+    # the grace period covers a cold start (boot and image pull on top of the data path)
+    assert asg["healthCheckType"] == "ELB" and asg["healthCheckGracePeriod"] == plan.startup.cold_seconds
+    assert plan.startup.cold_seconds >= plan.startup_seconds
     assert len(asg["vpcZoneIdentifiers"]) == 3
     assert asg["instanceRefresh"]["strategy"] == "Rolling"
     assert asg["instanceRefresh"]["preferences"]["minHealthyPercentage"] == 100
@@ -191,7 +197,8 @@ def test_autoscaled_models_scale_on_queue_depth(prod, prod_plans):
     assert scaled and set(policies) == scaled
     for policy in policies.values():
         spec = policy["targetTrackingConfiguration"]["customizedMetricSpecification"]
-        assert spec["metricName"] == "vllm:num_requests_waiting"
+        queue = next(m for m in spec["metrics"] if m["id"] == "queue")     # per capacity unit (fleet_capacity.py)
+        assert queue["metricStat"]["metric"]["metricName"] == "vllm:num_requests_waiting"
 
 
 def test_vllm_flags_come_from_the_plan(prod, prod_plans):

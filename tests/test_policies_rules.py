@@ -627,6 +627,27 @@ CASES = {
                  {NETPOL + "spec.policyTypes": ["Egress"]}, {NETPOL + "metadata.namespace": "other"}],
         unknown=({NETPOL + "spec.podSelector": {"matchLabels": {"app": UNKNOWN}}}, "note"),
         config=({"environment": "dev"}, {"llm-8b!:NetworkPolicy": None}, "fail")),
+    "prod-gpu-capacity-fallback": C(
+        passing=[{"llm-8b:group:Group.maxSize": 2.0, "llm-8b:group:Group.tags": []},
+                 {"llm-8b:group:Group.tags": [], "llm-8b:group:Group.launchTemplate": DELETE,
+                  "llm-8b:group:Group.mixedInstancesPolicy": {
+                      "launchTemplate": {"launchTemplateSpecification": {"launchTemplateId": "lt-0abc123"},
+                                         "overrides": [{"instanceType": "g5.xlarge", "weightedCapacity": "10"},
+                                                       {"instanceType": "g6.xlarge", "weightedCapacity": "9"}]},
+                      "instancesDistribution": {"onDemandAllocationStrategy": "prioritized"}}},
+                 {"@stack": "k8s", "llm-8b:Deployment.spec.template.spec.nodeSelector": {"app-pool": "llm"}, "+": [
+                     plus("kubernetes:keda.sh/v1alpha1:ScaledObject", "scaler", {
+                         "metadata": {"name": "llm-8b"}, "spec": {"scaleTargetRef": {"name": "llm-8b"}}}),
+                     plus("kubernetes:karpenter.sh/v1:NodePool", "pool", {
+                         "metadata": {"name": "gpu-llm-8b"}, "spec": {"template": {
+                             "metadata": {"labels": {"app-pool": "llm"}},
+                             "spec": {"requirements": [{"key": "node.kubernetes.io/instance-type", "operator": "In",
+                                                        "values": ["g5.xlarge", "g6.xlarge"]}]}}}})]}],
+        failing=[{"llm-8b:group:Group.tags": []},
+                 {"@stack": "k8s", "+": [plus("kubernetes:keda.sh/v1alpha1:ScaledObject", "scaler", {
+                     "metadata": {"name": "llm-8b"}, "spec": {"scaleTargetRef": {"name": "llm-8b"}}})]}],
+        unknown=({"llm-8b:group:Group.maxSize": UNKNOWN}, "note"),
+        config=({"environment": "dev"}, {"llm-8b:group:Group.tags": []}, "pass")),
     "stateful-resources-protected": C(
         passing=[{"protect:cmk": None}],
         failing=[{"protect:cmk": False}, {"protect:models": False}],

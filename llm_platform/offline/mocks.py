@@ -71,13 +71,17 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self, region: str = "us-east-1"):
         self.region = region
         self.invokes: list[tuple[str, dict]] = []
+        self.subnet_zones: dict[str, str] = {}      # subnet id -> its availability zone (for getSubnet)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         if not args.custom:
             return "", {}
         outputs = dict(args.inputs)
         outputs.update(computed_outputs(args.typ, args.name, args.inputs, self.region))
-        return outputs.pop("__id", f"{args.name}-id"), outputs
+        rid = outputs.pop("__id", f"{args.name}-id")
+        if args.typ == "aws:ec2/subnet:Subnet":
+            self.subnet_zones[rid] = args.inputs.get("availabilityZone", f"{self.region}a")
+        return rid, outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         self.invokes.append((args.token, dict(args.args)))
@@ -100,6 +104,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
             return {"instanceType": inst.name, "defaultVcpus": inst.vcpus, "memorySize": inst.memory_mib,
                     "gpuses": [{"count": inst.gpu_count, "manufacturer": "NVIDIA", "name": inst.gpu,
                                 "memorySize": inst.gpu_memory_mib}], "id": inst.name}
+        if token == "aws:ec2/getSubnet:getSubnet":
+            sid = str(a.get("id"))
+            return {"id": sid, "availabilityZone": self.subnet_zones.get(sid, f"{self.region}a")}
         if token == "aws:iam/getPolicyDocument:getPolicyDocument":
             return {"json": json.dumps(_policy_json(a)), "id": "policy"}
         if token == "aws:secretsmanager/getSecretVersion:getSecretVersion":

@@ -29,7 +29,8 @@ def model_sources(config: StackConfig, plans: list[DeploymentPlan]) -> list[Mode
         spec = specs[plan.name]
         out.append(ModelSource(plan=plan, manifest=spec.checksums.manifest if spec.checksums else None,
                                manifest_sha256=spec.checksums.sha256 if spec.checksums else None,
-                               provenance=spec.provenance.model_dump() if spec.provenance else None))
+                               provenance=spec.provenance.model_dump() if spec.provenance else None,
+                               capacity=spec.capacity))
     return out
 
 

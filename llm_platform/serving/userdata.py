@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from llm_platform.sizing.planner import DeploymentPlan
+
 from .proxy import AUDIT_LOG, KEYS_MAP, METRICS_PORT, TARGET_PORT, TLS_DIR
-from .runtime import CACHE_DIR, DOCKER_NETWORK, MODEL_DIR, ImageRef, container_spec, docker_run
+from .runtime import CACHE_DIR, DOCKER_NETWORK, HEALTH_PATHS, MODEL_DIR, PORTS, ImageRef, container_spec, docker_run
 from .telemetry import BRIDGE_SCRIPT, BRIDGE_SOURCE, bridge_command
 from .verify import render_verify_script
 
@@ -53,6 +54,10 @@ class BootConfig:
     prometheus_config: str = ""           # scrape config the agent reads
     max_tokens: int = 4096
     domain: str = "llm.internal"
+    # capacity (components/gpu_fleet.py): the Auto Scaling lifecycle hook that holds a launch until the instance
+    # is ready (warm-pool preparation or serving), and an EBS snapshot of the verified model directory
+    lifecycle_hook: str = ""
+    model_snapshot_id: Optional[str] = None
 
 
 def client_hash(name: str) -> str:
@@ -102,6 +107,9 @@ def render_user_data(boot: BootConfig) -> str:
         "MODEL_PREFIX": boot.model_prefix, "MANIFEST": boot.manifest or "",
         "MANIFEST_SHA256": boot.manifest_sha256 or "", "REGISTRY": boot.registry,
         "CWAGENT_PARAMETER": boot.cwagent_parameter,
+        "LIFECYCLE_HOOK": boot.lifecycle_hook, "MODEL_SNAPSHOT_ID": boot.model_snapshot_id or "",
+        "MODEL_SNAPSHOT_DEVICE": MODEL_SNAPSHOT_DEVICE if boot.model_snapshot_id else "",
+        "RUNTIME_HEALTH_URL": f"http://127.0.0.1:{PORTS[plan.runtime]}{HEALTH_PATHS[plan.runtime]}",
     }
     env_file = "\n".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + "\n"
 
@@ -129,6 +137,7 @@ set -euo pipefail
 dest={MODEL_DIR}
 manifest=/opt/llm/SHA256SUMS
 mkdir -p "$dest" {CACHE_DIR}
+{WARM_START}
 if [ -n "$MANIFEST" ]; then
   aws s3 cp --region "$AWS_REGION" --only-show-errors "s3://$MODEL_BUCKET/$MODEL_PREFIX/$MANIFEST" "$manifest"
   # the manifest alone first: nothing is downloaded past a manifest that is not the pinned one
@@ -142,6 +151,8 @@ else
   echo "WARNING: no checksums configured for $LLM_NAME: weights are NOT verified (allowed outside prod)" >&2
 fi
 chmod -R a-w "$dest"
+# what a later boot of this instance (a warm-pool start) checks before it skips the download
+if [ -n "$MANIFEST" ]; then echo "$MANIFEST_SHA256 $MODEL_PREFIX" > {VERIFIED_MARKER}; fi
 """
 
     mark_unhealthy = """#!/bin/bash
@@ -202,6 +213,21 @@ aws autoscaling set-instance-health --region "$AWS_REGION" --instance-id "$id" -
                              "-m ec2 -s -c ssm:${CWAGENT_PARAMETER}",
                              after="network-online.target", oneshot=True),
     }
+    if boot.lifecycle_hook:
+        # serving units run only when the instance is headed InService; in Warmed:* they are skipped, not failed
+        for name in ("llm-runtime", "llm-proxy"):
+            units[name] = units[name].replace("[Service]\n", f"[Service]\nExecCondition={LIFECYCLE} serving\n", 1)
+        units["llm-warm"] = _unit(
+            "llm-platform: prepare a warm-pool instance (image pulled, model verified), then let it stop",
+            "EnvironmentFile=/etc/llm/deployment.env\n"
+            f"ExecCondition={LIFECYCLE} warming\n" + pulls(boot.runtime_image) + pulls(boot.proxy_image)
+            .replace(f"ExecStartPre={ecr_login}\n", "") + f"ExecStart={LIFECYCLE} complete\nTimeoutStartSec=7200",
+            after="docker.service llm-model.service", requires="docker.service llm-model.service", oneshot=True)
+        units["llm-ready"] = _unit(
+            "llm-platform: put the instance InService once the runtime answers its health check",
+            "EnvironmentFile=/etc/llm/deployment.env\n"
+            f"ExecCondition={LIFECYCLE} serving\nExecStart={LIFECYCLE} ready\nTimeoutStartSec=7200",
+            after="llm-runtime.service llm-proxy.service", oneshot=True)
     bridge = bridge_command(plan)
     if bridge:
         # latency histograms -> quantile gauges the CloudWatch agent keeps (telemetry.py); no privileges
@@ -222,6 +248,8 @@ aws autoscaling set-instance-health --region "$AWS_REGION" --instance-id "$id" -
     out += _file(VERIFY, render_verify_script(), "0755")
     out += _file("/usr/local/sbin/llm-fetch-model", fetch_model, "0700")
     out += _file("/usr/local/sbin/llm-mark-unhealthy", mark_unhealthy, "0700")
+    if boot.lifecycle_hook:
+        out += _file(LIFECYCLE, LIFECYCLE_SCRIPT, "0700")
     out += _file("/etc/llm-proxy/nginx.conf", boot.nginx_conf)
     if boot.prometheus_config:
         out += _file(PROMETHEUS_CONFIG, boot.prometheus_config)
@@ -242,6 +270,89 @@ aws autoscaling set-instance-health --region "$AWS_REGION" --instance-id "$id" -
             "  - [systemctl, enable, --now, --no-block, "
             + ", ".join(f"{u}.service" for u in units) + "]\n")
     return out
+
+
+LIFECYCLE = "/usr/local/sbin/llm-lifecycle"
+VERIFIED_MARKER = "/opt/llm/verified"           # "<manifest sha256> <model prefix>" once the weights are verified
+MODEL_SNAPSHOT_DEVICE = "/dev/sdf"               # the launch template maps the model snapshot's volume here
+SNAPSHOT_MOUNT = "/opt/llm/snapshot"
+
+# Inserted into llm-fetch-model before any download. Two ways to skip the download and the per-file hashing, each
+# tied to the plan's pinned manifest digest so that nothing unverified is served:
+# - warm start: this instance verified these weights before it stopped in the warm pool (the marker, on the
+#   CMK-encrypted root volume, names the digest and the prefix, and the manifest on disk still hashes to it);
+# - snapshot: the volume at $MODEL_SNAPSHOT_DEVICE was created from the snapshot the plan names (EC2 says so,
+#   not the volume's content) and its SHA256SUMS hashes to the pinned digest; it is mounted read-only.
+# Anything else falls through to the full download and verification below.
+WARM_START = f"""if [ -n "$MANIFEST" ] && [ -f {VERIFIED_MARKER} ] \\
+   && [ "$(cat {VERIFIED_MARKER})" = "$MANIFEST_SHA256 $MODEL_PREFIX" ] \\
+   && echo "$MANIFEST_SHA256  $manifest" | sha256sum --check --strict --quiet 2>/dev/null; then
+  echo "warm start: $dest was verified against $MANIFEST_SHA256 before this instance stopped"
+  exit 0
+fi
+if [ -n "$MANIFEST" ] && [ -n "${{MODEL_SNAPSHOT_ID:-}}" ]; then
+  token=$(curl -s -X PUT http://169.254.169.254/latest/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 60')
+  iid=$(curl -s -H "X-aws-ec2-metadata-token: $token" http://169.254.169.254/latest/meta-data/instance-id)
+  read -r vol snap < <(aws ec2 describe-volumes --region "$AWS_REGION" \\
+    --filters "Name=attachment.instance-id,Values=$iid" "Name=attachment.device,Values=${{MODEL_SNAPSHOT_DEVICE:-}}" \\
+    --query 'Volumes[0].[VolumeId,SnapshotId]' --output text) || true
+  if [ "${{snap:-}}" = "$MODEL_SNAPSHOT_ID" ]; then
+    # an EBS volume's NVMe serial is its id without the dash
+    blk=$(lsblk -dno NAME,SERIAL | awk -v s="${{vol/-/}}" '$2 == s {{print "/dev/" $1}}')
+    mkdir -p {SNAPSHOT_MOUNT}
+    if [ -n "$blk" ] && mount -o ro,nodev,nosuid "$blk" {SNAPSHOT_MOUNT} \\
+       && echo "$MANIFEST_SHA256  {SNAPSHOT_MOUNT}/$MANIFEST" | sha256sum --check --strict --quiet; then
+      cp {SNAPSHOT_MOUNT}/"$MANIFEST" "$manifest"
+      mount --bind -o ro {SNAPSHOT_MOUNT} "$dest"
+      echo "snapshot start: $dest is $MODEL_SNAPSHOT_ID ($vol), manifest $MANIFEST_SHA256"
+      exit 0
+    fi
+    echo "snapshot $MODEL_SNAPSHOT_ID on $vol does not carry the pinned manifest: downloading instead" >&2
+    umount {SNAPSHOT_MOUNT} 2>/dev/null || true
+  else
+    echo "the model volume is from ${{snap:-no snapshot}}, not $MODEL_SNAPSHOT_ID: downloading instead" >&2
+  fi
+fi"""
+
+# The Auto Scaling lifecycle hook on launch holds every instance in Pending:Wait (or Warmed:Pending:Wait) until this
+# script completes it: a warm-pool instance once its image is pulled and its weights verified (the group then stops
+# it), an instance headed InService once its runtime answers its health check (so no instance takes traffic, and no
+# scale-out counts as done, while a model still loads).
+LIFECYCLE_SCRIPT = """#!/bin/bash
+# llm-lifecycle state|warming|serving|complete|ready
+set -euo pipefail
+. /etc/llm/deployment.env
+imds() {
+  local token
+  token=$(curl -s -X PUT http://169.254.169.254/latest/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 60')
+  curl -sf -H "X-aws-ec2-metadata-token: $token" "http://169.254.169.254/latest/meta-data/$1"
+}
+state() {
+  # Auto Scaling publishes the target state shortly after boot: Warmed:Stopped, Warmed:Running or InService
+  for _ in $(seq 1 60); do
+    s=$(imds autoscaling/target-lifecycle-state || true)
+    if [ -n "$s" ]; then echo "$s"; return; fi
+    sleep 2
+  done
+  echo InService     # not in a group with a warm pool: serve
+}
+complete() {
+  aws autoscaling complete-lifecycle-action --region "$AWS_REGION" --lifecycle-action-result CONTINUE \
+    --lifecycle-hook-name "$LIFECYCLE_HOOK" --instance-id "$(imds instance-id)" \
+    --auto-scaling-group-name "$(imds tags/instance/aws:autoscaling:groupName)" \\
+    || echo "no lifecycle action to complete (launched before the group had its hook?)" >&2
+}
+case "${1:-state}" in
+  state) state ;;
+  warming) [[ "$(state)" == Warmed:* ]] ;;
+  serving) [[ "$(state)" != Warmed:* ]] ;;
+  complete) complete ;;
+  ready)
+    until curl -sf -o /dev/null "$RUNTIME_HEALTH_URL"; do sleep 5; done
+    complete ;;
+  *) echo "usage: llm-lifecycle state|warming|serving|complete|ready" >&2; exit 2 ;;
+esac
+"""
 
 
 def decode_user_data(encoded: str) -> str:

@@ -97,6 +97,77 @@ class Load(_Strict):
                                               "generation models only")
 
 
+class Reservations(_Strict):
+    """Reserved capacity the model's instances launch into first (or only): On-Demand Capacity Reservations, or
+    Capacity Blocks for ML (a reservation of type capacity-block, launched with market type capacity-block)."""
+    ids: list[str] = Field(min_length=1, description="reservation ids, cr- followed by 17 hex digits")
+    preference: Literal["capacity-reservations-first", "capacity-reservations-only"] = Field(
+        "capacity-reservations-first", description="first: reservations, then on-demand; only: nothing else")
+    capacity_block: bool = Field(False, description="the ids are Capacity Blocks for ML: instances launch only "
+                                 "into them (market type capacity-block), so the group uses no fallback types")
+
+    @field_validator("ids")
+    @classmethod
+    def _ids(cls, v: list[str]) -> list[str]:
+        bad = [i for i in v if not re.fullmatch(r"cr-[0-9a-f]{17}", i)]
+        if bad:
+            raise ValueError(f"{bad} are not capacity reservation ids (cr- and 17 hex digits, as "
+                             "`aws ec2 describe-capacity-reservations` prints them)")
+        if len(set(v)) != len(v):
+            raise ValueError("reservation ids repeat: list each once")
+        return v
+
+    @field_validator("capacity_block")
+    @classmethod
+    def _block(cls, v: bool, info: ValidationInfo) -> bool:
+        if v and info.data.get("preference") != "capacity-reservations-only":
+            raise at("preference", "Capacity Blocks are used only through their reservation: set preference "
+                                   "to capacity-reservations-only")
+        if v and len(info.data.get("ids") or []) > 1:
+            raise at("ids", "a launch template targets one Capacity Block: list one id (one group per block)")
+        return v
+
+
+class Capacity(_Strict):
+    """How a model's group gets GPUs when its first choice is scarce, and how fast a new replica serves."""
+    fallbacks: bool = Field(True, description="let the group launch the plan's checked fallback types when the "
+                            "chosen type has no capacity")
+    max_fallbacks: int = Field(3, ge=1, le=10, description="at most this many fallback types, cheapest first")
+    warm_pool: Optional[bool] = Field(None, validate_default=True, description="ec2: keep Stopped instances with "
+                                      "the image pulled and the weights verified (default: on in prod)")
+    reservations: Optional[Reservations] = Field(None, description="ec2: capacity reservations to launch into")
+    model_snapshot_id: Optional[str] = Field(None, pattern=r"^snap-[0-9a-f]{8,17}$",
+                                             description="ec2: an encrypted EBS snapshot of the verified model "
+                                             "directory (with its SHA256SUMS) that new instances attach")
+    fast_snapshot_restore: bool = Field(False, description="ec2: enable EBS Fast Snapshot Restore for "
+                                        "model_snapshot_id in the stack's AZs (billed per AZ-hour) so restored "
+                                        "volumes read at full speed at once")
+
+    @field_validator("warm_pool")
+    @classmethod
+    def _warm(cls, v: Optional[bool], info: ValidationInfo) -> bool:
+        platform = (info.context or {}).get("platform", "ec2")
+        if v and platform != "ec2":
+            raise ValueError(f"warm pools are an EC2 Auto Scaling feature (platform is {platform}): remove "
+                             "warm_pool (on eks the node-local model cache serves restarts)")
+        return (_env(info) == "prod" and platform == "ec2") if v is None else v
+
+    @field_validator("fast_snapshot_restore")
+    @classmethod
+    def _fsr(cls, v: bool, info: ValidationInfo) -> bool:
+        if v and not info.data.get("model_snapshot_id"):
+            raise ValueError("Fast Snapshot Restore applies to model_snapshot_id, which is not set: set it or remove this")
+        return v
+
+    @field_validator("reservations", "model_snapshot_id")
+    @classmethod
+    def _ec2_only(cls, v: object, info: ValidationInfo) -> object:
+        platform = (info.context or {}).get("platform", "ec2")
+        if v is not None and platform != "ec2":
+            raise ValueError(f"applies to platform ec2 only (platform is {platform}): remove it")
+        return v
+
+
 class ModelSpec(_Strict):
     """One model deployment: what to serve, how, and how much of it."""
 
@@ -134,6 +205,8 @@ class ModelSpec(_Strict):
                                                      "weights are sized tensor by tensor from it")
     tensor_parallel_size: Optional[int] = Field(None, description="force the tensor-parallel size (1, 2, 4 or 8); "
                                                 "the plan checks that it fits, like instance_type")
+    capacity: Optional[Capacity] = Field(None, validate_default=True, description="fallback types, warm pool, "
+                                         "reservations and model snapshot (defaults: fallbacks on, warm pool in prod)")
 
     # what the model's config.json said beyond the Architecture (torch_dtype, quantization_config, auto_map)
     _checkpoint: hf_config.HfModel | None = PrivateAttr(None)
@@ -363,6 +436,12 @@ class ModelSpec(_Strict):
             raise ValueError("remote code from a model outside the registry runs only after review: "
                              "add provenance with review_status approved, or remove trust_remote_code")
         return v
+
+    @field_validator("capacity")
+    @classmethod
+    def _capacity(cls, v: Optional[Capacity], info: ValidationInfo) -> Capacity:
+        return v if v is not None else Capacity.model_validate({}, context=info.context)
+
 
 
     @field_validator("quantization")

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, TypedDict
 
+from typing import TYPE_CHECKING
+
 from llm_platform import catalog
 from llm_platform.catalog import Catalog, InstanceType
 from llm_platform.catalog.architecture import Architecture
@@ -43,6 +45,10 @@ from .memory import (
     weight_bytes,
 )
 from .params import active_parameter_count, parameter_count
+
+if TYPE_CHECKING:       # sizing/fallbacks.py and startup.py build on this module
+    from .fallbacks import Fallback
+    from .startup import StartupEstimate
 
 HOURS_PER_MONTH = 730
 # A node's disk: the OS image (the Deep Learning Base AMI's root snapshot with CUDA, drivers and the
@@ -171,6 +177,10 @@ class DeploymentPlan:
     advice: tuple[OptionDict, ...] = ()
     provenance: dict[str, Any] | None = None
     checksums_sha256: str | None = None
+    # capacity (sizing/fallbacks.py): checked alternatives in price order, or why there are none; start times
+    fallbacks: tuple[Fallback, ...] = field(default_factory=tuple)
+    fallbacks_reason: str | None = None
+    startup: StartupEstimate | None = None
 
     @property
     def kv_cache_memory_bytes(self) -> int:
@@ -264,6 +274,8 @@ class DeploymentPlan:
             "throughput": self.throughput.as_dict() if self.throughput else None,
             "choice": self.choice, "alternatives": list(self.alternatives), "advice": list(self.advice),
             "provenance": self.provenance, "checksums_sha256": self.checksums_sha256,
+            "fallbacks": [f.as_dict() for f in self.fallbacks], "fallbacks_reason": self.fallbacks_reason,
+            "startup": self.startup.as_dict() if self.startup else None,
         }
 
 
@@ -876,7 +888,7 @@ def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Catalog | N
     gpus_per_node = layout.tensor_parallel * layout.layer_split
     startup = WARMUP_S + mem.weights_gib * (1 / DOWNLOAD_GIB_PER_S + 1 / VERIFY_GIB_PER_S + 1 / LOAD_GIB_PER_S)
     kv_how = kv_choices(spec, cat)[1]
-    return DeploymentPlan(
+    plan = DeploymentPlan(
         name=spec.name, model=spec.model, task=arch.task, runtime=spec.runtime, precision=spec.precision,
         kv_cache_dtype=w.kv_cache_dtype, instance_type=inst.name, gpu_name=gpu.name,
         gpu_count=inst.gpu_count, gpu_memory_gib=gpu.memory_gib, nodes_per_replica=layout.pipeline_parallel,
@@ -906,6 +918,8 @@ def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Catalog | N
         provenance=(spec.provenance.model_dump() if spec.provenance else None),
         checksums_sha256=(spec.checksums.sha256 if spec.checksums else None),
     )
+    from .fallbacks import attach   # the capacity module builds on this one's evaluate(); imported late
+    return attach(plan, spec, stack, cat)
 
 
 def _advice_note(spec: ModelSpec, mem: Memory, choice: Choice) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from . import (
                availability,
+               capacity,
                compute,
                fit,
                keys,
@@ -22,7 +23,7 @@ from . import (
 ALL = [
     *network.RULES, *compute.RULES, *tls.RULES, *runtime.RULES, *managed.RULES, *waf.RULES, *logs.RULES, *secrets.RULES,
     *keys.RULES, *storage.RULES, *models.RULES, *fit.RULES, *monitoring.RULES, *kubernetes.RULES,
-    *availability.RULES,
+    *availability.RULES, *capacity.RULES,
 ]
 BY_NAME = {r.name: r for r in ALL}
 assert len(BY_NAME) == len(ALL), "rule names must be unique"

@@ -182,6 +182,8 @@ CASES = {
     "k8s-no-network-policy": ("k8s", {"llm-8b!:NetworkPolicy": None}, [("k8s-network-policy", "llm-8b")]),
     "image-tag-without-digest": ("k8s", {"llm-8b:Deployment.spec.template.spec.containers[0].image":
                                          "vllm/vllm-openai:v0.9.2"}, [("container-image-pinned", "llm-8b")]),
+    "single-type-autoscaled-asg": ("ec2", {"llm-8b:group:Group.tags": []},
+                                   [("prod-gpu-capacity-fallback", "llm-8b")]),
 }
 
 
