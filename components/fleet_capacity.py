@@ -20,14 +20,35 @@ Pure mappings from the DeploymentPlan (sizing/fallbacks.py did the arithmetic) t
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from collections.abc import Mapping
 
-from llm_platform.settings.schema import Capacity
 from llm_platform.sizing.fallbacks import UNITS_PER_REPLICA, capacity_units
 from llm_platform.sizing.planner import DeploymentPlan
 
 LIFECYCLE_HOOK = "llm-launch"           # serving/userdata.py completes it by this name
 MAX_HEARTBEAT_S = 7200                  # the Auto Scaling maximum for a lifecycle hook's heartbeat timeout
+@dataclass(frozen=True)
+class ReservationOptions:
+    """Reserved capacity to launch into: On-Demand Capacity Reservations, or Capacity Blocks for ML."""
+    ids: tuple[str, ...]
+    preference: str = "capacity-reservations-first"      # or capacity-reservations-only
+    capacity_block: bool = False                          # launch only into the block (market type capacity-block)
+
+
+@dataclass(frozen=True)
+class CapacityOptions:
+    """How a model's group gets and keeps GPUs (components never read the stack config: the program maps the
+    model entry's `capacity` block to this)."""
+    fallbacks: bool = True
+    max_fallbacks: int = 3
+    warm_pool: bool = False
+    reservations: ReservationOptions | None = None
+    model_snapshot_id: str | None = None
+    fast_snapshot_restore: bool = False
+
+
 GROUP_METRICS = ["GroupInServiceInstances", "GroupInServiceCapacity", "GroupDesiredCapacity",
                  "GroupPendingInstances", "GroupTotalCapacity", "WarmPoolWarmedCapacity", "WarmPoolDesiredCapacity"]
 
@@ -60,7 +81,7 @@ def mixed_instances_policy(plan: DeploymentPlan, templates: Mapping[str, dict]) 
     }
 
 
-def warm_pool(plan: DeploymentPlan, capacity: Capacity | None) -> dict | None:
+def warm_pool(plan: DeploymentPlan, capacity: CapacityOptions | None) -> dict | None:
     """Stopped instances for the autoscaling headroom (at least one, which also replaces an unhealthy instance
     without a cold start); None when the model's capacity.warm_pool is off."""
     if capacity is None or not capacity.warm_pool:
@@ -78,7 +99,7 @@ def lifecycle_hook(plan: DeploymentPlan) -> dict:
             "heartbeat_timeout": min(MAX_HEARTBEAT_S, 2 * cold), "default_result": "ABANDON"}
 
 
-def warmups(plan: DeploymentPlan, capacity: Capacity | None) -> dict:
+def warmups(plan: DeploymentPlan, capacity: CapacityOptions | None) -> dict:
     """Seconds: health-check grace (a cold start: replacements and refreshes launch cold), instance warm-up for
     scaling (a warm-pool start when the group has a warm pool, else cold)."""
     s = plan.startup
@@ -101,7 +122,7 @@ def queue_per_unit(plan: DeploymentPlan, asg_name, queue_metric: str, namespace:
          "return_data": True}]}}
 
 
-def reservation(capacity: Capacity | None) -> tuple[dict | None, dict | None]:
+def reservation(capacity: CapacityOptions | None) -> tuple[dict | None, dict | None]:
     """(the group's capacity_reservation_specification, the launch templates' market and reservation options)."""
     res = capacity.reservations if capacity else None
     if res is None:

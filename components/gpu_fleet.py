@@ -37,11 +37,11 @@ from llm_platform.serving.proxy import render_nginx_conf
 from llm_platform.serving.runtime import RUNTIME_CONTAINER, cache_repository, image_ref
 from llm_platform.serving.telemetry import QUEUE_METRIC, RUNTIME_NAMESPACE, cwagent_config, prometheus_config
 from llm_platform.serving.userdata import MODEL_SNAPSHOT_DEVICE, BootConfig, render_user_data
-from llm_platform.settings.schema import Capacity
 from llm_platform.sizing.fallbacks import variant
 from llm_platform.sizing.planner import DeploymentPlan
 
 from . import fleet_capacity as fc
+from .fleet_capacity import CapacityOptions
 from .model_store import model_prefix, read_statements
 
 AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id"
@@ -70,7 +70,7 @@ class GpuInstanceGroupArgs:
     monitoring_cidrs: Sequence[str] = ()
     domain: str = "llm.internal"
     image_overrides: Mapping[str, str] = field(default_factory=dict)   # catalog key -> <repo>@sha256:...
-    capacity: Capacity | None = None                   # warm pool, reservations, model snapshot (the model's config)
+    capacity: CapacityOptions | None = None                   # warm pool, reservations, model snapshot (the model's config)
 
 
 class GpuInstanceGroup(pulumi.ComponentResource):

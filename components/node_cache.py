@@ -4,7 +4,7 @@ Karpenter's EC2NodeClass puts the instance store in RAID0 (nodeadm mounts it at 
 CACHE_ROOT each verified model lives in a directory named by its manifest's SHA-256, read-only, with a
 `.verified` marker. A pod's fetch init container (cached_fetch_script) reuses that directory when the marker
 and the manifest in it still match the pinned digest, else downloads into a private temporary directory,
-verifies every file (the same checks as on EC2, serving/userdata.py) and renames it into place; the runtime
+verifies every file with the one verification script (serving/verify.py, as on EC2 and Docker) and renames it into place; the runtime
 mounts only `<digest>/` read-only. A restarted pod or a second replica on the node starts from the verified
 copy without downloading or hashing the weights again.
 
@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
+
+from llm_platform.serving.verify import render_verify_function
 
 CACHE_ROOT = "/mnt/k8s-disks/0/llm-models"
 CACHE_MOUNT = "/model-cache"          # where the fetch init container sees CACHE_ROOT
@@ -45,7 +47,7 @@ install -d -o {RUNTIME_UID} -g {RUNTIME_UID} -m 0750 {CACHE_ROOT}
 
 def cached_fetch_script() -> str:
     """The fetch init container with the node cache: reuse <digest>/ if verified, else download, verify, publish."""
-    return f"""set -eu
+    return render_verify_function() + f"""set -eu
 root={CACHE_MOUNT}
 manifest=/tmp/SHA256SUMS
 if [ -z "$MANIFEST" ]; then
@@ -63,17 +65,13 @@ if valid "$dest"; then
   exit 0
 fi
 aws s3 cp --only-show-errors "s3://$MODEL_BUCKET/$MODEL_PREFIX/$MANIFEST" "$manifest"
-echo "$MANIFEST_SHA256  $manifest" | sha256sum --check --strict --quiet \\
-  || {{ echo "manifest digest differs from the pinned $MANIFEST_SHA256" >&2; exit 1; }}
+llm_verify_model - "$manifest" "$MANIFEST_SHA256"
 work=$(mktemp -d "$root/.partial-XXXXXX")
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 aws s3 sync --only-show-errors --no-progress --exact-timestamps --exclude "$MANIFEST" \\
   "s3://$MODEL_BUCKET/$MODEL_PREFIX/" "$work"
-(cd "$work" && sha256sum --check --strict --quiet "$manifest")
-awk '{{print $2}}' "$manifest" | sed 's|^[*]||' | sort > /tmp/listed
-(cd "$work" && find . -type f | sed 's|^[.]/||' | sort) > /tmp/present
-unlisted=$(comm -13 /tmp/listed /tmp/present)
-[ -z "$unlisted" ] || {{ echo "files not in the manifest: $unlisted" >&2; exit 1; }}
+# the one verification script (serving/verify.py) that EC2 and Docker run too, before anything is published
+llm_verify_model "$work" "$manifest" "$MANIFEST_SHA256"
 cp "$manifest" "$work/.manifest"
 echo "$MANIFEST_SHA256 $MODEL_PREFIX" > "$work/.verified"
 chmod -R a-w "$work"

@@ -24,10 +24,10 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from llm_platform.settings.schema import Capacity
 from llm_platform.sizing.planner import DeploymentPlan
 
 from .deployment import Ec2Serving, ModelDeployment, ModelDeploymentArgs
+from .fleet_capacity import CapacityOptions, ReservationOptions
 from .eks import GpuCluster, GpuClusterArgs
 from .gpu_fleet import GpuInstanceGroupArgs
 from .images import ImageCache, ImageCacheArgs, needed_upstreams
@@ -54,7 +54,7 @@ class ModelSource:
     manifest: str | None = None                 # SHA256SUMS file in models/<name>/<revision>/
     manifest_sha256: str | None = None          # the manifest's own pinned digest
     provenance: Mapping[str, str] | None = None
-    capacity: Capacity | None = None            # fallbacks, warm pool, reservations, model snapshot (ec2)
+    capacity: CapacityOptions | None = None            # fallbacks, warm pool, reservations, model snapshot (ec2)
 
 
 @dataclass(frozen=True)

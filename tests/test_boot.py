@@ -157,11 +157,15 @@ def _run_ec2(scripts: dict, tmp_path: Path, case: str):
 
 
 def _run_eks(script: str, tmp_path: Path, case: str):
-    """The init container's script (sh), as the pod runs it: env from the pod spec, the model to /model."""
+    """The init container's script (sh), as the pod runs it: env from the pod spec, the model to /model, or with
+    the node cache (components/node_cache.py) to /model-cache/<manifest digest>, published only once verified."""
     pinned = _s3_stage(tmp_path, case)
-    dest, manifest = tmp_path / "pod" / "model", tmp_path / "pod" / "SHA256SUMS"
-    dest.parent.mkdir()
-    script = script.replace("dest=/model", f"dest={dest}").replace("/tmp/SHA256SUMS", str(manifest))
+    dest, manifest, cache = tmp_path / "pod" / "model", tmp_path / "pod" / "SHA256SUMS", tmp_path / "pod" / "cache"
+    cache.mkdir(parents=True)
+    if "root=/model-cache" in script:
+        dest = cache / pinned
+    script = (script.replace("dest=/model", f"dest={dest}").replace("root=/model-cache", f"root={cache}")
+              .replace("/tmp/SHA256SUMS", str(manifest)))
     env = {**_tools(tmp_path), "MODEL_BUCKET": "bucket", "MODEL_PREFIX": "models/m/rev", "MANIFEST": "SHA256SUMS",
            "MANIFEST_SHA256": pinned, "LLM_NAME": "m"}
     proc = subprocess.run(["sh", "-ec", script], capture_output=True, text=True, env=env, timeout=60)

@@ -105,6 +105,11 @@ def _host(tmp_path, scripts, digest: str, volume: str = f"{VOL}\t{SNAP}", serial
 def _run(root, env, scripts, path, *args):
     text = scripts[path].replace("/etc/llm/deployment.env", str(root / "etc" / "deployment.env"))
     text = text.replace("/opt/llm", str(root / "opt"))
+    # the one verification script the fetch unit calls (serving/verify.py), beside it as on the instance
+    verify = root / "llm-verify-model"
+    verify.write_text(scripts["/usr/local/sbin/llm-verify-model"])
+    verify.chmod(0o755)
+    text = text.replace("/usr/local/sbin/llm-verify-model", str(verify))
     script = root / os.path.basename(path)
     script.write_text(text)
     return subprocess.run(["bash", str(script), *args], capture_output=True, text=True, env=env, timeout=60)

@@ -22,8 +22,12 @@ URNS = ROOT / "tests" / "data" / "urns"
 # Deleted on purpose, not renamed (issue 10): the AWS-managed policies that were attached to the GPU instance and
 # EKS node roles (every SSM parameter of the account, any log group and metric namespace), replaced by inline
 # least-privilege statements. Only these may leave; they must be gone, not aliased.
+# And (issue 16) the static GPU node groups of eks, with their launch templates and placement groups: Karpenter's
+# NodePools give GPU nodes now.
 REMOVED = re.compile(r"\$aws:iam/rolePolicyAttachment:RolePolicyAttachment::"
-                     r"(.*-fleet-(AmazonSSMManagedInstanceCore|CloudWatchAgentServerPolicy)|(.*-)?cluster-node-3)$")
+                     r"(.*-fleet-(AmazonSSMManagedInstanceCore|CloudWatchAgentServerPolicy)|(.*-)?cluster-node-3)$"
+                     r"|\$aws:(eks/nodeGroup:NodeGroup|ec2/launchTemplate:LaunchTemplate|ec2/placementGroup:PlacementGroup)"
+                     r"::cluster-gpu-[a-z0-9-]+$")
 
 
 @pytest.fixture(scope="module")

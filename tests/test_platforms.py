@@ -137,7 +137,9 @@ def test_model_cache_is_filled_by_a_verifying_init_container(eks, eks_raw):
     assert env["MANIFEST_SHA256"] == pinned and env["MODEL_PREFIX"].startswith("models/llama-8b/")
     script = fetch["command"][-1]
     # the one verification script (serving/verify.py), run on the downloaded tree (tests/test_boot.py runs it)
-    assert render_verify_function() in script and 'llm_verify_model "$dest" "$manifest" "$MANIFEST_SHA256"' in script
+    # into a private directory of the node cache, published under <digest>/ only after it passes
+    assert render_verify_function() in script and 'llm_verify_model "$work" "$manifest" "$MANIFEST_SHA256"' in script
+    assert script.index('llm_verify_model "$work"') < script.index('mv "$work" "$dest"')
     # the node-local cache (components/node_cache.py): the runtime reads only the verified <digest>/ entry
     assert {"name": "model", "mountPath": "/model", "readOnly": True, "subPath": pinned} in container(
         pod, "runtime")["volumeMounts"]

@@ -15,8 +15,10 @@ from llm_platform.components import (
     MonitoringOptions,
     NetworkOptions,
 )
+from llm_platform.components.fleet_capacity import CapacityOptions, ReservationOptions
 from llm_platform.components.images import needed_upstreams
 from llm_platform.settings import StackConfig
+from llm_platform.settings.schema import Capacity
 from llm_platform.sizing.planner import DeploymentPlan
 
 from .images import image_keys, image_overrides
@@ -30,8 +32,20 @@ def model_sources(config: StackConfig, plans: list[DeploymentPlan]) -> list[Mode
         out.append(ModelSource(plan=plan, manifest=spec.checksums.manifest if spec.checksums else None,
                                manifest_sha256=spec.checksums.sha256 if spec.checksums else None,
                                provenance=spec.provenance.model_dump() if spec.provenance else None,
-                               capacity=spec.capacity))
+                               capacity=capacity_options(spec.capacity)))
     return out
+
+
+def capacity_options(capacity: Capacity | None) -> CapacityOptions | None:
+    """A model entry's `capacity` block as the components take it."""
+    if capacity is None:
+        return None
+    res = capacity.reservations
+    return CapacityOptions(
+        fallbacks=capacity.fallbacks, max_fallbacks=capacity.max_fallbacks, warm_pool=bool(capacity.warm_pool),
+        reservations=None if res is None else ReservationOptions(ids=tuple(res.ids), preference=res.preference,
+                                                                 capacity_block=res.capacity_block),
+        model_snapshot_id=capacity.model_snapshot_id, fast_snapshot_restore=capacity.fast_snapshot_restore)
 
 
 def api_options(config: StackConfig) -> ApiOptions:
