@@ -2,23 +2,34 @@
 SSE streaming with chunked transfer encoding, bearer-key auth, usage in the last chunk (as vLLM sends it
 with stream_options.include_usage). Its timing emulates a deployment: the first token after `ttft`
 seconds, then one token every `tpot` seconds (scheduled from the request's start, so sleeps do not drift).
+
+`FakeServer` runs it in its own process (`python -m tests.fake_openai`), as a real server would be: the
+gate's client and the server then never wait for each other's interpreter lock, which on a busy machine
+would show up as latency that neither of them has. `FakeOpenAI` is the in-process server itself.
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import os
 import ssl
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Optional
 
 
 class FakeOpenAI:
     def __init__(self, model: str, api_key: str, ttft: float, tpot: float, ssl_context: Optional[ssl.SSLContext] = None,
-                 template_tokens: int = 12):
+                 template_tokens: int = 12, record: Optional[Path] = None):
         self.model, self.api_key, self.ttft, self.tpot = model, api_key, ttft, tpot
         self.ssl_context, self.template_tokens = ssl_context, template_tokens
         self.requests: list[dict] = []      # bodies of generation/embedding requests, for assertions
+        self.record = record                # and, one JSON line each, in this file
         self.loop = asyncio.new_event_loop()
         self.port = 0
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -77,6 +88,9 @@ class FakeOpenAI:
             return
         req = json.loads(body)
         self.requests.append(req)
+        if self.record:
+            with open(self.record, "a", encoding="utf-8") as f:
+                f.write(json.dumps(req) + "\n")
         t0 = time.perf_counter()
         prompt = req["messages"][-1]["content"] if "messages" in req else req.get("prompt") or req.get("input")
         prompt_tokens = len(prompt.split()) + self.template_tokens
@@ -104,3 +118,72 @@ class FakeOpenAI:
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}
         writer.write(event({"model": self.model, "choices": [], "usage": usage}) + event("[DONE]") + b"0\r\n\r\n")
         await writer.drain()
+
+
+class FakeServer:
+    """FakeOpenAI in a child process; `url` and `requests` as on FakeOpenAI."""
+
+    def __init__(self, model: str, api_key: str, ttft: float, tpot: float, cert: Optional[Path] = None,
+                 key: Optional[Path] = None):
+        self._dir = tempfile.TemporaryDirectory(prefix="fake-openai-")
+        self._record = Path(self._dir.name) / "requests.jsonl"
+        self._argv = [sys.executable, "-m", "tests.fake_openai", "--model", model, "--ttft", repr(ttft),
+                      "--tpot", repr(tpot), "--record", str(self._record)]
+        if cert and key:
+            self._argv += ["--cert", str(cert), "--key", str(key)]
+        self._env = {**os.environ, "FAKE_OPENAI_KEY": api_key}   # not on the command line
+        self.tls = cert is not None
+
+    def __enter__(self) -> "FakeServer":
+        root = Path(__file__).resolve().parent.parent
+        self._proc = subprocess.Popen(self._argv, cwd=root, env=self._env, stdout=subprocess.PIPE, text=True)
+        line = self._proc.stdout.readline()
+        if not line.startswith("port "):
+            self._proc.kill()
+            raise RuntimeError(f"the fake server did not start: {line!r}")
+        self.port = int(line.split()[1])
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._proc.terminate()
+        self._proc.wait(10)
+        self._proc.stdout.close()
+        self._dir.cleanup()
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/v1"
+
+    @property
+    def requests(self) -> list[dict]:
+        if not self._record.exists():
+            return []
+        return [json.loads(line) for line in self._record.read_text(encoding="utf-8").splitlines() if line]
+
+
+def _serve() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", required=True)
+    p.add_argument("--ttft", type=float, required=True)
+    p.add_argument("--tpot", type=float, required=True)
+    p.add_argument("--record", type=Path)
+    p.add_argument("--cert", type=Path)
+    p.add_argument("--key", type=Path)
+    a = p.parse_args()
+    ctx = None
+    if a.cert:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(a.cert, a.key)
+    fake = FakeOpenAI(a.model, os.environ["FAKE_OPENAI_KEY"], a.ttft, a.tpot, ssl_context=ctx, record=a.record)
+
+    async def main():
+        server = await asyncio.start_server(fake._conn, "127.0.0.1", 0, ssl=ctx)
+        print(f"port {server.sockets[0].getsockname()[1]}", flush=True)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+if __name__ == "__main__":
+    _serve()

@@ -20,7 +20,7 @@ from .judge import MIN_SAMPLES_FOR_P99, checks, metrics
 from .report import build, error_report, render_text
 from .run import endpoint_for, run
 from .schedule import MAX_REQUESTS
-from .spec import DEFAULT_MAX_ERROR_RATE, DEFAULT_TOLERANCE, GateSpec, default_duration, from_json, \
+from .spec import DEFAULT_MAX_ERROR_RATE, DEFAULT_PATH_ALLOWANCE_S, DEFAULT_TOLERANCE, GateSpec, default_duration, from_json, \
     from_stack_file, profile_of
 
 DEFAULT_KEY_ENV = "LLM_PLATFORM_API_KEY"
@@ -49,6 +49,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                    help=f"how far past a prediction a metric may be where no target is stated "
                         f"(default {DEFAULT_TOLERANCE})")
+    p.add_argument("--path-allowance", type=float, default=DEFAULT_PATH_ALLOWANCE_S, metavar="SECONDS",
+                   help="added to a TTFT prediction for handshakes, load balancer and proxy "
+                        f"(default {DEFAULT_PATH_ALLOWANCE_S}); stated targets are end to end and get none")
     p.add_argument("--max-error-rate", type=float, default=DEFAULT_MAX_ERROR_RATE,
                    help=f"share of failed steady requests allowed (default {DEFAULT_MAX_ERROR_RATE})")
     p.add_argument("--max-requests", type=int, default=MAX_REQUESTS, help="hard bound on requests sent")
@@ -87,17 +90,20 @@ def _api_key(args) -> str:
     return key
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def gate(argv: Optional[list[str]] = None) -> tuple[dict, argparse.Namespace]:
+    """Run the gate; the report (its exit_code decides) and the parsed arguments. Prints nothing."""
     args = parser().parse_args(argv)
     try:
-        if args.tolerance < 0 or not 0 <= args.max_error_rate < 1 or (args.duration is not None and args.duration <= 0):
-            raise CannotRun("--tolerance must be >= 0, --max-error-rate in [0, 1), --duration > 0")
+        if args.tolerance < 0 or args.path_allowance < 0 or not 0 <= args.max_error_rate < 1 or \
+                (args.duration is not None and args.duration <= 0):
+            raise CannotRun("--tolerance and --path-allowance must be >= 0, --max-error-rate in [0, 1), "
+                            "--duration > 0")
         spec = _spec(args)
         ep = endpoint_for(spec, args.endpoint, _api_key(args), args.api, args.ca_file)
         profile = profile_of(spec, args.duration)
         result = run(spec, ep, profile, args.seed, args.max_requests)
     except CannotRun as exc:
-        return _emit(error_report(str(exc), args.model, args.endpoint), args)
+        return error_report(str(exc), args.model, args.endpoint), args
     m = metrics(result, profile)
     notes = list(result.notes)
     if m["samples"] < MIN_SAMPLES_FOR_P99:
@@ -106,13 +112,18 @@ def main(argv: Optional[list[str]] = None) -> int:
                      + (f"--duration {need:g} or more" if need else "longer"))
     if not m["usage_reported"] and m["samples"]:
         notes.append("the server sent no usage: output tokens were counted as content chunks")
-    cs = checks(spec, profile, m, args.tolerance, args.max_error_rate)
+    cs = checks(spec, profile, m, args.tolerance, args.max_error_rate, args.path_allowance)
     report = build(spec, ep.base_url, profile, m, cs, notes, args.tolerance, result.wall_s)
     try:
         _publish(report, args)
     except CannotRun as exc:
         report["notes"].append(f"results not published: {exc}")
         report["publish_error"] = str(exc)
+    return report, args
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    report, args = gate(argv)
     return _emit(report, args)
 
 

@@ -5,7 +5,8 @@ Limits, per metric:
   `load.tpot_p99_seconds`) where given; else the plan's prediction (`throughput.ttft_seconds`,
   `throughput.tpot_seconds`, which the planner itself holds against p99 targets) x (1 + tolerance). For a
   model with no stated load (one request at a time): the plan's single-sequence decode rate and its
-  prefill rate for the probe's prompt, x (1 + tolerance).
+  prefill rate for the probe's prompt, x (1 + tolerance). A TTFT prediction also gets the path allowance
+  (handshakes, load balancer, proxy: the plan models the GPU only); a stated target is end to end already.
 - error_rate: at most the gate's max error rate (1 % by default) of the steady phase's requests.
 - requests_per_second: the steady phase completes at least (1 - max error rate) x the stated rate.
 - output_tokens_per_second (vLLM, where every request is held to its planned length): at least the stated
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .run import Run
-from .spec import GateSpec, Profile
+from .spec import DEFAULT_PATH_ALLOWANCE_S, GateSpec, Profile
 
 MIN_SAMPLES_FOR_P99 = 100
 
@@ -103,20 +104,22 @@ def planned_latency(spec: GateSpec, profile: Profile) -> tuple[Optional[float], 
     return ttft, tpot
 
 
-def checks(spec: GateSpec, profile: Profile, m: dict, tolerance: float, max_error_rate: float) -> list[Check]:
+def checks(spec: GateSpec, profile: Profile, m: dict, tolerance: float, max_error_rate: float,
+           path_allowance_s: float = DEFAULT_PATH_ALLOWANCE_S) -> list[Check]:
     load = spec.load or {}
     ttft_pred, tpot_pred = planned_latency(spec, profile)
     out: list[Check] = []
     widen = f"plan prediction +{tolerance:.0%}"
 
-    def latency(metric: str, target_key: str, predicted: Optional[float]):
+    def latency(metric: str, target_key: str, predicted: Optional[float], allowance: float = 0.0):
         if load.get(target_key) is not None:
             out.append(Check(metric, m[metric], float(load[target_key]), "max", f"target load.{target_key}",
                              predicted))
         elif predicted is not None:
-            out.append(Check(metric, m[metric], predicted * (1 + tolerance), "max", widen, predicted))
+            basis = widen + (f" +{allowance * 1000:g} ms serving path" if allowance else "")
+            out.append(Check(metric, m[metric], predicted * (1 + tolerance) + allowance, "max", basis, predicted))
 
-    latency("ttft_p99_seconds", "ttft_p99_seconds", ttft_pred)
+    latency("ttft_p99_seconds", "ttft_p99_seconds", ttft_pred, path_allowance_s)
     if profile.output_tokens:
         latency("tpot_p99_seconds", "tpot_p99_seconds", tpot_pred)
     out.append(Check("error_rate", m["error_rate"], max_error_rate, "max", f"gate max error rate {max_error_rate:g}"))
