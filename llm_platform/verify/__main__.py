@@ -32,12 +32,12 @@ def parser() -> argparse.ArgumentParser:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--stack", metavar="NAME", help="plan Pulumi.<NAME>.yaml in the current directory")
     where.add_argument("--config", metavar="FILE", help="plan any stack file of the same form")
-    where.add_argument("--plan", metavar="FILE", help="a gate spec JSON (what the in-VPC Job and ECS task receive)")
+    where.add_argument("--plan", metavar="FILE", help="a gate spec JSON file, or env:VAR (what the in-VPC Job and ECS task receive)")
     p.add_argument("--model", required=True, metavar="NAME", help="the deployment (model entry) name, e.g. llama-70b")
     p.add_argument("--endpoint", required=True, metavar="URL",
                    help="the deployment's base URL, http(s)://<host>[:port]/v1 (stack output `endpoints`)")
-    p.add_argument("--ca-file", metavar="PEM", help="CA bundle to trust instead of the system's (the internal CA: "
-                   "stack output `ca_cert_pem`)")
+    p.add_argument("--ca-file", metavar="PEM", help="CA bundle (PEM file, or env:VAR) to trust instead of the system's: the internal "
+                   "CA (stack output `ca_cert_pem`)")
     p.add_argument("--api-key-env", metavar="VAR", default=DEFAULT_KEY_ENV,
                    help=f"environment variable holding a client API key (default {DEFAULT_KEY_ENV})")
     p.add_argument("--api-key-secret", metavar="ARN", help="read the key from this Secrets Manager secret instead "

@@ -86,7 +86,11 @@ def make_client(ep: Endpoint, timeout_s: float, max_connections: int) -> httpx.A
     verify: ssl.SSLContext | bool = True
     if ep.ca_file:
         try:
-            verify = ssl.create_default_context(cafile=ep.ca_file)
+            if ep.ca_file.startswith("env:"):
+                from .spec import _env_value
+                verify = ssl.create_default_context(cadata=_env_value(ep.ca_file))
+            else:
+                verify = ssl.create_default_context(cafile=ep.ca_file)
         except (OSError, ssl.SSLError) as exc:
             raise CannotRun(f"--ca-file {ep.ca_file}: cannot load it as a PEM CA bundle ({exc})") from None
     return httpx.AsyncClient(

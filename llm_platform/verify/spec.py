@@ -128,7 +128,8 @@ def from_stack_file(path: Path, model: str, stack: Optional[str] = None) -> Gate
 def from_json(path: Path, model: str) -> GateSpec:
     """A GateSpec JSON file, or a list/mapping of them ({"deployments": [...]}) keyed by deployment name."""
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = _env_value(str(path)) if str(path).startswith("env:") else Path(path).read_text(encoding="utf-8")
+        doc = json.loads(text)
     except (OSError, ValueError) as exc:
         raise CannotRun(f"cannot read the gate spec {path}: {exc}") from None
     items = doc.get("deployments", [doc]) if isinstance(doc, dict) else doc
@@ -138,3 +139,12 @@ def from_json(path: Path, model: str) -> GateSpec:
         if s.name == model:
             return s
     raise CannotRun(f"no plan for model {model!r} in {path}: it holds {', '.join(s.name for s in specs) or 'none'}")
+
+
+def _env_value(ref: str) -> str:
+    """`env:NAME` -> the variable's value (ECS hands the gate its spec and CA this way: no files, read-only root)."""
+    import os
+    name = ref[4:]
+    if not os.environ.get(name):
+        raise CannotRun(f"{ref}: the environment variable {name} is not set")
+    return os.environ[name]
