@@ -152,7 +152,9 @@ class DeployGate(pulumi.ComponentResource):
             execution_role_arn=execution.arn, task_role_arn=task.arn, container_definitions=containers,
             tags=tags, opts=child)
         self.exports["ecs"] = {"cluster": cluster.name, "task_definition": taskdef.arn, "container": jobs.CONTAINER,
-                               "subnets": list(args.subnet_ids), "security_groups": [sg.id],
+                               "command": pulumi.Output.from_input(args.bucket_name).apply(
+                                   lambda b: jobs.ecs_command(b, stack, args.ca_cert_pem is not None)),
+                               "log_group": logs.name, "subnets": list(args.subnet_ids), "security_groups": [sg.id],
                                "endpoints": dict(args.endpoints)}
 
     # --------------------------------------------------------------------------------------------- eks

@@ -143,20 +143,23 @@ def container_definition(image: str, secret_arn: str, specs_json: str, ca_pem: O
            {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}]
     if ca_pem:
         env.append({"name": CA_ENV, "value": ca_pem})
-    base = ["--plan", f"env:{SPEC_ENV}", "--json", "--results", results_url(bucket, stack),
-            "--cloudwatch-namespace", metrics_namespace(stack), "--api-key-env", KEY_ENV]
-    if ca_pem:
-        base += ["--ca-file", f"env:{CA_ENV}"]
     return {
         "name": CONTAINER, "image": image, "essential": True,
-        "entryPoint": ["llm-platform-verify"], "command": base,
+        "entryPoint": ["llm-platform-verify"], "command": ecs_command(bucket, stack, ca_pem is not None),
         "environment": env,
         "secrets": [{"name": KEY_ENV, "valueFrom": secret_arn}],
-        "readonlyRootFilesystem": True, "user": f"{GATE_UID}:{GATE_UID}", "privileged": False,
+        "readonlyRootFilesystem": True, "user": f"{GATE_UID}:{GATE_UID}",
         "linuxParameters": {"capabilities": {"drop": ["ALL"]}, "initProcessEnabled": True},
         "logConfiguration": {"logDriver": "awslogs", "options": {
             "awslogs-group": log_group, "awslogs-region": region, "awslogs-stream-prefix": "gate"}},
     }
+
+
+def ecs_command(bucket: str, stack: str, with_ca: bool) -> list[str]:
+    """The task's command; `run-task` overrides it with this plus --model and --endpoint."""
+    cmd = ["--plan", f"env:{SPEC_ENV}", "--json", "--results", results_url(bucket, stack),
+           "--cloudwatch-namespace", metrics_namespace(stack), "--api-key-env", KEY_ENV]
+    return cmd + (["--ca-file", f"env:{CA_ENV}"] if with_ca else [])
 
 
 def reader_policy(secret_arn: str, kms_key_arn: str, region: str) -> list[dict]:

@@ -1,0 +1,138 @@
+"""Where the gate runs, judged by real schemas: the eks Job against Kubernetes' OpenAPI schema
+(kubernetes-validate, the cluster's version), the ECS container against botocore's ECS service model, their
+arguments against the gate's own parser; the IAM statements' reach; the image's pins; the deploy workflow."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import botocore.session
+import kubernetes_validate
+import pytest
+import yaml
+from botocore.validate import ParamValidator
+
+from components.gate import execution_policy
+from llm_platform.verify import jobs
+from llm_platform.verify.__main__ import parser
+from tests.conftest import ROOT
+
+SECRET = "arn:aws:secretsmanager:us-east-1:210987654321:secret:llm-platform/eks/clients/deploy-gate-AbCdEf"
+IMAGE = "210987654321.dkr.ecr.us-east-1.amazonaws.com/llm-platform/eks/deploy-gate:gate-0123456789abcdef"
+KEY = "arn:aws:kms:us-east-1:210987654321:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+@pytest.fixture(scope="module")
+def job():
+    return jobs.job_manifest("llama-70b", IMAGE, SECRET, "llm-eks-models-abc", "eks", "us-east-1")
+
+
+def test_the_eks_job_is_a_valid_kubernetes_object(job):
+    version = yaml.safe_load((ROOT / "Pulumi.eks.yaml").read_text())["config"]["llm-platform:eks"]["kubernetes_version"]
+    assert kubernetes_validate.validate(job, version, strict=True) == version
+    broken = {**job, "spec": {**job["spec"], "backoffLimits": 0}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, version, strict=True)
+
+
+def test_the_eks_job_is_hardened_and_never_retried(job):
+    pod = job["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
+    assert sc["capabilities"] == {"drop": ["ALL"]} and sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert c["resources"]["requests"] == {"cpu": "1", "memory": "512Mi"} and c["resources"]["limits"]["memory"]
+    assert pod["automountServiceAccountToken"] is False and pod["serviceAccountName"] == "deploy-gate"
+    assert pod["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] == 0
+    assert job["metadata"]["namespace"] == "llm-llama-70b" and job["metadata"]["generateName"]
+    # the proxy's certificate only: the key in the same Secret is not mounted
+    (tls,) = [v for v in pod["volumes"] if "secret" in v]
+    assert tls["secret"] == {"secretName": "proxy-tls", "items": [{"key": "tls.crt", "path": "ca.pem"}]}
+
+
+def test_the_job_runs_the_gate_with_arguments_it_accepts(job):
+    (c,) = job["spec"]["template"]["spec"]["containers"]
+    assert c["command"] == ["llm-platform-verify"]
+    args = parser().parse_args(c["args"])
+    assert args.model == "llama-70b" and args.endpoint == "https://llama-70b.llm-llama-70b.svc/v1"
+    assert args.plan == "/etc/llm-gate/llama-70b.json" and args.ca_file == "/etc/llm-gate/tls/ca.pem"
+    assert args.api_key_secret == SECRET and args.json
+    assert args.results == "s3://llm-eks-models-abc/gate/eks" and args.cloudwatch_namespace == "LlmPlatform/eks/Gate"
+
+
+def test_the_ecs_container_is_a_valid_task_definition_and_gets_its_key_from_ecs():
+    cd = jobs.container_definition(IMAGE, SECRET, '{"deployments": []}', "-----BEGIN CERTIFICATE-----", "/llm-platform/prod/deploy-gate",
+                                   "us-east-1", "llm-prod-models-abc", "prod")
+    op = botocore.session.get_session().get_service_model("ecs").operation_model("RegisterTaskDefinition")
+    report = ParamValidator().validate({"family": "llm-prod-deploy-gate", "containerDefinitions": [cd],
+                                        "requiresCompatibilities": ["FARGATE"], "networkMode": "awsvpc",
+                                        "cpu": jobs.FARGATE_CPU, "memory": jobs.FARGATE_MEMORY}, op.input_shape)
+    assert not report.has_errors(), report.generate_report()
+    assert cd["secrets"] == [{"name": jobs.KEY_ENV, "valueFrom": SECRET}]
+    assert all(SECRET not in (e["value"]) for e in cd["environment"])          # the key is never a plain value
+    assert cd["readonlyRootFilesystem"] and cd["user"] == "10001:10001"
+    # what the workflow's run-task override sends, parsed by the gate itself
+    args = parser().parse_args(cd["command"] + ["--model", "llama-8b", "--endpoint", "https://llama-8b.x/v1"])
+    assert args.plan == "env:LLM_GATE_SPECS" and args.ca_file == "env:LLM_GATE_CA_PEM"
+    assert args.api_key_env == jobs.KEY_ENV and args.results == "s3://llm-prod-models-abc/gate/prod"
+
+
+def test_roles_reach_only_the_gates_secret_prefix_namespace_and_image():
+    bucket = "arn:aws:s3:::llm-prod-models-abc"
+    results = jobs.results_policy(bucket, "prod", KEY, "us-east-1")
+    by_sid = {s["Sid"]: s for s in results}
+    assert by_sid["WriteGateResults"]["Action"] == ["s3:PutObject"]
+    assert by_sid["WriteGateResults"]["Resource"] == f"{bucket}/gate/prod/*"           # not the model weights
+    assert by_sid["PutGateMetrics"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "LlmPlatform/prod/Gate"}}
+    assert by_sid["EncryptGateResults"]["Condition"]["StringEquals"]["kms:ViaService"] == "s3.us-east-1.amazonaws.com"
+    exe = execution_policy("arn:aws:ecr:us-east-1:1:repository/llm-platform/prod/deploy-gate",
+                           "arn:aws:logs:us-east-1:1:log-group:/llm-platform/prod/deploy-gate", SECRET, KEY, "us-east-1")
+    actions = {a for s in exe["Statement"] for a in s["Action"]}
+    assert actions == {"ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
+                       "ecr:BatchCheckLayerAvailability", "kms:Decrypt", "logs:CreateLogStream", "logs:PutLogEvents",
+                       "secretsmanager:GetSecretValue"}
+    wildcard = [s["Sid"] for s in exe["Statement"] + results if s["Resource"] == "*"]
+    assert wildcard == ["EcrAuth", "PutGateMetrics"]     # neither API has resource-level permissions
+    assert all("*" not in a for s in exe["Statement"] + results for a in s["Action"])
+
+
+def test_the_image_pins_what_the_project_pins_and_its_tag_follows_its_code(tmp_path):
+    docker = (ROOT / "llm_platform" / "verify" / "Dockerfile").read_text()
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==([\w.]+)", (ROOT / "requirements.txt").read_text(), re.M))
+    dev = dict(re.findall(r"^([A-Za-z0-9_.-]+)==([\w.]+)", (ROOT / "requirements-dev.txt").read_text(), re.M))
+    for pkg, version in re.findall(r"\b(httpx|PyYAML|boto3)==([\w.]+)", docker):
+        assert version == {**pins, **dev}[pkg], pkg
+    assert "USER 10001" in docker and re.search(r"^FROM python:3\.11\.\d+-slim", docker, re.M)
+    copy = tmp_path / "repo"
+    shutil.copytree(ROOT / "llm_platform" / "verify", copy / "llm_platform" / "verify",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
+    assert jobs.image_tag(copy) == jobs.image_tag()
+    (copy / "llm_platform" / "verify" / "judge.py").write_text("changed")
+    assert jobs.image_tag(copy) != jobs.image_tag()
+
+
+def test_the_deploy_workflow_gates_every_stack_after_pulumi_up_and_rolls_back_on_failure():
+    wf = yaml.safe_load((ROOT / ".github" / "workflows" / "deploy.yml").read_text())
+    steps = wf["jobs"]["up"]["steps"]
+    names = [s.get("id") or s.get("uses", "") for s in steps]
+    up, gate = names.index("up"), names.index("gate")
+    assert steps[up]["with"]["command"] == "up" and gate > up
+    assert "deploy-gate.sh run" in steps[gate]["run"]
+    between = " ".join(s.get("run", "") for s in steps[up + 1:gate])
+    assert "deploy-gate.sh settle" in between and "pulumi stack output gate" in between
+    (rollback,) = [s for s in steps[gate + 1:] if "deploy-gate.sh rollback" in s.get("run", "")]
+    assert "failure()" in rollback["if"]
+    assert wf["jobs"]["up"]["strategy"]["fail-fast"] is True and wf["jobs"]["up"]["strategy"]["max-parallel"] == 1
+    script = (ROOT / ".github" / "scripts" / "deploy-gate.sh").read_text()
+    assert "aws autoscaling rollback-instance-refresh" in script and "aws ecs run-task" in script
+    assert "kubectl create -f -" in script and "--launch-type FARGATE" in script and "assignPublicIp: \"DISABLED\"" in script
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed (CI installs it)")
+def test_the_gate_script_passes_shellcheck():
+    proc = subprocess.run(["shellcheck", "-S", "style", str(ROOT / ".github" / "scripts" / "deploy-gate.sh")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
