@@ -27,8 +27,8 @@ test: $(VENV)/.installed        ## unit, property, policy and offline-plan tests
 bench: $(VENV)/.installed       ## wall time and RSS of the prod plan; the planner on 1,000 deployments
 	$(PY) -m tests.bench
 
-contract: $(VENV)/.installed    ## the plan contract check shared with other tools
-	$(PY) ../shared/checks/plan_contract.py
+contract: $(VENV)/.installed    ## every shipped stack, the catalog and a broken config against schemas/plan.schema.json
+	$(PY) schemas/validate_plans.py
 
 clean:
 	rm -rf $(VENV) .hypothesis

@@ -5,7 +5,7 @@ import pytest
 import yaml
 from hypothesis import given, settings, strategies as st
 
-from llm_platform.sizing.architecture import Architecture
+from llm_platform.catalog.architecture import Architecture
 from llm_platform.sizing.memory import Layout, Workload, estimate, kv_bytes_per_token_per_layer, weight_bytes
 from llm_platform.sizing.params import parameter_count
 from tests.conftest import ROOT

@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import jsonschema
 import pytest
 import yaml
 
@@ -13,6 +14,15 @@ DEPLOYMENT_KEYS = {"name", "model", "runtime", "precision", "instance_type", "gp
                    "tensor_parallel_size", "pipeline_parallel_size", "max_model_len", "concurrency",
                    "memory", "hourly_cost_usd", "monthly_cost_usd"}
 MEMORY_KEYS = {"weights_gib", "kv_cache_gib", "overhead_gib", "per_gpu_required_gib", "per_gpu_usable_gib"}
+
+
+PLAN_SCHEMA = json.loads((ROOT / "schemas" / "plan.schema.json").read_text())
+
+
+def validate(body: dict) -> None:
+    """The contract, as the JSON Schema shipped in schemas/ states it (other tools validate against that file)."""
+    jsonschema.Draft202012Validator.check_schema(PLAN_SCHEMA)
+    jsonschema.Draft202012Validator(PLAN_SCHEMA).validate(body)
 
 
 def run(capsys, *argv):
@@ -32,6 +42,7 @@ def test_every_shipped_stack_plans_cleanly_per_the_contract(capsys, stack):
     code, out, _ = run(capsys, "--stack", stack, "--json")
     body = json.loads(out)
     assert code == 0
+    validate(body)
     assert {"stack", "environment", "platform", "region", "monthly_cost_usd", "deployments", "resources",
             "violations"} <= body.keys()
     assert body["stack"] == stack and body["deployments"] and body["resources"]
@@ -76,6 +87,7 @@ def test_broken_config_exits_2_with_every_error_and_its_key_path(capsys, tmp_pat
     code, out, _ = run(capsys, "--config", write_stack(tmp_path, raw), "--json")
     body = json.loads(out)
     assert code == 2
+    validate(body)
     paths = {e["path"] for e in body["errors"]}
     assert {"llm-platform:models[0].name", "llm-platform:models[0].model", "llm-platform:models[0].max_model_len",
             "llm-platform:network", "llm-platform:api"} <= paths
@@ -103,6 +115,7 @@ def test_catalog_listing(capsys):
     code, out, _ = run(capsys, "--catalog", "--json")
     body = json.loads(out)
     assert code == 0 and body["prices_as_of"]
+    validate(body)
     types = {i["instance_type"]: i for i in body["instances"]}
     assert types["p5.4xlarge"]["gpu"] == {"name": "H100", "count": 1, "memory_gib": 79.19}
     assert {"instance_type", "gpu", "vcpus", "memory_gib", "hourly_cost_usd"} <= types["g5.xlarge"].keys()

@@ -8,20 +8,21 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
-from llm_platform.sizing.architecture import Architecture
+from .architecture import Architecture
 
 HERE = Path(__file__).parent
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _read(name: str) -> dict:
+def _read(name: str) -> dict[str, Any]:
     with open(HERE / name, encoding="utf-8") as fh:
-        return yaml.load(fh, Loader=_Loader)
+        data: dict[str, Any] = yaml.load(fh, Loader=_Loader)
+    return data
 
 
 class _Fact(BaseModel):
@@ -131,8 +132,8 @@ class Catalog(_Fact):
     prices_as_of: str
     prices_region: str
     prices_source: str
-    images: dict = Field(default_factory=dict, description="catalog/images.yaml: pinned container images")
-    image_upstreams: dict = Field(default_factory=dict)
+    images: dict[str, dict[str, Any]] = Field(default_factory=dict, description="catalog/images.yaml: pinned container images")
+    image_upstreams: dict[str, Any] = Field(default_factory=dict)
     performance: Optional[PerformanceCalibration] = None
 
     def ggml_block(self, t: str) -> int:

@@ -12,19 +12,21 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from typing import Any
 
 FAMILIES = ("g4dn", "g5", "g6", "gr6", "g6e", "g7", "g7e", "p4d", "p4de", "p5", "p5e", "p5en", "p6-b200", "p6-b300")
 
 
-def aws_instance_types() -> dict:
+def aws_instance_types() -> dict[str, Any]:
     import moto  # dev dependency: only its data file is used
 
     path = os.path.join(os.path.dirname(moto.__file__), "ec2", "resources", "instance_types.json.gz")
     with gzip.open(path, "rt") as fh:
-        return json.load(fh)
+        data: dict[str, Any] = json.load(fh)
+    return data
 
 
-def gpu_row(info: dict) -> dict:
+def gpu_row(info: dict[str, Any]) -> dict[str, Any]:
     gpu = info["GpuInfo"]["Gpus"][0]
     return {
         "gpu": gpu["Name"],

@@ -19,6 +19,7 @@ class SubnetLayout:
 
 def subnet_layout(cidr: str, az_count: int, egress: str) -> SubnetLayout:
     vpc = ipaddress.ip_network(cidr)
+    assert isinstance(vpc, ipaddress.IPv4Network), "the schema accepts IPv4 VPC CIDRs only"
     blocks = list(vpc.subnets(new_prefix=vpc.prefixlen + 4))
     if az_count > len(blocks) - 1:
         raise ValueError(f"{cidr} has room for {len(blocks) - 1} AZs")

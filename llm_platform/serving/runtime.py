@@ -53,7 +53,7 @@ class ContainerSpec:
     name: str
     image_key: str
     args: tuple[str, ...]
-    env: dict = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
     host_network: bool = False
     publish: tuple[str, ...] = ()          # docker -p values, always bound to 127.0.0.1
     gpus: bool = True

@@ -9,6 +9,7 @@ to CMK-encrypted log groups. Docs: CloudWatch-Agent-NVIDIA-GPU.html, CloudWatch-
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from llm_platform.sizing.planner import DeploymentPlan
 from .proxy import AUDIT_LOG
@@ -37,7 +38,7 @@ def prometheus_config(plan: DeploymentPlan) -> str:
 
 
 def cwagent_config(plan: DeploymentPlan, *, audit_log_group: str, boot_log_group: str, metrics_log_group: str) -> str:
-    config: dict = {
+    config: dict[str, Any] = {
         "agent": {"metrics_collection_interval": 60, "run_as_user": "root"},
         "metrics": {
             "namespace": GPU_NAMESPACE,

@@ -38,7 +38,7 @@ class BootConfig:
     model_prefix: str                     # models/<name>/<revision>
     manifest: Optional[str]               # file name of the SHA256SUMS manifest; None: unverified (dev only)
     manifest_sha256: Optional[str]
-    client_secrets: dict = field(default_factory=dict)   # client name -> Secrets Manager ARN
+    client_secrets: dict[str, str] = field(default_factory=dict)   # client name -> Secrets Manager ARN
     nginx_conf: str = ""
     cwagent_parameter: str = ""           # SSM parameter holding the CloudWatch agent config
     prometheus_config: str = ""           # scrape config the agent reads

@@ -11,7 +11,7 @@ class ConfigError:
     path: str       # e.g. llm-platform:models[1].max_model_len
     message: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, str]:
         return {"path": self.path, "message": self.message}
 
 
@@ -33,12 +33,12 @@ CONFIG_NAMES = {"region": "aws:region", "hf_token": f"{NAMESPACE}:hfToken",
                 "docker_hub_token": f"{NAMESPACE}:dockerHubToken"}
 
 
-def key_path(loc: tuple) -> str:
+def key_path(loc: tuple[str | int, ...]) -> str:
     """('models', 1, 'max_model_len') -> 'llm-platform:models[1].max_model_len'."""
     if not loc:
         return NAMESPACE
     head, rest = loc[0], loc[1:]
-    out = CONFIG_NAMES.get(head, f"{NAMESPACE}:{head}")
+    out = CONFIG_NAMES.get(str(head), f"{NAMESPACE}:{head}")
     for part in rest:
         out += f"[{part}]" if isinstance(part, int) else f".{part}"
     return out

@@ -13,7 +13,7 @@ from typing import Literal, Optional, Union
 
 from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, ValidationInfo, field_validator)
 
-from llm_platform.sizing.architecture import Architecture
+from llm_platform.catalog.architecture import Architecture
 
 DNS_LABEL = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 FLOATING_REFS = {"main", "master", "latest", "head", "dev", "stable"}

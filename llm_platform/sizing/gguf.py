@@ -7,7 +7,7 @@ that the file types in catalog/quantization.yaml reach, for non-Falcon architect
 """
 from __future__ import annotations
 
-from .architecture import Architecture
+from llm_platform.catalog.architecture import Architecture
 from .params import Tensor
 
 

@@ -20,7 +20,7 @@ import yaml
 from llm_platform import catalog
 from llm_platform.catalog import Catalog, Precision
 from . import gguf
-from .architecture import Architecture
+from llm_platform.catalog.architecture import Architecture
 from .params import Tensor, tensors
 
 GIB = float(2 ** 30)

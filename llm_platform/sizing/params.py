@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
-from .architecture import Architecture
+from llm_platform.catalog.architecture import Architecture
 
 # linear: a matmul weight that quantization formats quantize.
 # embedding: a lookup table (token, position, token type); quantized by GGUF only.

@@ -46,7 +46,7 @@ from functools import lru_cache
 from typing import Optional
 
 from llm_platform.catalog import Catalog, Gpu, InstanceType
-from .architecture import Architecture
+from llm_platform.catalog.architecture import Architecture
 from .memory import Layout, kv_bytes_per_token_per_layer, tensor_bytes
 from .params import tensors
 

@@ -23,7 +23,7 @@ from llm_platform import catalog
 from llm_platform.catalog import Catalog, InstanceType
 from llm_platform.settings.errors import ConfigError
 from llm_platform.settings.schema import ModelSpec, StackConfig
-from .architecture import Architecture
+from llm_platform.catalog.architecture import Architecture
 from .memory import Layout, Memory, Workload, estimate, max_context, max_sequences
 from .params import active_parameter_count, parameter_count
 from . import performance as perf

@@ -63,7 +63,8 @@ class Architecture(BaseModel):
             raise ValueError("hidden_size is not divisible by num_attention_heads: give head_dim explicitly")
         if (self.num_experts is None) != (self.num_experts_per_tok is None):
             raise ValueError("num_experts and num_experts_per_tok go together: give both for a mixture of experts, or neither")
-        if self.num_experts is not None and self.num_experts_per_tok > self.num_experts:
+        if (self.num_experts is not None and self.num_experts_per_tok is not None
+                and self.num_experts_per_tok > self.num_experts):
             raise ValueError("num_experts_per_tok cannot exceed num_experts")
         if self.first_dense_layers > self.num_hidden_layers:
             raise ValueError("first_dense_layers cannot exceed num_hidden_layers")
