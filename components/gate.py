@@ -88,9 +88,10 @@ class DeployGate(pulumi.ComponentResource):
             "rulePriority": 1, "description": "keep the 20 newest gate images",
             "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 20},
             "action": {"type": "expire"}}]}), opts=child)
-        self.repository_url = repo.repository_url
-        self.image = pulumi.Output.concat(repo.repository_url, ":", jobs.image_tag())
-        self.exports: dict = {"platform": args.platform, "repository_url": repo.repository_url,
+        # <account>.dkr.ecr.<region>.amazonaws.com/<name>, as ECR forms it (known at preview, unlike the attribute)
+        self.repository_url = pulumi.Output.concat(account, ".dkr.ecr.", region, ".amazonaws.com/", repo.name)
+        self.image = pulumi.Output.concat(self.repository_url, ":", jobs.image_tag())
+        self.exports: dict = {"platform": args.platform, "repository_url": self.repository_url,
                               "image": self.image, "models": self._models,
                               "results": pulumi.Output.concat("s3://", args.bucket_name, "/", jobs.results_prefix(stack)),
                               "metrics_namespace": jobs.metrics_namespace(stack)}
@@ -98,7 +99,7 @@ class DeployGate(pulumi.ComponentResource):
             self._ec2(name, args, repo, region, account, tags, child)
         else:
             self._eks(name, args, region, tags, child)
-        self.register_outputs({"repository_url": repo.repository_url, "image": self.image})
+        self.register_outputs({"repository_url": self.repository_url, "image": self.image})
 
     # --------------------------------------------------------------------------------------------- ec2
     def _ec2(self, name: str, args: DeployGateArgs, repo: aws.ecr.Repository, region, account, tags: dict,
@@ -183,11 +184,13 @@ class DeployGate(pulumi.ComponentResource):
             aws.eks.PodIdentityAssociation(f"{name}-{model}", cluster_name=args.cluster_name, namespace=ns,
                                            service_account=sa.metadata.name, role_arn=role.arn, tags=tags,
                                            opts=child)
-            k8s.core.v1.ConfigMap(f"{name}-{model}-spec", metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=jobs.CONFIG_MAP, namespace=ns, labels=meta.labels),
-                data={f"{model}.json": json.dumps({"deployments": [dict(spec)]}, indent=1)}, opts=kopts)
             manifests[model] = pulumi.Output.all(self.image, args.client_secret_arn, args.bucket_name, region).apply(
                 lambda a, m=model: jobs.job_manifest(m, a[0], a[1], a[2], stack, a[3]))
+            # the gate spec the Job mounts, and the Job itself (`kubectl create -f` it from here or the stack output)
+            k8s.core.v1.ConfigMap(f"{name}-{model}-spec", metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=jobs.CONFIG_MAP, namespace=ns, labels=meta.labels),
+                data={f"{model}.json": json.dumps({"deployments": [dict(spec)]}, indent=1),
+                      "job.json": manifests[model].apply(lambda m: json.dumps(m, indent=1))}, opts=kopts)
         self.exports["jobs"] = manifests
         self.exports["cluster_name"] = args.cluster_name
 
