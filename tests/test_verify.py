@@ -7,15 +7,17 @@ import copy
 import datetime as dt
 import json
 import socket
-from concurrent.futures import ThreadPoolExecutor
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from llm_platform.verify import spec as gate_spec
-from llm_platform.verify.__main__ import gate, main
-from llm_platform.verify.judge import percentile
+from llm_platform.verify.__main__ import main
+from llm_platform.verify.judge import checks, percentile
 from llm_platform.verify.report import render_text
 from llm_platform.verify.schedule import arrivals
 from llm_platform.verify.spec import Profile, default_duration, from_stack_file
@@ -23,7 +25,7 @@ from tests.conftest import ROOT
 from tests.fake_openai import FakeServer
 
 KEY = "test-client-key-0123456789abcdefghijklmnopqrstuv"
-DURATION = "1.25"       # seconds: ramp 0.25 s, steady 1 s
+DURATION = "1"          # seconds: ramp 0.2 s, steady 0.8 s
 
 
 def _stack(tmp: Path, name: str, load: dict, concurrency: int | None = None, model: str = "llama-8b") -> Path:
@@ -44,18 +46,25 @@ def _stack(tmp: Path, name: str, load: dict, concurrency: int | None = None, mod
 def stacks(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gate")
     # llama-8b held to 4 sequences: the plan's TPOT (28 ms) sits well inside the stated 50 ms
-    targets = _stack(tmp, "targets", {"requests_per_second": 12.0, "prompt_tokens": 300, "output_tokens": 24,
+    targets = _stack(tmp, "targets", {"requests_per_second": 15.0, "prompt_tokens": 300, "output_tokens": 16,
                                       "ttft_p99_seconds": 1.0, "tpot_p99_seconds": 0.05}, concurrency=4)
-    # no targets: long prompts give a TTFT (0.28 s) well above a busy test machine's scheduling noise
-    predictions = _stack(tmp, "predictions", {"requests_per_second": 12.0, "prompt_tokens": 4000,
-                                              "output_tokens": 24}, concurrency=4)
+    # no targets: the limits are the plan's predictions (TTFT 0.12 s, TPOT 40 ms) +35 %
+    predictions = _stack(tmp, "predictions", {"requests_per_second": 15.0, "prompt_tokens": 1500,
+                                              "output_tokens": 16}, concurrency=4)
     embed = _stack(tmp, "embed", {"requests_per_second": 10.0, "prompt_tokens": 256, "ttft_p99_seconds": 0.2},
                    model="nomic-embed")
-    stacks = {"targets": targets, "predictions": predictions, "embed": embed}
+    raw = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
+    entry = next(m for m in raw["config"]["llm-platform:models"] if m["name"] == "llama-8b")
+    entry = {k: v for k, v in entry.items() if k != "load"} | {"replicas": 2}
+    raw["config"]["llm-platform:models"] = [entry]
+    (tmp / "Pulumi.noload.yaml").write_text(yaml.safe_dump(raw))
+    stacks = {"targets": targets, "predictions": predictions, "embed": embed, "noload": tmp / "Pulumi.noload.yaml"}
     # the gate spec JSON the in-VPC runners receive (`--plan`): planned once here, so concurrent runs below
     # spend no CPU on planning while another run is timing tokens
     for kind, path in list(stacks.items()):
         model = "nomic-embed" if kind == "embed" else "llama-8b"
+        if kind == "noload":
+            continue
         spec_path = tmp / f"{kind}.gate.json"
         spec_path.write_text(json.dumps({"deployments": [from_stack_file(path, model).as_dict()]}))
         stacks[f"{kind}.json"] = spec_path
@@ -71,10 +80,19 @@ def _gate(capsys, monkeypatch, *args) -> tuple[int, dict]:
 
 
 def _gates(monkeypatch, *argvs) -> list[dict]:
-    """Several gate runs at once (each its own event loop in a thread): the reports, in order."""
-    monkeypatch.setenv("GATE_KEY", KEY)
-    with ThreadPoolExecutor(len(argvs)) as pool:
-        return [r for r, _ in pool.map(lambda a: gate([*a, "--api-key-env", "GATE_KEY"]), argvs)]
+    """Several `python -m llm_platform.verify ... --json` runs at once, each its own process (as the gate runs in
+    its own pod or task: no interpreter lock shared with another run): their JSON reports, in order."""
+    env = {**os.environ, "GATE_KEY": KEY}
+    procs = [subprocess.Popen([sys.executable, "-m", "llm_platform.verify", *a, "--api-key-env", "GATE_KEY", "--json"],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for a in argvs]
+    reports = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        report = json.loads(out)
+        assert report["exit_code"] == proc.returncode, err
+        reports.append(report)
+    return reports
 
 
 def _fake(path: Path, model: str, slowdown: float = 1.0, **kw) -> FakeServer:
@@ -83,51 +101,49 @@ def _fake(path: Path, model: str, slowdown: float = 1.0, **kw) -> FakeServer:
     return FakeServer(model, KEY, tp["ttft_seconds"] * slowdown, (tp["tpot_seconds"] or 0) * slowdown, **kw)
 
 
-def test_a_deployment_at_its_plan_passes_and_twice_as_slow_fails_on_tpot(stacks, monkeypatch):
+@pytest.mark.parametrize("kind", ["targets", "predictions"])
+def test_a_deployment_at_its_plan_passes_and_twice_as_slow_fails_on_tpot(stacks, kind, monkeypatch):
     """Against stated targets and, for a load with none, against the plan's predictions +35 %."""
-    t, p = stacks["targets"], stacks["predictions"]
-    with _fake(t, "llama-8b") as t1, _fake(t, "llama-8b", 2.0) as t2, _fake(p, "llama-8b") as p1, \
-            _fake(p, "llama-8b", 2.0) as p2:
+    path, spec = stacks[kind], stacks[f"{kind}.json"]
+    with _fake(path, "llama-8b") as at_plan_srv, _fake(path, "llama-8b", 2.0) as slow_srv:
         # a busy test machine delays a first token by up to a few hundred ms (the gate's own pod has its CPU
         # to itself); both runs get the same allowance, and TPOT, which has none, still separates them
-        argv = lambda path, srv: ["--plan", str(path), "--model", "llama-8b", "--endpoint", srv.url,  # noqa: E731
-                                  "--duration", DURATION, "--path-allowance", "0.25"]
-        tj, pj = stacks["targets.json"], stacks["predictions.json"]
-        reports = _gates(monkeypatch, argv(tj, t1), argv(tj, t2), [*argv(pj, p1), "--api", "completions"], argv(pj, p2))
-        bodies = p1.requests
-    for kind, at_plan, slow in (("targets", *reports[:2]), ("predictions", *reports[2:])):
-        assert at_plan["exit_code"] == 0 and at_plan["verdict"] == "pass", (kind, at_plan["missed"])
-        judged = {c["metric"] for c in at_plan["checks"] if c["judged"]}
-        assert {"ttft_p99_seconds", "tpot_p99_seconds", "error_rate", "requests_per_second",
-                "output_tokens_per_second"} <= judged
-        m = at_plan["measured"]
-        assert m["requests"]["steady"] == 12 and m["error_rate"] == 0
-        # token counts are the server's own usage: exactly the planned output, prompts calibrated to ~300
-        assert m["usage_reported"] and m["output_tokens_mean"] == 24
-        stated = 300 if kind == "targets" else 4000
-        assert abs(m["prompt_tokens_mean"] - stated) <= 0.05 * stated
+        argv = lambda srv, *more: ["--plan", str(spec), "--model", "llama-8b", "--endpoint", srv.url,  # noqa: E731
+                                   "--duration", DURATION, "--path-allowance", "0.25", *more]
+        at_plan, slow = _gates(monkeypatch, argv(at_plan_srv, "--api", "completions"), argv(slow_srv))
+        bodies = at_plan_srv.requests
+    assert at_plan["exit_code"] == 0 and at_plan["verdict"] == "pass", at_plan["missed"]
+    judged = {c["metric"] for c in at_plan["checks"] if c["judged"]}
+    assert {"ttft_p99_seconds", "tpot_p99_seconds", "error_rate", "requests_per_second",
+            "output_tokens_per_second"} <= judged
+    m = at_plan["measured"]
+    assert m["requests"]["steady"] == 12 and m["error_rate"] == 0
+    # token counts are the server's own usage: exactly the planned output, prompts calibrated to the stated size
+    assert m["usage_reported"] and m["output_tokens_mean"] == 16
+    stated = 300 if kind == "targets" else 1500
+    assert abs(m["prompt_tokens_mean"] - stated) <= 0.05 * stated
 
-        assert slow["exit_code"] == 1 and slow["verdict"] == "fail", kind
-        missed = {x["metric"]: x for x in slow["missed"]}
-        tpot = missed["tpot_p99_seconds"]
-        assert tpot["measured"] > tpot["planned"]
-        if kind == "targets":
-            assert set(missed) == {"tpot_p99_seconds"}          # 2 x 47 ms TTFT is still inside the stated 1 s
-            assert tpot["planned"] == 0.05 and tpot["basis"] == "target load.tpot_p99_seconds"
-        else:
-            assert tpot["basis"] == "plan prediction +35%"
-            ttft = next(c for c in slow["checks"] if c["metric"] == "ttft_p99_seconds")
-            assert ttft["limit"] == pytest.approx(ttft["planned"] * 1.35 + 0.25)
-        assert slow["measurement"]["verdict"] == "fail" and "tpot_p99_seconds" in slow["measurement"]["missed"]
-        text = render_text(slow)                      # what `verify` prints without --json
-        assert "FAIL (exit 1)" in text
-        line = next(ln for ln in text.splitlines() if ln.startswith("missed: TPOT p99"))
-        assert f"planned {tpot['planned'] * 1000:.1f} ms" in line and f"measured {tpot['measured'] * 1000:.1f} ms" in line
+    assert slow["exit_code"] == 1 and slow["verdict"] == "fail"
+    missed = {x["metric"]: x for x in slow["missed"]}
+    tpot = missed["tpot_p99_seconds"]
+    assert tpot["measured"] > tpot["planned"]
+    if kind == "targets":
+        assert set(missed) == {"tpot_p99_seconds"}          # 2 x 47 ms TTFT is still inside the stated 1 s
+        assert tpot["planned"] == 0.05 and tpot["basis"] == "target load.tpot_p99_seconds"
+    else:
+        assert tpot["basis"] == "plan prediction +35%"
+        ttft = next(c for c in slow["checks"] if c["metric"] == "ttft_p99_seconds")
+        assert ttft["limit"] == pytest.approx(ttft["planned"] * 1.35 + 0.25)
+    assert slow["measurement"]["verdict"] == "fail" and "tpot_p99_seconds" in slow["measurement"]["missed"]
+    text = render_text(slow)                      # what `verify` prints without --json
+    assert "FAIL (exit 1)" in text
+    line = next(ln for ln in text.splitlines() if ln.startswith("missed: TPOT p99"))
+    assert f"planned {tpot['planned'] * 1000:.1f} ms" in line and f"measured {tpot['measured'] * 1000:.1f} ms" in line
 
     # how the requests looked on the wire (the completions run)
-    gen = [b for b in bodies if b["max_tokens"] == 24]
+    gen = [b for b in bodies if b["max_tokens"] == 16]
     assert len(gen) >= 12 and all(b["stream"] and b["stream_options"] == {"include_usage": True} for b in gen)
-    assert all(b["min_tokens"] == 24 and b["ignore_eos"] for b in gen)         # vLLM: exactly the planned output
+    assert all(b["min_tokens"] == 16 and b["ignore_eos"] for b in gen)         # vLLM: exactly the planned output
     assert all("prompt" in b and b["model"] == "llama-8b" for b in gen)
     assert len({b["prompt"][:18] for b in gen}) == len(gen)                  # no shared prefix to cache
 
@@ -142,6 +158,35 @@ def test_an_embedding_deployment_is_judged_on_its_latency(stacks, monkeypatch):
     assert {c["metric"] for c in ok["checks"]} == {"ttft_p99_seconds", "error_rate", "requests_per_second"}
     assert ok["measured"]["tpot_p99_seconds"] is None
     assert bad["exit_code"] == 1 and [x["metric"] for x in bad["missed"]] == ["ttft_p99_seconds"]
+
+
+def test_a_model_without_a_load_is_judged_on_single_sequence_speed(stacks, capsys, monkeypatch):
+    """No stated load: one request at a time (512 / 128 tokens), limits from the plan's single-sequence decode rate
+    and prefill rate (+35 %): a deployment at those rates passes; twice as slow misses TPOT."""
+    path = stacks["noload"]
+    spec = from_stack_file(path, "llama-8b")
+    tp = spec.throughput
+    tpot, ttft = 1 / tp["decode_tokens_per_s_single"], 512 / tp["prefill_tokens_per_s"] + 1 / tp["decode_tokens_per_s_single"]
+    with FakeServer("llama-8b", KEY, ttft, tpot) as srv:
+        code, ok = _gate(capsys, monkeypatch, "--config", str(path), "--model", "llama-8b", "--endpoint", srv.url,
+                         "--duration", "0.2", "--path-allowance", "0.25")
+    assert ok["load"]["mode"] == "sequential" and ok["measured"]["output_tokens_mean"] == 128
+    assert code == 0, ok["missed"]
+    tpot_check = next(c for c in ok["checks"] if c["metric"] == "tpot_p99_seconds")
+    assert tpot_check["planned"] == pytest.approx(tpot, rel=1e-4) and tpot_check["basis"] == "plan prediction +35%"
+    assert {c["metric"] for c in ok["checks"]} == {"ttft_p99_seconds", "tpot_p99_seconds", "error_rate"}
+    # the same judgement of a deployment twice as slow
+    slow = {**ok["measured"], "tpot_p99_seconds": 2 * ok["measured"]["tpot_p99_seconds"]}
+    missed = [c.metric for c in checks(spec, gate_spec.profile_of(spec, 0.2), slow, 0.35, 0.01) if not c.passed]
+    assert missed == ["tpot_p99_seconds"]
+
+
+def test_only_vllm_is_asked_for_an_exact_output_length():
+    from llm_platform.verify.client import Endpoint, _body
+    for runtime, extras in (("vllm", True), ("ollama", False), ("tgi", False)):
+        route, body = _body(Endpoint("http://x/v1", "m", "k", "chat", runtime), "hello", 64)
+        assert route == "chat/completions" and body["max_tokens"] == 64 and body["stream_options"]["include_usage"]
+        assert ("ignore_eos" in body and "min_tokens" in body) is extras, runtime
 
 
 # ----------------------------------------------------------------------------- could not run: exit 2
