@@ -136,3 +136,85 @@ def test_the_gate_script_passes_shellcheck():
     proc = subprocess.run(["shellcheck", "-S", "style", str(ROOT / ".github" / "scripts" / "deploy-gate.sh")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
+
+
+# ----------------------------------------------------------------------------- the workflow's script, with stub CLIs
+
+STUB_AWS = r'''#!/usr/bin/env bash
+# records every call; answers from $STUB_DIR (exit codes per model, refresh states per group)
+echo "aws $*" >> "$STUB_DIR/calls"
+case "$1 $2" in
+  "ecs run-task")
+    model=$(printf '%s' "$*" | sed -n 's/.*"--model","\([^"]*\)".*/\1/p')
+    echo "arn:aws:ecs:us-east-1:1:task/llm-prod-deploy-gate/task-$model" ;;
+  "ecs wait") exit 0 ;;
+  "logs get-log-events") echo '{"verdict": "stub"}' ;;
+  "ecs describe-tasks")
+    task=$(printf '%s' "$*" | sed -n 's/.*--tasks \([^ ]*\).*/\1/p'); model=${task##*/task-}
+    cat "$STUB_DIR/exit-$model" ;;
+  "autoscaling describe-auto-scaling-groups")
+    case "$*" in *--filters*) printf 'llm-prod-llama-8b\tllm-prod-llama-70b\n' ;; *) cat "$STUB_DIR/version" ;; esac ;;
+  "autoscaling describe-instance-refreshes")
+    group=$(printf '%s' "$*" | sed -n 's/.*--auto-scaling-group-name \([^ ]*\).*/\1/p'); cat "$STUB_DIR/refresh-$group" ;;
+  *) exit 0 ;;
+esac
+'''
+
+GATE_JSON = {"platform": "ec2", "models": ["llama-70b", "llama-8b"], "image": IMAGE,
+             "ecs": {"cluster": "llm-prod-deploy-gate", "task_definition": "arn:aws:ecs:us-east-1:1:task-definition/g:3",
+                     "container": "gate", "command": ["--plan", "env:LLM_GATE_SPECS", "--json"],
+                     "log_group": "/llm-platform/prod/deploy-gate", "subnets": ["subnet-a", "subnet-b"],
+                     "security_groups": ["sg-gate"],
+                     "endpoints": {"llama-70b": "https://llama-70b.llm.internal.example.com/v1",
+                                   "llama-8b": "https://llama-8b.llm.internal.example.com/v1"}}}
+
+
+@pytest.fixture
+def stub(tmp_path):
+    import json
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "aws").write_text(STUB_AWS)
+    (bin_ / "aws").chmod(0o755)
+    (tmp_path / "gate.json").write_text(json.dumps(GATE_JSON))
+    env = {"PATH": f"{bin_}:/usr/bin:/bin", "STUB_DIR": str(tmp_path), "POLL_SECONDS": "0",
+           "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}
+
+    def run(*args):
+        proc = subprocess.run(["bash", str(ROOT / ".github" / "scripts" / "deploy-gate.sh"), *args], env=env,
+                              capture_output=True, text=True, timeout=60)
+        calls = (tmp_path / "calls").read_text().splitlines() if (tmp_path / "calls").exists() else []
+        return proc, calls
+    return tmp_path, run
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="jq not installed (GitHub's runners have it)")
+@pytest.mark.parametrize("codes,expected", [((0, 0), 0), ((0, 1), 1), ((1, "None"), 2)])
+def test_the_gate_step_runs_every_model_in_the_vpc_and_exits_with_the_worst_verdict(stub, codes, expected):
+    tmp, run = stub
+    for model, code in zip(("llama-70b", "llama-8b"), codes):
+        (tmp / f"exit-{model}").write_text(f"{code}\n")
+    proc, calls = run("run", str(tmp / "gate.json"))
+    assert proc.returncode == expected, proc.stdout + proc.stderr
+    starts = [c for c in calls if c.startswith("aws ecs run-task")]
+    assert len(starts) == 2 and all("--launch-type FARGATE" in c and '"assignPublicIp":"DISABLED"' in c for c in starts)
+    assert any('"--model","llama-8b","--endpoint","https://llama-8b.llm.internal.example.com/v1"' in c for c in starts)
+    # both tasks are started before the first is waited for: the models are gated at once
+    first_wait = next(i for i, c in enumerate(calls) if c.startswith("aws ecs wait"))
+    assert first_wait > max(i for i, c in enumerate(calls) if c.startswith("aws ecs run-task"))
+    summary = (tmp / "summary.md").read_text()
+    assert "| llama-70b |" in summary and "| llama-8b |" in summary
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="jq not installed (GitHub's runners have it)")
+def test_a_refused_rollout_is_rolled_back(stub):
+    tmp, run = stub
+    (tmp / "before.txt").write_text("llm-prod-llama-70b\tlt-070b\t7\nllm-prod-llama-8b\tlt-008b\t4\n")
+    (tmp / "refresh-llm-prod-llama-70b").write_text("InProgress\n")      # still rolling: roll it back
+    (tmp / "refresh-llm-prod-llama-8b").write_text("Successful\n")       # done: refresh back to version 4
+    (tmp / "version").write_text("5\n")
+    proc, calls = run("rollback", "prod", str(tmp / "before.txt"))
+    assert proc.returncode == 0, proc.stderr
+    assert "aws autoscaling rollback-instance-refresh --auto-scaling-group-name llm-prod-llama-70b" in calls
+    (restart,) = [c for c in calls if c.startswith("aws autoscaling start-instance-refresh")]
+    assert "llm-prod-llama-8b" in restart and '"LaunchTemplateId":"lt-008b","Version":"4"' in restart

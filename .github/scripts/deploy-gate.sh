@@ -5,8 +5,8 @@
 #   deploy-gate.sh record  STACK OUT       launch-template version of each of the stack's Auto Scaling groups
 #   deploy-gate.sh settle  STACK          wait until no instance refresh of the stack is pending or running
 #   deploy-gate.sh image   GATE_JSON      build and push the gate image unless its content tag is in ECR
-#   deploy-gate.sh run     GATE_JSON      one gate run per model (ECS task on ec2, Job on eks); exit 1 if any
-#                                         model misses its plan, 2 if any gate could not run
+#   deploy-gate.sh run     GATE_JSON      one gate run per model, all at once (ECS task on ec2, Job on eks);
+#                                         exit 1 if any model misses its plan, 2 if any gate could not run
 #   deploy-gate.sh rollback STACK BEFORE  undo the stack's rollouts: roll back a refresh still in progress
 #                                         (rollback-instance-refresh), else refresh back to the recorded version
 #
@@ -68,62 +68,72 @@ image() {
   docker push "$image"
 }
 
-run_ecs() {   # $1 gate json, $2 model; prints the report, returns the gate's exit code
-  local gate=$1 model=$2 cluster overrides network task id code
-  cluster=$(jq -r .ecs.cluster "$gate")
+start_ecs() {   # $1 gate json, $2 model; prints the task ARN
+  local gate=$1 model=$2 overrides network
   overrides=$(jq -c --arg m "$model" '{containerOverrides: [{name: .ecs.container,
     command: (.ecs.command + ["--model", $m, "--endpoint", .ecs.endpoints[$m]])}]}' "$gate")
   network=$(jq -c '{awsvpcConfiguration: {subnets: .ecs.subnets, securityGroups: .ecs.security_groups,
     assignPublicIp: "DISABLED"}}' "$gate")
-  task=$(aws ecs run-task --cluster "$cluster" --task-definition "$(jq -r .ecs.task_definition "$gate")" \
+  aws ecs run-task --cluster "$(jq -r .ecs.cluster "$gate")" --task-definition "$(jq -r .ecs.task_definition "$gate")" \
     --launch-type FARGATE --network-configuration "$network" --overrides "$overrides" \
-    --started-by "deploy-gate" --query 'tasks[0].taskArn' --output text)
+    --started-by "deploy-gate" --query 'tasks[0].taskArn' --output text
+}
+
+wait_ecs() {   # $1 gate json, $2 model, $3 task ARN; prints the report, returns the gate's exit code
+  local gate=$1 model=$2 task=$3 cluster code deadline=$((SECONDS + GATE_TIMEOUT))
+  cluster=$(jq -r .ecs.cluster "$gate")
   if [ -z "$task" ] || [ "$task" = "None" ]; then echo "::error::$model: ECS did not start the gate task"; return 2; fi
-  echo "$model: gate task $task"
-  local deadline=$((SECONDS + GATE_TIMEOUT))
   until aws ecs wait tasks-stopped --cluster "$cluster" --tasks "$task" 2>/dev/null; do
     [ "$SECONDS" -lt "$deadline" ] || { aws ecs stop-task --cluster "$cluster" --task "$task" >/dev/null; return 2; }
   done
-  id=${task##*/}
+  echo "::group::$model: gate report"
   aws logs get-log-events --log-group-name "$(jq -r .ecs.log_group "$gate")" \
-    --log-stream-name "gate/$(jq -r .ecs.container "$gate")/$id" --query 'events[].message' --output text || true
+    --log-stream-name "gate/$(jq -r .ecs.container "$gate")/${task##*/}" --query 'events[].message' --output text || true
+  echo "::endgroup::"
   code=$(aws ecs describe-tasks --cluster "$cluster" --tasks "$task" \
     --query "tasks[0].containers[?name=='gate'].exitCode | [0]" --output text)
   [[ "$code" =~ ^[0-9]+$ ]] || code=2          # never started (image pull, secret): the gate could not run
   return "$code"
 }
 
-run_eks() {
-  local gate=$1 model=$2 ns job state code
-  ns="llm-$model"
-  job=$(jq -c --arg m "$model" '.jobs[$m]' "$gate" | kubectl create -f - -o name)
-  echo "$model: $job"
-  local deadline=$((SECONDS + GATE_TIMEOUT))
+start_eks() {   # prints the Job's name (job.batch/...)
+  jq -c --arg m "$2" '.jobs[$m]' "$1" | kubectl create -f - -o name
+}
+
+wait_eks() {
+  local model=$2 job=$3 ns="llm-$2" state code deadline=$((SECONDS + GATE_TIMEOUT))
   while :; do
     state=$(kubectl get -n "$ns" "$job" -o jsonpath='{.status.conditions[?(@.status=="True")].type}')
     case "$state" in *Complete*|*Failed*) break ;; esac
     [ "$SECONDS" -lt "$deadline" ] || { kubectl delete -n "$ns" "$job" --wait=false; return 2; }
     sleep "$POLL_SECONDS"
   done
+  echo "::group::$model: gate report"
   kubectl logs -n "$ns" "$job" || true
+  echo "::endgroup::"
   code=$(kubectl get pods -n "$ns" -l "job-name=${job#job.batch/}" \
     -o jsonpath='{.items[0].status.containerStatuses[0].state.terminated.exitCode}')
   [[ "$code" =~ ^[0-9]+$ ]] || code=2
   return "$code"
 }
 
-run() {
-  local gate=$1 platform model code verdict worst=0
-  platform=$(jq -r .platform "$gate")
-  if [ "$platform" = eks ]; then
+run() {   # every model's gate at once (separate fleets), then their verdicts
+  local gate=$1 runner=ecs model code verdict worst=0
+  local -A runs=()
+  if [ "$(jq -r .platform "$gate")" = eks ]; then
+    runner=eks
     aws eks update-kubeconfig --name "$(jq -r .cluster_name "$gate")" >/dev/null
   fi
   for model in $(jq -r '.models[]' "$gate"); do
+    runs[$model]=$("start_$runner" "$gate" "$model" || true)
+    echo "$model: ${runs[$model]:-not started}"
+  done
+  for model in $(jq -r '.models[]' "$gate"); do
     code=0
-    if [ "$platform" = eks ]; then run_eks "$gate" "$model" || code=$?; else run_ecs "$gate" "$model" || code=$?; fi
+    "wait_$runner" "$gate" "$model" "${runs[$model]}" || code=$?
     case "$code" in
       0) verdict=pass; echo "$model: meets its plan" ;;
-      1) verdict=fail; echo "::error::$model: misses its plan (see the report above)" ;;
+      1) verdict=fail; echo "::error::$model: misses its plan (see its report)" ;;
       *) verdict="could not run"; code=2; echo "::error::$model: the gate could not run" ;;
     esac
     if [ "$code" -gt "$worst" ]; then worst=$code; fi       # 2 (could not run) over 1 (missed) over 0
