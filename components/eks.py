@@ -18,7 +18,8 @@ Nothing here sizes anything: node groups follow the DeploymentPlans.
 from __future__ import annotations
 
 import json
-from typing import Optional
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
@@ -75,14 +76,45 @@ def group_name(instance_type: str) -> str:
     return "gpu-" + instance_type.replace(".", "-")
 
 
+@dataclass(frozen=True)
+class GpuClusterArgs:
+    stack: str
+    plans: Sequence[DeploymentPlan]                    # one GPU node group per instance type they use
+    vpc_id: pulumi.Input[str]
+    vpc_cidr: str
+    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
+    kms_key_arn: pulumi.Input[str]                     # secrets envelope encryption, control-plane logs, volumes
+    kubernetes_version: str = "1.33"
+    system_instance_type: str = "m7i.large"
+    system_nodes: int = 2
+    api_access_cidrs: Sequence[str] = ()               # beyond the VPC: VPN, CI runners
+    admin_role_arns: Sequence[str] = ()                # cluster-admin access entries
+    log_retention_days: int = 90
+    protect: bool = False
+
+
+def role_of(arn: str) -> str:
+    """The last path part of an IAM ARN, as a name part (arn:aws:iam::1:role/ops/Admin -> admin)."""
+    return arn.rsplit("/", 1)[-1].rsplit(":", 1)[-1].lower().replace("_", "-").replace(".", "-").replace("@", "-")
+
+
 class GpuCluster(pulumi.ComponentResource):
-    def __init__(self, name: str, *, stack: str, plans: list[DeploymentPlan], eks, vpc_id: pulumi.Input[str],
-                 vpc_cidr: str, subnet_ids: pulumi.Input[list], kms_key_arn: pulumi.Input[str],
-                 log_retention_days: int, protect: bool, opts: Optional[pulumi.ResourceOptions] = None):
+    """Outputs: cluster_name, endpoint, security_group_id. Handles for composition: `provider` (the cluster's
+    Kubernetes provider) and `addons` (the Helm releases workloads must wait for)."""
+
+    cluster_name: pulumi.Output[str]
+    endpoint: pulumi.Output[str]
+    security_group_id: pulumi.Output[str]
+    provider: k8s.Provider
+    addons: list[pulumi.Resource]
+
+    def __init__(self, name: str, args: GpuClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-platform:eks:GpuCluster", name, None, opts)
+        stack, plans, vpc_id, vpc_cidr = args.stack, list(args.plans), args.vpc_id, args.vpc_cidr
+        subnet_ids, kms_key_arn, protect = args.subnet_ids, args.kms_key_arn, args.protect
         child = pulumi.ResourceOptions(parent=self)
         tags = {"llm-platform:stack": stack}
-        self.cluster_name = f"llm-{stack}"
+        cluster_name = f"llm-{stack}"
 
         cluster_role = aws.iam.Role(f"{name}-cluster", assume_role_policy=_assume("eks.amazonaws.com",
                                                                                    ("sts:AssumeRole", "sts:TagSession")),
@@ -90,23 +122,23 @@ class GpuCluster(pulumi.ComponentResource):
         aws.iam.RolePolicyAttachment(f"{name}-cluster", role=cluster_role.name,
                                      policy_arn="arn:aws:iam::aws:policy/AmazonEKSClusterPolicy", opts=child)
         # created first so that it carries the CMK and the retention (EKS would make one without either)
-        log_group = aws.cloudwatch.LogGroup(f"{name}-control-plane", name=f"/aws/eks/{self.cluster_name}/cluster",
-                                            retention_in_days=log_retention_days, kms_key_id=kms_key_arn, tags=tags,
+        log_group = aws.cloudwatch.LogGroup(f"{name}-control-plane", name=f"/aws/eks/{cluster_name}/cluster",
+                                            retention_in_days=args.log_retention_days, kms_key_id=kms_key_arn, tags=tags,
                                             opts=child)
-        self.security_group = aws.ec2.SecurityGroup(
+        security_group = aws.ec2.SecurityGroup(
             f"{name}-api", vpc_id=vpc_id, description="EKS API: HTTPS from inside the VPC only",
             ingress=[{"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": [vpc_cidr],
                       "description": "kubectl / pulumi from the VPC (runners in the VPC, SSM port forward)"}]
-                    + ([{"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": list(eks.api_access_cidrs),
+                    + ([{"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": list(args.api_access_cidrs),
                          "description": "kubectl / pulumi from eks.api_access_cidrs (VPN, CI)"}]
-                       if eks.api_access_cidrs else []),
+                       if args.api_access_cidrs else []),
             egress=[{"protocol": "-1", "from_port": 0, "to_port": 0, "cidr_blocks": [vpc_cidr],
                      "description": "to nodes and VPC endpoints"}],
-            tags={**tags, "Name": f"{self.cluster_name}-api"}, opts=child)
-        self.cluster = aws.eks.Cluster(
-            f"{name}-cluster", name=self.cluster_name, role_arn=cluster_role.arn, version=eks.kubernetes_version,
+            tags={**tags, "Name": f"{cluster_name}-api"}, opts=child)
+        self._cluster = aws.eks.Cluster(
+            f"{name}-cluster", name=cluster_name, role_arn=cluster_role.arn, version=args.kubernetes_version,
             vpc_config={"subnet_ids": subnet_ids, "endpoint_private_access": True, "endpoint_public_access": False,
-                        "security_group_ids": [self.security_group.id]},
+                        "security_group_ids": [security_group.id]},
             encryption_config={"provider": {"key_arn": kms_key_arn}, "resources": ["secrets"]},
             enabled_cluster_log_types=CONTROL_PLANE_LOGS,
             access_config={"authentication_mode": "API", "bootstrap_cluster_creator_admin_permissions": True},
@@ -116,8 +148,11 @@ class GpuCluster(pulumi.ComponentResource):
         node_role = aws.iam.Role(f"{name}-node", assume_role_policy=_assume("ec2.amazonaws.com"), tags=tags, opts=child)
         for i, policy in enumerate(("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy",
                                     "AmazonEC2ContainerRegistryPullOnly", "AmazonSSMManagedInstanceCore")):
-            aws.iam.RolePolicyAttachment(f"{name}-node-{i}", role=node_role.name,
-                                         policy_arn=f"arn:aws:iam::aws:policy/{policy}", opts=child)
+            # once named by position (<name>-node-0): the alias keeps them in place
+            aws.iam.RolePolicyAttachment(f"{name}-node-{policy}", role=node_role.name,
+                                         policy_arn=f"arn:aws:iam::aws:policy/{policy}",
+                                         opts=pulumi.ResourceOptions(parent=self,
+                                                                     aliases=[pulumi.Alias(name=f"{name}-node-{i}")]))
         # the pull-through cache creates a repository on the first pull of an image
         aws.iam.RolePolicy(f"{name}-node-ptc", role=node_role.id, policy=json.dumps({
             "Version": "2012-10-17", "Statement": [{
@@ -127,30 +162,33 @@ class GpuCluster(pulumi.ComponentResource):
             opts=child)
 
         system_lt = self._launch_template(f"{name}-system", 50, kms_key_arn, tags, None, child)
-        self.system_nodes = aws.eks.NodeGroup(
-            f"{name}-system", cluster_name=self.cluster.name, node_group_name="system", node_role_arn=node_role.arn,
-            subnet_ids=subnet_ids, ami_type="AL2023_x86_64_STANDARD", instance_types=[eks.system_instance_type],
-            scaling_config={"desired_size": eks.system_nodes, "min_size": eks.system_nodes,
-                            "max_size": eks.system_nodes + 1},
+        self._system_nodes = aws.eks.NodeGroup(
+            f"{name}-system", cluster_name=self._cluster.name, node_group_name="system", node_role_arn=node_role.arn,
+            subnet_ids=subnet_ids, ami_type="AL2023_x86_64_STANDARD", instance_types=[args.system_instance_type],
+            scaling_config={"desired_size": args.system_nodes, "min_size": args.system_nodes,
+                            "max_size": args.system_nodes + 1},
             launch_template={"id": system_lt.id, "version": system_lt.latest_version.apply(str)},
             labels={NODE_POOL_LABEL: "system"}, update_config={"max_unavailable": 1}, tags=tags, opts=child)
 
         for addon in ("vpc-cni", "kube-proxy", "coredns", "eks-pod-identity-agent"):
             # the VPC CNI enforces NetworkPolicy only when asked to (off by default)
             config = json.dumps({"enableNetworkPolicy": "true"}) if addon == "vpc-cni" else None
-            aws.eks.Addon(f"{name}-{addon}", cluster_name=self.cluster.name, addon_name=addon,
+            aws.eks.Addon(f"{name}-{addon}", cluster_name=self._cluster.name, addon_name=addon,
                           configuration_values=config, resolve_conflicts_on_create="OVERWRITE",
                           resolve_conflicts_on_update="OVERWRITE", tags=tags,
-                          opts=pulumi.ResourceOptions(parent=self, depends_on=[self.system_nodes]))
-        for i, arn in enumerate(eks.admin_role_arns):
-            entry = aws.eks.AccessEntry(f"{name}-admin-{i}", cluster_name=self.cluster.name, principal_arn=arn,
-                                        type="STANDARD", tags=tags, opts=child)
-            aws.eks.AccessPolicyAssociation(f"{name}-admin-{i}", cluster_name=self.cluster.name, principal_arn=arn,
+                          opts=pulumi.ResourceOptions(parent=self, depends_on=[self._system_nodes]))
+        for i, arn in enumerate(args.admin_role_arns):
+            was = [pulumi.Alias(name=f"{name}-admin-{i}")]     # once named by position
+            entry = aws.eks.AccessEntry(f"{name}-admin-{role_of(arn)}", cluster_name=self._cluster.name,
+                                        principal_arn=arn, type="STANDARD", tags=tags,
+                                        opts=pulumi.ResourceOptions(parent=self, aliases=was))
+            aws.eks.AccessPolicyAssociation(f"{name}-admin-{role_of(arn)}", cluster_name=self._cluster.name,
+                                            principal_arn=arn,
                                             policy_arn="arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
                                             access_scope={"type": "cluster"},
-                                            opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]))
+                                            opts=pulumi.ResourceOptions(parent=self, depends_on=[entry], aliases=was))
 
-        self.gpu_node_groups: dict[str, aws.eks.NodeGroup] = {}
+        self._gpu_node_groups: dict[str, aws.eks.NodeGroup] = {}
         for itype, g in sorted(node_groups_needed(plans).items()):
             gname = group_name(itype)
             placement = None
@@ -160,8 +198,8 @@ class GpuCluster(pulumi.ComponentResource):
                 placement = aws.ec2.PlacementGroup(f"{name}-{gname}", strategy="cluster", tags=tags, opts=child)
                 subnets = pulumi.Output.from_input(subnet_ids).apply(lambda ids: ids[:1])
             lt = self._launch_template(f"{name}-{gname}", g["volume_gib"] + 50, kms_key_arn, tags, placement, child)
-            self.gpu_node_groups[itype] = aws.eks.NodeGroup(
-                f"{name}-{gname}", cluster_name=self.cluster.name, node_group_name=gname, node_role_arn=node_role.arn,
+            self._gpu_node_groups[itype] = aws.eks.NodeGroup(
+                f"{name}-{gname}", cluster_name=self._cluster.name, node_group_name=gname, node_role_arn=node_role.arn,
                 subnet_ids=subnets, ami_type="AL2023_x86_64_NVIDIA", instance_types=[itype],
                 scaling_config={"desired_size": g["min"], "min_size": g["min"], "max_size": max(g["max"], g["min"])},
                 launch_template={"id": lt.id, "version": lt.latest_version.apply(str)},
@@ -171,32 +209,36 @@ class GpuCluster(pulumi.ComponentResource):
                 tags={**tags, "llm-platform:deployments": " ".join(g["deployments"])}, opts=child)
 
         self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self._kubeconfig(), enable_server_side_apply=True,
-                                     opts=pulumi.ResourceOptions(parent=self, depends_on=[self.system_nodes]))
+                                     opts=pulumi.ResourceOptions(parent=self, depends_on=[self._system_nodes]))
         kopts = pulumi.ResourceOptions(parent=self, provider=self.provider)
         system = {"nodeSelector": {NODE_POOL_LABEL: "system"}}
-        self.releases: dict[str, k8s.helm.v3.Release] = {}
-        self.releases["nvidia-device-plugin"] = self._chart("nvidia-device-plugin", {
+        self._releases: dict[str, k8s.helm.v3.Release] = {}
+        self._releases["nvidia-device-plugin"] = self._chart("nvidia-device-plugin", {
             # only on GPU nodes, tolerating their taint
             "nodeSelector": {NODE_POOL_LABEL: "gpu"},
             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
             "failOnInitError": True}, kopts)
         if any(p.nodes_per_replica > 1 for p in plans):
-            self.releases["lws"] = self._chart("lws", {"nodeSelector": system["nodeSelector"]}, kopts)
-        self.releases["keda"] = self._chart("keda", {"nodeSelector": system["nodeSelector"]}, kopts)
+            self._releases["lws"] = self._chart("lws", {"nodeSelector": system["nodeSelector"]}, kopts)
+        self._releases["keda"] = self._chart("keda", {"nodeSelector": system["nodeSelector"]}, kopts)
         lbc_role = aws.iam.Role(f"{name}-lbc", assume_role_policy=POD_IDENTITY_TRUST, tags=tags, opts=child)
         aws.iam.RolePolicy(f"{name}-lbc", role=lbc_role.id, policy=json.dumps(lbc_policy()), opts=child)
         lbc_identity = aws.eks.PodIdentityAssociation(
-            f"{name}-lbc", cluster_name=self.cluster.name, namespace="kube-system",
+            f"{name}-lbc", cluster_name=self._cluster.name, namespace="kube-system",
             service_account="aws-load-balancer-controller", role_arn=lbc_role.arn, tags=tags, opts=child)
-        self.releases["aws-load-balancer-controller"] = self._chart("aws-load-balancer-controller", {
-            "clusterName": self.cluster_name, "vpcId": vpc_id, "region": aws.get_region_output(
+        self._releases["aws-load-balancer-controller"] = self._chart("aws-load-balancer-controller", {
+            "clusterName": cluster_name, "vpcId": vpc_id, "region": aws.get_region_output(
                 opts=pulumi.InvokeOutputOptions(parent=self)).region,
             "serviceAccount": {"create": True, "name": "aws-load-balancer-controller"},
             "replicaCount": 2, "nodeSelector": system["nodeSelector"],
             # a private cluster reaches no Shield/WAF endpoint (EKS private clusters guide)
             "enableShield": False, "enableWaf": False, "enableWafv2": False},
             pulumi.ResourceOptions.merge(kopts, pulumi.ResourceOptions(depends_on=[lbc_identity])))
-        self.register_outputs({"cluster_name": self.cluster.name, "endpoint": self.cluster.endpoint})
+        self.addons = list(self._releases.values())
+        self.cluster_name, self.endpoint = self._cluster.name, self._cluster.endpoint
+        self.security_group_id = security_group.id
+        self.register_outputs({"cluster_name": self.cluster_name, "endpoint": self.endpoint,
+                               "security_group_id": self.security_group_id})
 
     def _launch_template(self, name: str, volume_gib: int, kms_key_arn, tags: dict, placement, child):
         return aws.ec2.LaunchTemplate(
@@ -212,15 +254,17 @@ class GpuCluster(pulumi.ComponentResource):
     def _chart(self, key: str, values: dict, kopts: pulumi.ResourceOptions) -> k8s.helm.v3.Release:
         c = CHARTS[key]
         repo = {"repository_opts": {"repo": c["repo"]}} if c["repo"] else {}
-        return k8s.helm.v3.Release(key, name=key, chart=c["chart"], version=c["version"], namespace=c["namespace"],
+        # once named by the chart key alone: the alias keeps each release in place
+        return k8s.helm.v3.Release(f"{self._name}-{key}", name=key, chart=c["chart"], version=c["version"], namespace=c["namespace"],
                                    create_namespace=True, atomic=True, cleanup_on_fail=True, values=values,
                                    opts=pulumi.ResourceOptions.merge(kopts, pulumi.ResourceOptions(
-                                       depends_on=list(self.gpu_node_groups.values()) + [self.system_nodes])),
+                                       depends_on=list(self._gpu_node_groups.values()) + [self._system_nodes],
+                                       aliases=[pulumi.Alias(name=key)])),
                                    **repo)
 
     def _kubeconfig(self) -> pulumi.Output[str]:
         region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
-        return pulumi.Output.all(self.cluster.endpoint, self.cluster.certificate_authority, self.cluster.name,
+        return pulumi.Output.all(self._cluster.endpoint, self._cluster.certificate_authority, self._cluster.name,
                                  region).apply(
             lambda a: json.dumps({
                 "apiVersion": "v1", "kind": "Config", "current-context": "llm",

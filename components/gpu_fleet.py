@@ -23,37 +23,68 @@ from __future__ import annotations
 
 import base64
 import gzip
-from typing import Optional
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
 
-from llm_platform.sizing.planner import DeploymentPlan
-from .model_store import ModelStore
 from llm_platform.serving.proxy import render_nginx_conf
 from llm_platform.serving.runtime import image_ref
 from llm_platform.serving.telemetry import QUEUE_METRIC, RUNTIME_NAMESPACE, cwagent_config, prometheus_config
 from llm_platform.serving.userdata import BootConfig, render_user_data
+from llm_platform.sizing.planner import DeploymentPlan
+
+from .model_store import model_prefix, read_statements
 
 AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id"
 QUEUE_TARGET = 2.0   # scale out when, on average, more than 2 requests wait for a free sequence slot
 
 
+@dataclass(frozen=True)
+class GpuInstanceGroupArgs:
+    plan: DeploymentPlan                               # sizes everything: type, counts, volume, flags, startup
+    stack: str
+    environment: str
+    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
+    security_group_id: pulumi.Input[str]
+    target_group_arn: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+    model_bucket_name: pulumi.Input[str]
+    model_bucket_arn: pulumi.Input[str]
+    client_secret_arns: Mapping[str, pulumi.Input[str]]    # client -> Secrets Manager ARN of its API key
+    log_group_names: Mapping[str, str]                 # audit, boot, runtime_metrics (Monitoring.log_group_names)
+    manifest: str | None = None                     # SHA256SUMS file name in the model's prefix
+    manifest_sha256: str | None = None              # its pinned digest
+    provenance: Mapping[str, str] | None = None     # tags llm-platform:provenance-*
+    max_prompt_bytes: int = 131072
+    max_tokens: int = 4096
+    monitoring_cidrs: Sequence[str] = ()
+    domain: str = "llm.internal"
+    image_overrides: Mapping[str, str] = field(default_factory=dict)   # catalog key -> <repo>@sha256:...
+
+
 class GpuInstanceGroup(pulumi.ComponentResource):
-    def __init__(self, name: str, *, plan: DeploymentPlan, stack: str, environment: str,
-                 subnet_ids: list, security_group_id: pulumi.Input[str], target_group_arn: pulumi.Input[str],
-                 kms_key_arn: pulumi.Input[str], store: ModelStore, manifest: Optional[str],
-                 manifest_sha256: Optional[str], provenance: Optional[dict], client_secret_arns: dict,
-                 log_groups: dict, log_retention_days: int, max_prompt_bytes: int, max_tokens: int,
-                 monitoring_cidrs: list[str], domain: str, image_overrides: dict,
-                 opts: Optional[pulumi.ResourceOptions] = None):
+    """Outputs: asg_name, launch_template_id, role_arn."""
+
+    asg_name: pulumi.Output[str]
+    launch_template_id: pulumi.Output[str]
+    role_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: GpuInstanceGroupArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-platform:compute:GpuInstanceGroup", name, None, opts)
+        plan, stack, manifest, manifest_sha256 = args.plan, args.stack, args.manifest, args.manifest_sha256
+        subnet_ids, security_group_id, kms_key_arn = args.subnet_ids, args.security_group_id, args.kms_key_arn
+        client_secret_arns, log_groups = dict(args.client_secret_arns), args.log_group_names
+        max_prompt_bytes, max_tokens, image_overrides = args.max_prompt_bytes, args.max_tokens, args.image_overrides
+        monitoring_cidrs, domain = list(args.monitoring_cidrs), args.domain
         child = pulumi.ResourceOptions(parent=self)
         invoke = pulumi.InvokeOutputOptions(parent=self)
         region = aws.get_region_output(opts=invoke).region
         account = aws.get_caller_identity_output(opts=invoke).account_id
-        prefix = ModelStore.prefix(plan.name, plan.revision)
-        tags = deployment_tags(plan, stack, environment, manifest_sha256, provenance)
+        prefix = model_prefix(plan.name, plan.revision)
+        tags = deployment_tags(plan, stack, args.environment, manifest_sha256,
+                               dict(args.provenance) if args.provenance else None)
 
         # --- instance role: least privilege for boot and serving
         role = aws.iam.Role(f"{name}-instance", name_prefix=f"llm-{plan.name[:30]}-",
@@ -66,7 +97,7 @@ class GpuInstanceGroup(pulumi.ComponentResource):
         for policy in ("AmazonSSMManagedInstanceCore", "CloudWatchAgentServerPolicy"):
             aws.iam.RolePolicyAttachment(f"{name}-{policy}", role=role.name,
                                          policy_arn=f"arn:aws:iam::aws:policy/{policy}", opts=child)
-        self.cwagent_parameter = aws.ssm.Parameter(
+        cwagent_parameter = aws.ssm.Parameter(
             f"{name}-cwagent", name=f"/llm-platform/{stack}/{plan.name}/cloudwatch-agent", type="String",
             insecure_value=cwagent_config(plan, audit_log_group=log_groups["audit"],
                                                   boot_log_group=log_groups["boot"],
@@ -74,7 +105,7 @@ class GpuInstanceGroup(pulumi.ComponentResource):
             description=f"CloudWatch agent config for {plan.name}", tags=tags, opts=child)
         aws.iam.RolePolicy(f"{name}-instance", role=role.id, policy=pulumi.Output.json_dumps({
             "Version": "2012-10-17", "Statement": [
-                *store.read_statements(plan.name, plan.revision),
+                *read_statements(args.model_bucket_arn, plan.name, plan.revision),
                 {"Sid": "ReadClientKeys", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
                  "Resource": list(client_secret_arns.values())},
                 {"Sid": "DecryptThroughServices", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": kms_key_arn,
@@ -88,7 +119,7 @@ class GpuInstanceGroup(pulumi.ComponentResource):
                  "Resource": [pulumi.Output.format("arn:aws:ecr:{0}:{1}:repository/docker-hub/*", region, account),
                               pulumi.Output.format("arn:aws:ecr:{0}:{1}:repository/ecr-public/*", region, account)]},
                 {"Sid": "AgentConfig", "Effect": "Allow", "Action": ["ssm:GetParameter"],
-                 "Resource": self.cwagent_parameter.arn},
+                 "Resource": cwagent_parameter.arn},
                 {"Sid": "MarkSelfUnhealthy", "Effect": "Allow", "Action": ["autoscaling:SetInstanceHealth"],
                  "Resource": "*",
                  "Condition": {"StringEquals": {"autoscaling:ResourceTag/llm-platform:deployment": plan.name}}},
@@ -99,8 +130,8 @@ class GpuInstanceGroup(pulumi.ComponentResource):
         ami = aws.ssm.get_parameter_output(name=AMI_PARAMETER, opts=invoke).value
         registry = pulumi.Output.format("{0}.dkr.ecr.{1}.amazonaws.com", account, region)
         user_data = pulumi.Output.all(
-            region=region, registry=registry, bucket=store.bucket_name,
-            secrets=pulumi.Output.all(**client_secret_arns), parameter=self.cwagent_parameter.name,
+            region=region, registry=registry, bucket=args.model_bucket_name,
+            secrets=pulumi.Output.all(**client_secret_arns), parameter=cwagent_parameter.name,
         ).apply(lambda a: encode_user_data(render_user_data(BootConfig(
             plan=plan, region=a["region"], registry=a["registry"],
             runtime_image=image_ref(plan.runtime, a["registry"], image_overrides.get(plan.runtime)),
@@ -109,7 +140,7 @@ class GpuInstanceGroup(pulumi.ComponentResource):
             client_secrets=a["secrets"], nginx_conf=render_nginx_conf(plan, max_prompt_bytes, monitoring_cidrs),
             cwagent_parameter=a["parameter"], prometheus_config=prometheus_config(plan), max_tokens=max_tokens,
             domain=domain))))
-        self.launch_template = aws.ec2.LaunchTemplate(
+        launch_template = aws.ec2.LaunchTemplate(
             f"{name}-lt", name_prefix=f"llm-{stack}-{plan.name}-", description=f"{plan.model} on {plan.instance_type}",
             image_id=ami, instance_type=plan.instance_type, iam_instance_profile={"arn": profile.arn},
             metadata_options={"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1,
@@ -124,15 +155,15 @@ class GpuInstanceGroup(pulumi.ComponentResource):
             tags=tags, opts=child)
 
         # --- auto scaling group
-        self.asg = aws.autoscaling.Group(
+        asg = aws.autoscaling.Group(
             f"{name}-asg", name_prefix=f"llm-{stack}-{plan.name}-", vpc_zone_identifiers=subnet_ids,
             min_size=plan.instances, max_size=plan.instances_max,
             # with target tracking the policy owns desired capacity: setting it here would reset it each `up`
             desired_capacity=plan.instances if plan.replicas_max == plan.replicas_min else None,
             health_check_type="ELB",
             health_check_grace_period=plan.startup_seconds, default_instance_warmup=plan.startup_seconds,
-            target_group_arns=[target_group_arn], wait_for_capacity_timeout="0",
-            launch_template={"id": self.launch_template.id, "version": self.launch_template.latest_version.apply(str)},
+            target_group_arns=[args.target_group_arn], wait_for_capacity_timeout="0",
+            launch_template={"id": launch_template.id, "version": launch_template.latest_version.apply(str)},
             instance_refresh={"strategy": "Rolling", "preferences": {
                 "min_healthy_percentage": 100, "max_healthy_percentage": 200, "instance_warmup": str(plan.startup_seconds),
                 "skip_matching": True, "auto_rollback": True}},
@@ -141,7 +172,7 @@ class GpuInstanceGroup(pulumi.ComponentResource):
             tags=[{"key": k, "value": v, "propagate_at_launch": True} for k, v in tags.items()], opts=child)
 
         if plan.replicas_max > plan.replicas_min and plan.runtime in QUEUE_METRIC:
-            aws.autoscaling.Policy(f"{name}-queue-depth", autoscaling_group_name=self.asg.name,
+            aws.autoscaling.Policy(f"{name}-queue-depth", autoscaling_group_name=asg.name,
                                    policy_type="TargetTrackingScaling", estimated_instance_warmup=plan.startup_seconds,
                                    target_tracking_configuration={
                                        "target_value": QUEUE_TARGET, "customized_metric_specification": {
@@ -150,9 +181,9 @@ class GpuInstanceGroup(pulumi.ComponentResource):
                                            "metric_dimensions": [{"name": "deployment", "value": plan.name}]}},
                                    opts=child)
 
-        self.asg_name = self.asg.name
-        self.register_outputs({"asg_name": self.asg.name, "launch_template_id": self.launch_template.id,
-                               "role_arn": role.arn})
+        self.asg_name, self.launch_template_id, self.role_arn = asg.name, launch_template.id, role.arn
+        self.register_outputs({"asg_name": self.asg_name, "launch_template_id": self.launch_template_id,
+                               "role_arn": self.role_arn})
 
 
 USER_DATA_LIMIT = 16384   # EC2's limit on user data before base64
@@ -169,8 +200,8 @@ def encode_user_data(text: str) -> str:
     return base64.b64encode(raw).decode()
 
 
-def deployment_tags(plan: DeploymentPlan, stack: str, environment: str, manifest_sha256: Optional[str],
-                    provenance: Optional[dict]) -> dict:
+def deployment_tags(plan: DeploymentPlan, stack: str, environment: str, manifest_sha256: str | None,
+                    provenance: dict | None) -> dict:
     tags = {"llm-platform:stack": stack, "llm-platform:environment": environment,
             "llm-platform:deployment": plan.name, "llm-platform:model": plan.model,
             "llm-platform:revision": plan.revision or "unpinned", "llm-platform:precision": plan.precision,

@@ -8,10 +8,13 @@ ECR reads and decrypts when the rule is created, so it must exist first: either
 accessToken), or `images.docker_hub_username` plus the secret config `dockerHubToken`, from which
 this component writes a CMK-encrypted secret. The rules are account- and region-wide: with
 several stacks in one account and region, one owns them (`images.create_cache_rules`).
+
+Which upstreams a stack needs is worked out by the program (llm_platform/program/images.py).
 """
 from __future__ import annotations
 
-from typing import Optional
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
@@ -19,66 +22,47 @@ import pulumi_aws as aws
 from llm_platform import catalog
 
 
-def image_overrides(config) -> dict:
-    """The stack's own image references (images.<key>: <repo>@sha256:...), by catalog key."""
-    return {k: v for k, v in config.images.model_dump().items() if k in catalog.load().images and v}
-
-
-def image_keys(config, plans) -> set[str]:
-    """Which catalog images a stack runs."""
-    return {p.runtime for p in plans} | {"proxy"} | ({"awscli"} if config.platform == "eks" else set())
-
-
-def needed_upstreams(image_keys: set[str], overrides: dict) -> set[str]:
-    images = catalog.load().images
-    return {images[k]["upstream"] for k in image_keys if k not in overrides and images[k].get("available", True)}
-
-
-def credential_problem(config, image_keys: set[str], overrides: dict) -> Optional[str]:
-    """Why the cache rules cannot be made as configured (checked before any resource exists), or None."""
-    images = config.images
-    if not images.create_cache_rules or config.platform == "docker":
-        return None
-    urls = catalog.load().image_upstreams
-    needs = [u for u in needed_upstreams(image_keys, overrides) if urls[u]["credential"] == "required"]
-    if not needs or images.docker_hub_credential_arn or (images.docker_hub_username and config.docker_hub_token):
-        return None
-    keys = sorted(k for k in image_keys if catalog.load().images[k].get("upstream") in needs and k not in overrides)
-    return ("llm-platform:images.docker_hub_credential_arn: the " + " and ".join(keys) + " image"
-            + ("s come" if len(keys) > 1 else " comes") + " from Docker Hub through an ECR pull-through cache, which "
-            "needs a credential before the rule can be made: set images.docker_hub_credential_arn to a Secrets "
-            "Manager secret named ecr-pullthroughcache/<name> (keys username, accessToken); or set "
-            "images.docker_hub_username and run `pulumi config set --secret dockerHubToken <read-only token>`; or "
-            "override the images from your own registry (images.vllm, images.ollama); or, when another stack in "
-            "this account and region owns the rules, set images.create_cache_rules to false")
+@dataclass(frozen=True)
+class ImageCacheArgs:
+    stack: str
+    kms_key_arn: pulumi.Input[str]                      # encrypts a Docker Hub credential secret made here
+    upstreams: Sequence[str] = ()                       # catalog upstream keys (docker-hub, ecr-public): one rule each
+    docker_hub_credential_arn: str | None = None     # an existing ecr-pullthroughcache/... secret
+    docker_hub_username: str | None = None           # with docker_hub_token: the secret is made here
+    docker_hub_token: pulumi.Input[str] | None = None
 
 
 class ImageCache(pulumi.ComponentResource):
-    def __init__(self, name: str, *, stack: str, image_keys: set[str], overrides: dict,
-                 docker_hub_credential_arn: Optional[str], kms_key_arn: pulumi.Input[str],
-                 docker_hub_username: Optional[str] = None, docker_hub_token: Optional[pulumi.Output[str]] = None,
-                 create_rules: bool = True, opts: Optional[pulumi.ResourceOptions] = None):
+    """Outputs: docker_hub_secret_arn (the secret this component made, or None)."""
+
+    docker_hub_secret_arn: pulumi.Output[str] | None
+
+    def __init__(self, name: str, args: ImageCacheArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-platform:images:ImageCache", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         urls = catalog.load().image_upstreams
-        self.docker_hub_secret: Optional[aws.secretsmanager.Secret] = None
-        for upstream in sorted(needed_upstreams(image_keys, overrides) if create_rules else ()):
-            credential, after = None, []
+        self.docker_hub_secret_arn = None
+        for upstream in sorted(args.upstreams):
+            if upstream not in urls:
+                raise ValueError(f"ImageCacheArgs.upstreams: unknown upstream {upstream!r} (known: {', '.join(urls)})")
+            credential: pulumi.Input[str] | None = None
+            after: list[pulumi.Resource] = []
             if urls[upstream]["credential"] == "required":
-                if docker_hub_credential_arn:
-                    credential = docker_hub_credential_arn
+                if args.docker_hub_credential_arn:
+                    credential = args.docker_hub_credential_arn
                 else:
-                    self.docker_hub_secret = aws.secretsmanager.Secret(
-                        f"{name}-{upstream}", name=f"ecr-pullthroughcache/llm-{stack}/{upstream}",
+                    secret = aws.secretsmanager.Secret(
+                        f"{name}-{upstream}", name=f"ecr-pullthroughcache/llm-{args.stack}/{upstream}",
                         description=f"{upstream} read-only credential for the ECR pull-through cache",
-                        kms_key_id=kms_key_arn, recovery_window_in_days=7,
-                        tags={"llm-platform:stack": stack}, opts=child)
+                        kms_key_id=args.kms_key_arn, recovery_window_in_days=7,
+                        tags={"llm-platform:stack": args.stack}, opts=child)
                     version = aws.secretsmanager.SecretVersion(
-                        f"{name}-{upstream}", secret_id=self.docker_hub_secret.id,
+                        f"{name}-{upstream}", secret_id=secret.id,
                         secret_string=pulumi.Output.secret(pulumi.Output.json_dumps(
-                            {"username": docker_hub_username, "accessToken": docker_hub_token})), opts=child)
-                    credential, after = self.docker_hub_secret.arn, [version]
+                            {"username": args.docker_hub_username, "accessToken": args.docker_hub_token})), opts=child)
+                    credential, after = secret.arn, [version]
+                    self.docker_hub_secret_arn = secret.arn
             aws.ecr.PullThroughCacheRule(f"{name}-{upstream}", ecr_repository_prefix=upstream,
                                          upstream_registry_url=urls[upstream]["url"], credential_arn=credential,
                                          opts=pulumi.ResourceOptions(parent=self, depends_on=after))
-        self.register_outputs({"docker_hub_secret_arn": self.docker_hub_secret.arn if self.docker_hub_secret else None})
+        self.register_outputs({"docker_hub_secret_arn": self.docker_hub_secret_arn})

@@ -24,22 +24,24 @@ Per deployment, in its own namespace (Pod Security `restricted`, enforced):
 """
 from __future__ import annotations
 
-import json
 import math
 import shlex
-from typing import Optional
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
-from llm_platform.sizing.planner import DeploymentPlan
-from .eks import GPU_LABEL, INSTANCE_TYPE_LABEL, NODE_POOL_LABEL, POD_IDENTITY_TRUST
 from llm_platform.serving.proxy import AUDIT_LOG, KEYS_MAP, METRICS_PORT, TARGET_PORT, TLS_DIR, render_nginx_conf
-from llm_platform.serving.runtime import PORTS, ImageRef, container_spec, image_ref
+from llm_platform.serving.runtime import container_spec, image_ref
 from llm_platform.serving.telemetry import QUEUE_METRIC
 from llm_platform.serving.userdata import client_hash
+from llm_platform.sizing.planner import DeploymentPlan
+
+from .eks import GPU_LABEL, INSTANCE_TYPE_LABEL, NODE_POOL_LABEL, POD_IDENTITY_TRUST
+from .model_store import model_prefix, read_statements
 
 RUNTIME_UID = 1000
 PROXY_UID = 101
@@ -81,17 +83,54 @@ def hardened(uid: int) -> k8s.core.v1.SecurityContextArgs:
         seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"))
 
 
+@dataclass(frozen=True)
+class KubernetesServingArgs:
+    plan: DeploymentPlan
+    stack: str
+    environment: str
+    provider: k8s.Provider                             # the cluster's (GpuCluster.provider)
+    cluster_name: pulumi.Input[str]
+    registry: pulumi.Input[str]                        # <account>.dkr.ecr.<region>.amazonaws.com (pull-through cache)
+    region: pulumi.Input[str]
+    model_bucket_name: pulumi.Input[str]
+    model_bucket_arn: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+    client_secret_arns: Mapping[str, pulumi.Input[str]]
+    certificate_arn: pulumi.Input[str]                 # the NLB's TLS listener
+    vpc_cidr: str
+    allowed_client_cidrs: Sequence[str]
+    manifest: str | None = None
+    manifest_sha256: str | None = None
+    provenance: Mapping[str, str] | None = None
+    monitoring_cidrs: Sequence[str] = ()
+    monitoring_namespace: str = "monitoring"           # where Prometheus scrapes from
+    prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
+    queue_target: int = 4                              # waiting requests per replica before KEDA adds one
+    max_prompt_bytes: int = 131072
+    max_tokens: int = 4096
+    domain: str = "llm.internal"
+    latency_p99_seconds: float = 30.0
+    gpu_memory_percent: float = 95.0
+    image_overrides: Mapping[str, str] = field(default_factory=dict)
+    after: Sequence[pulumi.Resource] = ()              # cluster add-ons the namespace waits for (GpuCluster.addons)
+
+
 class KubernetesServing(pulumi.ComponentResource):
-    def __init__(self, name: str, *, plan: DeploymentPlan, stack: str, environment: str, provider: k8s.Provider,
-                 cluster_name: pulumi.Input[str], registry: pulumi.Input[str], region: pulumi.Input[str],
-                 store, manifest: Optional[str], manifest_sha256: Optional[str], kms_key_arn: pulumi.Input[str],
-                 client_secrets: dict, certificate_arn: pulumi.Input[str], vpc_cidr: str,
-                 allowed_client_cidrs: list[str], monitoring_cidrs: list[str], eks, max_prompt_bytes: int,
-                 max_tokens: int, domain: str, latency_p99_seconds: float, gpu_memory_percent: float,
-                 image_overrides: dict, depends_on: list, provenance: Optional[dict] = None, opts: Optional[pulumi.ResourceOptions] = None):
+    """Outputs: namespace, hostname (the internal NLB's)."""
+
+    namespace: pulumi.Output[str]
+    hostname: pulumi.Output[str | None]
+
+    def __init__(self, name: str, args: KubernetesServingArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-platform:eks:KubernetesServing", name, None, opts)
-        self.plan = plan
-        name = plan.name        # children are named after the deployment
+        plan, stack, environment, provider = args.plan, args.stack, args.environment, args.provider
+        cluster_name, registry, region, kms_key_arn = args.cluster_name, args.registry, args.region, args.kms_key_arn
+        manifest, manifest_sha256, provenance = args.manifest, args.manifest_sha256, args.provenance
+        client_secrets, certificate_arn, vpc_cidr = dict(args.client_secret_arns), args.certificate_arn, args.vpc_cidr
+        allowed_client_cidrs, monitoring_cidrs = list(args.allowed_client_cidrs), list(args.monitoring_cidrs)
+        max_prompt_bytes, max_tokens, domain = args.max_prompt_bytes, args.max_tokens, args.domain
+        latency_p99_seconds, gpu_memory_percent = args.latency_p99_seconds, args.gpu_memory_percent
+        image_overrides = args.image_overrides
         child = pulumi.ResourceOptions(parent=self)
         kopts = pulumi.ResourceOptions(parent=self, provider=provider)
         tags = {"llm-platform:stack": stack, "llm-platform:deployment": plan.name}
@@ -108,19 +147,19 @@ class KubernetesServing(pulumi.ComponentResource):
                     "llm-platform.io/checksum": manifest_sha256 or "none",
                     **{f"llm-platform.io/provenance-{k.replace('_', '-')}": v for k, v in (provenance or {}).items()}}
 
-        self.namespace = k8s.core.v1.Namespace(
+        namespace = k8s.core.v1.Namespace(
             f"{name}-namespace", metadata=k8s.meta.v1.ObjectMetaArgs(name=ns_name, labels={**PSS_LABELS, **labels}),
-            opts=pulumi.ResourceOptions.merge(kopts, pulumi.ResourceOptions(depends_on=depends_on)))
-        ns = self.namespace.metadata.name
+            opts=pulumi.ResourceOptions.merge(kopts, pulumi.ResourceOptions(depends_on=list(args.after))))
+        ns = namespace.metadata.name
         meta = lambda n, extra=None, ann=None: k8s.meta.v1.ObjectMetaArgs(  # noqa: E731
             name=n, namespace=ns, labels={**labels, **(extra or {})}, annotations=ann)
 
         # --- identity: the pod reads only its model's prefix (EKS Pod Identity)
-        prefix = store.prefix(plan.name, plan.revision)
+        prefix = model_prefix(plan.name, plan.revision)
         role = aws.iam.Role(f"{name}-pod", assume_role_policy=POD_IDENTITY_TRUST, tags=tags, opts=child)
         aws.iam.RolePolicy(f"{name}-pod", role=role.id, policy=pulumi.Output.json_dumps({
             "Version": "2012-10-17", "Statement": [
-                *store.read_statements(plan.name, plan.revision),
+                *read_statements(args.model_bucket_arn, plan.name, plan.revision),
                 {"Sid": "DecryptThroughS3", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": kms_key_arn,
                  "Condition": {"StringEquals": {"kms:ViaService": pulumi.Output.concat("s3.", region,
                                                                                         ".amazonaws.com")}}}]}),
@@ -137,8 +176,8 @@ class KubernetesServing(pulumi.ComponentResource):
                 .secret_string for _, arn in sorted(client_secrets.items())]
         names = sorted(client_secrets)
         keys_map = pulumi.Output.secret(pulumi.Output.all(*keys).apply(lambda vals: "".join(
-            f'"Bearer {v}" "{client_hash(n)}";\n' for n, v in zip(names, vals))))
-        self.client_keys = k8s.core.v1.Secret(f"{name}-client-keys", metadata=meta("client-keys"), type="Opaque",
+            f'"Bearer {v}" "{client_hash(n)}";\n' for n, v in zip(names, vals, strict=True))))
+        k8s.core.v1.Secret(f"{name}-client-keys", metadata=meta("client-keys"), type="Opaque",
                                               immutable=False, string_data={"keys.map": keys_map}, opts=kopts)
         tls_key = tls.PrivateKey(f"{name}-proxy", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
         svc_dns = [f"{plan.name}.{domain}", f"{plan.name}.{ns_name}.svc", f"{plan.name}-metrics.{ns_name}.svc"]
@@ -185,11 +224,11 @@ class KubernetesServing(pulumi.ComponentResource):
                                                                            limits={"memory": "64Mi"}))]))),
                 opts=pulumi.ResourceOptions.merge(kopts, pulumi.ResourceOptions(
                     custom_timeouts=pulumi.CustomTimeouts(create="45m", update="45m")))))
-        env_fetch = {"AWS_REGION": region, "MODEL_BUCKET": store.bucket_name, "MODEL_PREFIX": prefix,
+        env_fetch = {"AWS_REGION": region, "MODEL_BUCKET": args.model_bucket_name, "MODEL_PREFIX": prefix,
                      "MANIFEST": manifest or "", "MANIFEST_SHA256": manifest_sha256 or "", "LLM_NAME": plan.name,
                      "HOME": "/tmp"}
         spec = container_spec(plan, max_tokens, host="127.0.0.1")
-        self.runtime_args = list(spec.args)
+        self._runtime_args = list(spec.args)
         startup_failures = math.ceil(plan.startup_seconds / 10) + 6
         # image pull + weight download + load takes longer than Pulumi's default 10-minute await
         workload_timeouts = pulumi.CustomTimeouts(create=f"{plan.startup_seconds + 3600}s",
@@ -282,7 +321,7 @@ class KubernetesServing(pulumi.ComponentResource):
 
         selector_labels = dict(labels)
         if not multi_node:
-            self.workload = k8s.apps.v1.Deployment(
+            self._workload = k8s.apps.v1.Deployment(
                 f"{name}-deployment", metadata=meta(plan.name, ann=identity),
                 spec=k8s.apps.v1.DeploymentSpecArgs(
                     replicas=plan.replicas_min,
@@ -290,15 +329,15 @@ class KubernetesServing(pulumi.ComponentResource):
                     strategy=k8s.apps.v1.DeploymentStrategyArgs(type="RollingUpdate", rolling_update=k8s.apps.v1.
                                                                 RollingUpdateDeploymentArgs(max_surge=0, max_unavailable=1)),
                     progress_deadline_seconds=plan.startup_seconds + 600,
-                    template=pod([runtime_container(command=list(spec.command) or None, args=self.runtime_args),
+                    template=pod([runtime_container(command=list(spec.command) or None, args=self._runtime_args),
                                   proxy], {})),
                 opts=pulumi.ResourceOptions.merge(kopts, pulumi.ResourceOptions(
                     ignore_changes=["spec.replicas"] if plan.replicas_max > plan.replicas_min else None,
                     depends_on=[association, *warm_jobs], custom_timeouts=workload_timeouts)))
             scale_ref = {"apiVersion": "apps/v1", "kind": "Deployment", "name": plan.name}
         else:
-            self.identity = identity
-            self.workload = self._leader_worker_set(name, plan, meta, pod, runtime_container, proxy,
+            self._identity = identity
+            self._workload = self._leader_worker_set(name, plan, meta, pod, runtime_container, proxy,
                                                     pulumi.ResourceOptions.merge(kopts, pulumi.ResourceOptions(
                                                         ignore_changes=["spec.replicas"],
                                                         depends_on=[association, *warm_jobs],
@@ -327,7 +366,7 @@ class KubernetesServing(pulumi.ComponentResource):
         }
         ann_out = pulumi.Output.from_input(certificate_arn).apply(
             lambda arn: {**ann, "service.beta.kubernetes.io/aws-load-balancer-ssl-cert": arn})
-        self.service = k8s.core.v1.Service(
+        service = k8s.core.v1.Service(
             f"{name}-service", metadata=k8s.meta.v1.ObjectMetaArgs(name=plan.name, namespace=ns, labels=labels,
                                                                   annotations=ann_out),
             spec=k8s.core.v1.ServiceSpecArgs(
@@ -340,7 +379,7 @@ class KubernetesServing(pulumi.ComponentResource):
             spec=k8s.core.v1.ServiceSpecArgs(type="ClusterIP", selector=selector_labels, ports=[
                 k8s.core.v1.ServicePortArgs(name="metrics", port=METRICS_PORT, target_port=METRICS_PORT)]),
             opts=kopts)
-        self.hostname = self.service.status.apply(
+        self.hostname = service.status.apply(
             lambda s: s.load_balancer.ingress[0].hostname if s and s.load_balancer and s.load_balancer.ingress else None)
 
         # --- network policy: default deny, then exactly what serving needs
@@ -351,7 +390,7 @@ class KubernetesServing(pulumi.ComponentResource):
                 from_=peers_api, ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=TARGET_PORT, protocol="TCP")]),
             k8s.networking.v1.NetworkPolicyIngressRuleArgs(
                 from_=[k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=k8s.meta.v1.LabelSelectorArgs(
-                    match_labels={"kubernetes.io/metadata.name": eks.monitoring_namespace}))],
+                    match_labels={"kubernetes.io/metadata.name": args.monitoring_namespace}))],
                 ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=METRICS_PORT, protocol="TCP")])]
         egress = [
             k8s.networking.v1.NetworkPolicyEgressRuleArgs(
@@ -372,7 +411,7 @@ class KubernetesServing(pulumi.ComponentResource):
                 match_labels=labels))]
             ingress.append(k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=same))
             egress.append(k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=same))
-        self.network_policy = k8s.networking.v1.NetworkPolicy(
+        k8s.networking.v1.NetworkPolicy(
             f"{name}-netpol", metadata=meta(plan.name),
             spec=k8s.networking.v1.NetworkPolicySpecArgs(
                 pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
@@ -394,9 +433,9 @@ class KubernetesServing(pulumi.ComponentResource):
                       # a new replica needs the plan's startup time: don't flap while it loads
                       "cooldownPeriod": max(300, plan.startup_seconds),
                       "triggers": [{"type": "prometheus", "metadata": {
-                          "serverAddress": eks.prometheus_url,
+                          "serverAddress": args.prometheus_url,
                           "query": f'sum({queue}{{namespace="{ns_name}"}})',
-                          "threshold": str(eks.queue_target)}}]},
+                          "threshold": str(args.queue_target)}}]},
                 opts=kopts)
 
         # --- monitoring: scrape through the proxy's metrics port; alerts
@@ -411,14 +450,15 @@ class KubernetesServing(pulumi.ComponentResource):
         k8s.apiextensions.CustomResource(
             f"{name}-alerts", api_version="monitoring.coreos.com/v1", kind="PrometheusRule", metadata=meta(plan.name),
             spec={"groups": [{"name": f"llm-{plan.name}", "rules": alert_rules(
-                plan, ns_name, latency_p99_seconds, gpu_memory_percent, eks.queue_target)}]},
+                plan, ns_name, latency_p99_seconds, gpu_memory_percent, args.queue_target)}]},
             opts=kopts)
-        self.register_outputs({"namespace": ns, "hostname": self.hostname})
+        self.namespace = ns
+        self.register_outputs({"namespace": self.namespace, "hostname": self.hostname})
 
     def _leader_worker_set(self, name, plan, meta, pod, runtime_container, proxy, kopts):
         """PP nodes per replica: Ray head + vLLM on the leader, Ray workers on the others."""
         total = plan.gpus_per_replica
-        args = " ".join(shlex.quote(a) for a in self.runtime_args)
+        args = " ".join(shlex.quote(a) for a in self._runtime_args)
         ray_common = f"--num-gpus={plan.gpus_per_node} --disable-usage-stats --temp-dir=/tmp/ray"
         wait = (f"python3 -c 'import ray,time; ray.init(address=\"auto\"); "
                 f"[time.sleep(5) for _ in iter(lambda: ray.cluster_resources().get(\"GPU\", 0) < {total}, False)]'")
@@ -433,7 +473,7 @@ class KubernetesServing(pulumi.ComponentResource):
                      {"llm-platform/role": "worker"}, with_proxy=False)
         return k8s.apiextensions.CustomResource(
             f"{name}-lws", api_version="leaderworkerset.x-k8s.io/v1", kind="LeaderWorkerSet",
-            metadata=meta(plan.name, ann=self.identity),
+            metadata=meta(plan.name, ann=self._identity),
             spec={"replicas": plan.replicas_min, "startupPolicy": "LeaderCreated",
                   "rolloutStrategy": {"type": "RollingUpdate", "rollingUpdateConfiguration": {
                       "maxUnavailable": 1, "maxSurge": 0}},

@@ -1,4 +1,4 @@
-"""LocalStack: `platform: docker`, the models on one workstation with Docker (pulumi-docker).
+"""DockerHost and docker_serving: `platform: docker`, the models on one workstation with Docker (pulumi-docker).
 
 Per model, the same two processes as on an EC2 instance or in a pod, with the same isolation:
 - the runtime container (Ollama, or vLLM) with the plan's settings (components/runtime.py), bound to
@@ -36,7 +36,8 @@ directory), e.g. `docker run --rm -v llm-<stack>-<name>-model:/model -v $PWD/sta
 from __future__ import annotations
 
 import shlex
-from typing import Optional
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_docker as docker
@@ -44,11 +45,10 @@ import pulumi_random as random
 import pulumi_tls as tls
 
 from llm_platform import catalog
-from llm_platform.settings import StackConfig
-from llm_platform.sizing.planner import DeploymentPlan
 from llm_platform.serving.proxy import AUDIT_LOG, KEYS_MAP, TARGET_PORT, TLS_DIR, render_nginx_conf
 from llm_platform.serving.runtime import container_spec
 from llm_platform.serving.userdata import PROXY_UID, client_hash
+from llm_platform.sizing.planner import DeploymentPlan
 
 RUNTIME_UID = "1000:1000"
 LOOPBACK = "127.0.0.1"
@@ -61,7 +61,7 @@ PROXY_DIR = KEYS_MAP.rsplit("/", 1)[0]          # /run/llm: the per-model proxy 
 AUDIT_DIR = AUDIT_LOG.rsplit("/", 1)[0]         # /var/log/llm-proxy: the stack's audit volume
 
 
-def pinned(key: str, override: Optional[str]) -> str:
+def pinned(key: str, override: str | None) -> str:
     """<registry>/<repository>@sha256:<digest>, from the catalog (upstream registry) or the stack's override."""
     if override:
         return override
@@ -90,7 +90,7 @@ def proxy_config_script(proxy_uid: int) -> str:
             f"done\n")
 
 
-def verify_then(command: str, manifest: Optional[str], manifest_sha256: Optional[str]) -> str:
+def verify_then(command: str, manifest: str | None, manifest_sha256: str | None) -> str:
     """The runtime's entrypoint script: verify the staged weights, then exec the server."""
     if not manifest:
         return f"echo 'WARNING: no checksums configured: weights are NOT verified' >&2\nexec {command}\n"
@@ -109,108 +109,155 @@ def gid_of(user: str) -> str:
     return user.split(":", 1)[-1]
 
 
-class LocalStack(pulumi.ComponentResource):
-    def __init__(self, name: str, *, config: StackConfig, plans: list[DeploymentPlan], parents: dict,
-                 opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("llm-platform:local:LocalStack", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        stack = pulumi.get_stack()
-        api, local = config.api, config.local
-        overrides = {k: v for k, v in config.images.model_dump().items() if v and k != "docker_hub_credential_arn"}
-        labels = [{"label": "llm-platform.stack", "value": stack}]
-        specs = {m.name: m for m in config.models}
+@dataclass(frozen=True)
+class DockerHostArgs:
+    stack: str
+    clients: Sequence[str]                             # one generated API key per client
+    runtimes: Sequence[str]                            # catalog image keys the models run (vllm, ollama, tgi)
+    image_overrides: Mapping[str, str] = field(default_factory=dict)
 
-        self.client_keys = {c: random.RandomPassword(f"{name}-{c}-api-key", length=48, special=False, min_lower=4,
-                                                     min_upper=4, min_numeric=4, opts=child) for c in api.clients}
-        names = sorted(self.client_keys)
-        keys_map = pulumi.Output.secret(pulumi.Output.all(*[self.client_keys[c].result for c in names]).apply(
-            lambda vals: "".join(f'"Bearer {v}" "{client_hash(n)}";\n' for n, v in zip(names, vals))))
+
+class DockerHost(pulumi.ComponentResource):
+    """What the models on one workstation share: the bridge network (no inter-container traffic), the audit
+    volume, the pinned images, the client keys and the proxies' TLS key pair.
+
+    Outputs: network_name, audit_volume_name, images (key -> pinned reference), client_keys (client -> key,
+    secret), keys_map (the proxies' key map, secret), cert_pem. Handles: `pulls` (image pulls to wait for)."""
+
+    network_name: pulumi.Output[str]
+    audit_volume_name: pulumi.Output[str]
+    images: dict[str, str]
+    client_keys: dict[str, pulumi.Output[str]]
+    keys_map: pulumi.Output[str]
+    cert_pem: pulumi.Output[str]
+    pulls: dict[str, docker.RemoteImage]
+
+    def __init__(self, name: str, args: DockerHostArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llm-platform:local:DockerHost", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        stack = self._stack = args.stack
+        labels = [{"label": "llm-platform.stack", "value": stack}]
+        passwords = {c: random.RandomPassword(f"{name}-{c}-api-key", length=48, special=False, min_lower=4,
+                                              min_upper=4, min_numeric=4, opts=child) for c in args.clients}
+        names = sorted(passwords)
+        self.keys_map = pulumi.Output.secret(pulumi.Output.all(*[passwords[c].result for c in names]).apply(
+            lambda vals: "".join(f'"Bearer {v}" "{client_hash(n)}";\n' for n, v in zip(names, vals, strict=True))))
+        self.client_keys = {c: pulumi.Output.secret(k.result) for c, k in passwords.items()}
         tls_key = tls.PrivateKey(f"{name}-proxy", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        self._key_pem = pulumi.Output.secret(tls_key.private_key_pem)
         cert = tls.SelfSignedCert(f"{name}-proxy", private_key_pem=tls_key.private_key_pem,
                                   validity_period_hours=24 * 397, early_renewal_hours=24 * 30,
                                   subject={"common_name": "localhost", "organization": "llm-platform"},
                                   dns_names=["localhost"], ip_addresses=[LOOPBACK],
                                   allowed_uses=["digital_signature", "server_auth"], opts=child)
-        self.ca_cert_pem = cert.cert_pem
+        self.cert_pem = cert.cert_pem
         network = docker.Network(f"{name}-net", name=f"llm-{stack}", driver="bridge",
                                  options={"com.docker.network.bridge.enable_icc": "false"}, labels=labels, opts=child)
         audit = docker.Volume(f"{name}-audit", name=f"llm-{stack}-audit", labels=labels, opts=child)
+        self.images, self.pulls = {}, {}
+        for key in sorted(set(args.runtimes) | {"proxy"}):
+            self.images[key] = pinned(key, args.image_overrides.get(key))
+            self.pulls[key] = docker.RemoteImage(f"{name}-{key}", name=self.images[key], keep_locally=True, opts=child)
+        self.network_name, self.audit_volume_name = network.name, audit.name
+        self.register_outputs({"network_name": self.network_name, "audit_volume_name": self.audit_volume_name,
+                               "images": self.images, "client_keys": self.client_keys, "keys_map": self.keys_map,
+                               "cert_pem": self.cert_pem})
 
-        images = {}
-        for key in sorted({p.runtime for p in plans} | {"proxy"}):
-            ref = pinned(key, overrides.get(key))
-            images[key] = (ref, docker.RemoteImage(f"{name}-{key}", name=ref, keep_locally=True, opts=child))
+    def serving(self, plan: DeploymentPlan, port: int, max_prompt_bytes: int, max_tokens: int,
+                manifest: str | None = None, manifest_sha256: str | None = None) -> DockerServingArgs:
+        """The per-model Args for a deployment on this host."""
+        return DockerServingArgs(
+            plan=plan, stack=self._stack, port=port, network_name=self.network_name,
+            audit_volume_name=self.audit_volume_name, runtime_image=self.images[plan.runtime],
+            proxy_image=self.images["proxy"], keys_map=self.keys_map, cert_pem=self.cert_pem, key_pem=self._key_pem,
+            max_prompt_bytes=max_prompt_bytes, max_tokens=max_tokens, manifest=manifest,
+            manifest_sha256=manifest_sha256, after=(self.pulls[plan.runtime], self.pulls["proxy"]))
 
-        self.endpoints, self.containers = {}, {}
-        for i, plan in enumerate(plans):
-            spec_cfg = specs[plan.name]
-            port = local.port + i
-            child = pulumi.ResourceOptions(parent=parents[plan.name])
-            spec = container_spec(plan, api.max_tokens, host=LOOPBACK)
-            model_vol = docker.Volume(f"{plan.name}-model", name=f"llm-{stack}-{plan.name}-model", labels=labels,
-                                      opts=child)
-            proxy_vol = docker.Volume(f"{plan.name}-proxy", name=f"llm-{stack}-{plan.name}-proxy", labels=labels,
-                                      opts=child)
-            server = ("ollama serve" if plan.runtime == "ollama"
-                      else f"{'vllm serve' if plan.runtime == 'vllm' else 'text-generation-launcher'} "
-                           + " ".join(shlex.quote(a) for a in spec.args))
-            script = verify_then(server, spec_cfg.checksums.manifest if spec_cfg.checksums else None,
-                                 spec_cfg.checksums.sha256 if spec_cfg.checksums else None)
-            ref, remote = images[plan.runtime]
-            runtime = docker.Container(
-                plan.name, name=f"llm-{stack}-{plan.name}", image=ref, entrypoints=["/bin/sh", "-ec"],
-                command=[script], envs=[f"{k}={v}" for k, v in sorted(runtime_env(plan.runtime, spec.env).items())],
-                user=RUNTIME_UID, read_only=True, capabilities={"drops": ["ALL"]},
-                security_opts=["no-new-privileges"],
-                tmpfs={"/tmp": "rw,size=4g",
-                       CACHE: f"rw,exec,nosuid,nodev,size=8g,uid={uid_of(RUNTIME_UID)},gid={gid_of(RUNTIME_UID)},"
-                              "mode=0700"},
-                shm_size=16384 if plan.runtime != "ollama" else None,
-                gpus="all" if plan.gpu_count else None,
-                volumes=[{"volume_name": model_vol.name, "container_path": "/model", "read_only": True}],
-                networks_advanced=[{"name": network.name}],
-                # the proxy lives in this network namespace: its port is the only one published, on loopback
-                ports=[{"internal": TARGET_PORT, "external": port, "ip": LOOPBACK, "protocol": "tcp"}],
-                restart="unless-stopped", must_run=True, labels=labels + [{"label": "llm-platform.model",
-                                                                           "value": plan.model}],
-                opts=pulumi.ResourceOptions(parent=parents[plan.name], depends_on=[remote],
-                                            delete_before_replace=True))   # fixed name and port
-            conf = render_nginx_conf(plan, api.max_prompt_bytes, [])
-            pref, premote = images["proxy"]
-            uid = str(PROXY_UID)
-            proxy_mounts = [{"volume_name": proxy_vol.name, "container_path": PROXY_DIR},
-                            {"volume_name": audit.name, "container_path": AUDIT_DIR}]
-            # One shot, before the proxy: uploads need a writable root (see the module docstring).
-            config = docker.Container(
-                f"{plan.name}-proxy-config", name=f"llm-{stack}-{plan.name}-proxy-config", image=pref,
-                entrypoints=["/bin/sh", "-ec"], command=[proxy_config_script(PROXY_UID)],
-                user=f"0:{uid}", read_only=False, capabilities={"drops": ["ALL"]},
-                security_opts=["no-new-privileges"], network_mode="none", volumes=proxy_mounts,
-                uploads=[{"file": f"{PROXY_DIR}/nginx.conf", "content": conf, "owner": "0", "group": "0",
-                          "permissions": "0444"},
-                         {"file": KEYS_MAP, "content": keys_map, "owner": uid, "group": uid, "permissions": "0400"},
-                         {"file": f"{TLS_DIR}/cert.pem", "content": cert.cert_pem, "owner": uid, "group": uid,
-                          "permissions": "0444"},
-                         {"file": f"{TLS_DIR}/key.pem", "content": pulumi.Output.secret(tls_key.private_key_pem),
-                          "owner": uid, "group": uid, "permissions": "0400"}],
-                attach=True, must_run=False, restart="no", labels=labels,
-                opts=pulumi.ResourceOptions(parent=parents[plan.name], depends_on=[premote],
-                                            delete_before_replace=True))
-            proxy = docker.Container(
-                f"{plan.name}-proxy", name=f"llm-{stack}-{plan.name}-proxy", image=pref,
-                command=["nginx", "-c", f"{PROXY_DIR}/nginx.conf", "-g", "daemon off;"],
-                network_mode=pulumi.Output.concat("container:", runtime.name),
-                user=f"{uid}:{uid}", read_only=True, capabilities={"drops": ["ALL"]},
-                security_opts=["no-new-privileges"], tmpfs={"/tmp": "rw,size=64m"},
-                volumes=[{**m, "read_only": m["container_path"] == PROXY_DIR} for m in proxy_mounts],
-                restart="unless-stopped", must_run=True,
-                # a new config (helper replaced) or a new runtime (a new network namespace) replaces the proxy
-                labels=labels + [{"label": "llm-platform.proxy-config", "value": config.id},
-                                 {"label": "llm-platform.runtime", "value": runtime.id}],
-                opts=pulumi.ResourceOptions(parent=parents[plan.name], depends_on=[premote, runtime, config],
-                                            delete_before_replace=True))
-            self.containers[plan.name] = (runtime, proxy)
-            self.endpoints[plan.name] = f"https://{LOOPBACK}:{port}/v1"
-        pulumi.export("client_keys", {c: pulumi.Output.secret(k.result) for c, k in self.client_keys.items()})
-        pulumi.export("proxy_certificate_pem", cert.cert_pem)
-        self.register_outputs({"endpoints": self.endpoints})
+
+@dataclass(frozen=True)
+class DockerServingArgs:
+    """One model's containers on a Docker host (made by ModelDeployment, parented to it)."""
+    plan: DeploymentPlan
+    stack: str
+    port: int                                          # the proxy's published port on 127.0.0.1
+    network_name: pulumi.Input[str]
+    audit_volume_name: pulumi.Input[str]
+    runtime_image: str                                 # pinned references
+    proxy_image: str
+    keys_map: pulumi.Input[str]                        # secret
+    cert_pem: pulumi.Input[str]
+    key_pem: pulumi.Input[str]                         # secret
+    max_prompt_bytes: int = 131072
+    max_tokens: int = 4096
+    manifest: str | None = None
+    manifest_sha256: str | None = None
+    after: Sequence[pulumi.Resource] = ()              # image pulls
+
+
+def docker_serving(name: str, args: DockerServingArgs, parent: pulumi.Resource
+                   ) -> tuple[docker.Container, docker.Container]:
+    """The runtime container and its proxy sidecar (plus the model and proxy volumes and the one-shot proxy
+    config helper), each named `<name>-<role>`. Returns (runtime, proxy)."""
+    plan, stack = args.plan, args.stack
+    labels = [{"label": "llm-platform.stack", "value": stack}]
+    child = pulumi.ResourceOptions(parent=parent)
+    spec = container_spec(plan, args.max_tokens, host=LOOPBACK)
+    model_vol = docker.Volume(f"{name}-model", name=f"llm-{stack}-{plan.name}-model", labels=labels, opts=child)
+    proxy_vol = docker.Volume(f"{name}-proxy", name=f"llm-{stack}-{plan.name}-proxy", labels=labels, opts=child)
+    server = ("ollama serve" if plan.runtime == "ollama"
+              else f"{'vllm serve' if plan.runtime == 'vllm' else 'text-generation-launcher'} "
+                   + " ".join(shlex.quote(a) for a in spec.args))
+    script = verify_then(server, args.manifest, args.manifest_sha256)
+    pulls = list(args.after)
+    runtime = docker.Container(
+        f"{name}-runtime", name=f"llm-{stack}-{plan.name}", image=args.runtime_image, entrypoints=["/bin/sh", "-ec"],
+        command=[script], envs=[f"{k}={v}" for k, v in sorted(runtime_env(plan.runtime, spec.env).items())],
+        user=RUNTIME_UID, read_only=True, capabilities={"drops": ["ALL"]},
+        security_opts=["no-new-privileges"],
+        tmpfs={"/tmp": "rw,size=4g",
+               CACHE: f"rw,exec,nosuid,nodev,size=8g,uid={uid_of(RUNTIME_UID)},gid={gid_of(RUNTIME_UID)},"
+                      "mode=0700"},
+        shm_size=16384 if plan.runtime != "ollama" else None,
+        gpus="all" if plan.gpu_count else None,
+        volumes=[{"volume_name": model_vol.name, "container_path": "/model", "read_only": True}],
+        networks_advanced=[{"name": args.network_name}],
+        # the proxy lives in this network namespace: its port is the only one published, on loopback
+        ports=[{"internal": TARGET_PORT, "external": args.port, "ip": LOOPBACK, "protocol": "tcp"}],
+        restart="unless-stopped", must_run=True, labels=labels + [{"label": "llm-platform.model",
+                                                                   "value": plan.model}],
+        # once named after the deployment alone: the alias keeps it in place
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=pulls, delete_before_replace=True,   # fixed name, port
+                                    aliases=[pulumi.Alias(name=plan.name)]))
+    conf = render_nginx_conf(plan, args.max_prompt_bytes, [])
+    uid = str(PROXY_UID)
+    proxy_mounts = [{"volume_name": proxy_vol.name, "container_path": PROXY_DIR},
+                    {"volume_name": args.audit_volume_name, "container_path": AUDIT_DIR}]
+    # One shot, before the proxy: uploads need a writable root (see the module docstring).
+    config = docker.Container(
+        f"{name}-proxy-config", name=f"llm-{stack}-{plan.name}-proxy-config", image=args.proxy_image,
+        entrypoints=["/bin/sh", "-ec"], command=[proxy_config_script(PROXY_UID)],
+        user=f"0:{uid}", read_only=False, capabilities={"drops": ["ALL"]},
+        security_opts=["no-new-privileges"], network_mode="none", volumes=proxy_mounts,
+        uploads=[{"file": f"{PROXY_DIR}/nginx.conf", "content": conf, "owner": "0", "group": "0",
+                  "permissions": "0444"},
+                 {"file": KEYS_MAP, "content": args.keys_map, "owner": uid, "group": uid, "permissions": "0400"},
+                 {"file": f"{TLS_DIR}/cert.pem", "content": args.cert_pem, "owner": uid, "group": uid,
+                  "permissions": "0444"},
+                 {"file": f"{TLS_DIR}/key.pem", "content": pulumi.Output.secret(args.key_pem),
+                  "owner": uid, "group": uid, "permissions": "0400"}],
+        attach=True, must_run=False, restart="no", labels=labels,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=pulls, delete_before_replace=True))
+    proxy = docker.Container(
+        f"{name}-proxy", name=f"llm-{stack}-{plan.name}-proxy", image=args.proxy_image,
+        command=["nginx", "-c", f"{PROXY_DIR}/nginx.conf", "-g", "daemon off;"],
+        network_mode=pulumi.Output.concat("container:", runtime.name),
+        user=f"{uid}:{uid}", read_only=True, capabilities={"drops": ["ALL"]},
+        security_opts=["no-new-privileges"], tmpfs={"/tmp": "rw,size=64m"},
+        volumes=[{**m, "read_only": m["container_path"] == PROXY_DIR} for m in proxy_mounts],
+        restart="unless-stopped", must_run=True,
+        # a new config (helper replaced) or a new runtime (a new network namespace) replaces the proxy
+        labels=labels + [{"label": "llm-platform.proxy-config", "value": config.id},
+                         {"label": "llm-platform.runtime", "value": runtime.id}],
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[*pulls, runtime, config],
+                                    delete_before_replace=True))
+    return runtime, proxy

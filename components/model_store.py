@@ -9,7 +9,7 @@ the VPC's S3 gateway endpoint. Which role may read which prefix is granted on th
 """
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
@@ -22,7 +22,7 @@ def tls_only_statement(bucket_arn: pulumi.Input[str]) -> dict:
 
 
 def private_bucket(name: str, *, prefix: str, tags: dict, parent: pulumi.Resource, protect: bool,
-                   kms_key_arn: Optional[pulumi.Input[str]], expire_days: Optional[int] = None) -> aws.s3.Bucket:
+                   kms_key_arn: pulumi.Input[str] | None, expire_days: int | None = None) -> aws.s3.Bucket:
     """A bucket with versioning, encryption, owner-enforced objects and every public access blocked."""
     child = pulumi.ResourceOptions(parent=parent)
     bucket = aws.s3.Bucket(name, bucket_prefix=prefix, force_destroy=not protect, tags=tags,
@@ -44,33 +44,46 @@ def private_bucket(name: str, *, prefix: str, tags: dict, parent: pulumi.Resourc
     return bucket
 
 
+def model_prefix(name: str, revision: str | None) -> str:
+    """Where a deployment's staged files live in the store: models/<name>/<revision>."""
+    return f"models/{name}/{revision or 'unpinned'}"
+
+
+def read_statements(bucket_arn: pulumi.Input[str], name: str, revision: str | None) -> list[dict]:
+    """IAM statements that let a role read one model's prefix, and nothing else in the store."""
+    prefix = model_prefix(name, revision)
+    return [{"Sid": "ReadThisModel", "Effect": "Allow", "Action": ["s3:GetObject"],
+             "Resource": pulumi.Output.format("{0}/{1}/*", bucket_arn, prefix)},
+            {"Sid": "ListThisModel", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": bucket_arn,
+             "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*", prefix]}}}]
+
+
+@dataclass(frozen=True)
+class ModelStoreArgs:
+    stack: str
+    kms_key_arn: pulumi.Input[str]        # SSE-KMS with S3 Bucket Keys
+    s3_endpoint_id: pulumi.Input[str]     # object reads are refused unless they come through this gateway endpoint
+    protect: bool = False
+
+
 class ModelStore(pulumi.ComponentResource):
-    def __init__(self, name: str, *, stack: str, kms_key_arn: pulumi.Input[str], s3_endpoint_id: pulumi.Input[str],
-                 protect: bool, opts: Optional[pulumi.ResourceOptions] = None):
+    """Outputs: bucket_name, bucket_arn."""
+
+    bucket_name: pulumi.Output[str]
+    bucket_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ModelStoreArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-platform:storage:ModelStore", name, None, opts)
-        tags = {"llm-platform:stack": stack, "llm-platform:purpose": "model-weights"}
-        self.bucket = private_bucket(f"{name}-bucket", prefix=f"llm-{stack}-models-", tags=tags, parent=self,
-                                     protect=protect, kms_key_arn=kms_key_arn)
-        arn = self.bucket.arn
-        aws.s3.BucketPolicy(f"{name}-policy", bucket=self.bucket.id, policy=pulumi.Output.json_dumps({
+        tags = {"llm-platform:stack": args.stack, "llm-platform:purpose": "model-weights"}
+        bucket = private_bucket(f"{name}-bucket", prefix=f"llm-{args.stack}-models-", tags=tags, parent=self,
+                                protect=args.protect, kms_key_arn=args.kms_key_arn)
+        arn = bucket.arn
+        aws.s3.BucketPolicy(f"{name}-policy", bucket=bucket.id, policy=pulumi.Output.json_dumps({
             "Version": "2012-10-17", "Statement": [
                 tls_only_statement(arn),
                 {"Sid": "ReadsOnlyThroughTheVpcEndpoint", "Effect": "Deny", "Principal": "*",
                  "Action": ["s3:GetObject", "s3:GetObjectVersion"], "Resource": pulumi.Output.concat(arn, "/*"),
-                 "Condition": {"StringNotEquals": {"aws:SourceVpce": s3_endpoint_id}}},
+                 "Condition": {"StringNotEquals": {"aws:SourceVpce": args.s3_endpoint_id}}},
             ]}), opts=pulumi.ResourceOptions(parent=self))
-        self.bucket_name = self.bucket.bucket
-        self.bucket_arn = arn
-        self.register_outputs({"bucket": self.bucket.bucket, "arn": arn})
-
-    @staticmethod
-    def prefix(name: str, revision: Optional[str]) -> str:
-        return f"models/{name}/{revision or 'unpinned'}"
-
-    def read_statements(self, name: str, revision: Optional[str]) -> list[dict]:
-        """IAM statements that let a role read one model's prefix, and nothing else in the store."""
-        prefix = self.prefix(name, revision)
-        return [{"Sid": "ReadThisModel", "Effect": "Allow", "Action": ["s3:GetObject"],
-                 "Resource": pulumi.Output.format("{0}/{1}/*", self.bucket_arn, prefix)},
-                {"Sid": "ListThisModel", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": self.bucket_arn,
-                 "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*", prefix]}}}]
+        self.bucket_name, self.bucket_arn = bucket.bucket, arn
+        self.register_outputs({"bucket_name": self.bucket_name, "bucket_arn": self.bucket_arn})

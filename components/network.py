@@ -3,7 +3,7 @@
 Defaults, as awsx's Vpc states its own:
 - DNS support and hostnames on (interface endpoints need private DNS);
 - one private subnet per AZ (`network.availability_zones`: a count or names), CIDRs from
-  components/addressing.py; no instance in them gets a public IP;
+  llm_platform/serving/addressing.py; no instance in them gets a public IP;
 - egress `none` (the default): no internet gateway and no NAT at all. AWS APIs are reached
   through interface endpoints (Secrets Manager, KMS, ECR api and dkr, CloudWatch Logs and
   monitoring, SSM, ssmmessages, ec2messages, STS, Auto Scaling, EC2) behind an endpoint security group
@@ -17,7 +17,8 @@ Defaults, as awsx's Vpc states its own:
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
@@ -27,66 +28,106 @@ from llm_platform.serving.addressing import subnet_layout
 # ec2: the CloudWatch agent learns its Auto Scaling group through ec2:DescribeTags
 INTERFACE_ENDPOINTS = ("secretsmanager", "kms", "ecr.api", "ecr.dkr", "logs", "monitoring", "ssm", "ssmmessages",
                        "ec2messages", "sts", "autoscaling", "ec2")
+ZONE_LETTERS = "abcdefghijklmnop"
+
+
+@dataclass(frozen=True)
+class PrivateNetworkArgs:
+    stack: str                                         # names (Name tags, the flow-log group)
+    kms_key_arn: pulumi.Input[str]                     # encrypts the flow-log group
+    cidr: str = "10.40.0.0/16"
+    availability_zones: int | Sequence[str] = 2  # a count (the region's first N available) or zone names
+    egress: str = "none"                               # "none": no route out at all; "nat": a NAT gateway per zone
+    log_retention_days: int = 90
+    protect: bool = False
+    extra_endpoints: Sequence[str] = ()                # further interface endpoints (e.g. eks-auth)
+
+
+def zone_roles(availability_zones: int | Sequence[str]) -> list[str]:
+    """The role each zone's subnets are named by: the zone's letter (us-east-1a -> "a"); with a count, the
+    letter of its position among the region's available zones. Never a bare index."""
+    if isinstance(availability_zones, int):
+        return list(ZONE_LETTERS[:availability_zones])
+    roles = [z.rsplit("-", 1)[-1].lstrip("0123456789") or z for z in availability_zones]
+    return roles if len(set(roles)) == len(roles) else [z.replace(".", "-") for z in availability_zones]
 
 
 class PrivateNetwork(pulumi.ComponentResource):
-    def __init__(self, name: str, *, stack: str, cidr: str, availability_zones: Union[int, Sequence[str]],
-                 egress: str, kms_key_arn: pulumi.Input[str], log_retention_days: int, protect: bool,
-                 extra_endpoints: Sequence[str] = (), opts: Optional[pulumi.ResourceOptions] = None):
+    """Outputs: vpc_id, vpc_cidr, private_subnet_ids, private_route_table_ids, s3_endpoint_id,
+    s3_prefix_list_id, endpoint_security_group_id, flow_log_group_name."""
+
+    vpc_id: pulumi.Output[str]
+    vpc_cidr: str
+    private_subnet_ids: list[pulumi.Output[str]]
+    private_route_table_ids: list[pulumi.Output[str]]
+    s3_endpoint_id: pulumi.Output[str]
+    s3_prefix_list_id: pulumi.Output[str]
+    endpoint_security_group_id: pulumi.Output[str]
+    flow_log_group_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: PrivateNetworkArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-platform:network:PrivateNetwork", name, None, opts)
+        stack, cidr = args.stack, args.cidr
         child = pulumi.ResourceOptions(parent=self)
         region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
-        if isinstance(availability_zones, int):
-            count = availability_zones
+        if isinstance(args.availability_zones, int):
+            count = args.availability_zones
             zones = aws.get_availability_zones_output(state="available",
                                                       opts=pulumi.InvokeOutputOptions(parent=self)).names
             az = [zones.apply(lambda names, i=i: names[i]) for i in range(count)]
         else:
-            count, az = len(availability_zones), list(availability_zones)
-        layout = subnet_layout(cidr, count, egress)
+            count, az = len(args.availability_zones), list(args.availability_zones)
+        roles = zone_roles(args.availability_zones)
+        layout = subnet_layout(cidr, count, args.egress)
         tags = {"llm-platform:stack": stack}
 
-        self.vpc = aws.ec2.Vpc(f"{name}-vpc", cidr_block=cidr, enable_dns_support=True, enable_dns_hostnames=True,
-                               tags={**tags, "Name": f"llm-{stack}"}, opts=child)
-        aws.ec2.DefaultSecurityGroup(f"{name}-default-sg", vpc_id=self.vpc.id, ingress=[], egress=[],
+        def renamed(i: int, role: str) -> pulumi.ResourceOptions:
+            # subnets were once named by index (<name>-private-0): the alias keeps them in place
+            return pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(name=f"{name}-{role}-{i}")])
+
+        vpc = aws.ec2.Vpc(f"{name}-vpc", cidr_block=cidr, enable_dns_support=True, enable_dns_hostnames=True,
+                          tags={**tags, "Name": f"llm-{stack}"}, opts=child)
+        aws.ec2.DefaultSecurityGroup(f"{name}-default-sg", vpc_id=vpc.id, ingress=[], egress=[],
                                      tags={**tags, "Name": f"llm-{stack}-default-unused"}, opts=child)
 
-        self.private_subnets, self.route_tables = [], []
+        # (Name tags keep the positional form existing stacks carry: changing them would be an update for nothing)
+        subnets, tables = [], []
         for i, block in enumerate(layout.private):
-            subnet = aws.ec2.Subnet(f"{name}-private-{i}", vpc_id=self.vpc.id, cidr_block=block, availability_zone=az[i],
+            z = roles[i]
+            subnet = aws.ec2.Subnet(f"{name}-private-{z}", vpc_id=vpc.id, cidr_block=block, availability_zone=az[i],
                                     map_public_ip_on_launch=False,
                                     tags={**tags, "Name": f"llm-{stack}-private-{i}", "llm-platform:tier": "inference"},
-                                    opts=child)
-            table = aws.ec2.RouteTable(f"{name}-private-{i}", vpc_id=self.vpc.id,
-                                       tags={**tags, "Name": f"llm-{stack}-private-{i}"}, opts=child)
-            aws.ec2.RouteTableAssociation(f"{name}-private-{i}", subnet_id=subnet.id, route_table_id=table.id, opts=child)
-            self.private_subnets.append(subnet)
-            self.route_tables.append(table)
+                                    opts=renamed(i, "private"))
+            table = aws.ec2.RouteTable(f"{name}-private-{z}", vpc_id=vpc.id,
+                                       tags={**tags, "Name": f"llm-{stack}-private-{i}"}, opts=renamed(i, "private"))
+            aws.ec2.RouteTableAssociation(f"{name}-private-{z}", subnet_id=subnet.id, route_table_id=table.id,
+                                          opts=renamed(i, "private"))
+            subnets.append(subnet)
+            tables.append(table)
 
-        if egress == "nat":
-            self._nat_gateways(name, stack, layout.public, az, tags, child)
+        if args.egress == "nat":
+            self._nat_gateways(name, stack, vpc, layout.public, az, roles, tables, tags)
 
-        self.endpoint_sg = aws.ec2.SecurityGroup(f"{name}-endpoints", vpc_id=self.vpc.id,
-                                                 description="VPC interface endpoints: HTTPS from inside the VPC",
-                                                 tags={**tags, "Name": f"llm-{stack}-endpoints"}, opts=child)
-        aws.vpc.SecurityGroupIngressRule(f"{name}-endpoints-https", security_group_id=self.endpoint_sg.id,
+        endpoint_sg = aws.ec2.SecurityGroup(f"{name}-endpoints", vpc_id=vpc.id,
+                                            description="VPC interface endpoints: HTTPS from inside the VPC",
+                                            tags={**tags, "Name": f"llm-{stack}-endpoints"}, opts=child)
+        aws.vpc.SecurityGroupIngressRule(f"{name}-endpoints-https", security_group_id=endpoint_sg.id,
                                          ip_protocol="tcp", from_port=443, to_port=443, cidr_ipv4=cidr,
                                          description="HTTPS from the VPC", opts=child)
-        self.endpoints = {}
-        for service in (*INTERFACE_ENDPOINTS, *extra_endpoints):
-            self.endpoints[service] = aws.ec2.VpcEndpoint(
-                f"{name}-{service.replace('.', '-')}", vpc_id=self.vpc.id, vpc_endpoint_type="Interface",
+        for service in (*INTERFACE_ENDPOINTS, *args.extra_endpoints):
+            aws.ec2.VpcEndpoint(
+                f"{name}-{service.replace('.', '-')}", vpc_id=vpc.id, vpc_endpoint_type="Interface",
                 service_name=region.apply(lambda r, s=service: f"com.amazonaws.{r}.{s}"), private_dns_enabled=True,
-                subnet_ids=[s.id for s in self.private_subnets], security_group_ids=[self.endpoint_sg.id],
+                subnet_ids=[s.id for s in subnets], security_group_ids=[endpoint_sg.id],
                 tags={**tags, "Name": f"llm-{stack}-{service}"}, opts=child)
-        self.s3_endpoint = aws.ec2.VpcEndpoint(
-            f"{name}-s3", vpc_id=self.vpc.id, vpc_endpoint_type="Gateway",
+        s3_endpoint = aws.ec2.VpcEndpoint(
+            f"{name}-s3", vpc_id=vpc.id, vpc_endpoint_type="Gateway",
             service_name=region.apply(lambda r: f"com.amazonaws.{r}.s3"),
-            route_table_ids=[t.id for t in self.route_tables], tags={**tags, "Name": f"llm-{stack}-s3"}, opts=child)
+            route_table_ids=[t.id for t in tables], tags={**tags, "Name": f"llm-{stack}-s3"}, opts=child)
 
-        self.flow_log_group = aws.cloudwatch.LogGroup(
-            f"{name}-flow-logs", name=f"/llm-platform/{stack}/vpc-flow-logs", retention_in_days=log_retention_days,
-            kms_key_id=kms_key_arn, tags=tags, opts=pulumi.ResourceOptions(parent=self, protect=protect))
+        flow_log_group = aws.cloudwatch.LogGroup(
+            f"{name}-flow-logs", name=f"/llm-platform/{stack}/vpc-flow-logs", retention_in_days=args.log_retention_days,
+            kms_key_id=args.kms_key_arn, tags=tags, opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
         role = aws.iam.Role(f"{name}-flow-logs", assume_role_policy=pulumi.Output.json_dumps({
             "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                     "Principal": {"Service": "vpc-flow-logs.amazonaws.com"}}]}),
@@ -95,32 +136,48 @@ class PrivateNetwork(pulumi.ComponentResource):
             "Version": "2012-10-17", "Statement": [{
                 "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams",
                                            "logs:DescribeLogGroups"],
-                "Resource": [self.flow_log_group.arn, pulumi.Output.concat(self.flow_log_group.arn, ":*")]}]}),
+                "Resource": [flow_log_group.arn, pulumi.Output.concat(flow_log_group.arn, ":*")]}]}),
             opts=child)
-        aws.ec2.FlowLog(f"{name}-flow-log", vpc_id=self.vpc.id, traffic_type="ALL",
-                        log_destination_type="cloud-watch-logs", log_destination=self.flow_log_group.arn,
+        aws.ec2.FlowLog(f"{name}-flow-log", vpc_id=vpc.id, traffic_type="ALL",
+                        log_destination_type="cloud-watch-logs", log_destination=flow_log_group.arn,
                         iam_role_arn=role.arn, max_aggregation_interval=60, tags=tags, opts=child)
 
-        self.vpc_id = self.vpc.id
-        self.private_subnet_ids = [s.id for s in self.private_subnets]
-        self.register_outputs({"vpc_id": self.vpc.id, "private_subnet_ids": self.private_subnet_ids,
-                               "s3_endpoint_id": self.s3_endpoint.id})
+        self.vpc_id, self.vpc_cidr = vpc.id, cidr
+        self.private_subnet_ids = [s.id for s in subnets]
+        self.private_route_table_ids = [t.id for t in tables]
+        self.s3_endpoint_id, self.s3_prefix_list_id = s3_endpoint.id, s3_endpoint.prefix_list_id
+        self.endpoint_security_group_id = endpoint_sg.id
+        self.flow_log_group_name = flow_log_group.name
+        self.register_outputs({"vpc_id": self.vpc_id, "vpc_cidr": self.vpc_cidr,
+                               "private_subnet_ids": self.private_subnet_ids,
+                               "private_route_table_ids": self.private_route_table_ids,
+                               "s3_endpoint_id": self.s3_endpoint_id, "s3_prefix_list_id": self.s3_prefix_list_id,
+                               "endpoint_security_group_id": self.endpoint_security_group_id,
+                               "flow_log_group_name": self.flow_log_group_name})
 
-    def _nat_gateways(self, name, stack, public_blocks, az, tags, child):
-        igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=self.vpc.id, tags={**tags, "Name": f"llm-{stack}"}, opts=child)
-        public_table = aws.ec2.RouteTable(f"{name}-public", vpc_id=self.vpc.id,
+    def _nat_gateways(self, name, stack, vpc, public_blocks, az, roles, private_tables, tags):
+        child = pulumi.ResourceOptions(parent=self)
+
+        def renamed(old: str) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(name=old)])
+
+        igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags={**tags, "Name": f"llm-{stack}"}, opts=child)
+        public_table = aws.ec2.RouteTable(f"{name}-public", vpc_id=vpc.id,
                                           tags={**tags, "Name": f"llm-{stack}-public-nat-only"}, opts=child)
         aws.ec2.Route(f"{name}-public-default", route_table_id=public_table.id, destination_cidr_block="0.0.0.0/0",
                       gateway_id=igw.id, opts=child)
         for i, block in enumerate(public_blocks):
-            subnet = aws.ec2.Subnet(f"{name}-public-{i}", vpc_id=self.vpc.id, cidr_block=block, availability_zone=az[i],
+            z = roles[i]
+            subnet = aws.ec2.Subnet(f"{name}-public-{z}", vpc_id=vpc.id, cidr_block=block, availability_zone=az[i],
                                     map_public_ip_on_launch=False,
                                     tags={**tags, "Name": f"llm-{stack}-nat-{i}", "llm-platform:tier": "nat-only"},
-                                    opts=child)
-            aws.ec2.RouteTableAssociation(f"{name}-public-{i}", subnet_id=subnet.id, route_table_id=public_table.id,
-                                          opts=child)
-            eip = aws.ec2.Eip(f"{name}-nat-{i}", domain="vpc", tags={**tags, "Name": f"llm-{stack}-nat-{i}"}, opts=child)
-            nat = aws.ec2.NatGateway(f"{name}-nat-{i}", subnet_id=subnet.id, allocation_id=eip.id,
-                                     tags={**tags, "Name": f"llm-{stack}-nat-{i}"}, opts=child)
-            aws.ec2.Route(f"{name}-private-{i}-egress", route_table_id=self.route_tables[i].id,
-                          destination_cidr_block="0.0.0.0/0", nat_gateway_id=nat.id, opts=child)
+                                    opts=renamed(f"{name}-public-{i}"))
+            aws.ec2.RouteTableAssociation(f"{name}-public-{z}", subnet_id=subnet.id, route_table_id=public_table.id,
+                                          opts=renamed(f"{name}-public-{i}"))
+            eip = aws.ec2.Eip(f"{name}-nat-{z}", domain="vpc", tags={**tags, "Name": f"llm-{stack}-nat-{i}"},
+                              opts=renamed(f"{name}-nat-{i}"))
+            nat = aws.ec2.NatGateway(f"{name}-nat-{z}", subnet_id=subnet.id, allocation_id=eip.id,
+                                     tags={**tags, "Name": f"llm-{stack}-nat-{i}"}, opts=renamed(f"{name}-nat-{i}"))
+            aws.ec2.Route(f"{name}-private-{z}-egress", route_table_id=private_tables[i].id,
+                          destination_cidr_block="0.0.0.0/0", nat_gateway_id=nat.id,
+                          opts=renamed(f"{name}-private-{i}-egress"))

@@ -32,7 +32,7 @@ from llm_platform.offline.mocks import run_program
 @pytest.fixture(scope="module")
 def prod_scripts():
     rec = run_program(read_stack_file(ROOT / "Pulumi.prod.yaml"), stack="prod", program=ROOT)
-    doc = yaml.safe_load(decode_user_data(rec.named("llama-8b-fleet-lt").inputs["userData"]))
+    doc = yaml.safe_load(decode_user_data(rec.named("llm-prod-llama-8b-fleet-lt").inputs["userData"]))
     return {f["path"]: f["content"] for f in doc["write_files"]}
 
 

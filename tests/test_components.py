@@ -33,8 +33,13 @@ def dev():
     return run_program(read_stack_file(ROOT / "Pulumi.dev.yaml"), stack="dev", program=ROOT)
 
 
+def rec_stack(rec):
+    """The stack a recording was made for (its platform component is llm-<stack>)."""
+    return rec.stack_urn.split("::")[0].rsplit(":", 1)[-1]
+
+
 def user_data(rec, deployment):
-    return decode_user_data(rec.named(f"{deployment}-fleet-lt").inputs["userData"])
+    return decode_user_data(rec.named(f"llm-{rec_stack(rec)}-{deployment}-fleet-lt").inputs["userData"])
 
 
 # --- network ---------------------------------------------------------------------------------
@@ -72,7 +77,7 @@ def test_default_security_group_has_no_rules_and_flow_logs_are_encrypted(prod):
     assert dsg.inputs.get("ingress", []) == [] and dsg.inputs.get("egress", []) == []
     flow = prod.of_type("aws:ec2/flowLog:FlowLog")[0]
     assert flow.inputs["trafficType"] == "ALL"
-    group = prod.named("network-flow-logs", "aws:cloudwatch/logGroup:LogGroup")
+    group = prod.named("llm-prod-network-flow-logs", "aws:cloudwatch/logGroup:LogGroup")
     assert group.inputs["kmsKeyId"].startswith("arn:aws:kms:") and group.inputs["retentionInDays"] == 90
 
 
@@ -153,7 +158,7 @@ def test_internal_certificate_keeps_its_private_key_secret(prod):
 @pytest.mark.parametrize("name", ["llama-70b", "qwen-coder-32b", "llama-8b", "nomic-embed"])
 def test_launch_templates_follow_the_plan_and_are_hardened(prod, prod_plans, name):
     plan = prod_plans[name]
-    lt = prod.named(f"{name}-fleet-lt").inputs
+    lt = prod.named(f"llm-prod-{name}-fleet-lt").inputs
     assert lt["instanceType"] == plan.instance_type
     assert lt["metadataOptions"]["httpTokens"] == "required" and lt["metadataOptions"]["httpPutResponseHopLimit"] == 1
     assert lt["networkInterfaces"][0]["associatePublicIpAddress"] == "false"
@@ -170,7 +175,7 @@ def test_launch_templates_follow_the_plan_and_are_hardened(prod, prod_plans, nam
 @pytest.mark.parametrize("name", ["llama-70b", "qwen-coder-32b", "llama-8b", "nomic-embed"])
 def test_auto_scaling_groups_follow_the_plan(prod, prod_plans, name):
     plan = prod_plans[name]
-    asg = prod.named(f"{name}-fleet-asg").inputs
+    asg = prod.named(f"llm-prod-{name}-fleet-asg").inputs
     assert (asg["minSize"], asg["maxSize"]) == (plan.replicas_min, plan.replicas_max)
     # a fixed group states its size; an autoscaled one leaves desired capacity to its policy
     assert asg.get("desiredCapacity") == (plan.instances if plan.replicas_min == plan.replicas_max else None)
@@ -182,7 +187,7 @@ def test_auto_scaling_groups_follow_the_plan(prod, prod_plans, name):
 
 def test_autoscaled_models_scale_on_queue_depth(prod, prod_plans):
     policies = {p.name: p.inputs for p in prod.of_type("aws:autoscaling/policy:Policy")}
-    scaled = {f"{n}-fleet-queue-depth" for n, p in prod_plans.items() if p.replicas_max > p.replicas_min}
+    scaled = {f"llm-prod-{n}-fleet-queue-depth" for n, p in prod_plans.items() if p.replicas_max > p.replicas_min}
     assert scaled and set(policies) == scaled
     for policy in policies.values():
         spec = policy["targetTrackingConfiguration"]["customizedMetricSpecification"]
@@ -234,7 +239,7 @@ def test_proxy_authenticates_streams_and_caps_bodies(prod, prod_raw):
 
 
 def test_instance_role_reads_only_its_own_model_and_the_client_keys(prod):
-    policy = json.loads(prod.named("llama-8b-fleet-instance", "aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    policy = json.loads(prod.named("llm-prod-llama-8b-fleet-instance", "aws:iam/rolePolicy:RolePolicy").inputs["policy"])
     stmts = {s["Sid"]: s for s in policy["Statement"]}
     assert stmts["ReadThisModel"]["Resource"].endswith("/models/llama-8b/0e9e39f249a16976918f6564b8830bc894c89659/*")
     assert all(":secret:llm-platform/prod/clients/" in a for a in stmts["ReadClientKeys"]["Resource"])
@@ -267,10 +272,10 @@ def test_model_store_is_private_versioned_encrypted_and_tls_only(prod):
     pab = [r for r in prod.of_type("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")]
     assert pab and all(all(r.inputs[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls",
                                                  "restrictPublicBuckets")) for r in pab)
-    enc = prod.named("model-store-bucket",
+    enc = prod.named("llm-prod-model-store-bucket",
                      "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
     assert enc.inputs["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms"
-    policy = json.loads([r for r in prod.of_type("aws:s3/bucketPolicy:BucketPolicy") if r.name == "model-store-policy"][0]
+    policy = json.loads([r for r in prod.of_type("aws:s3/bucketPolicy:BucketPolicy") if r.name == "llm-prod-model-store-policy"][0]
                         .inputs["policy"])
     sids = {s["Sid"]: s for s in policy["Statement"]}
     assert sids["DenyPlainHttp"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
@@ -280,8 +285,8 @@ def test_model_store_is_private_versioned_encrypted_and_tls_only(prod):
 @pytest.mark.parametrize("name", ["llama-70b", "qwen-coder-32b", "llama-8b", "nomic-embed"])
 def test_every_deployment_has_alarms_wired_to_the_topic(prod, prod_raw, prod_plans, name):
     mon = prod_raw["llm-platform:monitoring"]
-    alarms = {a.name.removeprefix(f"{name}-"): a.inputs for a in prod.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
-              if a.parent == name}
+    alarms = {a.name.removeprefix(f"llm-prod-{name}-"): a.inputs
+              for a in prod.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if a.parent == f"llm-prod-{name}"}
     assert {"gpu-memory", "latency-p99", "unhealthy", "5xx", "queue"} <= alarms.keys()
     topic = prod.of_type("aws:sns/topic:Topic")[0]
     for a in alarms.values():
@@ -358,13 +363,13 @@ def test_a_docker_hub_token_becomes_an_encrypted_secret_the_cache_rule_waits_for
     raw["llm-platform:images"] = {"docker_hub_username": "llmplatform"}
     raw["llm-platform:dockerHubToken"] = {"secure": "v1:ciphertext"}
     rec = run_program(raw, stack="prod", program=ROOT)
-    secret = rec.named("images-docker-hub", "aws:secretsmanager/secret:Secret")
+    secret = rec.named("llm-prod-images-docker-hub", "aws:secretsmanager/secret:Secret")
     assert secret.inputs["name"].startswith("ecr-pullthroughcache/") and secret.inputs["kmsKeyId"].startswith("arn:aws:kms")
-    version = rec.named("images-docker-hub", "aws:secretsmanager/secretVersion:SecretVersion")
+    version = rec.named("llm-prod-images-docker-hub", "aws:secretsmanager/secretVersion:SecretVersion")
     assert version.inputs["secretString"] == SECRET
     assert "MOCKSECRET-config-dockerHubToken" in version.raw_inputs["secretString"]
     assert "MOCKSECRET-config-dockerHubToken" not in json.dumps([r.as_dict() for r in rec.resources])
-    rule = rec.named("images-docker-hub", "aws:ecr/pullThroughCacheRule:PullThroughCacheRule")
+    rule = rec.named("llm-prod-images-docker-hub", "aws:ecr/pullThroughCacheRule:PullThroughCacheRule")
     # the ARN AWS (here: the mocks) gives that secret, derived from the secret alone, not from the rule's value
     expected = computed_outputs("aws:secretsmanager/secret:Secret", secret.name, secret.inputs, "us-east-1")["arn"]
     assert expected.startswith(f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{secret.inputs['name']}-")

@@ -63,7 +63,7 @@ def test_default_stack_is_dev_and_text_report_reads_like_a_pr_comment(capsys):
     assert code == 0
     assert "## llm-platform plan: stack `dev`" in out
     assert "| **qwen-coder-7b**" in out and "Monthly cost" in out and "### Resources" in out
-    assert "LlmPlatform llm-dev" in out and "  ModelDeployment qwen-coder-7b" in out
+    assert "Ec2Platform llm-dev" in out and "  ModelDeployment llm-dev-qwen-coder-7b" in out
 
 
 def test_prod_plan_is_air_gapped_vllm_with_two_replicas_each(capsys):

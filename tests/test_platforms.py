@@ -36,7 +36,7 @@ def local():
 
 
 def pod_of(rec, name):
-    return rec.named(f"{name}-deployment", DEPLOYMENT).inputs["spec"]["template"]["spec"]
+    return rec.named(f"llm-eks-{name}-k8s-deployment", DEPLOYMENT).inputs["spec"]["template"]["spec"]
 
 
 def container(pod, name):
@@ -44,7 +44,7 @@ def container(pod, name):
 
 
 def keys_raw(rec, name):
-    return rec.named(name).raw_inputs["stringData"]["keys.map"]
+    return rec.named(f"llm-eks-{name}-k8s-client-keys").raw_inputs["stringData"]["keys.map"]
 
 
 def flag(args, name):
@@ -59,7 +59,7 @@ def test_cluster_is_private_encrypted_and_logged(eks):
     assert c["encryptionConfig"]["resources"] == ["secrets"]
     assert c["encryptionConfig"]["provider"]["keyArn"].startswith("arn:aws:kms:")
     assert set(c["enabledClusterLogTypes"]) == {"api", "audit", "authenticator", "controllerManager", "scheduler"}
-    logs = eks.named("cluster-control-plane").inputs
+    logs = eks.named("llm-eks-cluster-control-plane").inputs
     assert logs["name"] == "/aws/eks/llm-eks/cluster" and logs["kmsKeyId"].startswith("arn:aws:kms:")
     addons = {a.inputs["addonName"] for a in eks.of_type("aws:eks/addon:Addon")}
     assert "eks-pod-identity-agent" in addons
@@ -89,7 +89,7 @@ def test_one_gpu_node_group_per_instance_type_sized_from_the_plans(eks, eks_plan
 @pytest.mark.parametrize("name", ["llama-70b", "qwen-coder-32b", "llama-8b", "nomic-embed"])
 def test_deployment_carries_the_plan(eks, eks_plans, name):
     plan = eks_plans[name]
-    dep = eks.named(f"{name}-deployment", DEPLOYMENT).inputs
+    dep = eks.named(f"llm-eks-{name}-k8s-deployment", DEPLOYMENT).inputs
     assert dep["spec"]["replicas"] == plan.replicas_min
     pod = dep["spec"]["template"]["spec"]
     rt = container(pod, "runtime")
@@ -105,7 +105,7 @@ def test_deployment_carries_the_plan(eks, eks_plans, name):
     startup = rt["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= plan.startup_seconds
     assert rt["readinessProbe"]["httpGet"]["scheme"] == "HTTPS" and rt["livenessProbe"]
-    scaler = [s.inputs for s in eks.of_type("kubernetes:keda.sh/v1alpha1:ScaledObject") if s.name == f"{name}-scaler"]
+    scaler = [s.inputs for s in eks.of_type("kubernetes:keda.sh/v1alpha1:ScaledObject") if s.name == f"llm-eks-{name}-k8s-scaler"]
     assert scaler and scaler[0]["spec"]["minReplicaCount"] == plan.replicas_min
     assert scaler[0]["spec"]["maxReplicaCount"] == plan.replicas_max
     assert "vllm:num_requests_waiting" in scaler[0]["spec"]["triggers"][0]["metadata"]["query"]
@@ -145,7 +145,7 @@ def test_namespaces_enforce_restricted_pod_security(eks):
 
 def test_network_policy_admits_only_clients_vpc_and_monitoring(eks, eks_raw):
     net = eks_raw["llm-platform:network"]
-    pol = eks.named("llama-70b-netpol").inputs["spec"]
+    pol = eks.named("llm-eks-llama-70b-k8s-netpol").inputs["spec"]
     api, metrics = pol["ingress"][:2]
     assert [p["ipBlock"]["cidr"] for p in api["from"]] == net["allowed_client_cidrs"] + [net["cidr"]]
     assert api["ports"] == [{"port": 8443, "protocol": "TCP"}]
@@ -154,7 +154,7 @@ def test_network_policy_admits_only_clients_vpc_and_monitoring(eks, eks_raw):
 
 
 def test_service_is_an_internal_tls_nlb_limited_to_client_cidrs(eks, eks_raw):
-    svc = eks.named("llama-70b-service").inputs
+    svc = eks.named("llm-eks-llama-70b-k8s-service").inputs
     ann = svc["metadata"]["annotations"]
     assert ann["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
     assert ann["service.beta.kubernetes.io/aws-load-balancer-ssl-cert"].startswith("arn:aws:acm:")
@@ -164,13 +164,13 @@ def test_service_is_an_internal_tls_nlb_limited_to_client_cidrs(eks, eks_raw):
 
 
 def test_client_keys_secret_is_secret_and_alerts_exist(eks):
-    keys = eks.named("llama-70b-client-keys").inputs
+    keys = eks.named("llm-eks-llama-70b-k8s-client-keys").inputs
     assert keys["stringData"] == SECRET or keys["stringData"]["keys.map"] == SECRET
-    assert "Bearer MOCKSECRET" in keys_raw(eks, "llama-70b-client-keys")
-    rules = eks.named("llama-70b-alerts").inputs["spec"]["groups"][0]["rules"]
+    assert "Bearer MOCKSECRET" in keys_raw(eks, "llama-70b")
+    rules = eks.named("llm-eks-llama-70b-k8s-alerts").inputs["spec"]["groups"][0]["rules"]
     assert {r["alert"] for r in rules} == {"LlmPodRestarts", "LlmGpuMemoryHigh", "LlmLatencyP99High", "LlmQueueDepthHigh"}
-    assert eks.named("llama-70b-servicemonitor").inputs["spec"]["endpoints"][0]["scheme"] == "https"
-    assert eks.named("llama-70b-pdb").inputs["spec"]["maxUnavailable"] == 1
+    assert eks.named("llm-eks-llama-70b-k8s-servicemonitor").inputs["spec"]["endpoints"][0]["scheme"] == "https"
+    assert eks.named("llm-eks-llama-70b-k8s-pdb").inputs["spec"]["maxUnavailable"] == 1
 
 
 # --- multi-node -------------------------------------------------------------------------------
@@ -179,7 +179,7 @@ def test_405b_spans_nodes_as_a_leader_worker_set_with_the_plans_tp_and_pp(eks, e
     plan = eks_plans["llama-405b"]
     assert (plan.tensor_parallel_size, plan.pipeline_parallel_size) == (8, 2)
     assert not [d for d in eks.of_type(DEPLOYMENT) if d.name == "llama-405b-deployment"]
-    lws = eks.named("llama-405b-lws", LWS).inputs["spec"]
+    lws = eks.named("llm-eks-llama-405b-k8s-lws", LWS).inputs["spec"]
     assert lws["replicas"] == plan.replicas_min and lws["leaderWorkerTemplate"]["size"] == 2
     leader = lws["leaderWorkerTemplate"]["leaderTemplate"]["spec"]
     worker = lws["leaderWorkerTemplate"]["workerTemplate"]["spec"]
@@ -190,7 +190,7 @@ def test_405b_spans_nodes_as_a_leader_worker_set_with_the_plans_tp_and_pp(eks, e
     for pod in (leader, worker):
         assert container(pod, "runtime")["resources"]["limits"]["nvidia.com/gpu"] == "8"
     assert [c["name"] for c in leader["containers"]] == ["runtime", "proxy"]
-    scaler = eks.named("llama-405b-scaler").inputs["spec"]["scaleTargetRef"]
+    scaler = eks.named("llm-eks-llama-405b-k8s-scaler").inputs["spec"]["scaleTargetRef"]
     assert scaler["kind"] == "LeaderWorkerSet"
     pg = eks.of_type("aws:ec2/placementGroup:PlacementGroup")
     assert len(pg) == 1 and pg[0].inputs["strategy"] == "cluster"
@@ -200,12 +200,13 @@ def test_405b_spans_nodes_as_a_leader_worker_set_with_the_plans_tp_and_pp(eks, e
 
 def test_docker_stack_binds_only_to_loopback(local):
     containers = {c.name: c.inputs for c in local.of_type("docker:index/container:Container")}
-    assert set(containers) == {f"{m}{s}" for m in ("qwen-coder-7b", "nomic-embed") for s in ("", "-proxy", "-proxy-config")}
+    assert set(containers) == {f"llm-local-{m}-{s}" for m in ("qwen-coder-7b", "nomic-embed")
+                               for s in ("runtime", "proxy", "proxy-config")}
     ports = [p for c in containers.values() for p in c.get("ports", [])]
     assert ports and all(p["ip"] == "127.0.0.1" for p in ports)
     assert sorted(p["external"] for p in ports) == [8443, 8444] and all(p["internal"] == 8443 for p in ports)
     for name in ("qwen-coder-7b", "nomic-embed"):
-        rt, proxy, helper = containers[name], containers[f"{name}-proxy"], containers[f"{name}-proxy-config"]
+        rt, proxy, helper = (containers[f"llm-local-{name}-{role}"] for role in ("runtime", "proxy", "proxy-config"))
         assert "OLLAMA_HOST=127.0.0.1:11434" in rt["envs"]
         assert proxy["networkMode"] == f"container:llm-local-{name}" and "ports" not in proxy
         assert helper["networkMode"] == "none" and "ports" not in helper
@@ -217,7 +218,8 @@ def test_docker_stack_binds_only_to_loopback(local):
 
 
 def _docker(rec, name):
-    return rec.named(name, "docker:index/container:Container")
+    """A deployment's container by role (runtime, proxy, proxy-config) on the local stack."""
+    return rec.named(f"llm-local-{name}", "docker:index/container:Container")
 
 
 def test_docker_proxy_keeps_a_read_only_root_and_gets_its_files_from_a_one_shot_helper(local):
@@ -236,8 +238,8 @@ def test_docker_proxy_keeps_a_read_only_root_and_gets_its_files_from_a_one_shot_
         assert volumes["/run/llm"]["volumeName"] == f"llm-local-{name}-proxy"
         # the proxy starts after the helper and is replaced with it (new keys or config)
         labels = {lb["label"]: lb["value"] for lb in p["labels"]}
-        assert labels["llm-platform.proxy-config"] == f"{name}-proxy-config-id"
-        assert labels["llm-platform.runtime"] == f"{name}-id"
+        assert labels["llm-platform.proxy-config"] == f"llm-local-{name}-proxy-config-id"
+        assert labels["llm-platform.runtime"] == f"llm-local-{name}-runtime-id"
         assert p["command"][:3] == ["nginx", "-c", "/run/llm/nginx.conf"]
         uploads = {u["file"]: u for u in helper.raw_inputs["uploads"]}
         assert set(uploads) == {"/run/llm/nginx.conf", "/run/llm/keys.map", "/run/llm/tls/cert.pem",
@@ -286,7 +288,7 @@ def test_docker_vllm_runs_as_a_user_with_a_writable_home_and_caches():
     raw = copy.deepcopy(read_stack_file(ROOT / "Pulumi.local.yaml"))
     raw["llm-platform:models"][0].update(runtime="vllm", precision="bf16")
     rec = run_program(raw, stack="local", program=ROOT)
-    rt = _docker(rec, "qwen-coder-7b").inputs
+    rt = _docker(rec, "qwen-coder-7b-runtime").inputs
     env = dict(e.split("=", 1) for e in rt["envs"])
     assert rt["user"] == "1000:1000" and env["USER"] == env["LOGNAME"] == "llm" and env["HOME"] == "/cache"
     for key in ("XDG_CACHE_HOME", "HF_HOME", "VLLM_CACHE_ROOT", "VLLM_CONFIG_ROOT", "TRITON_CACHE_DIR",
@@ -298,12 +300,12 @@ def test_docker_vllm_runs_as_a_user_with_a_writable_home_and_caches():
     assert "/root/.cache" not in rt["tmpfs"]
     assert "exec vllm serve" in rt["command"][0] and "@sha256:" in rt["image"]
     assert rt["readOnly"] is True and rt["capabilities"] == {"drops": ["ALL"]}
-    ollama = dict(e.split("=", 1) for e in _docker(rec, "nomic-embed").inputs["envs"])
+    ollama = dict(e.split("=", 1) for e in _docker(rec, "nomic-embed-runtime").inputs["envs"])
     assert ollama["HOME"] == "/cache" and "TRITON_CACHE_DIR" not in ollama
 
 
 def test_docker_plans_against_the_workstation_gpu(local):
-    plan = local.named("qwen-coder-7b", "llm-platform:index:ModelDeployment").inputs["plan"]
+    plan = local.named("llm-local-qwen-coder-7b", "llm-platform:index:ModelDeployment").inputs["plan"]
     assert plan["instance_type"] == "local" and plan["gpu"]["name"] == "L4" and plan["monthly_cost_usd"] == 0
 
 

@@ -1,5 +1,6 @@
 """The one Pulumi mocks harness: the tests and the offline plan (plan.py) both run programs
-through it, ours or any other Pulumi Python program directory. It records every resource's type, name, parent and inputs (secrets marked), and
+through it, ours or any other Pulumi Python program directory. It records every resource's type, name,
+parent, URN, aliases and inputs (secrets marked), and
 answers every invoke the program makes from local data, so nothing touches the network.
 """
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
@@ -32,10 +33,13 @@ _QUIET.disabled = True
 class Recorded:
     type: str
     name: str
-    parent: Optional[str]
+    parent: str | None
     inputs: dict            # as the engine sees them (camelCase); secret values replaced by "[secret]"
     raw_inputs: dict = field(repr=False, default_factory=dict)   # secrets included, for leak tests only
     custom: bool = True
+    urn: str = ""           # as the engine would make it (full parent type chain)
+    parent_urn: str = ""
+    aliases: list = field(repr=False, default_factory=list)   # AliasSpec/str, as sent by the SDK
 
     def as_dict(self) -> dict:
         return {"type": self.type, "name": self.name, "parent": self.parent, "inputs": self.inputs}
@@ -194,33 +198,122 @@ def _policy_json(a: dict) -> dict:
     return {"Version": "2012-10-17", "Statement": statements}
 
 
+@dataclass(frozen=True)
+class AliasSpec:
+    """One alias a resource declared (the SDK's alias_pb2.Alias.Spec), with the engine's defaults left as None."""
+    name: str | None = None
+    type: str | None = None
+    parent_urn: str | None = None
+    no_parent: bool = False
+    stack: str | None = None
+    project: str | None = None
+
+
+ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
+
+
+def _qualified_type(urn: str) -> str:
+    return urn.split("::")[2]
+
+
+def make_urn(stack: str, project: str, parent_urn: str, type_: str, name: str) -> str:
+    """A URN as the Pulumi engine makes it (step_generator.generateURN): the parent's whole qualified type
+    chain, except the root stack's, then `$` and the resource's own type. (pulumi's MockMonitor keeps only
+    the parent's last type, which is not what a deployment's state holds.)"""
+    if parent_urn and _qualified_type(parent_urn) != ROOT_STACK_TYPE:
+        type_ = _qualified_type(parent_urn) + "$" + type_
+    return f"urn:pulumi:{stack}::{project}::{type_}::{name}"
+
+
 class RecordingMonitor(pulumi_mocks.MockMonitor):
-    """MockMonitor that also records the parent and the secret-marked inputs of every resource."""
+    """MockMonitor that also records the parent, URN, aliases and the secret-marked inputs of every resource."""
 
     def __init__(self, mocks: RecordingMocks):
         super().__init__(mocks)
         self.recorded: list[Recorded] = []
+        self.stack_urn = ""
+        self.registered_outputs: dict[str, set[str]] = {}     # component URN -> keys it registered
+
+    def RegisterResourceOutputs(self, request):
+        self.registered_outputs[request.urn] = set(request.outputs.fields.keys())
+        return super().RegisterResourceOutputs(request)
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        from pulumi.runtime.settings import get_project, get_stack
+        return make_urn(get_stack(), get_project(), parent, type_, name)
 
     def RegisterResource(self, request):
-        if request.type != "pulumi:pulumi:Stack":
+        response = super().RegisterResource(request)
+        if request.type == ROOT_STACK_TYPE:
+            self.stack_urn = response.urn
+        else:
             inputs = rpc.deserialize_properties(request.object)
             parent = request.parent.split("::")[-1] if request.parent else None
-            if request.parent and request.parent.split("::")[-2].endswith("pulumi:pulumi:Stack"):
+            if request.parent and _qualified_type(request.parent) == ROOT_STACK_TYPE:
                 parent = None
             self.recorded.append(Recorded(request.type, request.name, parent, _redact(inputs), _plain(inputs),
-                                          bool(request.custom)))
-        return super().RegisterResource(request)
+                                          bool(request.custom), response.urn, request.parent,
+                                          [_alias(a) for a in request.aliases]))
+        return response
+
+
+def _alias(alias) -> AliasSpec | str:
+    if alias.WhichOneof("alias") == "urn":
+        return alias.urn
+    spec = alias.spec
+    return AliasSpec(name=spec.name or None, type=spec.type or None, parent_urn=spec.parentUrn or None,
+                     no_parent=spec.noParent, stack=spec.stack or None, project=spec.project or None)
+
+
+def _collapse(r: Recorded, alias: AliasSpec | str) -> str:
+    """One declared alias as a URN, the engine's defaults filled from the resource (collapseAliasToUrn)."""
+    if isinstance(alias, str):
+        return alias
+    stack, project = r.urn.split("::")[0].split(":")[2], r.urn.split("::")[1]
+    parent = "" if alias.no_parent else (alias.parent_urn or r.parent_urn)
+    return make_urn(alias.stack or stack, alias.project or project, parent, alias.type or r.type,
+                    alias.name or r.name)
+
+
+def _inherited(r: Recorded, child_type: str, child_name: str, parent_alias: str) -> str:
+    """A child's alias under one alias of its parent (inheritedChildAlias): a `<parent>-<role>` name follows the
+    parent's old name."""
+    stack, project = r.urn.split("::")[0].split(":")[2], r.urn.split("::")[1]
+    parent_name = r.parent_urn.split("::")[-1]
+    name = child_name
+    if child_name.startswith(parent_name):
+        name = parent_alias.split("::")[-1] + child_name[len(parent_name):]
+    return make_urn(stack, project, parent_alias, child_type, name)
+
+
+def alias_urns(resources: list[Recorded]) -> dict[str, set[str]]:
+    """Every URN each resource answers to besides its own, computed as the engine does when a program sends alias
+    specs (step_generator.generateAliases): its own aliases, plus every alias of its parent carried down to it
+    (a child named `<parent name>-<role>` follows its parent's old name), plus each own alias under each parent
+    alias. Keyed by the resource's URN."""
+    out: dict[str, set[str]] = {}
+    for r in resources:                       # registration order: parents before children
+        own = [_collapse(r, a) for a in r.aliases]
+        found = list(own)
+        for parent_alias in sorted(out.get(r.parent_urn, ())):
+            found.append(_inherited(r, r.type, r.name, parent_alias))
+            for urn in own:
+                found.append(_inherited(r, _qualified_type(urn).split("$")[-1], urn.split("::")[-1], parent_alias))
+        out[r.urn] = set(found) - {r.urn}
+    return out
 
 
 @dataclass
 class Recording:
     resources: list[Recorded]
     invokes: list[tuple[str, dict]]
+    stack_urn: str = ""
+    registered_outputs: dict[str, set[str]] = field(default_factory=dict)
 
     def of_type(self, type_: str) -> list[Recorded]:
         return [r for r in self.resources if r.type == type_]
 
-    def named(self, name: str, type_: Optional[str] = None) -> Recorded:
+    def named(self, name: str, type_: str | None = None) -> Recorded:
         matches = [r for r in self.resources if r.name == name and (type_ is None or r.type == type_)]
         if len(matches) != 1:
             raise KeyError(f"{len(matches)} resources named {name!r}")
@@ -263,7 +356,7 @@ def project_of(program_dir: Path) -> tuple[str, Path]:
 
 
 def run_program(raw_config: dict[str, Any], stack: str = "test", *, program: Path | str = ".",
-                project: Optional[str] = None, preview: bool = False) -> Recording:
+                project: str | None = None, preview: bool = False) -> Recording:
     """Run a Pulumi Python program directory in-process under the recording mocks and return what it registered.
 
     The program runs as the Pulumi CLI runs it: from its own directory, as `__main__`, with that directory
@@ -281,4 +374,4 @@ def run_program(raw_config: dict[str, Any], stack: str = "test", *, program: Pat
                              logger=_QUIET)
     with contextlib.chdir(main_dir):
         _sync_await(run_pulumi_func(lambda: runpy.run_path(str(main_dir), run_name="__main__")))
-    return Recording(monitor.recorded, mocks.invokes)
+    return Recording(monitor.recorded, mocks.invokes, monitor.stack_urn, monitor.registered_outputs)
