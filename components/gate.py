@@ -99,7 +99,7 @@ class DeployGate(pulumi.ComponentResource):
             self._ec2(name, args, repo, region, account, tags, child)
         else:
             self._eks(name, args, region, tags, child)
-        self.register_outputs({"repository_url": self.repository_url, "image": self.image})
+        self.register_outputs({"repository_url": self.repository_url, "image": self.image, "exports": self.exports})
 
     # --------------------------------------------------------------------------------------------- ec2
     def _ec2(self, name: str, args: DeployGateArgs, repo: aws.ecr.Repository, region, account, tags: dict,

@@ -28,7 +28,8 @@ def model_sources(config: StackConfig, plans: list[DeploymentPlan]) -> list[Mode
         spec = specs[plan.name]
         out.append(ModelSource(plan=plan, manifest=spec.checksums.manifest if spec.checksums else None,
                                manifest_sha256=spec.checksums.sha256 if spec.checksums else None,
-                               provenance=spec.provenance.model_dump() if spec.provenance else None))
+                               provenance=spec.provenance.model_dump() if spec.provenance else None,
+                               load=spec.load.model_dump() if spec.load else None))
     return out
 
 
