@@ -21,8 +21,9 @@ by the workflow on demand: a Job created by `pulumi up` would run once, not at e
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -50,15 +51,15 @@ class DeployGateArgs:
     protect: bool = False
     # ec2: the task's network and the ALB it calls
     endpoints: Mapping[str, str] = field(default_factory=dict)     # deployment -> https://<name>.<domain>/v1
-    vpc_id: Optional[pulumi.Input[str]] = None
-    vpc_cidr: Optional[str] = None
+    vpc_id: pulumi.Input[str] | None = None
+    vpc_cidr: str | None = None
     subnet_ids: Sequence[pulumi.Input[str]] = ()
-    alb_security_group_id: Optional[pulumi.Input[str]] = None
-    s3_prefix_list_id: Optional[pulumi.Input[str]] = None
-    ca_cert_pem: Optional[pulumi.Input[str]] = None     # the internal CA the ALB's certificate chains to
+    alb_security_group_id: pulumi.Input[str] | None = None
+    s3_prefix_list_id: pulumi.Input[str] | None = None
+    ca_cert_pem: pulumi.Input[str] | None = None     # the internal CA the ALB's certificate chains to
     # eks: the cluster the deployments run in (their namespaces must exist: depends_on in opts)
-    k8s_provider: Optional[pulumi.ProviderResource] = None
-    cluster_name: Optional[pulumi.Input[str]] = None
+    k8s_provider: pulumi.ProviderResource | None = None
+    cluster_name: pulumi.Input[str] | None = None
 
 
 class DeployGate(pulumi.ComponentResource):
@@ -68,7 +69,7 @@ class DeployGate(pulumi.ComponentResource):
     image: pulumi.Output[str]
     exports: dict
 
-    def __init__(self, name: str, args: DeployGateArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: DeployGateArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-platform:gate:DeployGate", name, None, opts)
         if args.platform not in ("ec2", "eks"):
             raise ValueError(f"DeployGate runs on ec2 or eks, not {args.platform} (docker: run it locally)")
@@ -93,7 +94,8 @@ class DeployGate(pulumi.ComponentResource):
         self.image = pulumi.Output.concat(self.repository_url, ":", jobs.image_tag())
         self.exports: dict = {"platform": args.platform, "repository_url": self.repository_url,
                               "image": self.image, "models": self._models,
-                              "results": pulumi.Output.concat("s3://", args.bucket_name, "/", jobs.results_prefix(stack)),
+                              "results": pulumi.Output.concat("s3://", args.bucket_name, "/",
+                                                              jobs.results_prefix(stack)),
                               "metrics_namespace": jobs.metrics_namespace(stack)}
         if args.platform == "ec2":
             self._ec2(name, args, repo, region, account, tags, child)
@@ -161,6 +163,7 @@ class DeployGate(pulumi.ComponentResource):
     # --------------------------------------------------------------------------------------------- eks
     def _eks(self, name: str, args: DeployGateArgs, region, tags: dict, child: pulumi.ResourceOptions) -> None:
         import pulumi_kubernetes as k8s
+
         from .eks import POD_IDENTITY_TRUST
         stack = args.stack
         role = aws.iam.Role(f"{name}-pod", assume_role_policy=POD_IDENTITY_TRUST,

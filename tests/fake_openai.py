@@ -20,12 +20,11 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Optional
 
 
 class FakeOpenAI:
-    def __init__(self, model: str, api_key: str, ttft: float, tpot: float, ssl_context: Optional[ssl.SSLContext] = None,
-                 template_tokens: int = 12, record: Optional[Path] = None):
+    def __init__(self, model: str, api_key: str, ttft: float, tpot: float, ssl_context: ssl.SSLContext | None = None,
+                 template_tokens: int = 12, record: Path | None = None):
         self.model, self.api_key, self.ttft, self.tpot = model, api_key, ttft, tpot
         self.ssl_context, self.template_tokens = ssl_context, template_tokens
         self.requests: list[dict] = []      # bodies of generation/embedding requests, for assertions
@@ -35,7 +34,7 @@ class FakeOpenAI:
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     # --- lifecycle
-    def __enter__(self) -> "FakeOpenAI":
+    def __enter__(self) -> FakeOpenAI:
         self._thread.start()
         server = asyncio.run_coroutine_threadsafe(
             asyncio.start_server(self._conn, "127.0.0.1", 0, ssl=self.ssl_context), self.loop).result(5)
@@ -123,8 +122,8 @@ class FakeOpenAI:
 class FakeServer:
     """FakeOpenAI in a child process; `url` and `requests` as on FakeOpenAI."""
 
-    def __init__(self, model: str, api_key: str, ttft: float, tpot: float, cert: Optional[Path] = None,
-                 key: Optional[Path] = None):
+    def __init__(self, model: str, api_key: str, ttft: float, tpot: float, cert: Path | None = None,
+                 key: Path | None = None):
         self._dir = tempfile.TemporaryDirectory(prefix="fake-openai-")
         self._record = Path(self._dir.name) / "requests.jsonl"
         self._argv = [sys.executable, "-m", "tests.fake_openai", "--model", model, "--ttft", repr(ttft),
@@ -134,7 +133,7 @@ class FakeServer:
         self._env = {**os.environ, "FAKE_OPENAI_KEY": api_key}   # not on the command line
         self.tls = cert is not None
 
-    def __enter__(self) -> "FakeServer":
+    def __enter__(self) -> FakeServer:
         root = Path(__file__).resolve().parent.parent
         self._proc = subprocess.Popen(self._argv, cwd=root, env=self._env, stdout=subprocess.PIPE, text=True)
         line = self._proc.stdout.readline()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-import socket
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -149,10 +149,10 @@ def test_a_deployment_at_its_plan_passes_and_twice_as_slow_fails_on_tpot(stacks,
 
 
 def test_an_embedding_deployment_is_judged_on_its_latency(stacks, monkeypatch):
-    path = stacks["embed"]
     with FakeServer("nomic-embed", KEY, ttft=0.01, tpot=0.0) as fast, \
             FakeServer("nomic-embed", KEY, ttft=0.3, tpot=0.0) as slow:
-        ok, bad = _gates(monkeypatch, *(["--plan", str(stacks["embed.json"]), "--model", "nomic-embed", "--endpoint", s.url,
+        ok, bad = _gates(monkeypatch, *(["--plan", str(stacks["embed.json"]), "--model", "nomic-embed",
+                                         "--endpoint", s.url,
                                          "--duration", "1"] for s in (fast, slow)))
     assert ok["exit_code"] == 0, ok["missed"]
     assert {c["metric"] for c in ok["checks"]} == {"ttft_p99_seconds", "error_rate", "requests_per_second"}
@@ -166,7 +166,8 @@ def test_a_model_without_a_load_is_judged_on_single_sequence_speed(stacks, capsy
     path = stacks["noload"]
     spec = from_stack_file(path, "llama-8b")
     tp = spec.throughput
-    tpot, ttft = 1 / tp["decode_tokens_per_s_single"], 512 / tp["prefill_tokens_per_s"] + 1 / tp["decode_tokens_per_s_single"]
+    tpot = 1 / tp["decode_tokens_per_s_single"]
+    ttft = 512 / tp["prefill_tokens_per_s"] + tpot
     with FakeServer("llama-8b", KEY, ttft, tpot) as srv:
         code, ok = _gate(capsys, monkeypatch, "--config", str(path), "--model", "llama-8b", "--endpoint", srv.url,
                          "--duration", "0.2", "--path-allowance", "0.25")
@@ -233,7 +234,7 @@ def test_https_with_the_internal_ca(stacks, tmp_path, capsys, monkeypatch):
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "llm-platform test CA")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
@@ -272,7 +273,7 @@ def test_steady_phase_offers_exactly_the_stated_rate_after_a_rising_ramp():
     assert len(ramp) == 400 and all(0 <= t <= 20.0 for t in ramp)
     late = sum(t > 10 for t in ramp) / len(ramp)
     assert 0.7 < late < 0.8                        # linear intensity: 3/4 of the ramp's requests in its second half
-    gaps = [b - a for a, b in zip(steady, steady[1:])]
+    gaps = [b - a for a, b in zip(steady, steady[1:], strict=False)]
     cv = (sum((g - 0.025) ** 2 for g in gaps) / len(gaps)) ** 0.5 / 0.025
     assert 0.8 < cv < 1.2                        # exponential-like gaps (CV 1), not a metronome (CV 0)
     assert arrivals(p, seed=7) == sched and arrivals(p, seed=8) != sched

@@ -29,7 +29,7 @@ def report():
     profile = profile_of(spec)
     cs = checks(spec, profile, MEASURED, 0.35, 0.01)
     return build(spec, "https://llama-70b.llm.internal.example.com/v1", profile, MEASURED, cs, [], 0.35, 380.0,
-                 now=dt.datetime(2026, 11, 30, 14, 0, tzinfo=dt.timezone.utc))
+                 now=dt.datetime(2026, 11, 30, 14, 0, tzinfo=dt.UTC))
 
 
 def test_the_record_carries_the_measurement_and_the_plan_it_was_judged_against(report, tmp_path):
@@ -54,7 +54,8 @@ def test_results_go_to_s3_and_cloudwatch(report, monkeypatch):
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="llm-prod-models-x")
     keys = put_results("s3://llm-prod-models-x/gate/prod", report)
-    assert keys == ["gate/prod/llama-70b/2026-11-30T140000Z.json", "gate/prod/llama-70b/2026-11-30T140000Z.measurement.yaml"]
+    assert keys == ["gate/prod/llama-70b/2026-11-30T140000Z.json",
+                    "gate/prod/llama-70b/2026-11-30T140000Z.measurement.yaml"]
     body = yaml.safe_load(s3.get_object(Bucket="llm-prod-models-x", Key=keys[1])["Body"].read())
     assert body["measurements"][0]["deployment"] == "llama-70b"
     put_metrics("LlmPlatform/prod/Gate", report)

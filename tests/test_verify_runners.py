@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import botocore.session
 import kubernetes_validate
@@ -63,7 +62,8 @@ def test_the_job_runs_the_gate_with_arguments_it_accepts(job):
 
 
 def test_the_ecs_container_is_a_valid_task_definition_and_gets_its_key_from_ecs():
-    cd = jobs.container_definition(IMAGE, SECRET, '{"deployments": []}', "-----BEGIN CERTIFICATE-----", "/llm-platform/prod/deploy-gate",
+    cd = jobs.container_definition(IMAGE, SECRET, '{"deployments": []}', "-----BEGIN CERTIFICATE-----",
+                                   "/llm-platform/prod/deploy-gate",
                                    "us-east-1", "llm-prod-models-abc", "prod")
     op = botocore.session.get_session().get_service_model("ecs").operation_model("RegisterTaskDefinition")
     report = ParamValidator().validate({"family": "llm-prod-deploy-gate", "containerDefinitions": [cd],
@@ -88,7 +88,8 @@ def test_roles_reach_only_the_gates_secret_prefix_namespace_and_image():
     assert by_sid["PutGateMetrics"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "LlmPlatform/prod/Gate"}}
     assert by_sid["EncryptGateResults"]["Condition"]["StringEquals"]["kms:ViaService"] == "s3.us-east-1.amazonaws.com"
     exe = execution_policy("arn:aws:ecr:us-east-1:1:repository/llm-platform/prod/deploy-gate",
-                           "arn:aws:logs:us-east-1:1:log-group:/llm-platform/prod/deploy-gate", SECRET, KEY, "us-east-1")
+                           "arn:aws:logs:us-east-1:1:log-group:/llm-platform/prod/deploy-gate", SECRET, KEY,
+                           "us-east-1")
     actions = {a for s in exe["Statement"] for a in s["Action"]}
     assert actions == {"ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
                        "ecr:BatchCheckLayerAvailability", "kms:Decrypt", "logs:CreateLogStream", "logs:PutLogEvents",
@@ -128,7 +129,8 @@ def test_the_deploy_workflow_gates_every_stack_after_pulumi_up_and_rolls_back_on
     assert wf["jobs"]["up"]["strategy"]["fail-fast"] is True and wf["jobs"]["up"]["strategy"]["max-parallel"] == 1
     script = (ROOT / ".github" / "scripts" / "deploy-gate.sh").read_text()
     assert "aws autoscaling rollback-instance-refresh" in script and "aws ecs run-task" in script
-    assert "kubectl create -f -" in script and "--launch-type FARGATE" in script and "assignPublicIp: \"DISABLED\"" in script
+    assert "kubectl create -f -" in script and "--launch-type FARGATE" in script
+    assert 'assignPublicIp: "DISABLED"' in script
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed (CI installs it)")
@@ -155,13 +157,15 @@ case "$1 $2" in
   "autoscaling describe-auto-scaling-groups")
     case "$*" in *--filters*) printf 'llm-prod-llama-8b\tllm-prod-llama-70b\n' ;; *) cat "$STUB_DIR/version" ;; esac ;;
   "autoscaling describe-instance-refreshes")
-    group=$(printf '%s' "$*" | sed -n 's/.*--auto-scaling-group-name \([^ ]*\).*/\1/p'); cat "$STUB_DIR/refresh-$group" ;;
+    group=$(printf '%s' "$*" | sed -n 's/.*--auto-scaling-group-name \([^ ]*\).*/\1/p')
+    cat "$STUB_DIR/refresh-$group" ;;
   *) exit 0 ;;
 esac
 '''
 
 GATE_JSON = {"platform": "ec2", "models": ["llama-70b", "llama-8b"], "image": IMAGE,
-             "ecs": {"cluster": "llm-prod-deploy-gate", "task_definition": "arn:aws:ecs:us-east-1:1:task-definition/g:3",
+             "ecs": {"cluster": "llm-prod-deploy-gate",
+                     "task_definition": "arn:aws:ecs:us-east-1:1:task-definition/g:3",
                      "container": "gate", "command": ["--plan", "env:LLM_GATE_SPECS", "--json"],
                      "log_group": "/llm-platform/prod/deploy-gate", "subnets": ["subnet-a", "subnet-b"],
                      "security_groups": ["sg-gate"],
@@ -192,7 +196,7 @@ def stub(tmp_path):
 @pytest.mark.parametrize("codes,expected", [((0, 0), 0), ((0, 1), 1), ((1, "None"), 2)])
 def test_the_gate_step_runs_every_model_in_the_vpc_and_exits_with_the_worst_verdict(stub, codes, expected):
     tmp, run = stub
-    for model, code in zip(("llama-70b", "llama-8b"), codes):
+    for model, code in zip(("llama-70b", "llama-8b"), codes, strict=True):
         (tmp / f"exit-{model}").write_text(f"{code}\n")
     proc, calls = run("run", str(tmp / "gate.json"))
     assert proc.returncode == expected, proc.stdout + proc.stderr

@@ -13,30 +13,40 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 from . import EXIT_CANNOT_RUN, CannotRun
 from .judge import MIN_SAMPLES_FOR_P99, checks, metrics
 from .report import build, error_report, render_text
 from .run import endpoint_for, run
 from .schedule import MAX_REQUESTS
-from .spec import DEFAULT_MAX_ERROR_RATE, DEFAULT_PATH_ALLOWANCE_S, DEFAULT_TOLERANCE, GateSpec, default_duration, from_json, \
-    from_stack_file, profile_of
+from .spec import (
+    DEFAULT_MAX_ERROR_RATE,
+    DEFAULT_PATH_ALLOWANCE_S,
+    DEFAULT_TOLERANCE,
+    GateSpec,
+    default_duration,
+    from_json,
+    from_stack_file,
+    profile_of,
+)
 
 DEFAULT_KEY_ENV = "LLM_PLATFORM_API_KEY"
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llm-platform-verify", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 2)[2])
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--stack", metavar="NAME", help="plan Pulumi.<NAME>.yaml in the current directory")
     where.add_argument("--config", metavar="FILE", help="plan any stack file of the same form")
-    where.add_argument("--plan", metavar="FILE", help="a gate spec JSON file, or env:VAR (what the in-VPC Job and ECS task receive)")
+    where.add_argument("--plan", metavar="FILE",
+                       help="a gate spec JSON file, or env:VAR (what the in-VPC Job and ECS task receive)")
     p.add_argument("--model", required=True, metavar="NAME", help="the deployment (model entry) name, e.g. llama-70b")
     p.add_argument("--endpoint", required=True, metavar="URL",
                    help="the deployment's base URL, http(s)://<host>[:port]/v1 (stack output `endpoints`)")
-    p.add_argument("--ca-file", metavar="PEM", help="CA bundle (PEM file, or env:VAR) to trust instead of the system's: the internal "
+    p.add_argument("--ca-file", metavar="PEM",
+                   help="CA bundle (PEM file, or env:VAR) to trust instead of the system's: the internal "
                    "CA (stack output `ca_cert_pem`)")
     p.add_argument("--api-key-env", metavar="VAR", default=DEFAULT_KEY_ENV,
                    help=f"environment variable holding a client API key (default {DEFAULT_KEY_ENV})")
@@ -90,7 +100,7 @@ def _api_key(args) -> str:
     return key
 
 
-def gate(argv: Optional[list[str]] = None) -> tuple[dict, argparse.Namespace]:
+def gate(argv: list[str] | None = None) -> tuple[dict, argparse.Namespace]:
     """Run the gate; the report (its exit_code decides) and the parsed arguments. Prints nothing."""
     args = parser().parse_args(argv)
     try:
@@ -122,7 +132,7 @@ def gate(argv: Optional[list[str]] = None) -> tuple[dict, argparse.Namespace]:
     return report, args
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     report, args = gate(argv)
     return _emit(report, args)
 

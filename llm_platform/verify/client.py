@@ -20,7 +20,6 @@ import random
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Optional
 
 import httpx
 
@@ -45,7 +44,7 @@ class Endpoint:
     api_key: str
     api: str = "chat"               # chat | completions | embeddings
     runtime: str = "vllm"
-    ca_file: Optional[str] = None
+    ca_file: str | None = None
 
     def url(self, route: str) -> str:
         return f"{self.base_url.rstrip('/')}/{route}"
@@ -56,18 +55,18 @@ class Result:
     phase: str
     started: float                  # seconds after the run's start
     ok: bool = False
-    status: Optional[int] = None
-    error: Optional[str] = None     # "http 503", "timeout", "connection", "stream", ...
-    ttft: Optional[float] = None
-    e2e: Optional[float] = None
-    prompt_tokens: Optional[int] = None
-    output_tokens: Optional[int] = None
+    status: int | None = None
+    error: str | None = None     # "http 503", "timeout", "connection", "stream", ...
+    ttft: float | None = None
+    e2e: float | None = None
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
     usage_reported: bool = False
     last_token: float = 0.0         # seconds after sending: the last chunk carrying text
     itl: list[float] = field(default_factory=list, repr=False)
 
     @property
-    def tpot(self) -> Optional[float]:
+    def tpot(self) -> float | None:
         if self.ttft is None or self.e2e is None or not self.output_tokens or self.output_tokens < 2:
             return None
         return (self.last_token - self.ttft) / (self.output_tokens - 1)
@@ -126,11 +125,11 @@ async def probe(client: httpx.AsyncClient, ep: Endpoint) -> list[str]:
 
 
 def prompt_text(rng: random.Random, words: int, api: str) -> str:
-    nonce = "%016x" % rng.getrandbits(64)
+    nonce = f"{rng.getrandbits(64):016x}"
     return f"[{nonce}] " + " ".join(rng.choice(WORDS) for _ in range(max(1, words))) + INSTRUCTION[api]
 
 
-def _body(ep: Endpoint, prompt: str, output_tokens: Optional[int]) -> tuple[str, dict]:
+def _body(ep: Endpoint, prompt: str, output_tokens: int | None) -> tuple[str, dict]:
     if ep.api == "embeddings":
         return "embeddings", {"model": ep.model, "input": prompt}
     body: dict = {"model": ep.model, "max_tokens": output_tokens, "stream": True,
@@ -154,7 +153,7 @@ def _text_of(chunk: dict, api: str) -> str:
     return c.get("text") or ""
 
 
-async def send(client: httpx.AsyncClient, ep: Endpoint, prompt: str, output_tokens: Optional[int],
+async def send(client: httpx.AsyncClient, ep: Endpoint, prompt: str, output_tokens: int | None,
                phase: str, started: float, deadline_s: float) -> Result:
     """One request, timed; never raises for what the server or the network does."""
     res = Result(phase=phase, started=started)
@@ -171,7 +170,7 @@ async def send(client: httpx.AsyncClient, ep: Endpoint, prompt: str, output_toke
     return res
 
 
-async def _send(client: httpx.AsyncClient, ep: Endpoint, prompt: str, output_tokens: Optional[int],
+async def _send(client: httpx.AsyncClient, ep: Endpoint, prompt: str, output_tokens: int | None,
                 res: Result) -> None:
     route, body = _body(ep, prompt, output_tokens)
     t0 = time.perf_counter()
@@ -229,7 +228,7 @@ async def _send(client: httpx.AsyncClient, ep: Endpoint, prompt: str, output_tok
 
 
 async def calibrate(client: httpx.AsyncClient, ep: Endpoint, prompt_tokens: int, rng: random.Random,
-                    deadline_s: float) -> tuple[float, Optional[str]]:
+                    deadline_s: float) -> tuple[float, str | None]:
     """Words per token of this server's tokenizer (and template), from one short request's usage.
 
     Returns (words per token, a note or None). Failures here are CannotRun: a server that cannot answer one

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import sys
 from pathlib import Path
-from typing import Optional
 
 GATE_CLIENT = "deploy-gate"             # its own API key: the proxies' audit log tells gate traffic apart
 SERVICE_ACCOUNT = "deploy-gate"
@@ -55,7 +54,7 @@ def service_url(name: str) -> str:
     return f"https://{name}.llm-{name}.svc/v1"
 
 
-def image_tag(root: Optional[Path] = None) -> str:
+def image_tag(root: Path | None = None) -> str:
     """A content tag of what goes into the gate image: it changes exactly when the gate's code or pins do, so
     the ECR repository can keep tags immutable and Pulumi and the workflow agree on the tag with no config."""
     root = root or Path(__file__).resolve().parents[2]
@@ -69,8 +68,8 @@ def image_tag(root: Optional[Path] = None) -> str:
     return "gate-" + h.hexdigest()[:16]
 
 
-def gate_args(model: str, endpoint: str, plan: str, *, ca: Optional[str], results: Optional[str],
-              metrics_ns: Optional[str], secret_arn: Optional[str] = None, duration: Optional[float] = None) -> list:
+def gate_args(model: str, endpoint: str, plan: str, *, ca: str | None, results: str | None,
+              metrics_ns: str | None, secret_arn: str | None = None, duration: float | None = None) -> list:
     args = ["--plan", plan, "--model", model, "--endpoint", endpoint, "--json"]
     if ca:
         args += ["--ca-file", ca]
@@ -86,7 +85,7 @@ def gate_args(model: str, endpoint: str, plan: str, *, ca: Optional[str], result
 
 
 def job_manifest(model: str, image: str, secret_arn: str, bucket: str, stack: str, region: str,
-                 duration: Optional[float] = None, timeout_s: int = 3600) -> dict:
+                 duration: float | None = None, timeout_s: int = 3600) -> dict:
     """The batch/v1 Job that gates one deployment on eks (created by the deploy workflow with `kubectl create`;
     `generateName` gives every run its own Job)."""
     ns = f"llm-{model}"
@@ -136,7 +135,7 @@ def job_manifest(model: str, image: str, secret_arn: str, bucket: str, stack: st
     }
 
 
-def container_definition(image: str, secret_arn: str, specs_json: str, ca_pem: Optional[str], log_group: str,
+def container_definition(image: str, secret_arn: str, specs_json: str, ca_pem: str | None, log_group: str,
                          region: str, bucket: str, stack: str) -> dict:
     """The ECS container of the ec2 gate task; the workflow's `run-task` adds `--model` and `--endpoint`."""
     env = [{"name": SPEC_ENV, "value": specs_json}, {"name": "AWS_REGION", "value": region},
@@ -181,7 +180,7 @@ def results_policy(bucket_arn: str, stack: str, kms_key_arn: str, region: str) -
              "Condition": {"StringEquals": {"cloudwatch:namespace": metrics_namespace(stack)}}}]
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv == ["image-tag"]:
         print(image_tag())

@@ -17,7 +17,6 @@ much, for calibration).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from .run import Run
 from .spec import DEFAULT_PATH_ALLOWANCE_S, GateSpec, Profile
@@ -25,7 +24,7 @@ from .spec import DEFAULT_PATH_ALLOWANCE_S, GateSpec, Profile
 MIN_SAMPLES_FOR_P99 = 100
 
 
-def percentile(values: list[float], q: float) -> Optional[float]:
+def percentile(values: list[float], q: float) -> float | None:
     """Linear interpolation between closest ranks (numpy's default), q in [0, 100]."""
     if not values:
         return None
@@ -39,11 +38,11 @@ def percentile(values: list[float], q: float) -> Optional[float]:
 @dataclass(frozen=True)
 class Check:
     metric: str             # ttft_p99_seconds, tpot_p99_seconds, error_rate, requests_per_second, ...
-    measured: Optional[float]
+    measured: float | None
     limit: float
     bound: str              # "max" (measured must not exceed) | "min"
     basis: str              # where the limit comes from
-    planned: Optional[float] = None     # the plan's prediction, when there is one
+    planned: float | None = None     # the plan's prediction, when there is one
     judged: bool = True
 
     @property
@@ -92,7 +91,7 @@ def metrics(run: Run, profile: Profile) -> dict:
     }
 
 
-def planned_latency(spec: GateSpec, profile: Profile) -> tuple[Optional[float], Optional[float]]:
+def planned_latency(spec: GateSpec, profile: Profile) -> tuple[float | None, float | None]:
     """The plan's TTFT and TPOT predictions for the offered profile."""
     tp = spec.throughput
     if profile.mode == "poisson":
@@ -111,7 +110,7 @@ def checks(spec: GateSpec, profile: Profile, m: dict, tolerance: float, max_erro
     out: list[Check] = []
     widen = f"plan prediction +{tolerance:.0%}"
 
-    def latency(metric: str, target_key: str, predicted: Optional[float], allowance: float = 0.0):
+    def latency(metric: str, target_key: str, predicted: float | None, allowance: float = 0.0):
         if load.get(target_key) is not None:
             out.append(Check(metric, m[metric], float(load[target_key]), "max", f"target load.{target_key}",
                              predicted))

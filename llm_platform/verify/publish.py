@@ -75,7 +75,8 @@ def put_results(s3_url: str, report: dict) -> list[str]:
 
 
 def metric_data(report: dict) -> list[dict]:
-    dims = [{"Name": "Stack", "Value": report["stack"] or "unknown"}, {"Name": "Deployment", "Value": report["deployment"]}]
+    dims = [{"Name": "Stack", "Value": report["stack"] or "unknown"},
+            {"Name": "Deployment", "Value": report["deployment"]}]
     data = [{"MetricName": name, "Dimensions": dims, "Value": float(report["measured"][field]), "Unit": unit}
             for name, (field, unit) in METRICS.items() if report["measured"].get(field) is not None]
     data.append({"MetricName": "GatePassed", "Dimensions": dims, "Value": 1.0 if report["verdict"] == "pass" else 0.0,

@@ -25,7 +25,6 @@ deployed runs next to published ones. Fields (all numbers in seconds, tokens or 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Optional
 
 from .judge import Check, missed
 
@@ -40,8 +39,8 @@ def _r(x, n=4):
 
 
 def build(spec, endpoint: str, profile, m: dict, cs: list[Check], notes: list[str], tolerance: float,
-          wall_s: float, now: Optional[dt.datetime] = None) -> dict:
-    now = now or dt.datetime.now(dt.timezone.utc)
+          wall_s: float, now: dt.datetime | None = None) -> dict:
+    now = now or dt.datetime.now(dt.UTC)
     miss = missed(cs)
     report = {
         "verdict": "fail" if miss else "pass", "exit_code": 1 if miss else 0,
@@ -91,11 +90,11 @@ def measurement(spec, endpoint: str, profile, m: dict, report: dict, now: dt.dat
     }
 
 
-def error_report(message: str, deployment: Optional[str] = None, endpoint: Optional[str] = None) -> dict:
+def error_report(message: str, deployment: str | None = None, endpoint: str | None = None) -> dict:
     return {"verdict": "error", "exit_code": 2, "deployment": deployment, "endpoint": endpoint, "error": message}
 
 
-def _fmt(metric: str, x: Optional[float]) -> str:
+def _fmt(metric: str, x: float | None) -> str:
     if x is None:
         return "-"
     if metric == "error_rate":

@@ -5,7 +5,6 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Optional
 
 from . import CannotRun
 from .client import Endpoint, Result, calibrate, make_client, probe, prompt_text, send
@@ -87,7 +86,7 @@ def run(spec: GateSpec, ep: Endpoint, profile: Profile, seed: int = 0, max_reque
     return asyncio.run(drive(spec, ep, profile, seed, max_requests))
 
 
-def endpoint_for(spec: GateSpec, url: str, api_key: str, api: Optional[str], ca_file: Optional[str]) -> Endpoint:
+def endpoint_for(spec: GateSpec, url: str, api_key: str, api: str | None, ca_file: str | None) -> Endpoint:
     from .client import base_url
     kind = "embeddings" if spec.task == "embed" else (api or "chat")
     if spec.task == "embed" and api not in (None, "embeddings"):

@@ -10,7 +10,6 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from . import CannotRun
 
@@ -40,7 +39,7 @@ RAMP_SHARE = 0.2            # the first fifth of --duration ramps from zero to t
 class GateSpec:
     stack: str
     deployment: dict            # DeploymentPlan.as_dict()
-    load: Optional[dict]        # the model entry's `load` (requests_per_second, prompt/output tokens, targets)
+    load: dict | None        # the model entry's `load` (requests_per_second, prompt/output tokens, targets)
 
     @property
     def name(self) -> str:
@@ -67,9 +66,9 @@ class Profile:
     """The load the gate offers: open-loop Poisson arrivals at the stated rate, or, for a model with no
     stated load, one request at a time (closed loop)."""
     mode: str                       # "poisson" | "sequential"
-    requests_per_second: Optional[float]
+    requests_per_second: float | None
     prompt_tokens: int
-    output_tokens: Optional[int]    # None for embedders
+    output_tokens: int | None    # None for embedders
     duration_s: float               # ramp + steady
     ramp_s: float
 
@@ -84,7 +83,7 @@ class Profile:
                 "steady_seconds": round(self.steady_s, 3)}
 
 
-def default_duration(rate: Optional[float]) -> float:
+def default_duration(rate: float | None) -> float:
     """Ramp + steady long enough for MIN_STEADY_REQUESTS at `rate`, steady clamped to [60, 600] s."""
     if not rate:
         return float(MIN_STEADY_SECONDS) / (1 - RAMP_SHARE)
@@ -92,7 +91,7 @@ def default_duration(rate: Optional[float]) -> float:
     return math.ceil(steady / (1 - RAMP_SHARE))
 
 
-def profile_of(spec: GateSpec, duration_s: Optional[float] = None) -> Profile:
+def profile_of(spec: GateSpec, duration_s: float | None = None) -> Profile:
     load = spec.load
     if load:
         rate = float(load["requests_per_second"])
@@ -106,7 +105,7 @@ def profile_of(spec: GateSpec, duration_s: Optional[float] = None) -> Profile:
     return Profile("sequential", None, prompt, out, dur, 0.0)
 
 
-def from_stack_file(path: Path, model: str, stack: Optional[str] = None) -> GateSpec:
+def from_stack_file(path: Path, model: str, stack: str | None = None) -> GateSpec:
     """Plan the stack (pure, offline) and return the named deployment's spec."""
     from llm_platform.settings import ConfigErrors, parse, read_stack_file
     from llm_platform.sizing.planner import PlanningError, plan_stack
@@ -117,7 +116,7 @@ def from_stack_file(path: Path, model: str, stack: Optional[str] = None) -> Gate
     except (ConfigErrors, PlanningError) as exc:
         raise CannotRun(f"{path.name} cannot be planned:\n" +
                         "\n".join(f"  {e.path}: {e.message}" for e in exc.errors)) from None
-    for plan, spec in zip(plans, config.models):
+    for plan, spec in zip(plans, config.models, strict=True):
         if plan.name == model:
             load = spec.load.model_dump() if spec.load is not None else None
             return GateSpec(stack, plan.as_dict(), load)
