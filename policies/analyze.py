@@ -2,7 +2,8 @@
 
     python -m policies.analyze FILE [--config POLICY_CONFIG] [--environment ENV] [--json]
 
-FILE is a `pulumi stack export` document (from this program or any other; `-` reads stdin).
+FILE is a `pulumi stack export` document (from this program or any other; `-` reads stdin), a recorded
+resource list ({"resources": [{"type", "name", "inputs"}]}) or a set of Kubernetes manifests (YAML).
 POLICY_CONFIG is the JSON file `pulumi preview --policy-pack-config` takes (policies/config/*.json).
 Runs every resource and stack rule of the pack with its levels. Exit 0: no mandatory violation;
 1: at least one; 2: the file or the config cannot be read.
@@ -15,8 +16,8 @@ import sys
 from pathlib import Path
 
 from .core import ENVIRONMENTS
-from .engine import ConfigError, has_mandatory
-from .offline import ExportError, evaluate_export
+from .engine import ConfigError, evaluate, has_mandatory
+from .offline import ExportError, load_document
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_UNREADABLE = 0, 1, 2
 
@@ -25,35 +26,58 @@ def _read_json(path: str, what: str):
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ExportError(f"{what} {path}: no such file")
+        raise ExportError(f"{what} {path}: no such file") from None
     except IsADirectoryError:
-        raise ExportError(f"{what} {path}: is a directory")
+        raise ExportError(f"{what} {path}: is a directory") from None
     except PermissionError:
-        raise ExportError(f"{what} {path}: permission denied")
+        raise ExportError(f"{what} {path}: permission denied") from None
     except UnicodeDecodeError:
-        raise ExportError(f"{what} {path}: not UTF-8 text")
+        raise ExportError(f"{what} {path}: not UTF-8 text") from None
     except OSError as exc:
-        raise ExportError(f"{what} {path}: {exc.strerror or exc}")
+        raise ExportError(f"{what} {path}: {exc.strerror or exc}") from None
     if not text.strip():
         raise ExportError(f"{what} {path}: empty file")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ExportError(f"{what} {path}: not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})")
+        raise ExportError(f"{what} {path}: not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+
+
+def _read_text(path: str, what: str) -> str:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ExportError(f"{what} {path}: no such file") from None
+    except IsADirectoryError:
+        raise ExportError(f"{what} {path}: is a directory") from None
+    except PermissionError:
+        raise ExportError(f"{what} {path}: permission denied") from None
+    except UnicodeDecodeError:
+        raise ExportError(f"{what} {path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ExportError(f"{what} {path}: {exc.strerror or exc}") from None
+    if not text.strip():
+        raise ExportError(f"{what} {path}: empty file")
+    return text
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m policies.analyze", description=__doc__.split("\n\n")[0])
-    p.add_argument("file", metavar="FILE", help="a `pulumi stack export` JSON document ('-' for stdin)")
+    p.add_argument("file", metavar="FILE", help="a `pulumi stack export` JSON document, a recorded resource list "
+                                                "or Kubernetes manifests ('-' for stdin)")
     p.add_argument("--config", metavar="POLICY_CONFIG", help="policy pack config JSON (as --policy-pack-config)")
     p.add_argument("--environment", choices=ENVIRONMENTS,
                    help="judge as this environment when the config does not say (default: prod)")
     p.add_argument("--json", action="store_true", help='print {"violations": [...]} on stdout')
     args = p.parse_args(argv)
     try:
-        doc = _read_json(args.file, "stack export")
+        text = _read_text(args.file, "stack export")
         config = _read_json(args.config, "policy config") if args.config else None
-        violations, notes = evaluate_export(doc, config=config, environment=args.environment)
+        try:
+            resources = load_document(text, args.file)
+        except ExportError as exc:
+            raise ExportError(f"stack export {args.file}: {exc}") from None
+        violations, notes = evaluate(resources, config=config, environment=args.environment)
     except (ExportError, ConfigError) as exc:
         if args.json:
             print(json.dumps({"errors": [str(exc)]}, indent=2))

@@ -17,8 +17,9 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any
 
 # ----------------------------------------------------------------------------- sentinels
 
@@ -64,7 +65,7 @@ ARCHIVE_SIG = "0def7320c3a5731c473e5ecbe6d01bc7"
 RECORDED_SECRET = "[secret]"          # tests/mocks.py replaces secret inputs by this string
 
 
-def normalize(value: Any, *, secret_marker: Optional[str] = None) -> Any:
+def normalize(value: Any, *, secret_marker: str | None = None) -> Any:
     """Plain JSON-like data with UNKNOWN / SECRET in place of Pulumi's sentinels and envelopes.
 
     A secret envelope with a `plaintext` (an export made with --show-secrets) yields its value; one
@@ -262,7 +263,7 @@ def canonical_type(t: str) -> str:
     return TYPE_ALIASES.get(t, t)
 
 
-def k8s_kind(t: str) -> Optional[str]:
+def k8s_kind(t: str) -> str | None:
     """'kubernetes:apps/v1:Deployment' -> 'Deployment' (any API version); None for other types."""
     if not t.startswith("kubernetes:"):
         return None
@@ -278,13 +279,13 @@ class Resource:
     type: str                          # canonical type token (aliases resolved)
     name: str                          # logical name (the URN's last segment)
     props: dict                        # normalised inputs (exports: outputs overlaid by inputs)
-    urn: Optional[str] = None
-    id: Optional[str] = None           # provider id, when known
-    parent: Optional[str] = None       # parent's URN (or name for recordings)
-    protect: Optional[bool] = None     # None: the source does not say
+    urn: str | None = None
+    id: str | None = None           # provider id, when known
+    parent: str | None = None       # parent's URN (or name for recordings)
+    protect: bool | None = None     # None: the source does not say
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)   # prop -> URNs
     dependencies: list[str] = field(default_factory=list)                         # URNs
-    original_type: Optional[str] = None
+    original_type: str | None = None
     extra_ids: tuple[str, ...] = ()    # more strings other resources may use to refer to this one
 
     def __post_init__(self):
@@ -354,7 +355,7 @@ class Stack:
     def where(self, pred: Callable[[Resource], bool]) -> list[Resource]:
         return [r for r in self.resources if pred(r)]
 
-    def by_urn(self, urn: str) -> Optional[Resource]:
+    def by_urn(self, urn: str) -> Resource | None:
         return self._by_urn.get(urn)
 
     def referenced(self, source: Resource, prop: str, value: Any, candidates: Iterable[Resource]) -> list[Resource]:
@@ -402,15 +403,21 @@ class Finding:
     """What a rule says about one resource. `undetermined`: the rule needs a value that is unknown
     (preview) or unreadable (secret) to decide; it is reported as a note, never as a violation."""
     message: str
-    resource: Optional[Resource] = None
+    resource: Resource | None = None
     undetermined: bool = False
+    advisory: bool = False      # reported at advisory level whatever the rule's level (e.g. "nothing configured")
 
 
-def violation(message: str, resource: Optional[Resource] = None) -> Finding:
+def violation(message: str, resource: Resource | None = None) -> Finding:
     return Finding(message, resource)
 
 
-def undetermined(message: str, resource: Optional[Resource] = None) -> Finding:
+def advisory(message: str, resource: Resource | None = None) -> Finding:
+    """A finding that never blocks: the rule cannot judge until something is configured, and says so once."""
+    return Finding(message, resource, advisory=True)
+
+
+def undetermined(message: str, resource: Resource | None = None) -> Finding:
     return Finding(message, resource, undetermined=True)
 
 
@@ -460,7 +467,7 @@ class Rule:
     def defaults(self) -> dict:
         return {k: v["default"] for k, v in self.config_schema().items() if "default" in v}
 
-    def context(self, policy_config: Optional[dict], environment: Optional[str] = None) -> Context:
+    def context(self, policy_config: dict | None, environment: str | None = None) -> Context:
         cfg = self.defaults()
         if environment:
             cfg["environment"] = environment
@@ -478,7 +485,7 @@ class Rule:
             if self.kind == "resource":
                 if not self.applies_to(subject):
                     return []
-                return [f if f.resource is not None else Finding(f.message, subject, f.undetermined)
+                return [f if f.resource is not None else Finding(f.message, subject, f.undetermined, f.advisory)
                         for f in self.check(subject, ctx) or ()]
             return list(self.check(subject, ctx) or ())
         except Exception as exc:       # noqa: BLE001 - a rule's bug must not take the whole analysis down
@@ -493,7 +500,7 @@ def rule(**kw) -> Callable[[Callable], Rule]:
     return wrap
 
 
-def levels(dev: str, prod: str = "mandatory", staging: Optional[str] = None) -> dict:
+def levels(dev: str, prod: str = "mandatory", staging: str | None = None) -> dict:
     return {"dev": dev, "staging": staging or prod, "prod": prod}
 
 

@@ -14,8 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pulumi_policy import (EnforcementLevel, PolicyConfigSchema, ResourceValidationPolicy, Severity,
-                           StackValidationPolicy)
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyConfigSchema,
+    ResourceValidationPolicy,
+    Severity,
+    StackValidationPolicy,
+)
 from pulumi_policy.deserialize import serialize_properties
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError
 
@@ -50,6 +55,9 @@ def _stack_resource(r) -> Resource:
 
 
 def _report(rule: Rule, findings, report, stack_level: bool) -> None:
+    # The CLI gives one enforcement level per policy: a finding meant as advisory only (e.g. "no allow-list
+    # configured") would block a mandatory policy, so the CLI adapter leaves it to the offline tools.
+    findings = [f for f in findings if not f.advisory]
     violations = [f for f in findings if not f.undetermined]
     for f in violations:
         if stack_level:

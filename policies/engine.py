@@ -7,7 +7,7 @@ environment, else prod). Used by `policies.analyze` (stack exports) and `plan.py
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 from .core import DEFAULT_ENVIRONMENT, ENVIRONMENTS, Finding, Resource, Rule, Stack
 from .rules import ALL
@@ -19,7 +19,7 @@ class ConfigError(ValueError):
     pass
 
 
-def check_config(config: Optional[dict]) -> dict:
+def check_config(config: dict | None) -> dict:
     """The policy pack config as the CLI accepts it: {policy: level | {enforcementLevel?, props...}}."""
     if config is None:
         return {}
@@ -44,7 +44,7 @@ def check_config(config: Optional[dict]) -> dict:
     return config
 
 
-def level_of(rule: Rule, config: dict, environment: Optional[str]) -> tuple[str, dict, str]:
+def level_of(rule: Rule, config: dict, environment: str | None) -> tuple[str, dict, str]:
     """(level, the rule's properties, environment) for one rule under a pack config."""
     entry = config.get(rule.name)
     props = dict(entry) if isinstance(entry, dict) else {}
@@ -52,7 +52,8 @@ def level_of(rule: Rule, config: dict, environment: Optional[str]) -> tuple[str,
     level = rule.levels[ctx.environment]
     if level != "disabled":
         allv = config.get("all")
-        all_level = allv if isinstance(allv, str) else (allv or {}).get("enforcementLevel") if isinstance(allv, dict) else None
+        all_level = allv if isinstance(allv, str) else \
+            allv.get("enforcementLevel") if isinstance(allv, dict) else None
         if all_level:
             level = all_level
     explicit = entry if isinstance(entry, str) else props.get("enforcementLevel")
@@ -63,8 +64,8 @@ def level_of(rule: Rule, config: dict, environment: Optional[str]) -> tuple[str,
     return level, props, ctx.environment
 
 
-def evaluate(resources: Iterable[Resource], config: Optional[dict] = None,
-             environment: Optional[str] = None) -> tuple[list[dict], list[dict]]:
+def evaluate(resources: Iterable[Resource], config: dict | None = None,
+             environment: str | None = None) -> tuple[list[dict], list[dict]]:
     """(violations, undetermined) as dicts {policy, enforcement, severity, resource, type, urn, message}."""
     config = check_config(config)
     resources = list(resources)
@@ -83,7 +84,7 @@ def evaluate(resources: Iterable[Resource], config: Optional[dict] = None,
             findings.extend(rule.run(stack, ctx))
         for f in findings:
             res = f.resource
-            item = {"policy": rule.name, "enforcement": level, "severity": rule.severity,
+            item = {"policy": rule.name, "enforcement": "advisory" if f.advisory else level, "severity": rule.severity,
                     "resource": res.name if res is not None else None,
                     "type": res.original_type if res is not None else None,
                     "urn": res.urn if res is not None else None, "message": f.message}

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Optional
+from typing import Any
+
+import yaml
 
 from .core import RECORDED_SECRET, Resource, normalize
 from .engine import evaluate
@@ -65,7 +67,7 @@ def _region_of(recording) -> str:
     return max(counts, key=counts.get) if counts else "us-east-1"
 
 
-def evaluate_recording(recording, environment: Optional[str] = None, config: Optional[dict] = None) -> list[dict]:
+def evaluate_recording(recording, environment: str | None = None, config: dict | None = None) -> list[dict]:
     """Violations of a recorded program run, as plan.py reports them: {policy, enforcement, resource, message}."""
     violations, _ = evaluate(recording_resources(recording), config=config, environment=environment)
     return [{"policy": v["policy"], "enforcement": v["enforcement"], "resource": v["resource"],
@@ -127,6 +129,80 @@ def export_resources(doc: Any) -> list[Resource]:
     return out
 
 
-def evaluate_export(doc: Any, config: Optional[dict] = None,
-                    environment: Optional[str] = None) -> tuple[list[dict], list[dict]]:
+# ----------------------------------------------------------------------------- resource lists and manifests
+
+
+def resource_list(doc: Any) -> list[Resource]:
+    """A recorded resource list: {"resources": [{"type", "name", "inputs", "outputs"?, "id"?}]}, the shape of
+    a program's registrations (e.g. transcribed from a TypeScript program). Outputs fill what the provider
+    would compute (auto-names, ids); inputs win where both say."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("resources"), list):
+        raise ExportError("not a resource list: expected {\"resources\": [{\"type\", \"name\", \"inputs\"}]}")
+    out = []
+    for i, r in enumerate(doc["resources"]):
+        if not isinstance(r, dict) or not isinstance(r.get("type"), str) or not isinstance(r.get("name"), str):
+            raise ExportError(f"resources[{i}] needs a `type` and a `name`")
+        if r["type"] in SKIP_TYPES or r["type"].startswith("pulumi:providers:"):
+            continue
+        outputs = normalize(r.get("outputs") or {})
+        inputs = normalize(r.get("inputs") or {})
+        props = {**(outputs if isinstance(outputs, dict) else {}), **(inputs if isinstance(inputs, dict) else {})}
+        urn = f"urn:pulumi:recorded::program::{r['type']}::{r['name']}"
+        out.append(Resource(type=r["type"], name=r["name"], props=props, urn=urn,
+                            id=r.get("id") if isinstance(r.get("id"), str) else None,
+                            protect=r.get("protect") if isinstance(r.get("protect"), bool) else None,
+                            extra_ids=(r["name"],)))
+    return out
+
+
+def manifest_resources(docs: Any) -> list[Resource]:
+    """Kubernetes manifests (what `kubectl apply -f` takes: a list of objects, `kind: List` included) as the
+    resources pulumi-kubernetes would register: type kubernetes:<group>/<version>:<Kind>, named by
+    metadata.name, the object itself as inputs."""
+    out = []
+    items = []
+    for d in docs if isinstance(docs, list) else [docs]:
+        if isinstance(d, dict) and d.get("kind") == "List" and isinstance(d.get("items"), list):
+            items.extend(d["items"])
+        elif d is not None:
+            items.append(d)
+    for i, d in enumerate(items):
+        if not isinstance(d, dict) or not isinstance(d.get("kind"), str) or not isinstance(d.get("apiVersion"), str):
+            raise ExportError(f"manifest document {i} has no apiVersion / kind")
+        api = d["apiVersion"]
+        group_version = api if "/" in api else f"core/{api}"
+        name = (d.get("metadata") or {}).get("name") or f"{d['kind'].lower()}-{i}"
+        t = f"kubernetes:{group_version}:{d['kind']}"
+        out.append(Resource(type=t, name=str(name), props=normalize(d),
+                            urn=f"urn:pulumi:manifests::kubectl::{t}::{name}", extra_ids=(str(name),)))
+    return out
+
+
+def load_document(text: str, path: str = "") -> list[Resource]:
+    """Resources of any document the offline tools read: a `pulumi stack export`, a recorded resource list, or
+    Kubernetes manifests (YAML, multi-document)."""
+    stripped = text.lstrip()
+    if stripped.startswith("{") or stripped.startswith("["):
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ExportError(f"not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+        if isinstance(doc, dict) and ("deployment" in doc or "checkpoint" in doc or "version" in doc):
+            return export_resources(doc)
+        if isinstance(doc, dict) and "resources" in doc:
+            return resource_list(doc)
+        if isinstance(doc, dict) and "kind" in doc and "apiVersion" in doc:
+            return manifest_resources([doc])
+        if not isinstance(doc, dict):
+            raise ExportError("not a stack export: the document is not a JSON object")
+        return export_resources(doc)
+    try:
+        docs = list(yaml.safe_load_all(text))
+    except Exception as exc:       # noqa: BLE001 - any YAML error: the file is not a manifest set
+        raise ExportError(f"neither JSON nor YAML manifests ({type(exc).__name__})") from None
+    return manifest_resources(docs)
+
+
+def evaluate_export(doc: Any, config: dict | None = None,
+                    environment: str | None = None) -> tuple[list[dict], list[dict]]:
     return evaluate(export_resources(doc), config=config, environment=environment)

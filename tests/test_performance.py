@@ -1,6 +1,7 @@
 """The performance model (sizing/performance.py): its physics as properties, worked examples, its
 calibration facts, and its predictions against published measurements held out of the calibration."""
 import math
+import re
 
 import pytest
 import yaml
@@ -64,7 +65,7 @@ def test_llama_8b_bf16_batch_1_on_an_h100_streams_its_weights_once_per_token(cat
     streamed = weight_bytes(arch, "bf16") - embed
     assert streamed / 1e9 == pytest.approx(15.01, abs=0.01)
     assert step.memory_s == pytest.approx(streamed / (3350e9 * 0.76))
-    assert step.seconds == pytest.approx(step.memory_s + 0.0005)
+    assert step.seconds == pytest.approx(step.memory_s + 0.0005 + 20e-6)      # fixed + one sequence's share
     assert step.bound == "memory"
 
 
@@ -73,7 +74,8 @@ def test_kv_cache_reads_scale_with_batch_and_context_and_halve_in_fp8(cat):
     base = perf.decode_step(arch, "bf16", 2, Layout(), hw, 64, 0).memory_s
     kv16 = perf.decode_step(arch, "bf16", 2, Layout(), hw, 64, 4096).memory_s - base
     kv8 = perf.decode_step(arch, "bf16", 1, Layout(), hw, 64, 4096).memory_s - base
-    assert kv16 * 3350e9 * 0.76 == pytest.approx(64 * 4096 * 32 * 8 * 128 * 2 * 2)   # 128 KiB per token
+    # 128 KiB per token, read by paged-attention kernels at 60 % of the bandwidth (catalog/performance.yaml)
+    assert kv16 * 3350e9 * 0.6 == pytest.approx(64 * 4096 * 32 * 8 * 128 * 2 * 2)
     assert kv8 == pytest.approx(kv16 / 2)
 
 
@@ -224,5 +226,38 @@ def test_llama_8b_on_an_h100_at_the_issues_reference_points(cat):
     b1 = 1 / perf.decode_step(arch, "bf16", 2, Layout(), hw, 1, 2048).seconds
     b128 = 128 / perf.decode_step(arch, "bf16", 2, Layout(), hw, 128, 2048).seconds
     chunk = 8192 / perf.prefill_chunk(arch, "bf16", Layout(), hw, 8192).seconds
-    assert 140 < b1 < 170 and 5500 < b128 < 7500 and 30_000 < chunk < 45_000
-    assert math.isclose(b128 / b1, 41.8, rel_tol=0.1)             # batching: 128 x the work at ~3x the step time
+    # 128 sequences at 2k context: the weights once, 34 GB of KV at the paged-attention rate, and 20 us of
+    # scheduling/sampling per sequence (issue #12: the batch-free model promised ~6,500 tok/s here, 1.6x
+    # what a public 256-sequence vLLM run shows; tests/data/published/ holds that run)
+    assert 140 < b1 < 170 and 4000 < b128 < 6000 and 30_000 < chunk < 45_000
+    assert math.isclose(b128 / b1, 32.2, rel_tol=0.1)             # batching: 128 x the work at ~4x the step time
+
+
+README_ROW = re.compile(r"^\| [^|]+\((?P<inst>[a-z0-9.-]+)\) \| \d+ GB/s \| (?P<b1>\d+) / "
+                        r"(?P<b32>[\d,]+|— \(32 x 2k do not fit: (?P<seqs>\d+) do, (?P<bseq>\d+) tok/s\)) \| "
+                        r"(?P<f1>\d+) / (?P<f32>[\d,]+) \|", re.M)
+
+
+def test_the_readmes_throughput_rows_are_shapes_the_planner_accepts_and_reproduces(cat):
+    """README 'the guide's 7B FP16' table: every number is what sizing/ computes, and a 32-sequence figure is
+    only given where 32 sequences of 2k tokens fit the GPU (else the largest batch that does)."""
+    from llm_platform.sizing.memory import Workload, estimate, max_sequences
+    rows = list(README_ROW.finditer((ROOT / "README.md").read_text()))
+    assert len(rows) == 6
+    arch = _arch(cat, LLAMA8)
+    num = lambda s: int(s.replace(",", ""))  # noqa: E731
+    for r in rows:
+        inst = cat.instances[r["inst"]]
+        hw, gib = perf.hardware_of(inst, cat), cat.gpu_of(inst).memory_gib
+        for p, one, many in (("bf16", r["b1"], r["b32"]), ("fp8", r["f1"], r["f32"])):
+            assert round(1 / perf.decode_step(arch, p, 2, Layout(), hw, 1, 2048).seconds) == num(one), (r["inst"], p)
+            w = Workload("vllm", p, "auto", 2048, 32, 8192, 0.9)
+            if many.startswith("—"):
+                seqs = int(r["seqs"])
+                assert not estimate(arch, w, Layout(), gib, cat).fits
+                assert max_sequences(arch, w, Layout(), gib, cat) == seqs
+                got = seqs / perf.decode_step(arch, p, 2, Layout(), hw, seqs, 2048).seconds
+                assert round(got) == int(r["bseq"]), r["inst"]
+            else:
+                assert estimate(arch, w, Layout(), gib, cat).fits, (r["inst"], p)
+                assert round(32 / perf.decode_step(arch, p, 2, Layout(), hw, 32, 2048).seconds) == num(many), r["inst"]

@@ -14,6 +14,9 @@ from tests.data.exports import make_exports
 
 EXPORTS = Path(__file__).parent / "data" / "exports"
 EXPECTED = json.loads((EXPORTS / "expected.json").read_text())
+# the pack config a team runs with: its reviewed models (without one, model-allow-list says so, as an advisory)
+CONFIG_FILE = EXPORTS / "policy-config.json"
+CONFIG = json.loads(CONFIG_FILE.read_text())
 
 
 def run_cli(*argv):
@@ -40,22 +43,26 @@ def test_every_mandatory_rule_has_a_misconfigured_export():
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_export_yields_exactly_the_expected_violation(name):
     doc = json.loads((EXPORTS / f"{name}.json").read_text())
-    violations, notes = evaluate_export(doc)
+    violations, notes = evaluate_export(doc, config=CONFIG)
     got = sorted([v["policy"], v["resource"]] for v in violations if v["enforcement"] == "mandatory")
     assert got == sorted(EXPECTED[name])
     assert not [v for v in violations if v["enforcement"] != "mandatory"], "no advisory noise either"
     assert not notes, "every value of a stored stack is known"
 
 
-@pytest.mark.parametrize("name", ["clean-ec2", "clean-ecs", "clean-k8s"])
+@pytest.mark.parametrize("name", ["clean-ec2", "clean-ecs", "clean-k8s", "clean-sagemaker"])
 def test_clean_exports_exit_0(name):
-    rc, out, _ = run_cli(str(EXPORTS / f"{name}.json"), "--json")
+    rc, out, _ = run_cli(str(EXPORTS / f"{name}.json"), "--json", "--config", str(CONFIG_FILE))
     assert rc == 0
     assert json.loads(out)["violations"] == []
+    rc, out, _ = run_cli(str(EXPORTS / f"{name}.json"), "--json")      # no allow-list configured: one advisory
+    assert rc == 0
+    assert [(v["policy"], v["enforcement"]) for v in json.loads(out)["violations"]] == [("model-allow-list",
+                                                                                          "advisory")]
 
 
 def test_misconfigured_export_exits_1_with_the_contract_fields():
-    rc, out, _ = run_cli(str(EXPORTS / "lb-internet-facing.json"), "--json")
+    rc, out, _ = run_cli(str(EXPORTS / "lb-internet-facing.json"), "--json", "--config", str(CONFIG_FILE))
     assert rc == 1
     (v,) = json.loads(out)["violations"]
     assert {"policy", "enforcement", "resource", "message"} <= set(v)
@@ -70,7 +77,8 @@ def test_text_report_names_policy_and_resource():
 def test_config_makes_the_dev_level_advisory():
     rc, out, _ = run_cli(str(EXPORTS / "no-flow-logs.json"), "--config", "policies/config/dev.json", "--json")
     assert rc == 0
-    assert [(v["policy"], v["enforcement"]) for v in json.loads(out)["violations"]] == [("vpc-flow-logs", "advisory")]
+    assert [(v["policy"], v["enforcement"]) for v in json.loads(out)["violations"]
+            if v["policy"] != "model-allow-list"] == [("vpc-flow-logs", "advisory")]
 
 
 def test_environment_flag_and_prod_only_rules():
@@ -152,7 +160,7 @@ def test_show_secrets_plaintext_is_read():
             env = {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270",
                    "plaintext": json.dumps(json.dumps(defs))}
             r["inputs"]["containerDefinitions"] = r["outputs"]["containerDefinitions"] = env
-    violations, _ = evaluate_export(doc)
+    violations, _ = evaluate_export(doc, config=CONFIG)
     assert [v["policy"] for v in violations] == ["no-secret-literals"]
 
 

@@ -2,12 +2,24 @@
 a value unknown during preview, and explicit config. Mutations use the baselines of
 tests/policies_baseline.py (EC2, ECS, EKS programs); `"@stack": "k8s"` picks another baseline,
 `"protect:<name>": False` clears a resource's protect flag."""
+import json
+
 import pytest
 
 from llm_platform.policies.core import UNKNOWN, Stack
 from llm_platform.policies.rules import ALL, BY_NAME
-from tests.policies_baseline import (COMMIT, DELETE, DIGEST, STACKS, TG_ARN, VLLM_ARGS, b64, mutate, to_resources,
-                                     user_data)
+from tests.policies_baseline import (
+    COMMIT,
+    DELETE,
+    LB_ARN,
+    PROVENANCE_TAGS,
+    STACKS,
+    VLLM_ARGS,
+    b64,
+    mutate,
+    to_resources,
+    user_data,
+)
 
 LT = "llm-8b:launchTemplate"
 DEP = "llm-8b:Deployment.spec.template.spec"
@@ -32,6 +44,59 @@ def sg_rule(name, **inputs):
                 dict({"securityGroupId": "sg-0ins", "ipProtocol": "tcp"}, **inputs))
 
 
+def ecs_vllm(**changes):
+    """The ECS baseline's containerDefinitions (a JSON string) with the vLLM container changed."""
+    task = next(x for x in STACKS["ecs"]() if x["name"] == "llm-8b-task")
+    defs = json.loads(task["inputs"]["containerDefinitions"])
+    defs[0].update(changes)
+    return {"@stack": "ecs", "llm-8b-task.containerDefinitions": json.dumps(defs)}
+
+
+KEY_LINK = "aws:apigateway/usagePlanKey:UsagePlanKey"
+HTTP_STAGE = "aws:apigatewayv2/stage:Stage"
+
+
+def usage_plan(**throttle):
+    inputs = {"apiStages": [{"apiId": "a1b2c3", "stage": "prod"}]}
+    if throttle:
+        inputs["throttleSettings"] = throttle
+    return plus("aws:apigateway/usagePlan:UsagePlan", "plan", inputs, "up1")
+
+
+def http_api(auth):
+    return [plus("aws:apigatewayv2/api:Api", "chat-api", {"protocolType": "HTTP"}, "h77p"),
+            route("chat", authorizationType=auth, authorizerId="au1")]
+
+
+def fn_url(name, auth):
+    return plus("aws:lambda/functionUrl:FunctionUrl", name, {"functionName": "llm-proxy", "authorizationType": auth})
+
+
+def route(name, key="POST /v1/chat/completions", **kw):
+    return plus("aws:apigatewayv2/route:Route", name, dict({"apiId": "h77p", "routeKey": key}, **kw))
+
+
+ALB_INGRESS = plus("kubernetes:networking.k8s.io/v1:Ingress", "llm-alb", {
+    "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+    "metadata": {"name": "llm-alb", "annotations": {
+        "kubernetes.io/ingress.class": "alb", "alb.ingress.kubernetes.io/scheme": "internal",
+        "alb.ingress.kubernetes.io/certificate-arn": "arn:aws:acm:us-east-1:123456789012:certificate/abc",
+        "alb.ingress.kubernetes.io/ssl-policy": "ELBSecurityPolicy-TLS13-1-2-2021-06"}},
+    "spec": {"rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
+        "service": {"name": "llm-8b", "port": {"number": 443}}}}]}}]}})
+ALB_ANN = "llm-alb.metadata.annotations"
+OLLAMA_INSTALL = ("#!/bin/bash\ncurl -fsSL https://ollama.com/install.sh | sh\n"
+                  "mkdir -p /etc/systemd/system/ollama.service.d\n"
+                  "cat <<EOF > /etc/systemd/system/ollama.service.d/override.conf\n[Service]\n"
+                  "Environment=\"OLLAMA_HOST={host}\"\nEOF\n"
+                  "systemctl daemon-reload\nsystemctl restart ollama\nollama pull {model}\n")
+SMM = "llm-8b:sagemaker/model.primaryContainer.environment."
+SMC = "llm-8b:endpointConfiguration."
+METHOD = "llm-api:apigateway/method:Method."
+NETPOL = "llm-8b:NetworkPolicy."
+# the allow-list a team configures (the rule judges nothing against a list nobody chose)
+ALLOWED = ["meta-llama/Llama-3.1-*", "Qwen/*", "hugging-quants/*", "qwen2.5-coder:*"]
+DEFAULT_CONFIG = {"model-allow-list": {"allowedModels": ALLOWED}}
 IGW = plus("aws:ec2/internetGateway:InternetGateway", "igw", {"vpcId": "vpc-0a1"}, "igw-0abc")
 IGW_ROUTE = plus("aws:ec2/route:Route", "default", {"routeTableId": "rtb-0p1", "destinationCidrBlock": "0.0.0.0/0",
                                                     "gatewayId": "igw-0abc"})
@@ -69,6 +134,7 @@ CASES = {
         config=({"allowedIngressCidrs": ["10.8.0.0/16"]}, {}, "fail")),
     "no-remote-admin-ports": C(
         passing=[{"+": [sg_rule("https", fromPort=443, toPort=443, cidrIpv4="10.0.0.0/8")]},
+                 {"+": [sg_rule("alb-ssh", securityGroupId="sg-0alb", fromPort=22, toPort=22, cidrIpv4="10.0.0.0/8")]},
                  {"+": [sg_rule("nccl", ipProtocol="-1", fromPort=-1, toPort=-1, referencedSecurityGroupId="sg-0ins")]},
                  {"+": [sg_rule("udp22", ipProtocol="udp", fromPort=22, toPort=22, cidrIpv4="10.0.0.0/8")]}],
         failing=[{"+": [sg_rule("ssh", fromPort=22.0, toPort=22.0, cidrIpv4="10.8.0.0/16")]},
@@ -130,8 +196,11 @@ CASES = {
     "no-public-ip": C(
         passing=[{f"{LT}.networkInterfaces[0].associatePublicIpAddress": False},
                  {f"{LT}.networkInterfaces[0].associatePublicIpAddress": DELETE},
-                 {"+": [plus("aws:ec2/eip:Eip", "nat", {"domain": "vpc"})]}],
+                 {"+": [plus("aws:ec2/eip:Eip", "nat", {"domain": "vpc"})]},
+                 {"+": [plus("aws:ec2/instance:Instance", "box", {"instanceType": "g5.xlarge",
+                                                                  "subnetId": "subnet-0aaa"})]}],
         failing=[{f"{LT}.networkInterfaces[0].associatePublicIpAddress": "true"},
+                 {"+": [plus("aws:ec2/instance:Instance", "box", {"instanceType": "g5.xlarge"})]},
                  {f"{LT}.networkInterfaces[0].associatePublicIpAddress": True},
                  {"+": [plus("aws:ec2/instance:Instance", "box", {"instanceType": "g5.xlarge",
                                                                   "associatePublicIpAddress": True})]},
@@ -141,11 +210,20 @@ CASES = {
     "https-listeners": C(
         passing=[{"https.sslPolicy": "ELBSecurityPolicy-TLS13-1-3-2021-06"},
                  {"https.protocol": "TLS", "https.sslPolicy": "ELBSecurityPolicy-TLS13-1-2-Res-2021-06"},
-                 {"https.sslPolicy": "ELBSecurityPolicy-TLS13-1-2-FIPS-PQ-2025-09"}],
+                 {"https.sslPolicy": "ELBSecurityPolicy-TLS13-1-2-FIPS-PQ-2025-09"},
+                 {"@stack": "k8s", "+": [ALB_INGRESS]},
+                 {"@stack": "k8s", "llm-8b:Service.spec.ports": [{"port": 443, "targetPort": 8000}],
+                  "llm-8b:Service.metadata.annotations": {
+                      "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal",
+                      "service.beta.kubernetes.io/aws-load-balancer-ssl-cert":
+                          "arn:aws:acm:us-east-1:123456789012:certificate/abc"}}],
         failing=[{"https.sslPolicy": "ELBSecurityPolicy-2016-08"}, {"https.sslPolicy": DELETE},
-                 {"https.protocol": "HTTP", "https.sslPolicy": DELETE},
                  {"http-redirect.defaultActions[0].redirect.protocol": "HTTP"},
-                 {"https.sslPolicy": "ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06"}],
+                 {"https.sslPolicy": "ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06"},
+                 {"@stack": "k8s", "+": [ALB_INGRESS], ALB_ANN: {
+                     k: v for k, v in ALB_INGRESS["inputs"]["metadata"]["annotations"].items()
+                     if "ssl-policy" not in k}},
+                 {"@stack": "k8s", "llm-8b:Service.spec.ports": [{"port": 80, "targetPort": 8000}]}],
         unknown=({"https.sslPolicy": UNKNOWN}, "note"),
         config=({"allowedSslPolicies": ["ELBSecurityPolicy-TLS13-1-3-2021-06"]}, {}, "fail")),
     "https-target-groups": C(
@@ -166,12 +244,18 @@ CASES = {
     "runtime-behind-auth-proxy": C(
         passing=[args("--host 127.0.0.1", "--host localhost"),
                  ud(vllm_args=VLLM_ARGS.replace("127.0.0.1", "0.0.0.0"), docker_opts="--gpus all"),
-                 ud(vllm_args=VLLM_ARGS.replace("127.0.0.1", "0.0.0.0"), docker_opts="--gpus all -p 127.0.0.1:8000:8000")],
-        failing=[args("--host 127.0.0.1", "--host 0.0.0.0"), args("--host 127.0.0.1", ""),
+                 ud(vllm_args=VLLM_ARGS.replace("127.0.0.1", "0.0.0.0"),
+                    docker_opts="--gpus all -p 127.0.0.1:8000:8000"),
+                 {f"{LT}.userData": b64(OLLAMA_INSTALL.format(host="127.0.0.1:11434", model="llama3.1:8b"))},
+                 {"@stack": "sagemaker"},
+                 # awsvpc: a port mapping names the task ENI's port, the loopback bind keeps vLLM private
+                 ecs_vllm(portMappings=[{"containerPort": 8000, "hostPort": 8000}])],
+        failing=[args("--host 127.0.0.1", "--host 0.0.0.0"),
                  ud(docker_opts="--gpus all -p 8000:8000"),
                  ud(extra="OLLAMA_HOST=0.0.0.0 ollama serve &"),
                  ud(extra="cat > /etc/nginx/conf.d/open.conf <<'EOF'\nserver { listen 8080; location / { "
                           "proxy_pass http://127.0.0.1:8000; } }\nEOF"),
+                 {f"{LT}.userData": b64(OLLAMA_INSTALL.format(host="0.0.0.0:11434", model="llama3.1:8b"))},
                  {"@stack": "k8s", VLLM + ".args[5]": "0.0.0.0"}],
         unknown=({f"{LT}.userData": UNKNOWN}, "note"),
         config=({"environment": "dev"}, args("--host 127.0.0.1", "--host 0.0.0.0"), "fail")),
@@ -182,7 +266,8 @@ CASES = {
         unknown=(args("0.90", "$GPU_UTIL"), "note"),
         config=({"max": 0.85}, {}, "fail")),
     "no-trust-remote-code": C(
-        passing=[{}, ud(vllm_args=VLLM_ARGS.replace("meta-llama/Llama-3.1-8B-Instruct", "nomic-ai/nomic-embed-text-v1.5")
+        passing=[{}, ud(vllm_args=VLLM_ARGS.replace("meta-llama/Llama-3.1-8B-Instruct",
+                                                   "nomic-ai/nomic-embed-text-v1.5")
                         + " --trust-remote-code")],
         failing=[ud(vllm_args=VLLM_ARGS + " --trust-remote-code"),
                  ud(vllm_args=TGI_ARGS, image=TGI["image"], docker_opts="--gpus all --network host "
@@ -199,7 +284,8 @@ CASES = {
     "no-cpu-inference-in-prod": C(
         passing=[{f"{LT}.instanceType": "g6e.xlarge"}, {f"{LT}.instanceType": "inf2.xlarge"},
                  {f"{LT}.instanceType": "p5.48xlarge"}],
-        failing=[{f"{LT}.instanceType": "m7i.4xlarge"}, ud(docker_opts="--network host"),
+        failing=[{"@stack": "sagemaker", SMC + "productionVariants[0].instanceType": "ml.m5.xlarge"},
+                 {f"{LT}.instanceType": "m7i.4xlarge"}, ud(docker_opts="--network host"),
                  ud(docker_opts="--gpus all --network host -e CUDA_VISIBLE_DEVICES="),
                  args("--max-num-seqs 16", "--max-num-seqs 16 --device cpu")],
         unknown=({f"{LT}.instanceType": UNKNOWN}, "note"),
@@ -207,10 +293,11 @@ CASES = {
     "waf-on-inference-lb": C(
         passing=[{}, {"api-acl!:webAclAssociation": None, "+": [plus(
             "aws:wafregional/webAclAssociation:WebAclAssociation", "classic",
-            {"resourceArn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/llm-api/50dc6c495c0c9188",
+            {"resourceArn": LB_ARN,
              "webAclId": "abc"})]}],
         failing=[{"api-acl!:webAclAssociation": None},
-                 {"api-acl:webAclAssociation.resourceArn": "arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/app/x/1"},
+                 {"api-acl:webAclAssociation.resourceArn":
+                      "arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/app/x/1"},
                  {"api-acl!:webAclAssociation": None, "api:loadBalancer.loadBalancerType": "network"}],
         unknown=({"api-acl:webAclAssociation.resourceArn": UNKNOWN}, "note"),
         config=({"environment": "dev"}, {"api-acl!:webAclAssociation": None}, "fail")),
@@ -285,9 +372,11 @@ CASES = {
     "s3-bucket-not-public": C(
         passing=[{"models:s3/bucket:.acl": "private"}, {"models:bucketPublicAccessBlock.blockPublicAcls": "true"}],
         failing=[{"models:s3/bucket:.acl": "public-read"},
-                 {"models:bucketPolicy.policy": '{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject"}]}'},
+                 {"models:bucketPolicy.policy":
+                      '{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject"}]}'},
                  {"models:bucketPublicAccessBlock.blockPublicPolicy": False},
-                 {"+": [plus("aws:s3/bucketAcl:BucketAcl", "acl", {"bucket": "llm-models", "acl": "public-read-write"})]}],
+                 {"+": [plus("aws:s3/bucketAcl:BucketAcl", "acl",
+                             {"bucket": "llm-models", "acl": "public-read-write"})]}],
         unknown=({"models:bucketPolicy.policy": UNKNOWN}, "note"),
         config=({"environment": "dev"}, {"models:s3/bucket:.acl": "public-read"}, "fail")),
     "s3-bucket-kms-encryption": C(
@@ -317,7 +406,7 @@ CASES = {
         failing=[args("meta-llama/Llama-3.1-8B-Instruct", "mistralai/Mistral-7B-Instruct-v0.3"),
                  args("--model meta-llama/Llama-3.1-8B-Instruct", "--model /opt/model") |
                  {f"{LT}.tags.llm-platform:model": DELETE},
-                 ud(vllm_args="--model-id bigscience/bloom-560m --hostname 127.0.0.1", **{k: v for k, v in TGI.items()})],
+                 ud(vllm_args="--model-id bigscience/bloom-560m --hostname 127.0.0.1", **dict(TGI))],
         unknown=(args("--model meta-llama/Llama-3.1-8B-Instruct", "--model /opt/model") |
                  {f"{LT}.tags.llm-platform:model": UNKNOWN}, "note"),
         config=({"allowedModels": ["mistralai/*"]}, {}, "fail")),
@@ -327,7 +416,10 @@ CASES = {
                  args("--revision " + COMMIT, "") | {f"{LT}.tags.llm-platform:revision": COMMIT}],
         failing=[args(COMMIT, "main"),
                  args("--revision " + COMMIT, "") | {f"{LT}.tags.llm-platform:revision": DELETE},
-                 args(COMMIT, "v1.0")],
+                 args(COMMIT, "v1.0"),
+                 {f"{LT}.userData": b64(OLLAMA_INSTALL.format(host="127.0.0.1", model="llama3.1:latest"))},
+                 {"@stack": "sagemaker", SMM + "HF_MODEL_REVISION": DELETE,
+                  "llm-8b:sagemaker/model.tags": {k: v for k, v in PROVENANCE_TAGS.items() if "revision" not in k}}],
         unknown=(args("--revision " + COMMIT, "") | {f"{LT}.tags.llm-platform:revision": UNKNOWN}, "note"),
         config=({"environment": "staging"}, args(COMMIT, "main"), "fail")),
     "model-checksum-verified": C(
@@ -354,13 +446,14 @@ CASES = {
         failing=[{f"{LT}.instanceType": "g4dn.xlarge"}, args("--tensor-parallel-size 1", "--tensor-parallel-size 4"),
                  args("Llama-3.1-8B-Instruct", "Llama-3.1-70B-Instruct"),
                  args("--tensor-parallel-size 1", "--tensor-parallel-size 3") | {f"{LT}.instanceType": "g5.12xlarge"},
-                 args("--max-num-seqs 16", "--max-num-seqs 16 --quantization fp8") | {f"{LT}.instanceType": "g4dn.xlarge"}],
+                 args("--max-num-seqs 16", "--max-num-seqs 16 --quantization fp8")
+                 | {f"{LT}.instanceType": "g4dn.xlarge"}],
         unknown=({f"{LT}.instanceType": UNKNOWN}, "note"),
         config=({"environment": "dev"}, {f"{LT}.instanceType": "g4dn.xlarge"}, "fail")),
     "inference-alarms": C(
         passing=[{"latency-p99!": None},
                  {"gpu-memory.dimensions": DELETE, "latency-p99!": None}],
-        failing=[{"gpu-memory!": None, "latency-p99!": None},
+        failing=[{"gpu-memory!": None, "latency-p99!": None}, {"@stack": "sagemaker", "sm-latency!": None},
                  {"gpu-memory.alarmActions": [], "latency-p99.alarmActions": []},
                  {"gpu-memory.actionsEnabled": False, "latency-p99.actionsEnabled": "false"}],
         unknown=({"gpu-memory.alarmActions": [UNKNOWN], "latency-p99.alarmActions": [UNKNOWN]}, "note"),
@@ -412,17 +505,28 @@ CASES = {
         config=({"environment": "dev"}, {VLLM + ".securityContext.readOnlyRootFilesystem": False}, "fail")),
     "container-image-pinned": C(
         "k8s",
-        passing=[{VLLM + ".image": "vllm/vllm-openai:v0.9.2"}, {VLLM + ".image": "registry:5000/vllm:v1"},
-                 {"@stack": "ecs"}],
-        failing=[{VLLM + ".image": "vllm/vllm-openai:latest"}, {VLLM + ".image": "vllm/vllm-openai"},
-                 {VLLM + ".image": "registry:5000/vllm"},
+        passing=[{VLLM + ".image": "vllm/vllm-openai@sha256:" + "1" * 64},
+                 {"+": [plus("kubernetes:batch/v1:Job", "warm-cache", {"spec": {"template": {"spec": {"containers": [
+                     {"name": "pull", "image": "vllm/vllm-openai:v0.9.2", "command": ["/bin/sh", "-c", "true"]}]}}}})]},
+                 {VLLM + ".image": "registry:5000/vllm:v1@sha256:" + "2" * 64}, {"@stack": "ecs"},
+                 {"@stack": "sagemaker"}],
+        failing=[{VLLM + ".image": "vllm/vllm-openai:latest"}, {VLLM + ".image": "registry:5000/vllm"},
+                 {VLLM + ".image": "vllm/vllm-openai:v0.9.2"},
+                 {VLLM + ".image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/vllm:arm64"},
+                 {PROXY + ".image": "ghcr.io/open-webui/open-webui:main"},
                  {"@stack": "ec2"} | ud(image="vllm/vllm-openai")],
         unknown=({VLLM + ".image": UNKNOWN}, "note"),
-        config=({"environment": "dev"}, {VLLM + ".image": "vllm/vllm-openai:latest"}, "fail")),
+        config=({"environment": "dev"}, {VLLM + ".image": "vllm/vllm-openai:v0.9.2"}, "pass")),
     "k8s-gpu-limits": C(
         "k8s",
-        passing=[{VLLM + ".resources": {"limits": {"nvidia.com/gpu": "2"}}}],
+        passing=[{VLLM + ".resources": {"limits": {"nvidia.com/gpu": "2"}}},
+                 {VLLM + ".resources": {"limits": {"cpu": "4"}},
+                  VLLM + ".image": "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.8.5.post1@sha256:" + "9" * 64},
+                 {VLLM + ".resources": {"requests": {"cpu": "24"}},
+                  DEP + ".nodeSelector": {"karpenter.k8s.aws/instance-family": "m8g"}}],
         failing=[{VLLM + ".resources": {"requests": {"nvidia.com/gpu": "1"}}},
+                 {VLLM + ".resources": {"limits": {"cpu": "4"}},
+                  DEP + ".nodeSelector": {"karpenter.k8s.aws/instance-family": "g6e"}},
                  {VLLM + ".resources": {"limits": {"memory": "24Gi"}}},
                  {VLLM + ".resources": {"limits": {"nvidia.com/gpu": "0"}}}],
         unknown=({VLLM + ".resources.limits": UNKNOWN}, "note"),
@@ -439,9 +543,90 @@ CASES = {
         failing=[{"llm-8b:group:Group.minSize": 1.0},
                  {"private-b:ec2/subnet.availabilityZone": "us-east-1a"},
                  {"llm-8b:group:Group.vpcZoneIdentifiers": ["subnet-0aaa"]},
-                 {"@stack": "k8s", "llm-8b:Deployment.spec.replicas": 1}],
+                 {"@stack": "k8s", "llm-8b:Deployment.spec.replicas": 1},
+                 {"@stack": "sagemaker", SMC + "productionVariants[0].initialInstanceCount": 1}],
         unknown=({"llm-8b:group:Group.minSize": UNKNOWN}, "note"),
         config=({"environment": "dev"}, {"llm-8b:group:Group.minSize": 1.0}, "pass")),
+    "server-install-pinned": C(
+        passing=[ud(extra="pip install 'vllm==0.9.2'"),
+                 ud(extra="curl -fsSL -o /tmp/ollama.sh https://ollama.com/install.sh && "
+                          "echo \"$OLLAMA_SHA256  /tmp/ollama.sh\" | sha256sum -c - && sh /tmp/ollama.sh"),
+                 ud(extra="python3 -m pip install --no-deps vllm===0.9.2 requests")],
+        failing=[ud(extra="pip install vllm"), ud(extra="curl -fsSL https://ollama.com/install.sh | sh"),
+                 ud(extra="pip3 install -U 'vllm>=0.9'"),
+                 ud(extra="wget -qO- https://example.com/setup.sh | sudo bash"),
+                 ud(extra="uv pip install --system vllm[audio]")],
+        unknown=({f"{LT}.userData": UNKNOWN}, "note"),
+        config=({"environment": "dev"}, ud(extra="pip install vllm"), "fail")),
+    "inference-api-authenticated": C(
+        "sagemaker",
+        passing=[{METHOD + "authorization": "NONE", METHOD + "apiKeyRequired": True},
+                 {METHOD + "authorization": "NONE", METHOD + "httpMethod": "OPTIONS"},
+                 {"+": [fn_url("proxy-url", "AWS_IAM"), route("chat", authorizationType="JWT", authorizerId="au1")]},
+                 {METHOD + "authorization": "NONE", "llm-api:restApi.endpointConfiguration": {"types": "PRIVATE"}},
+                 {"@stack": "ec2", "+": [route("other", authorizationType="JWT")]}],
+        failing=[{METHOD + "authorization": "NONE"},
+                 {METHOD + "authorization": "none", METHOD + "apiKeyRequired": False},
+                 {"+": [fn_url("proxy-url", "NONE")]}, {"+": [route("chat", authorizationType="NONE")]},
+                 {"+": [route("chat")]}, {"@stack": "ec2", "+": [fn_url("proxy-url", "NONE")]}],
+        unknown=({METHOD + "authorization": UNKNOWN}, "note"),
+        config=({"environment": "dev"}, {METHOD + "authorization": "NONE"}, "fail")),
+    "inference-api-rate-limited": C(
+        "sagemaker",
+        passing=[{"llm-api!:methodSettings": None, "+": [plus(
+                     "aws:wafv2/webAclAssociation:WebAclAssociation", "api-waf", {
+                     "resourceArn": "arn:aws:apigateway:us-east-1::/restapis/a1b2c3/stages/prod",
+                     "webAclArn": "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/llm/1"})]},
+                 {"llm-api!:methodSettings": None, METHOD + "apiKeyRequired": True,
+                  "+": [usage_plan(rateLimit=5), plus(KEY_LINK, "k", {"keyId": "key1", "usagePlanId": "up1"})]},
+                 {"+": http_api("JWT") + [plus(HTTP_STAGE, "h", {
+                     "apiId": "h77p", "name": "$default", "defaultRouteSettings": {"throttlingRateLimit": 5}})]}],
+        failing=[{"llm-api!:methodSettings": None},
+                 {"llm-api:methodSettings.settings": {"metricsEnabled": True}},
+                 {"llm-api!:methodSettings": None, METHOD + "apiKeyRequired": True,
+                  "+": [usage_plan(), plus(KEY_LINK, "k", {"keyId": "key1", "usagePlanId": "up1"})]},
+                 {"+": http_api("JWT") + [plus(HTTP_STAGE, "h", {"apiId": "h77p", "name": "$default"})]}],
+        unknown=({"llm-api:methodSettings.settings.throttlingRateLimit": UNKNOWN}, "note"),
+        config=({"environment": "dev"}, {"llm-api!:methodSettings": None}, "fail")),
+    "sagemaker-endpoint-encrypted": C(
+        "sagemaker",
+        passing=[{SMC + "kmsKeyArn": "alias/llm"},
+                 {SMC + "kmsKeyArn": DELETE, SMC + "productionVariants": [
+                     {"modelName": "llm-8b-model",
+                      "serverlessConfig": {"maxConcurrency": 5, "memorySizeInMb": 6144}}]}],
+        failing=[{SMC + "kmsKeyArn": DELETE}, {SMC + "kmsKeyArn": ""}],
+        unknown=({SMC + "kmsKeyArn": UNKNOWN}, "pass"),
+        config=({"environment": "dev"}, {SMC + "kmsKeyArn": DELETE}, "fail")),
+    "no-plaintext-model-urls": C(
+        "k8s",
+        passing=[{PROXY + ".env": [{"name": "OLLAMA_BASE_URL", "value": "http://127.0.0.1:11434"}]},
+                 {PROXY + ".env": [{"name": "OPENAI_API_BASE", "value": "https://llm.internal.example.com/v1"}]},
+                 {PROXY + ".env": [{"name": "DOCS_URL", "value": "http://docs.example.com"}]},
+                 {PROXY + ".env": [{"name": "UPSTREAM", "value": "http://10.0.3.7:8000/v1"}],
+                  "llm-8b:Deployment.spec.template.metadata.labels": {"app": "llm-8b",
+                                                                      "sidecar.istio.io/inject": "true"}}],
+        failing=[{PROXY + ".env": [{"name": "OLLAMA_BASE_URL",
+                                    "value": "http://ollama-service.ollama.svc.cluster.local:11434"}]},
+                 {PROXY + ".env": [{"name": "UPSTREAM", "value": "http://10.0.3.7:8000/v1"}]},
+                 {"@stack": "ec2"} | ud(extra="docker run -d --name ui -e OPENAI_API_BASE_URL=http://vllm.internal/v1 "
+                                              "ghcr.io/open-webui/open-webui@sha256:" + "3" * 64)],
+        unknown=({PROXY + ".env": [{"name": "OLLAMA_BASE_URL", "value": UNKNOWN}]}, "note"),
+        config=({"environment": "dev"}, {PROXY + ".env": [{"name": "UPSTREAM", "value": "http://10.0.3.7:8000"}]},
+                "fail")),
+    "k8s-network-policy": C(
+        "k8s",
+        passing=[{NETPOL + "spec.podSelector": {}},
+                 {NETPOL + "spec.podSelector": {"matchExpressions": [{"key": "app", "operator": "In",
+                                                                      "values": ["llm-8b", "x"]}]}},
+                 {NETPOL + "spec.policyTypes": DELETE},
+                 {"llm-8b!:NetworkPolicy": None, "+": [plus("kubernetes:cilium.io/v2:CiliumNetworkPolicy", "llm-8b", {
+                     "apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "llm-8b"},
+                     "spec": {"endpointSelector": {"matchLabels": {"app": "llm-8b"}},
+                              "ingress": [{"fromCIDR": ["10.40.0.0/16"]}]}})]}],
+        failing=[{"llm-8b!:NetworkPolicy": None}, {NETPOL + "spec.podSelector": {"matchLabels": {"app": "other"}}},
+                 {NETPOL + "spec.policyTypes": ["Egress"]}, {NETPOL + "metadata.namespace": "other"}],
+        unknown=({NETPOL + "spec.podSelector": {"matchLabels": {"app": UNKNOWN}}}, "note"),
+        config=({"environment": "dev"}, {"llm-8b!:NetworkPolicy": None}, "fail")),
     "stateful-resources-protected": C(
         passing=[{"protect:cmk": None}],
         failing=[{"protect:cmk": False}, {"protect:models": False}],
@@ -458,7 +643,7 @@ def findings(rule, base, changes, config=None):
     for r in resources:
         if r.name in protect:
             r.protect = protect[r.name]
-    ctx = rule.context(config)
+    ctx = rule.context(DEFAULT_CONFIG.get(rule.name) if config is None else config)
     if rule.kind == "resource":
         out = [f for r in resources for f in rule.run(r, ctx)]
     else:
@@ -518,3 +703,27 @@ def test_findings_of_all_rules_on_all_baselines_are_empty():
     for stack in STACKS:
         for rule in ALL:
             assert findings(rule, stack, {}) == ([], []), (stack, rule.name)
+
+
+def test_allow_list_unconfigured_reports_once_as_advisory():
+    from llm_platform.policies.engine import evaluate
+    for stack in STACKS:
+        violations, _ = evaluate(to_resources(STACKS[stack]()), environment="prod")
+        mine = [v for v in violations if v["policy"] == "model-allow-list"]
+        assert len(mine) == 1 and mine[0]["enforcement"] == "advisory", (stack, mine)
+        assert "no model allow-list is configured" in mine[0]["message"]
+        assert "meta-llama/Llama-3.1-8B-Instruct" in mine[0]["message"]
+        assert not [v for v in violations if v["enforcement"] == "mandatory"], stack
+
+
+def test_ecs_port_mappings_publish_on_the_instance_only_outside_awsvpc():
+    """awsvpc: a port mapping is the task ENI's own port (the bind address decides exposure); bridge: docker
+    publishes it on the instance, past any proxy, whatever the server binds inside the container."""
+    from llm_platform.policies.workloads import exposure, workload
+    for mode, exposed in (("awsvpc", False), ("bridge", True)):
+        changes = ecs_vllm(portMappings=[{"containerPort": 8000, "hostPort": 8000}])
+        changes.pop("@stack")
+        changes["llm-8b-task.networkMode"] = mode
+        task = next(r for r in to_resources(mutate(STACKS["ecs"](), changes)) if r.name == "llm-8b-task")
+        (vllm,) = [p for p in workload(task).processes if p.runtime == "vllm"]
+        assert bool(exposure(vllm)) is exposed, mode

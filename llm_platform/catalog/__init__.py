@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from .architecture import Architecture
+from .checkpoint import QuantizationSpec
 
 HERE = Path(__file__).parent
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -40,6 +41,7 @@ class ModelInfo(_Fact):
     published_parameters: PositiveInt
     published_parameters_source: str
     architecture: Architecture
+    quantization: Optional[QuantizationSpec] = None   # a pre-quantised checkpoint's quantization_config
 
 
 class InstanceType(_Fact):
@@ -115,6 +117,9 @@ class PerformanceCalibration(_Fact):
     """catalog/performance.yaml: achievable fractions and communication costs (each cited there)."""
     memory_fraction: PositiveFloat
     step_overhead_ms: float = Field(ge=0)
+    per_sequence_us: float = Field(0.0, ge=0)          # step time that grows with the batch (scheduler, sampler)
+    attention_fraction: Optional[PositiveFloat] = None  # bandwidth fraction of paged-attention KV reads
+    decode_compute_fraction: Optional[PositiveFloat] = None  # tensor-core fraction of skinny decode GEMMs
     compute_fraction: PositiveFloat
     nvlink: Communication
     pcie: Communication

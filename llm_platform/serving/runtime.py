@@ -106,6 +106,12 @@ def _vllm(plan: DeploymentPlan, max_tokens: int, host: str = "0.0.0.0") -> Conta
                  "--override-generation-config", json.dumps({"max_new_tokens": max_tokens}, separators=(",", ":"))]
     if plan.trust_remote_code:
         args.append("--trust-remote-code")
+    if plan.task == "generate" and plan.kv_cache_memory_bytes:
+        # The plan is the configuration: vLLM skips its own profiling-based KV sizing and allocates exactly
+        # the pool the plan sized (concurrency x max_model_len tokens in whole pages per GPU), so the server
+        # holds the planned sequences and never fewer; --gpu-memory-utilization stays as vLLM's start-up
+        # check that the GPU is free enough (vllm/v1/worker/gpu_worker.py, Worker.init_device).
+        args += ["--kv-cache-memory-bytes", str(plan.kv_cache_memory_bytes)]
     # The root filesystem is read-only: every cache vLLM, torch and Triton keep goes to /cache. USER and
     # HOME are set because a non-root uid without a passwd entry (Kubernetes) makes torch's getpass fail.
     env = {**COMMON_ENV, "VLLM_NO_USAGE_STATS": "1", "VLLM_DO_NOT_TRACK": "1", **CACHE_ENV}
@@ -142,6 +148,11 @@ def _tgi(plan: DeploymentPlan, max_tokens: int, host: str = "0.0.0.0") -> Contai
             "--max-total-tokens", str(plan.max_model_len),
             "--max-batch-prefill-tokens", str(plan.max_num_batched_tokens),
             "--max-concurrent-requests", str(plan.concurrency * 8),
+            # TGI has no KV-bytes flag: the plan's pool is this many tokens in the running batch; TGI
+            # checks it against what --cuda-memory-fraction leaves after its warm-up and refuses less.
+            # TGI also refuses a prefill budget above it, so it is at least one prefill chunk.
+            "--max-batch-total-tokens",
+            str(max(plan.concurrency * plan.max_model_len, plan.max_num_batched_tokens)),
             "--cuda-memory-fraction", str(plan.gpu_memory_utilization),
             "--usage-stats", "off"]
     if plan.precision in TGI_QUANTIZATION:

@@ -14,6 +14,7 @@ from typing import Literal, Optional, Union
 from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, ValidationInfo, field_validator)
 
 from llm_platform.catalog.architecture import Architecture
+from llm_platform.catalog.checkpoint import QuantizationSpec
 
 DNS_LABEL = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 FLOATING_REFS = {"main", "master", "latest", "head", "dev", "stable"}
@@ -118,6 +119,12 @@ class ModelSpec(_Strict):
     checksums: Optional[Checksums] = Field(None, validate_default=True, description="SHA-256 manifest; required in prod")
     provenance: Optional[Provenance] = Field(None, validate_default=True, description="origin and approval; required in prod")
     trust_remote_code: bool = Field(False, description="let the runtime run the repository's Python code")
+    quantization: Optional[QuantizationSpec] = Field(None, validate_default=True, description="a pre-quantised "
+                                                     "checkpoint's quantization_config (quant_method, ignored_layers"
+                                                     " / modules_to_not_convert, weight_block_size, group_size): "
+                                                     "weights are sized tensor by tensor from it")
+    tensor_parallel_size: Optional[int] = Field(None, description="force the tensor-parallel size (1, 2, 4 or 8); "
+                                                "the plan checks that it fits, like instance_type")
 
     @field_validator("name")
     @classmethod
@@ -151,6 +158,10 @@ class ModelSpec(_Strict):
     def _precision(cls, v: Optional[str], info: ValidationInfo) -> Optional[str]:
         runtime = info.data.get("runtime")
         info_model = _registry_entry(info)
+        if v is None and info_model is not None and info_model.quantization is not None and runtime != "ollama":
+            kind = info_model.quantization.precision_kind() or "fp8"
+            method = info_model.quantization.quant_method
+            return "fp8" if kind == "fp8" else ("gptq" if method == "gptq" else "awq")
         if v is None:
             if runtime == "ollama":
                 embed = info_model is not None and info_model.task == "embed"
@@ -290,6 +301,53 @@ class ModelSpec(_Strict):
         if v and entry is None and (prov is None or prov.review_status != "approved"):
             raise ValueError("remote code from a model outside the registry runs only after review: "
                              "add provenance with review_status approved, or remove trust_remote_code")
+        return v
+
+
+    @field_validator("quantization")
+    @classmethod
+    def _quantization(cls, v: Optional[QuantizationSpec], info: ValidationInfo) -> Optional[QuantizationSpec]:
+        entry = _registry_entry(info)
+        q = v if v is not None else (entry.quantization if entry is not None else None)
+        precision = info.data.get("precision")
+        if q is None or precision is None:
+            return v
+        kind, want = _catalog(info).precisions[precision].kind, q.precision_kind()
+        model = info.data.get("model")
+        if (want is not None and kind != want) or kind in ("float", "gguf"):
+            fits = [p for p, d in _catalog(info).precisions.items()
+                    if (d.kind == want if want else d.kind in ("fp8", "int4_group"))
+                    and info.data.get("runtime") in d.runtimes]
+            raise ValueError(f"{model} is a {q.quant_method} checkpoint: precision {precision!r} would not load it; "
+                             f"use precision {' or '.join(fits) or 'fp8'}")
+        return v
+
+    @field_validator("tensor_parallel_size")
+    @classmethod
+    def _tensor_parallel(cls, v: Optional[int], info: ValidationInfo) -> Optional[int]:
+        if v is None:
+            return v
+        model = info.data.get("model")
+        if info.data.get("runtime") == "ollama":
+            raise ValueError(f"{model}: ollama has no tensor parallelism (it splits layers over GPUs): "
+                             "remove tensor_parallel_size")
+        if v not in (1, 2, 4, 8):
+            raise ValueError(f"{model}: tensor_parallel_size {v} is not one of 1, 2, 4, 8 (the GPU counts of one node)")
+        entry = _registry_entry(info)
+        arch = info.data.get("architecture") or (entry.architecture if entry is not None else None)
+        if arch is not None:
+            if arch.num_attention_heads % v:
+                raise ValueError(f"{model}: tensor_parallel_size {v} does not divide its {arch.num_attention_heads} "
+                                 "attention heads: vLLM refuses it; use a divisor")
+            kv = arch.kv_heads
+            if kv % v and v % kv:
+                raise ValueError(f"{model}: tensor_parallel_size {v} neither divides its {kv} KV heads nor is a "
+                                 "multiple of them: vLLM refuses it")
+        itype = info.data.get("instance_type")
+        inst = _catalog(info).instances.get(itype) if itype else None
+        if inst is not None and inst.gpu_count < v:
+            raise ValueError(f"{model}: tensor_parallel_size {v} needs {v} GPUs on one node; {itype} has "
+                             f"{inst.gpu_count}: choose an instance type with {v} or more GPUs")
         return v
 
 

@@ -1,12 +1,25 @@
 """GPU memory a serving process needs, per GPU, from the physics of the model.
 
-    per GPU = weights on this GPU + KV cache on this GPU + overhead
-    overhead (vLLM, TGI) = CUDA context + NCCL buffers (TP x PP > 1) + activation peak of one
-                           prefill chunk or of the sampler + CUDA graphs + weight slack
-    overhead (Ollama)    = Ollama's own reservation: 457 MiB minimum + compute graph + one spare layer
+vLLM (and TGI, which follows the same profile-then-allocate scheme) splits each GPU in two
+(vllm/v1/worker/gpu_worker.py, determine_available_memory; cited in catalog/overheads.yaml):
 
-The constants are fitted to measured vLLM and Ollama logs; catalog/overheads.yaml cites them.
-Everything here is pure arithmetic on catalog facts; GiB = 2**30 bytes.
+    inside  gpu_memory_utilization x total:  weights + activation peak of the profile run
+                                             + non-torch allocations made during it
+                                             + CUDA-graph memory (profiled since vLLM 0.21) + KV cache
+    outside it (the 1 - utilization headroom): the CUDA context and NCCL communicators (created
+                                             before vLLM's baseline snapshot)
+
+    fits = the inside items <= utilization x total  (vLLM's own check: else it refuses to start)
+           and inside + outside + a safety margin <= total
+
+The plan passes the KV pool it sized to vLLM as --kv-cache-memory-bytes (serving/runtime.py), so
+the server holds exactly the planned sequences; the rest of the GPU is the stated margin.
+
+Ollama: its own reservation (457 MiB minimum + compute graph + one spare layer), all counted inside.
+
+The constants are fitted to published vLLM and Ollama logs; catalog/overheads.yaml cites them and
+tests/test_published.py bounds the error on a public truth set. Pure arithmetic on catalog facts;
+GiB = 2**30 bytes.
 """
 from __future__ import annotations
 
@@ -14,6 +27,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Optional
 
 import yaml
 
@@ -21,7 +35,8 @@ from llm_platform import catalog
 from llm_platform.catalog import Catalog, Precision
 from . import gguf
 from llm_platform.catalog.architecture import Architecture
-from .params import Tensor, tensors
+from llm_platform.catalog.checkpoint import QuantLayout
+from .params import Tensor, module_names, tensors
 
 GIB = float(2 ** 30)
 
@@ -42,6 +57,8 @@ class Workload:
     concurrency: int
     max_num_batched_tokens: int
     gpu_memory_utilization: float
+    quant_layout: Optional[QuantLayout] = None    # a pre-quantised checkpoint's layout; None: the precision's default
+    tensor_parallel: Optional[int] = None         # a forced TP size (model entry tensor_parallel_size); None: free
 
 
 @dataclass(frozen=True)
@@ -64,62 +81,100 @@ class Layout:
 class Memory:
     weights_gib: float            # the replica's weights (all its GPUs)
     kv_cache_gib: float           # the replica's KV cache (all its GPUs)
-    overhead_gib: float           # per GPU
+    overhead_gib: float           # per GPU, inside the budget: activation peak + non-torch + CUDA graphs
     per_gpu_weights_gib: float
     per_gpu_kv_cache_gib: float
-    per_gpu_required_gib: float
-    per_gpu_usable_gib: float
+    per_gpu_required_gib: float   # weights + KV cache + overhead: what vLLM counts against the budget
+    per_gpu_usable_gib: float     # gpu_memory_utilization x total
     kv_bytes_per_token: float     # whole model, unreplicated
+    outside_budget_gib: float = 0.0   # per GPU: CUDA context and NCCL (the 1 - utilization headroom)
+    per_gpu_total_gib: float = 0.0    # what CUDA reports
+    activation_gib: float = 0.0
+    non_torch_gib: float = 0.0
+    cudagraph_gib: float = 0.0
+    kv_cache_memory_bytes: int = 0    # per GPU, block-rounded: the --kv-cache-memory-bytes the plan passes
+    min_margin_gib: float = 0.0       # memory that must stay free for what profiling cannot see
+
+    @property
+    def margin_gib(self) -> float:
+        """Memory left free on each GPU once everything planned is allocated."""
+        if not self.per_gpu_total_gib:
+            return self.per_gpu_usable_gib - self.per_gpu_required_gib
+        return self.per_gpu_total_gib - self.per_gpu_required_gib - self.outside_budget_gib
+
+    @property
+    def available_kv_gib(self) -> float:
+        """What vLLM would give the KV cache itself at this utilization (its 'Available KV cache memory')."""
+        return self.per_gpu_usable_gib - (self.per_gpu_required_gib - self.per_gpu_kv_cache_gib)
 
     @property
     def fits(self) -> bool:
-        return self.per_gpu_required_gib <= self.per_gpu_usable_gib
+        if self.per_gpu_required_gib > self.per_gpu_usable_gib:
+            return False
+        return not self.per_gpu_total_gib or self.margin_gib >= self.min_margin_gib
 
 
 # ----------------------------------------------------------------------------- weights
 
-def _tensor_bytes(t: Tensor, p: Precision, ggml_type: str | None, cat: Catalog) -> float:
+def _fp8_scale_bytes(t: Tensor, q: Optional[QuantLayout]) -> float:
+    """fp32 scales of one FP8 linear: per tensor, per output channel, or per [rows, cols] block."""
+    if q is not None and q.weight_block_size:
+        bn, bk = q.weight_block_size
+        return math.ceil(t.out_features / bn) * math.ceil(t.in_features / bk) * 4 * t.count
+    if q is not None and q.scale_strategy == "channel":
+        return t.out_features * 4 * t.count
+    return 4 * t.count
+
+
+def _tensor_bytes(t: Tensor, p: Precision, ggml_type: str | None, cat: Catalog, q: Optional[QuantLayout]) -> float:
     if p.kind == "gguf":
         block, size = cat.ggml_bytes_per_block[ggml_type]
         return t.numel / block * size
-    if t.role != "linear" or t.name == "output" or p.kind == "float":
+    if p.kind == "float":
+        return t.numel * p.bits / 8
+    head_quantized = q is not None and q.lm_head_quantized
+    if t.role != "linear" or (t.name == "output" and not head_quantized):
         # 16-bit: embeddings, norms, biases, router, and the LM head (kept 16-bit by fp8/AWQ/GPTQ)
-        return t.numel * (p.bits / 8 if p.kind == "float" else 2)
+        return t.numel * 2
+    if q is not None and q.keeps_16bit(module_names(t)):
+        return t.numel * 2                        # the checkpoint left this module unquantized
     if p.kind == "fp8":
-        return t.numel * 1 + 4 * t.count          # one fp32 scale per tensor (per expert)
+        return t.numel * 1 + _fp8_scale_bytes(t, q)
     # int4_group: AWQ / GPTQ. Groups run along the input dimension.
-    groups = math.ceil(t.in_features / p.group_size) * t.out_features * t.count
+    group = (q.group_size if q is not None and q.group_size else p.group_size)
+    group = t.in_features if group == -1 else group
+    groups = math.ceil(t.in_features / group) * t.out_features * t.count
     return (t.numel * p.bits / 8 + groups * (p.scale_bits + p.zero_bits) / 8
             + t.in_features * t.count * p.index_bits / 8)
 
 
 @lru_cache(maxsize=512)
-def tensor_bytes(arch: Architecture, precision: str) -> tuple[float, ...]:
-    """Bytes of every tensor of `tensors(arch)` stored in `precision`."""
+def tensor_bytes(arch: Architecture, precision: str, quant: Optional[QuantLayout] = None) -> tuple[float, ...]:
+    """Bytes of every tensor of `tensors(arch)` stored in `precision` (refined by a checkpoint's layout)."""
     cat = catalog.load()
     p = cat.precisions[precision]
     ts = tensors(arch)
     types = (gguf.tensor_types(arch, ts, precision, p.default, {k: v[0] for k, v in cat.ggml_bytes_per_block.items()})
              if p.kind == "gguf" else [None] * len(ts))
-    return tuple(_tensor_bytes(t, p, g, cat) for t, g in zip(ts, types))
+    return tuple(_tensor_bytes(t, p, g, cat, quant) for t, g in zip(ts, types))
 
 
 @lru_cache(maxsize=512)
-def weight_bytes(arch: Architecture, precision: str) -> float:
-    return sum(tensor_bytes(arch, precision))
+def weight_bytes(arch: Architecture, precision: str, quant: Optional[QuantLayout] = None) -> float:
+    return sum(tensor_bytes(arch, precision, quant))
 
 
 _KV_PROJ = {"attn_k", "attn_v", "attn_k_bias", "attn_v_bias"}
 
 
 @lru_cache(maxsize=4096)
-def _per_rank_split(arch: Architecture, precision: str, tp: int):
+def _per_rank_split(arch: Architecture, precision: str, tp: int, quant: Optional[QuantLayout] = None):
     """Per-TP-rank bytes: (per-layer list, bytes before the first layer, bytes after the last)."""
     kv = arch.kv_heads
     kv_share = math.ceil(kv / tp) / kv   # with TP > KV heads, each rank keeps a whole replicated head
     layers = [0.0] * arch.num_hidden_layers
     head = tail = 0.0
-    for t, b in zip(tensors(arch), tensor_bytes(arch, precision)):
+    for t, b in zip(tensors(arch), tensor_bytes(arch, precision, quant)):
         if not t.sharded:
             share = b
         elif t.name in _KV_PROJ and not arch.is_mla:
@@ -150,7 +205,13 @@ def _heaviest_stage(layers: tuple[float, ...], stages: int) -> tuple[float, int]
 # ----------------------------------------------------------------------------- KV cache
 
 def kv_bytes_per_token_per_layer(arch: Architecture, dtype_bytes: float, tp: int = 1) -> float:
-    """One token's K and V in one layer, on one TP rank. MLA keeps one latent, replicated on every rank."""
+    """One token's K and V in one layer, on one TP rank, as vLLM's attention backends page them.
+
+    Standard attention: K and V of this rank's KV heads (a rank keeps a whole head when TP > KV heads).
+    MLA (DeepSeek-V2/V3): vLLM's MLA backends cache one compressed latent per token and layer,
+    kv_lora_rank + qk_rope_head_dim elements (576 for DeepSeek-V3), with no separate V, replicated on
+    every TP rank (vllm/v1/attention/backends/mla: MLACommonBackend.get_kv_cache_shape is
+    (num_blocks, block_size, head_size) with head_size = kv_lora_rank + qk_rope_head_dim)."""
     if arch.task == "embed":
         return 0.0                      # encoder-only: attention over the input, no cache kept
     if arch.is_mla:
@@ -158,34 +219,75 @@ def kv_bytes_per_token_per_layer(arch: Architecture, dtype_bytes: float, tp: int
     return 2 * math.ceil(arch.kv_heads / tp) * arch.head_size * dtype_bytes
 
 
+def block_size(arch: Architecture) -> int:
+    """Tokens per KV page: vLLM's default 16, 64 for the MLA backends (FlashMLA needs 64-token pages)."""
+    c = calibration()["vllm"]
+    return c["mla_block_size"] if arch.is_mla else c["block_size"]
+
+
+def sequence_tokens(arch: Architecture, max_model_len: int, runtime: str = "vllm") -> int:
+    """KV slots one full-length sequence occupies: whole pages (vLLM/TGI) or exactly max_model_len (Ollama)."""
+    if runtime == "ollama":
+        return max_model_len
+    b = block_size(arch)
+    return math.ceil(max_model_len / b) * b
+
+
 # ----------------------------------------------------------------------------- overheads
 
 def _activation_bytes(arch: Architecture, w: Workload, tp: int, c: dict) -> float:
-    """Peak of vLLM's profile run: one prefill chunk through a layer, or the sampler's logits."""
+    """Peak of vLLM's profile run (gpu_model_runner.profile_run): a dummy forward pass over
+    max_num_batched_tokens tokens, then the sampler over min(max_num_seqs, max_num_batched_tokens) rows.
+
+    Forward, per token (2-byte activations): `residual_copies` hidden-size buffers (residual, normed
+    input, layer output) + the widest intermediate of one layer on this rank: the QKV projection, the
+    gated MLP's gate+up output and its activation, or a MoE layer's fused_moe caches
+    (intermediate_cache1 [M, top_k, 2N/TP], cache2 [M x top_k, N/TP], cache3 [M, top_k, hidden]) plus
+    its shared experts; MLA prefill also materialises per-head K and V from the latent.
+    Sampler: fp32 logits over the vocabulary per row, `sampler_copies` times (logits, probabilities,
+    the sorted copy of the top-k/top-p path)."""
     h = arch.hidden_size
+    tokens = w.max_num_batched_tokens
     if arch.is_mla:
-        attn = arch.num_attention_heads * (2 * arch.qk_nope_head_dim + arch.qk_rope_head_dim + arch.v_head_dim)
+        heads = arch.num_attention_heads / tp
+        attn = heads * (2 * (arch.qk_nope_head_dim + arch.qk_rope_head_dim) + arch.v_head_dim)
     else:
-        attn = (arch.num_attention_heads + 2 * arch.kv_heads) * arch.head_size
+        attn = (arch.num_attention_heads + 2 * arch.kv_heads) * arch.head_size / tp
     per_mlp = 3 if arch.mlp == "gated" else 2      # gate+up output and the activation, or fc1 and activation
+    dense = per_mlp * arch.intermediate_size / tp if (not arch.is_moe or arch.first_dense_layers) else 0.0
+    moe = 0.0
     if arch.is_moe:
-        width = arch.expert_intermediate * (arch.num_experts_per_tok + arch.num_shared_experts)
-        width = max(width, arch.intermediate_size if arch.first_dense_layers else 0)
-    else:
-        width = arch.intermediate_size
-    forward = w.max_num_batched_tokens * 2 * (c["residual_copies"] * h + (attn + per_mlp * width) / tp)
-    sampler = 0.0 if arch.task == "embed" else w.concurrency * arch.vocab_size * 4 * c["sampler_copies"]
+        k, n = arch.num_experts_per_tok, arch.expert_intermediate
+        moe = k * (3 * n / tp + h) + per_mlp * n * arch.num_shared_experts / tp
+    forward = tokens * 2 * (c["residual_copies"] * h + max(attn, dense, moe))
+    rows = min(w.concurrency, w.max_num_batched_tokens)
+    sampler = 0.0 if arch.task == "embed" else rows * arch.vocab_size * 4 * c["sampler_copies"]
     return max(forward, sampler)
 
 
-def _vllm_overhead(arch: Architecture, w: Workload, layout: Layout, stage_layers: int, weights: float) -> float:
+@dataclass(frozen=True)
+class _VllmOverhead:
+    activation: float       # GiB, inside the budget
+    non_torch: float        # GiB, inside the budget
+    outside: float          # GiB: CUDA context + NCCL, before vLLM's baseline snapshot
+    cudagraph: float        # GiB, inside the budget (vLLM >= 0.21 profiles it)
+
+
+def _vllm_overhead(arch: Architecture, w: Workload, layout: Layout, stage_layers: int) -> _VllmOverhead:
     c = calibration()["vllm"]
     ranks = layout.tensor_parallel * layout.pipeline_parallel
-    comm = c["comm_base_gib"] + c["comm_per_rank_gib"] * layout.tensor_parallel if ranks > 1 else 0.0
-    graphs = (c["cudagraph_base_gib"] + c["cudagraph_per_layer_hidden_gib"] * stage_layers * arch.hidden_size
+    multi = ranks > 1
+    comm = c["comm_base_gib"] + c["comm_per_rank_gib"] * layout.tensor_parallel if multi else 0.0
+    # graphs are captured for batch sizes up to max_cudagraph_capture_size = min(2 x max_num_seqs, 512); the
+    # fitted per-layer term is for the full 512 and shrinks with it, to a floor for the many small graphs
+    capture = max(c["cudagraph_min_fraction"], min(1.0, 2 * w.concurrency / 512))
+    graphs = (c["cudagraph_base_gib"] + c["cudagraph_per_layer_gib"] * stage_layers * capture
               + c["cudagraph_per_extra_rank_gib"] * (layout.tensor_parallel - 1))
     act = _activation_bytes(arch, w, layout.tensor_parallel, c) / GIB
-    return c["non_torch_gib"] + comm + act + graphs + c["weight_slack"] * weights / GIB
+    non_torch = c["non_torch_gib"] + (c["non_torch_multi_gpu_gib"] if multi else 0.0)
+    # since vLLM 0.21 the profile run also estimates CUDA-graph memory and counts it inside the budget
+    # (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS, on by default); the context and NCCL stay outside
+    return _VllmOverhead(act, non_torch, c["cuda_context_gib"] + comm, graphs)
 
 
 def _ollama_graph_bytes(arch: Architecture, w: Workload, split: bool) -> float:
@@ -203,22 +305,28 @@ def _ollama_graph_bytes(arch: Architecture, w: Workload, split: bool) -> float:
 
 def estimate(arch: Architecture, w: Workload, layout: Layout, gpu_total_gib: float, cat: Catalog) -> Memory:
     tp = layout.tensor_parallel
-    layers, head, tail = _per_rank_split(arch, w.precision, tp)
+    layers, head, tail = _per_rank_split(arch, w.precision, tp, w.quant_layout)
     stage_bytes, stage_layers = _heaviest_stage(layers, layout.stages)
     kv_dtype = cat.kv_dtypes[w.kv_cache_dtype].bytes
     kv_layer_token = kv_bytes_per_token_per_layer(arch, kv_dtype, tp)
-    pool_tokens = w.max_model_len * w.concurrency
+    pool_tokens = sequence_tokens(arch, w.max_model_len, w.runtime) * w.concurrency
+    outside = act = non_torch = graphs = margin = 0.0
     if w.runtime == "ollama":
         # llama.cpp keeps token_embd in host memory; the output head sits on the last GPU.
         weights = stage_bytes + tail
         overhead = (calibration()["ollama"]["minimum_mib"] * 2 ** 20
                     + _ollama_graph_bytes(arch, w, layout.layer_split > 1) + max(layers)) / GIB
+        total = 0.0
     else:
         weights = stage_bytes + (max(head, tail) if layout.stages > 1 else head + tail)
-        overhead = _vllm_overhead(arch, w, layout, stage_layers, weights)
+        o = _vllm_overhead(arch, w, layout, stage_layers)
+        act, non_torch, graphs, outside = o.activation, o.non_torch, o.cudagraph, o.outside
+        overhead = act + non_torch + graphs
+        total = gpu_total_gib
+        margin = calibration()["vllm"]["min_margin_gib"]
     kv = pool_tokens * kv_layer_token * stage_layers
     required = (weights + kv) / GIB + overhead
-    total_weights = weight_bytes(arch, w.precision)
+    total_weights = weight_bytes(arch, w.precision, w.quant_layout)
     return Memory(
         weights_gib=total_weights / GIB,
         kv_cache_gib=pool_tokens * kv_layer_token * arch.num_hidden_layers * tp / GIB,
@@ -228,7 +336,17 @@ def estimate(arch: Architecture, w: Workload, layout: Layout, gpu_total_gib: flo
         per_gpu_required_gib=required,
         per_gpu_usable_gib=gpu_total_gib * w.gpu_memory_utilization,
         kv_bytes_per_token=kv_bytes_per_token_per_layer(arch, kv_dtype) * arch.num_hidden_layers,
+        outside_budget_gib=outside, per_gpu_total_gib=total, activation_gib=act, non_torch_gib=non_torch,
+        cudagraph_gib=graphs, kv_cache_memory_bytes=int(math.ceil(kv)), min_margin_gib=margin,
     )
+
+
+def kv_capacity_sequences(arch: Architecture, w: Workload, layout: Layout, gpu_total_gib: float, cat: Catalog) -> float:
+    """Full-length sequences the KV cache vLLM would allocate itself holds (its 'Maximum concurrency for
+    N tokens per request'), fractional; negative when not even the fixed overheads fit."""
+    m = estimate(arch, w, layout, gpu_total_gib, cat)
+    per_seq = m.per_gpu_kv_cache_gib / w.concurrency
+    return m.available_kv_gib / per_seq if per_seq else math.inf
 
 
 def max_sequences(arch: Architecture, w: Workload, layout: Layout, gpu_total_gib: float, cat: Catalog) -> int:

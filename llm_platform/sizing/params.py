@@ -132,3 +132,34 @@ def active_parameter_count(arch: Architecture) -> int:
         else:
             total += t.numel
     return total
+
+
+# ----------------------------------------------------------------------------- checkpoint module names
+
+_HF = {
+    "attn_q": ("self_attn.q_proj",), "attn_k": ("self_attn.k_proj",), "attn_v": ("self_attn.v_proj",),
+    "attn_output": ("self_attn.o_proj",), "attn_q_a": ("self_attn.q_a_proj",), "attn_q_b": ("self_attn.q_b_proj",),
+    "attn_kv_a_mqa": ("self_attn.kv_a_proj_with_mqa",), "attn_kv_b": ("self_attn.kv_b_proj",),
+    "ffn_gate": ("mlp.gate_proj",), "ffn_up": ("mlp.up_proj",), "ffn_down": ("mlp.down_proj",),
+    "ffn_gate_exps": ("mlp.experts.{e}.gate_proj", "block_sparse_moe.experts.{e}.w1"),
+    "ffn_up_exps": ("mlp.experts.{e}.up_proj", "block_sparse_moe.experts.{e}.w3"),
+    "ffn_down_exps": ("mlp.experts.{e}.down_proj", "block_sparse_moe.experts.{e}.w2"),
+    "ffn_gate_shexp": ("mlp.shared_experts.gate_proj", "mlp.shared_expert.gate_proj"),
+    "ffn_up_shexp": ("mlp.shared_experts.up_proj", "mlp.shared_expert.up_proj"),
+    "ffn_down_shexp": ("mlp.shared_experts.down_proj", "mlp.shared_expert.down_proj"),
+    "ffn_gate_inp": ("mlp.gate", "block_sparse_moe.gate"),
+}
+
+
+def module_names(t: Tensor) -> tuple[str, ...]:
+    """The Hugging Face module name(s) of a linear tensor, for matching a checkpoint's
+    `modules_to_not_convert`; routed experts are named as expert 0 and every expert matches alike
+    unless a pattern names single experts (no real checkpoint does). Biases share their weight's name."""
+    base = t.name.removesuffix("_bias")
+    if base == "output":
+        return ("lm_head",)
+    if base == "token_embd":
+        return ("model.embed_tokens",)
+    if base == "pooler":
+        return ("pooler.dense",)
+    return tuple(f"model.layers.{t.layer}." + n.format(e=0) for n in _HF.get(base, (base,)))

@@ -47,6 +47,7 @@ from typing import Optional
 
 from llm_platform.catalog import Catalog, Gpu, InstanceType
 from llm_platform.catalog.architecture import Architecture
+from llm_platform.catalog.checkpoint import QuantLayout
 from .memory import Layout, kv_bytes_per_token_per_layer, tensor_bytes
 from .params import tensors
 
@@ -67,6 +68,9 @@ class Hardware:
     allreduce_latency_s: float
     allreduce_fraction: float
     pipeline_hop_s: float
+    per_sequence_s: float = 0.0      # per decoding sequence per step: scheduling, input prep, sampling
+    decode_compute_fraction: float = 0.0  # tensor-core fraction decode GEMMs (batch rows) reach; 0: compute_fraction
+    attention_fraction: float = 0.0  # bandwidth fraction reached reading the paged KV cache (0: memory_fraction)
 
     def with_bandwidth(self, gbps: float) -> "Hardware":
         return Hardware(**{**self.__dict__, "gpu": self.gpu.model_copy(update={"memory_bandwidth_gbps": gbps})})
@@ -88,7 +92,9 @@ def hardware_of(instance: InstanceType, cat: Catalog) -> Hardware:
     return Hardware(gpu=gpu, link=link, link_gbps=gbps, memory_fraction=c.memory_fraction,
                     compute_fraction=c.compute_fraction, step_overhead_s=c.step_overhead_ms / 1e3,
                     allreduce_latency_s=comm.latency_us / 1e6, allreduce_fraction=comm.bandwidth_fraction,
-                    pipeline_hop_s=c.pipeline_hop_us / 1e6)
+                    pipeline_hop_s=c.pipeline_hop_us / 1e6, per_sequence_s=c.per_sequence_us / 1e6,
+                    attention_fraction=c.attention_fraction or c.memory_fraction,
+                    decode_compute_fraction=c.decode_compute_fraction or c.compute_fraction)
 
 
 # ----------------------------------------------------------------------------- what a step touches
@@ -104,12 +110,12 @@ class _Shape:
 
 
 @lru_cache(maxsize=1024)
-def _shape(arch: Architecture, precision: str, tp: int) -> _Shape:
+def _shape(arch: Architecture, precision: str, tp: int, quant: Optional[QuantLayout] = None) -> _Shape:
     kv_share = math.ceil(arch.kv_heads / tp) / arch.kv_heads
     dense = expert = head = 0.0
     decode_params = head_params = 0.0
     k_over_e = (arch.num_experts_per_tok / arch.num_experts) if arch.is_moe else 1.0
-    for t, b in zip(tensors(arch), tensor_bytes(arch, precision)):
+    for t, b in zip(tensors(arch), tensor_bytes(arch, precision, quant)):
         share = 1.0 if not t.sharded else (kv_share if t.name in _KV_PROJ and not arch.is_mla else 1.0 / tp)
         is_head = t.name == "output" or (t.name == "token_embd" and arch.tie_word_embeddings
                                          and arch.task == "generate")
@@ -179,30 +185,37 @@ class Step:
 
 
 def decode_step(arch: Architecture, precision: str, kv_dtype_bytes: float, layout: Layout, hw: Hardware,
-                batch: int, context: int) -> Step:
+                batch: int, context: int, quant: Optional[QuantLayout] = None) -> Step:
     """One decode step: `batch` sequences each emit a token with `context` tokens already cached."""
     if arch.task != "generate":
         raise ValueError("encoder-only models do not decode")
     tp = layout.tensor_parallel
-    s = _shape(arch, precision, tp)
+    s = _shape(arch, precision, tp, quant)
     weights = s.dense_bytes + s.expert_bytes * experts_touched(arch, batch)
     kv = batch * context * kv_bytes_per_token_per_layer(arch, kv_dtype_bytes, tp) * arch.num_hidden_layers
     gpu = hw.gpu
-    memory = (weights + kv) / (gpu.memory_bandwidth_gbps * 1e9 * hw.memory_fraction)
+    bw = gpu.memory_bandwidth_gbps * 1e9
+    memory = weights / (bw * hw.memory_fraction) + kv / (bw * (hw.attention_fraction or hw.memory_fraction))
     linear_flops = 2 * s.decode_params * batch
     attn_flops = 2 * arch.num_hidden_layers * _attention_width(arch, tp) * batch * context
+    # decode GEMMs are skinny (`batch` rows against the whole weight): they reach less of the tensor-core
+    # peak than a prefill chunk's
+    gemm_eff = hw.decode_compute_fraction or hw.compute_fraction
     compute = (linear_flops / (_linear_tflops(gpu, precision) * 1e12)
-               + attn_flops / (gpu.tensor_16bit_tflops * 1e12)) / hw.compute_fraction
+               + attn_flops / (gpu.tensor_16bit_tflops * 1e12)) / gemm_eff
     comm = _allreduce(hw, layout, arch, batch) + _hops(hw, layout)
-    return Step(max(memory, compute) + comm + hw.step_overhead_s, memory, compute, comm, hw.step_overhead_s)
+    # per-step costs that grow with the batch: the scheduler, input preparation and the sampler work per
+    # sequence on the host and in small kernels that no bandwidth removes
+    overhead = hw.step_overhead_s + hw.per_sequence_s * batch
+    return Step(max(memory, compute) + comm + overhead, memory, compute, comm, overhead)
 
 
 def prefill_chunk(arch: Architecture, precision: str, layout: Layout, hw: Hardware, tokens: int,
-                  context: int = 0) -> Step:
+                  context: int = 0, quant: Optional[QuantLayout] = None) -> Step:
     """One prefill chunk of `tokens` prompt tokens after `context` cached ones (0: a fresh prompt).
     Encoders attend both ways, so their attention costs the full tokens^2, not half."""
     tp = layout.tensor_parallel
-    s = _shape(arch, precision, tp)
+    s = _shape(arch, precision, tp, quant)
     gpu = hw.gpu
     params = s.prefill_params if arch.task == "generate" else s.decode_params
     span = context + (tokens / 2 if arch.task == "generate" else tokens)
@@ -217,12 +230,12 @@ def prefill_chunk(arch: Architecture, precision: str, layout: Layout, hw: Hardwa
 
 
 def prefill_seconds(arch: Architecture, precision: str, layout: Layout, hw: Hardware, prompt: int,
-                    chunk: int) -> float:
+                    chunk: int, quant: Optional[QuantLayout] = None) -> float:
     """A whole prompt, in chunks of at most `chunk` tokens, each attending to the chunks before it."""
     total, done = 0.0, 0
     while done < prompt:
         n = min(chunk, prompt - done)
-        total += prefill_chunk(arch, precision, layout, hw, n, done).seconds
+        total += prefill_chunk(arch, precision, layout, hw, n, done, quant).seconds
         done += n
     return total
 
@@ -238,13 +251,14 @@ class Rates:
 
 
 def rates(arch: Architecture, precision: str, kv_dtype_bytes: float, layout: Layout, hw: Hardware,
-          max_model_len: int, concurrency: int, chunk: int) -> Rates:
+          max_model_len: int, concurrency: int, chunk: int, quant: Optional[QuantLayout] = None) -> Rates:
     tokens = min(chunk, max_model_len) if arch.task == "generate" else chunk
-    prefill = tokens / prefill_chunk(arch, precision, layout, hw, tokens).seconds
+    prefill = tokens / prefill_chunk(arch, precision, layout, hw, tokens, quant=quant).seconds
     if arch.task != "generate":
         return Rates(None, None, prefill)
-    single = 1 / decode_step(arch, precision, kv_dtype_bytes, layout, hw, 1, max_model_len).seconds
-    full = concurrency / decode_step(arch, precision, kv_dtype_bytes, layout, hw, concurrency, max_model_len).seconds
+    single = 1 / decode_step(arch, precision, kv_dtype_bytes, layout, hw, 1, max_model_len, quant).seconds
+    full = concurrency / decode_step(arch, precision, kv_dtype_bytes, layout, hw, concurrency, max_model_len,
+                                     quant).seconds
     return Rates(single, full, prefill)
 
 
@@ -259,7 +273,8 @@ class Operating:
 
 
 def operating_point(arch: Architecture, precision: str, kv_dtype_bytes: float, layout: Layout, hw: Hardware,
-                    batch: int, prompt: int, output: Optional[int], chunk: int, utilization: float) -> Operating:
+                    batch: int, prompt: int, output: Optional[int], chunk: int, utilization: float,
+                    quant: Optional[QuantLayout] = None) -> Operating:
     """Steady state of one replica running `batch` sequences, each with `prompt` + `output` tokens.
 
     Per request the replica spends t_prefill on its prompt and `output` decode steps of t_step shared
@@ -270,11 +285,11 @@ def operating_point(arch: Architecture, precision: str, kv_dtype_bytes: float, l
     Embedders: a request is one prefill; concurrency batches prompts into chunks."""
     if arch.task != "generate":
         per_chunk = max(1, chunk // max(prompt, 1))
-        t = prefill_chunk(arch, precision, layout, hw, per_chunk * prompt).seconds
+        t = prefill_chunk(arch, precision, layout, hw, per_chunk * prompt, quant=quant).seconds
         return Operating(per_chunk, utilization * per_chunk / t, None,
-                         prefill_chunk(arch, precision, layout, hw, prompt).seconds, None)
-    t_prefill = prefill_seconds(arch, precision, layout, hw, prompt, chunk)
-    t_step = decode_step(arch, precision, kv_dtype_bytes, layout, hw, batch, prompt + output // 2).seconds
+                         prefill_chunk(arch, precision, layout, hw, prompt, quant=quant).seconds, None)
+    t_prefill = prefill_seconds(arch, precision, layout, hw, prompt, chunk, quant)
+    t_step = decode_step(arch, precision, kv_dtype_bytes, layout, hw, batch, prompt + output // 2, quant).seconds
     capacity = batch / (output * t_step + batch * t_prefill)          # requests/s at 100 %
     rho = utilization * capacity * t_prefill
     tpot = t_step / (1 - rho)
@@ -283,7 +298,8 @@ def operating_point(arch: Architecture, precision: str, kv_dtype_bytes: float, l
 
 def best_operating_point(arch: Architecture, precision: str, kv_dtype_bytes: float, layout: Layout, hw: Hardware,
                          max_batch: int, prompt: int, output: Optional[int], chunk: int, utilization: float,
-                         ttft_target: Optional[float], tpot_target: Optional[float]) -> Optional[Operating]:
+                         ttft_target: Optional[float], tpot_target: Optional[float],
+                         quant: Optional[QuantLayout] = None) -> Optional[Operating]:
     """The largest batch (most requests per replica) that meets both latency targets, or None.
 
     TPOT grows with the batch; aggregate throughput does too, so the answer is the largest batch
@@ -293,7 +309,7 @@ def best_operating_point(arch: Architecture, precision: str, kv_dtype_bytes: flo
                 and (ttft_target is None or op.ttft_s <= ttft_target))
 
     point = lambda b: operating_point(arch, precision, kv_dtype_bytes, layout, hw, b, prompt, output,  # noqa: E731
-                                      chunk, utilization)
+                                      chunk, utilization, quant)
     if arch.task != "generate":
         op = point(1)
         return op if ok(op) else None

@@ -15,8 +15,9 @@ runs from there to BURST_FACTOR x the load.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Optional
 
 from llm_platform import catalog
@@ -107,6 +108,35 @@ class DeploymentPlan:
     throughput: Optional[Throughput] = None
 
     @property
+    def kv_cache_memory_bytes(self) -> int:
+        """Per GPU: the KV pool the plan sized, passed to vLLM as --kv-cache-memory-bytes (0 for embedders)."""
+        return self.memory.kv_cache_memory_bytes if self.task == "generate" and self.runtime != "ollama" else 0
+
+    @property
+    def runtime_memory(self) -> dict:
+        """How the plan's memory maps onto the runtime's own flags, and the margin it keeps (issue #12)."""
+        m = self.memory
+        if self.runtime == "ollama":
+            return {"flags": {"OLLAMA_NUM_PARALLEL": self.concurrency, "OLLAMA_CONTEXT_LENGTH": self.max_model_len},
+                    "how": "Ollama allocates num_ctx x num_parallel KV slots itself; the plan sizes them with "
+                           "Ollama's own estimator, so layers stay on the GPU"}
+        if self.runtime == "tgi":
+            return {"flags": {"--max-total-tokens": self.max_model_len,
+                              "--max-batch-total-tokens": max(self.concurrency * self.max_model_len,
+                                                              self.max_num_batched_tokens),
+                              "--cuda-memory-fraction": self.gpu_memory_utilization},
+                    "how": "TGI has no KV-bytes flag: it sizes its cache from --cuda-memory-fraction after warm-up "
+                           "and must find room for --max-batch-total-tokens",
+                    "margin_gib_per_gpu": round(m.margin_gib, 2)}
+        return {"flags": {"--kv-cache-memory-bytes": self.kv_cache_memory_bytes, "--max-num-seqs": self.concurrency,
+                          "--max-num-batched-tokens": self.max_num_batched_tokens,
+                          "--gpu-memory-utilization": self.gpu_memory_utilization},
+                "how": "vLLM allocates exactly the planned KV pool (its profiling-based sizing is skipped); "
+                       "gpu_memory_utilization remains its start-up check of free memory",
+                "outside_budget_gib_per_gpu": round(m.outside_budget_gib, 2),
+                "margin_gib_per_gpu": round(m.margin_gib, 2)}
+
+    @property
     def instances(self) -> int:
         return self.replicas_min * self.nodes_per_replica
 
@@ -150,7 +180,12 @@ class DeploymentPlan:
                 "per_gpu_required_gib": round(m.per_gpu_required_gib, 2),
                 "per_gpu_usable_gib": round(m.per_gpu_usable_gib, 2),
                 "kv_bytes_per_token": int(m.kv_bytes_per_token),
+                "activation_gib": round(m.activation_gib, 2), "non_torch_gib": round(m.non_torch_gib, 2),
+                "outside_budget_gib": round(m.outside_budget_gib, 2), "cudagraph_gib": round(m.cudagraph_gib, 2),
+                "kv_cache_memory_bytes": self.kv_cache_memory_bytes,
+                "margin_gib": round(m.margin_gib, 2) if self.runtime != "ollama" else None,
             },
+            "runtime_memory": self.runtime_memory,
             "max_concurrency_at_full_context": self.max_concurrency_at_full_context,
             "parameters": self.parameters, "active_parameters": self.active_parameters,
             # per instance (the contract: monthly = hourly x instances x 730); a replica spans nodes_per_replica
@@ -189,11 +224,17 @@ def architecture_of(spec: ModelSpec, cat: Catalog) -> Architecture:
     return cat.models[spec.model].architecture
 
 
-def workload_of(spec: ModelSpec) -> Workload:
+def workload_of(spec: ModelSpec, cat: Optional[Catalog] = None) -> Workload:
+    quant = spec.quantization
+    if quant is None and spec.architecture is None:
+        entry = (cat or catalog.load()).models.get(spec.model)
+        quant = entry.quantization if entry is not None else None
     return Workload(runtime=spec.runtime, precision=spec.precision, kv_cache_dtype=spec.kv_cache_dtype,
                     max_model_len=spec.max_model_len, concurrency=spec.concurrency,
                     max_num_batched_tokens=spec.max_num_batched_tokens,
-                    gpu_memory_utilization=spec.gpu_memory_utilization)
+                    gpu_memory_utilization=spec.gpu_memory_utilization,
+                    quant_layout=quant.layout() if quant is not None else None,
+                    tensor_parallel=spec.tensor_parallel_size)
 
 
 LOCAL = "local"     # the instance name of a workstation (platform docker)
@@ -232,7 +273,8 @@ def _layouts(arch: Architecture, w: Workload, instance: InstanceType, nodes: int
     if w.runtime == "ollama":
         return [Layout(layer_split=n) for n in sorted({instance.gpu_count, 1}, reverse=True)]
     return [Layout(tensor_parallel=t, pipeline_parallel=nodes)
-            for t in sorted(tensor_parallel_options(arch, instance.gpu_count), reverse=True)]
+            for t in sorted(tensor_parallel_options(arch, instance.gpu_count), reverse=True)
+            if w.tensor_parallel is None or t == w.tensor_parallel]      # a forced TP: only that one
 
 
 def evaluate(arch: Architecture, w: Workload, instance: InstanceType, nodes: int, stack: Optional[StackConfig],
@@ -289,10 +331,12 @@ def cheapest(arch: Architecture, w: Workload, platform: str, stack: Optional[Sta
 def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Optional[Catalog] = None) -> DeploymentPlan:
     cat = cat or catalog.load()
     arch = architecture_of(spec, cat)
-    w = workload_of(spec)
+    w = workload_of(spec, cat)
     best = cheapest(arch, w, stack.platform, stack, cat, spec.instance_type)
     if best is None:
-        raise PlanningError([ConfigError(f"llm-platform:models[{index}]" + (".instance_type" if spec.instance_type else ""),
+        forced = (".instance_type" if spec.instance_type
+                  else ".tensor_parallel_size" if spec.tensor_parallel_size else "")
+        raise PlanningError([ConfigError(f"llm-platform:models[{index}]" + forced,
                                          infeasible_message(spec, arch, w, stack, cat))])
     notes = []
     fleet = None
@@ -315,15 +359,24 @@ def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Optional[Ca
         notes.append(f"{gpu.name}'s CUDA-visible memory is estimated, not measured: confirm with nvidia-smi")
     if inst.price_region:
         notes.append(f"{inst.name} price is for {inst.price_region}; set llm-platform:pricing.hourly_usd for yours")
+    if spec.tensor_parallel_size and layout.tensor_parallel < inst.gpu_count:
+        notes.append(f"tensor_parallel_size {layout.tensor_parallel} uses {layout.tensor_parallel} of "
+                     f"{inst.name}'s {inst.gpu_count} GPUs per replica")
     if layout.pipeline_parallel > 1:
         notes.append(f"no single {inst.name} holds a replica: {layout.pipeline_parallel} nodes in pipeline parallel")
     if stack.region != cat.prices_region and not stack.pricing.hourly_usd:
         notes.append(f"prices are {cat.prices_region} on-demand list prices; {stack.region} differs")
+    if spec.runtime == "vllm" and arch.task == "generate":
+        notes.append(f"vLLM runs with --kv-cache-memory-bytes {mem.kv_cache_memory_bytes} per GPU: exactly "
+                     f"{spec.concurrency} x {spec.max_model_len}-token sequences; "
+                     f"{mem.outside_budget_gib:.1f} GiB per GPU for the CUDA context and NCCL, "
+                     f"{mem.margin_gib:.1f} GiB stays free as margin")
     replicas_min = spec.autoscaling.min if spec.autoscaling else (spec.replicas or 1)
     replicas_max = spec.autoscaling.max if spec.autoscaling else replicas_min
     hw = perf.hardware_of(inst, cat)
     kv_bytes = cat.kv_dtypes[w.kv_cache_dtype].bytes
-    r = perf.rates(arch, w.precision, kv_bytes, layout, hw, w.max_model_len, w.concurrency, w.max_num_batched_tokens)
+    r = perf.rates(arch, w.precision, kv_bytes, layout, hw, w.max_model_len, w.concurrency, w.max_num_batched_tokens,
+                   w.quant_layout)
     throughput = Throughput(r.decode_tokens_per_s_single, r.decode_tokens_per_s_full, r.prefill_tokens_per_s)
     if fleet is not None:
         replicas_min, replicas_max, more = _replicas(spec, index, fleet, _ha_minimum(stack))
@@ -390,7 +443,7 @@ def _fleet_on(c: Candidate, spec: ModelSpec, arch: Architecture, w: Workload, ca
     hw = perf.hardware_of(c.instance, cat)
     op = perf.best_operating_point(arch, w.precision, cat.kv_dtypes[w.kv_cache_dtype].bytes, c.layout, hw,
                                    w.concurrency, load.prompt_tokens, load.output_tokens, w.max_num_batched_tokens,
-                                   TARGET_UTILIZATION, load.ttft_p99_seconds, load.tpot_p99_seconds)
+                                   TARGET_UTILIZATION, load.ttft_p99_seconds, load.tpot_p99_seconds, w.quant_layout)
     if op is None:
         return None
     return op, max(1, math.ceil(load.requests_per_second / op.requests_per_s - 1e-9))
@@ -468,7 +521,7 @@ def latency_errors(spec: ModelSpec, index: int, arch: Architecture, w: Workload,
     for c in pool:
         hw = perf.hardware_of(c.instance, cat)
         op = perf.operating_point(arch, w.precision, kv, c.layout, hw, 1, load.prompt_tokens, load.output_tokens,
-                                  w.max_num_batched_tokens, TARGET_UTILIZATION)
+                                  w.max_num_batched_tokens, TARGET_UTILIZATION, w.quant_layout)
         points.append((c, op))
     first = points[0]
     errors = []
@@ -511,6 +564,8 @@ def infeasible_message(spec: ModelSpec, arch: Architecture, w: Workload, stack: 
     where = f"does not fit {spec.instance_type}" if spec.instance_type else \
         "fits no on-demand instance in the catalog"
     head = f"{spec.model} at {w.precision} with max_model_len {w.max_model_len} x concurrency {w.concurrency} {where}"
+    if w.tensor_parallel is not None:
+        head += f" at the forced tensor_parallel_size {w.tensor_parallel}"
     pool = [cat.instances[spec.instance_type]] if spec.instance_type else \
         [i for i in cat.instances.values() if i.purchase == "on-demand"]
     usable = [i for i in pool if cat.gpu_of(i).compute_capability >= cat.precisions[w.precision].min_compute_capability]
@@ -519,7 +574,7 @@ def infeasible_message(spec: ModelSpec, arch: Architecture, w: Workload, stack: 
         return (f"{head}: {w.precision} needs GPU compute capability {need}, "
                 f"{'this instance has' if spec.instance_type else 'none has'} it: choose fp16 or a newer GPU")
     biggest = max(usable, key=lambda i: (i.gpu_count * cat.gpu_of(i).memory_gib, -i.hourly_usd))
-    layout = _layouts(arch, w, biggest, 1)[0]
+    layout = (_layouts(arch, w, biggest, 1) or [Layout(tensor_parallel=w.tensor_parallel or 1)])[0]
     gpu = cat.gpu_of(biggest)
     mem = estimate(arch, w, layout, gpu.memory_gib, cat)
     what = [f"the largest, {biggest.name} ({biggest.gpu_count} x {gpu.name}, {mem.per_gpu_usable_gib:.1f} GiB usable "
@@ -546,6 +601,11 @@ def infeasible_message(spec: ModelSpec, arch: Architecture, w: Workload, stack: 
         c = cheapest(arch, _replace(w, kv_cache_dtype="fp8"), "ec2", stack, cat, spec.instance_type)
         if c is not None:
             fixes.append(f"kv_cache_dtype fp8 on {c.instance.name} (${c.hourly_usd:.2f}/h)")
+    if w.tensor_parallel is not None:
+        c = cheapest(arch, _replace(w, tensor_parallel=None), "ec2", stack, cat, spec.instance_type)
+        if c is not None:
+            fixes.append(f"tensor_parallel_size {c.layout.tensor_parallel} (or remove it) on {c.instance.name} "
+                         f"(${c.hourly_usd:.2f}/h)")
     if stack.platform != "eks" and w.runtime != "ollama":
         c = cheapest(arch, w, "eks", stack, cat, spec.instance_type)
         if c is not None:
@@ -565,4 +625,5 @@ def _bits(cat: Catalog, precision: str) -> float:
 
 
 def _replace(w: Workload, **changes) -> Workload:
-    return Workload(**{**asdict(w), **changes})
+    # dataclasses.replace, not asdict: asdict would turn a nested QuantLayout into an (unhashable) dict
+    return dataclasses.replace(w, **changes)

@@ -1,8 +1,9 @@
 """Production availability and state: replicas over two or more AZs, stateful resources protected."""
 from __future__ import annotations
 
-from ..core import UNKNOWN, as_list, as_num, get, k8s_kind, levels, opaque, rule, undetermined, violation
-from ..topology import ASG, ECS_SERVICE, INSTANCE, SUBNET, topology
+from ..core import as_list, as_num, get, k8s_kind, levels, opaque, rule, undetermined, violation
+from ..topology import ASG, ECS_SERVICE, INSTANCE, topology
+from ..workloads import SAGEMAKER_MODEL
 from .models import identity
 
 
@@ -25,7 +26,7 @@ def _azs(stack, topo, g, prop):
     name="prod-multi-az",
     description="In prod every inference group keeps at least 2 replicas spread over at least 2 availability "
                 "zones (ASG minSize and subnets/AZs, ECS desiredCount and subnets, Kubernetes replicas, standalone "
-                "instances per model).",
+                "instances per model, SageMaker production variants' initialInstanceCount).",
     must="High availability: teams manage HA/DR themselves (deploy multiple instances behind a load balancer)",
     guide="When to Use Self-Hosted (Uptime Requirements); vLLM: Production Deployment (Load Balancing Multiple "
           "vLLM Instances)",
@@ -75,7 +76,18 @@ def prod_multi_az(stack, ctx):
                 yield violation(f"{k8s_kind(r.type)} runs {int(n) if n is not None else 1} replica(s)", r)
         elif k8s_kind(r.type) == "Pod":
             yield violation("a bare Pod serves the model: use a Deployment with >= 2 replicas", r)
-    for key, gs in singles.items():
+        elif r.type == SAGEMAKER_MODEL:
+            for cfg, v in topo.sagemaker_variants(r):
+                if get(v, "serverlessConfig") is not None:
+                    continue
+                n = as_num(get(v, "initialInstanceCount"))
+                if opaque(n):
+                    yield undetermined("initialInstanceCount is not known yet", cfg)
+                elif n is None or n < 2:
+                    yield violation(f"production variant {get(v, 'variantName') or get(v, 'modelName') or ''} runs "
+                                    f"{int(n) if n is not None else 1} instance: SageMaker spreads instances over "
+                                    "availability zones only when there are at least 2", cfg)
+    for gs in singles.values():
         subnets = {str(s) for g in gs for s in g.subnets}
         if len(gs) < 2:
             yield violation("a single standalone instance serves this model: use an Auto Scaling group over >= 2 AZs",

@@ -107,7 +107,8 @@ def ebs_encrypted(r, ctx):
 @rule(
     name="no-public-ip",
     description="No public IP on instances, launch templates, launch configurations, ECS services, and no "
-                "Elastic IP attached to an instance or network interface.",
+                "Elastic IP attached to an instance or network interface; an instance without a subnet lands in the "
+                "default VPC's public default subnets.",
     must="Deploy on a private network/VPC, no direct internet exposure",
     guide="Security Considerations > Network Security",
     severity="critical",
@@ -152,6 +153,11 @@ def no_public_ip(r, ctx):
         for i, ni in enumerate(as_list(r.get("networkInterfaces"))):
             if isinstance(ni, dict) and "associatePublicIpAddress" in ni:
                 yield from check(f"networkInterfaces[{i}].associatePublicIpAddress", ni["associatePublicIpAddress"])
+        if r.type in (INSTANCE, SPOT) and r.get("associatePublicIpAddress") is None and \
+                r.get("subnetId") is None and not as_list(r.get("networkInterfaces")):
+            # no subnet: EC2 launches into the default VPC, whose default subnets assign public IPv4 addresses
+            yield violation("the instance names no subnet: it launches into a default subnet of the default VPC, "
+                            "which assigns a public IP address (MapPublicIpOnLaunch)")
 
 
 RULES = [imdsv2, ebs_encrypted, no_public_ip]

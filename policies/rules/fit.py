@@ -1,14 +1,19 @@
-"""The model fits its GPUs at its tensor/pipeline parallel sizes: the project's planner (sizing/) judges
-the server's own flags on the instance type it runs on."""
+"""The model fits its GPUs at its tensor/pipeline parallel sizes, judged from the server's own flags on the
+instance type it runs on. The pack carries the facts it needs (policies/data/facts.json: GPU memory,
+model shapes, weight sizes per precision as the planner computes them) and checks a lower bound:
+weights + the KV cache of one full-length sequence + the smallest per-GPU overhead. A model that fails
+it cannot start; one that passes may still be tight, which plan.py's full estimate says."""
 from __future__ import annotations
 
 import re
 
 from ..core import UNKNOWN, as_num, levels, opaque, rule, undetermined, violation
+from ..facts import facts
 from ..workloads import workload
 from .models import identity, registry_model
 from .runtime import TYPES
 
+GIB = float(2 ** 30)
 _OLLAMA_QUANT = re.compile(r"[-:](q\d_[a-z0-9_]+|fp16|f16|q8_0)$", re.I)
 
 
@@ -28,7 +33,7 @@ def _num(v, default):
 
 def _precision(p, info, gpu, cat, model_name: str, hint=None):
     if isinstance(hint, str) and hint.lower() in cat.precisions and \
-            p.runtime in cat.precisions[hint.lower()].runtimes:
+            p.runtime in cat.precisions[hint.lower()]["runtimes"]:
         return hint.lower()         # the deployment's own precision tag, when the command leaves it implicit
     if p.runtime == "ollama":
         m = _OLLAMA_QUANT.search(model_name or "")
@@ -87,9 +92,7 @@ def model_fits_gpu(r, ctx):
     if w.opaque:
         yield undetermined("the workload's commands are not known yet")
         return
-    from llm_platform.catalog import load
-    from llm_platform.sizing.memory import Layout, Workload as Need, estimate
-    cat = load()
+    cat = facts()
     tags = r.tags()
     for p in w.processes:
         name = identity(p, {**tags, **p.env})
@@ -99,7 +102,7 @@ def model_fits_gpu(r, ctx):
         info = registry_model(name)
         if info is None:
             continue        # not in the registry: no architecture to size (plan.py sizes custom models)
-        arch = info.architecture
+        arch = info
         if p.runtime == "llamacpp":
             continue
         tp = _num(p.flag("--tensor-parallel-size", "-tp") if p.runtime == "vllm" else p.flag("--num-shard")
@@ -112,9 +115,9 @@ def model_fits_gpu(r, ctx):
         for t in w.instance_types:
             if opaque(t):
                 yield undetermined(f"{p.label}: the instance type is not known yet")
-            elif isinstance(t, str) and t in cat.instances:
-                inst = cat.instances[t]
-                targets.append((t, cat.gpu_of(inst), inst.gpu_count))
+            elif isinstance(t, str) and t.removeprefix("ml.") in cat.instances:
+                inst = cat.instances[t.removeprefix("ml.")]
+                targets.append((t, inst.gpu, inst.gpu_count))
         if not targets and isinstance(w.gpu_count, int) and tp is not None and p.runtime != "ollama":
             if tp * pp > w.gpu_count:
                 yield violation(f"{p.label} asks for tensor-parallel {tp} x pipeline-parallel {pp} = {tp * pp} GPUs "
@@ -136,9 +139,9 @@ def model_fits_gpu(r, ctx):
             prec = _precision(p, info, gpu, cat, name, None if explicit not in (None, True) else hint)
             if prec is None or prec not in cat.precisions:
                 continue
-            if gpu.compute_capability < cat.precisions[prec].min_compute_capability:
+            if gpu.compute_capability < cat.precisions[prec]["min_compute_capability"]:
                 yield violation(f"{p.label}: {prec} needs compute capability "
-                                f"{cat.precisions[prec].min_compute_capability}, {gpu.name} on {itype} has "
+                                f"{cat.precisions[prec]['min_compute_capability']}, {gpu.name} on {itype} has "
                                 f"{gpu.compute_capability}")
                 continue
             if p.runtime == "ollama":
@@ -155,29 +158,33 @@ def model_fits_gpu(r, ctx):
             if any(opaque(x) for x in (mml, seqs, gmu)) or gmu is None:
                 yield undetermined(f"{p.label}: context length or memory fraction cannot be read before start-up")
                 continue
-            mnbt = _num(p.flag("--max-num-batched-tokens"), 8192)
-            mnbt = max(mnbt if isinstance(mnbt, int) else 8192, mml if arch.task == "embed" else 0, 256)
-            need = Need(runtime=p.runtime, precision=prec, kv_cache_dtype=_kv_dtype(p), max_model_len=mml,
-                        concurrency=seqs, max_num_batched_tokens=mnbt, gpu_memory_utilization=min(float(gmu), 1.0))
-            try:
-                if p.runtime == "ollama":
-                    layouts = [Layout(layer_split=1)] + ([Layout(layer_split=count)] if count > 1 else [])
-                else:
-                    layouts = [Layout(tensor_parallel=tpv, pipeline_parallel=pp)]
-                mems = [estimate(arch, need, lay, gpu.memory_gib, cat) for lay in layouts]
-            except (KeyError, ValueError, ZeroDivisionError) as exc:
-                yield undetermined(f"{p.label}: cannot size {info.id}: {exc}")
+            if prec not in info.weights_gib:
                 continue
-            if any(m.fits for m in mems):
+            weights = info.weights_gib[prec]
+            kv_bytes = cat.kv_dtype_bytes.get(_kv_dtype(p), cat.kv_dtype_bytes.get("auto", 2))
+            if p.runtime == "ollama":
+                splits = [1] + ([count] if count > 1 else [])
+                need = []
+                for split in splits:
+                    layers = -(-arch.num_hidden_layers // split)
+                    kv = mml * seqs * arch.kv_bytes_per_token_per_layer(kv_bytes) * layers / GIB
+                    need.append((weights / split, kv, cat.overhead_gib["ollama"]))
+                what = f"{splits[-1]} GPU(s)"
+            else:
+                layers = -(-arch.num_hidden_layers // pp)
+                kv = mml * seqs * arch.kv_bytes_per_token_per_layer(kv_bytes, tpv) * layers / GIB
+                comm = (cat.overhead_gib["comm_base"] + cat.overhead_gib["comm_per_rank"] * tpv) if tpv * pp > 1 else 0
+                need = [(weights / (tpv * pp), kv, cat.overhead_gib["vllm"] + comm)]
+                what = f"TP {tpv}" + (f" x PP {pp}" if pp > 1 else "")
+            usable = gpu.memory_gib * min(float(gmu), 1.0)
+            if any(sum(n) <= usable for n in need):
                 continue
-            m = mems[-1]
-            what = (f"TP {tpv}" + (f" x PP {pp}" if pp > 1 else "")) if p.runtime != "ollama" else \
-                f"{layouts[-1].layer_split} GPU(s)"
+            w_gib, kv_gib, oh = need[-1]
             yield violation(
                 f"{p.label}: {info.id} at {prec} with a {mml}-token context does not fit {itype} at {what}: "
-                f"{m.per_gpu_weights_gib:.1f} GiB weights + {m.per_gpu_kv_cache_gib:.1f} KV + {m.overhead_gib:.1f} "
-                f"overhead = {m.per_gpu_required_gib:.1f} GiB per GPU > {m.per_gpu_usable_gib:.1f} usable"
-                + (" (Ollama would spill layers to CPU)" if p.runtime == "ollama" else ""))
+                f"at least {w_gib:.1f} GiB weights + {kv_gib:.1f} KV + {oh:.1f} overhead = {w_gib + kv_gib + oh:.1f} "
+                f"GiB per GPU > {usable:.1f} usable" + (" (Ollama would spill layers to CPU)" if p.runtime == "ollama"
+                                                       else ""))
 
 
 RULES = [model_fits_gpu]

@@ -1,7 +1,7 @@
 """Encryption keys and secrets: KMS rotation, Secrets Manager on a customer-managed key, rotation."""
 from __future__ import annotations
 
-from ..core import UNKNOWN, as_bool, as_list, get, levels, opaque, rule, undetermined, violation
+from ..core import UNKNOWN, as_bool, get, levels, opaque, rule, undetermined, violation
 
 KMS_KEY = "aws:kms/key:Key"
 SECRET = "aws:secretsmanager/secret:Secret"

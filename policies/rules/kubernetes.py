@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 from ..core import UNKNOWN, as_bool, as_list, as_num, get, k8s_kind, levels, opaque, rule, undetermined, violation
-from ..workloads import GPU_RESOURCE_KEYS, WORKLOAD_TYPES, pod_spec, workload
+from ..topology import is_gpu_instance_type
+from ..workloads import GPU_RESOURCE_KEYS, WORKLOAD_TYPES, is_noop, pod_spec, workload
 from .runtime import K8S_WORKLOADS
 
 EKS = "aws:eks/cluster:Cluster"
@@ -90,7 +91,7 @@ def _k8s_container_rule(check):
         if opaque(spec):
             yield undetermined("the pod spec is not known yet")
             return
-        for group, c in containers:
+        for _group, c in containers:
             msg = check(spec, c)
             if msg is UNKNOWN:
                 yield undetermined(f"container {c.get('name')!r}: securityContext is not known yet")
@@ -111,7 +112,8 @@ def _non_root(spec, c):
 
 
 def _no_escalation(spec, c):
-    priv, ape = as_bool(get(c, "securityContext.privileged")), as_bool(get(c, "securityContext.allowPrivilegeEscalation"))
+    priv = as_bool(get(c, "securityContext.privileged"))
+    ape = as_bool(get(c, "securityContext.allowPrivilegeEscalation"))
     if opaque(priv) or opaque(ape):
         return UNKNOWN
     if priv is True:
@@ -162,7 +164,13 @@ RULE_RO_ROOT = rule(
     **{**K8S_HARDENING, "severity": "medium"})(k8s_ro_root)
 
 
-def _image_problem(image):
+# tags that name a branch, a channel or a platform, not a release: they move with every push
+MOVING_TAG = re.compile(r"^(latest|main|master|nightly|stable|edge|dev|develop|head|canary|beta|alpha|rc|release|"
+                        r"current|cuda|cpu|gpu|rocm|arm64|amd64|aarch64|x86_64|(latest|main|nightly)[-_.][\w.-]+|"
+                        r"[\w.-]+[-_.](latest|nightly|main|dev))$", re.I)
+
+
+def _image_problem(image, prod: bool):
     if opaque(image):
         return UNKNOWN
     if not isinstance(image, str) or not image.strip():
@@ -173,15 +181,19 @@ def _image_problem(image):
     if ":" not in last:
         return f"image {image!r} has no tag (pulls :latest)"
     tag = last.split(":", 1)[1]
-    if tag.lower() in ("latest", "main", "master", "nightly", "stable", "edge", "dev"):
-        return f"image {image!r} uses the moving tag {tag!r}"
+    if MOVING_TAG.match(tag):
+        return f"image {image!r} uses the mutable tag {tag!r}"
+    if prod:
+        return (f"image {image!r} is pinned by tag {tag!r} only: tags can be re-pushed; in prod pull by digest "
+                "(@sha256:...) so what runs is what was reviewed")
     return None
 
 
 @rule(
     name="container-image-pinned",
-    description="Containers run pinned images: a version tag or a digest, never untagged or :latest (Kubernetes, "
-                "ECS task definitions, docker run / compose in user data, docker containers).",
+    description="Containers run pinned images: never untagged or a mutable tag (latest, main, arm64, nightly, ...); "
+                "in prod pinned by digest (@sha256:...) — Kubernetes, ECS task definitions, SageMaker models, docker "
+                "run / compose in user data, docker containers.",
     must="Model integrity and change management: what runs is what was reviewed",
     guide="Security Considerations > Model Security; Data Privacy and Compliance (SOC2 change management)",
     severity="medium",
@@ -198,8 +210,11 @@ def image_pinned(r, ctx):
     if w.opaque:
         yield undetermined("the workload is not known yet")
         return
+    idle = {c.where for c in w.containers if is_noop(c.argv)}
     for where, image in w.images:
-        msg = _image_problem(image)
+        if where in idle:
+            continue        # runs nothing from the image (e.g. `true` to fill a registry pull-through cache)
+        msg = _image_problem(image, ctx.prod)
         if msg is UNKNOWN:
             yield undetermined(f"{where}: the image is not known yet")
         elif msg:
@@ -217,10 +232,52 @@ def _gpu_limit(c):
     return None
 
 
+CPU_IMAGE = re.compile(r"cpu|arm64|aarch64|graviton|neuron", re.I)
+# node labels that pin a pod to an instance family / type (EKS, Karpenter)
+_FAMILY_LABELS = ("karpenter.k8s.aws/instance-family", "node.kubernetes.io/instance-type",
+                  "beta.kubernetes.io/instance-type", "karpenter.k8s.aws/instance-category",
+                  "eks.amazonaws.com/instance-type")
+
+
+def _cpu_build(p) -> bool:
+    """A CPU build of the server: vLLM's CPU images (vllm-cpu-release-repo, ...:cpu / :arm64 builds),
+    --device cpu, or vLLM's CPU backend settings (VLLM_CPU_KVCACHE_SPACE, VLLM_TARGET_DEVICE=cpu)."""
+    if str(p.flag("--device") or "").lower() == "cpu":
+        return True
+    if any(str(k).startswith("VLLM_CPU_") for k in p.env) or str(p.env.get("VLLM_TARGET_DEVICE", "")).lower() == "cpu":
+        return True
+    return isinstance(p.image, str) and bool(CPU_IMAGE.search(p.image.rsplit("/", 1)[-1]))
+
+
+def _cpu_nodes(spec) -> bool:
+    """The node selector / required affinity names only CPU instance families or types."""
+    values = []
+    sel = spec.get("nodeSelector") or {}
+    if isinstance(sel, dict):
+        values += [(k, v) for k, v in sel.items() if k in _FAMILY_LABELS and isinstance(v, str)]
+    for term in as_list(get(spec, "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution."
+                                  "nodeSelectorTerms")):
+        for ex in as_list(get(term, "matchExpressions")):
+            if isinstance(ex, dict) and ex.get("key") in _FAMILY_LABELS and ex.get("operator") == "In":
+                values += [(ex["key"], v) for v in as_list(ex.get("values")) if isinstance(v, str)]
+    if not values:
+        return False
+    for key, v in values:
+        if key.endswith("instance-category"):
+            if v.lower() in ("g", "p", "inf", "trn", "dl"):
+                return False
+            continue
+        name = v if "." in v else v + ".xlarge"
+        if is_gpu_instance_type(name) is not False:
+            return False
+    return True
+
+
 @rule(
     name="k8s-gpu-limits",
     description="Kubernetes containers that need GPUs (vLLM/TGI servers, containers requesting GPUs, pods "
-                "selecting GPU nodes) set a GPU limit (nvidia.com/gpu, ...).",
+                "selecting GPU nodes) set a GPU limit (nvidia.com/gpu, ...). CPU builds of the servers (vLLM's CPU "
+                "images, --device cpu, VLLM_CPU_* settings) and pods pinned to CPU instance families need none.",
     must="Provision appropriate hardware (the scheduler places and isolates GPUs by their limits)",
     guide="Hardware Requirements; vLLM: Production Deployment",
     severity="medium",
@@ -237,8 +294,10 @@ def k8s_gpu_limits(r, ctx):
     if not isinstance(spec, dict):
         return
     w = workload(r)
+    if _cpu_nodes(spec):
+        return          # the pod is placed on CPU-only nodes: no GPU to limit (no-cpu-inference-in-prod judges it)
     serving = {p.container for p in (w.processes if w else []) if p.runtime in ("vllm", "tgi")
-               and str(p.flag("--device") or "").lower() != "cpu"}
+               and not _cpu_build(p)}
     gpu_nodes = any("gpu" in str(k).lower() or "nvidia" in str(k).lower() for k in (spec.get("nodeSelector") or {})) \
         or any("nvidia.com/gpu" in str(get(t, "key", "")) for t in as_list(spec.get("tolerations")))
     for group, c in containers:
@@ -283,5 +342,111 @@ def k8s_probes(r, ctx):
             yield violation(f"container {c.get('name')!r} has no {' or '.join(missing)}")
 
 
+NETWORK_POLICY = "k8s:NetworkPolicy"
+
+
+def _namespace(r):
+    ns = r.get("metadata.namespace")
+    return "default" if ns is None or ns == "" else ns
+
+
+def _pod_labels(r):
+    kind = k8s_kind(r.type)
+    if kind == "Pod":
+        return r.get("metadata.labels")
+    if kind == "CronJob":
+        return r.get("spec.jobTemplate.spec.template.metadata.labels")
+    return r.get("spec.template.metadata.labels")
+
+
+def _selects(selector, labels) -> object:
+    """True / False / UNKNOWN: a LabelSelector (matchLabels, matchExpressions) selects pods with `labels`."""
+    if opaque(selector) or opaque(labels):
+        return UNKNOWN
+    if selector is None:
+        return False
+    labels = labels if isinstance(labels, dict) else {}
+    if not isinstance(selector, dict):
+        return False
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if opaque(v):
+            return UNKNOWN
+        if labels.get(k) != v:
+            return False
+    for ex in as_list(selector.get("matchExpressions")):
+        if not isinstance(ex, dict):
+            continue
+        key, op, vals = ex.get("key"), str(ex.get("operator", "")), as_list(ex.get("values"))
+        present = key in labels
+        if op == "In" and not (present and labels[key] in vals):
+            return False
+        if op == "NotIn" and present and labels[key] in vals:
+            return False
+        if op == "Exists" and not present:
+            return False
+        if op == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def _isolates_ingress(policy) -> bool:
+    if k8s_kind(policy.type) == "CiliumNetworkPolicy":
+        return policy.get("spec.ingress") is not None or policy.get("spec.ingressDeny") is not None
+    types = policy.get("spec.policyTypes")
+    if opaque(types):
+        return True
+    if types is None:
+        return True         # Ingress is always implied when policyTypes is unset
+    return "Ingress" in [str(t) for t in as_list(types)]
+
+
+@rule(
+    name="k8s-network-policy",
+    description="Every Kubernetes workload that serves a model is selected by a NetworkPolicy with Ingress in its "
+                "policyTypes (or a CiliumNetworkPolicy with ingress rules, or a Calico policy), in its namespace: "
+                "without one every pod in the cluster (and anything routed to the nodes) reaches the model server.",
+    must="Firewall rules limiting access; no direct internet exposure (network isolation of the model servers)",
+    guide="Security Considerations > Network Security (enterprise: zero-trust)",
+    severity="high",
+    levels=levels(dev="advisory"),
+    rationale="dev: advisory, a dev cluster may not run a CNI that enforces NetworkPolicy",
+    remediation="Add a NetworkPolicy whose podSelector matches the model pods' labels, policyTypes [Ingress], that "
+                "admits only the API port from the load balancer's / clients' CIDRs and the metrics port from the "
+                "monitoring namespace (and enable enforcement: VPC CNI enableNetworkPolicy, Calico or Cilium).",
+    kind="stack",
+)
+def k8s_network_policy(stack, ctx):
+    policies = stack.where(lambda x: k8s_kind(x.type) in ("NetworkPolicy", "CiliumNetworkPolicy"))
+    for r in stack.resources:
+        if k8s_kind(r.type) not in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Pod",
+                                    "ReplicationController", "Job", "CronJob", "LeaderWorkerSet"):
+            continue
+        w = workload(r)
+        if w is None or not w.processes:
+            continue
+        ns, labels = _namespace(r), _pod_labels(r)
+        verdicts = []
+        for pol in policies:
+            pns = _namespace(pol)
+            if opaque(pns) or opaque(ns):
+                verdicts.append(UNKNOWN)
+                continue
+            if pns != ns or not _isolates_ingress(pol):
+                continue
+            if k8s_kind(pol.type) == "CiliumNetworkPolicy":
+                verdicts.append(_selects(pol.get("spec.endpointSelector") or {}, labels))
+            elif str(pol.get("apiVersion") or pol.type).startswith(("projectcalico.org", "kubernetes:projectcalico")):
+                verdicts.append(True)   # Calico selects by expression strings; its presence is the evidence
+            else:
+                verdicts.append(_selects(pol.get("spec.podSelector") or {}, labels))
+        if True in verdicts:
+            continue
+        if UNKNOWN in verdicts:
+            yield undetermined("a NetworkPolicy's namespace or selector, or the pods' labels, are not known yet", r)
+        else:
+            yield violation(f"no NetworkPolicy (Ingress) in namespace {ns!r} selects the pods of this workload: "
+                            f"{', '.join(p.label for p in w.processes)} is reachable from every pod in the cluster", r)
+
+
 RULES = [eks_private_endpoint, eks_secrets_encrypted, RULE_NON_ROOT, RULE_NO_ESCALATION, RULE_RO_ROOT,
-         image_pinned, k8s_gpu_limits, k8s_probes]
+         image_pinned, k8s_gpu_limits, k8s_probes, k8s_network_policy]

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import re
 
-from ..core import UNKNOWN, as_bool, as_num, levels, opaque, rule, undetermined, violation
-from ..workloads import WORKLOAD_TYPES, as_bool_text, is_workload_type, workload
+from ..core import UNKNOWN, as_num, levels, opaque, rule, undetermined, violation
+from ..workloads import WORKLOAD_TYPES, as_bool_text, workload
 
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"

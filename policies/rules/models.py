@@ -4,10 +4,10 @@ its Auto Scaling group, the task definition, the ECS service or the pod's labels
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-from typing import Any, Optional
+from typing import Any
 
-from ..core import UNKNOWN, glob_match, levels, opaque, rule, undetermined, violation
+from ..core import UNKNOWN, advisory, glob_match, levels, opaque, rule, undetermined, violation
+from ..facts import facts
 from ..topology import topology
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -17,10 +17,9 @@ VERIFY_CMD = re.compile(r"\bsha256sum\b[^\n;&|]*\s(-c|--check)\b|\bshasum\b[^\n;
                         r"\bcosign\s+verify", re.I)
 
 
-@lru_cache(maxsize=1)
-def registry():
-    from llm_platform.catalog import load
-    return load().models
+def registry() -> dict:
+    """The project's model registry as vendored in policies/data/facts.json (id -> facts.Model)."""
+    return facts().models
 
 
 _QUANT_SUFFIX = re.compile(r"-(awq|gptq|fp8|int4|int8|w4a16|w8a8|gguf)(-[\w.]+)?$", re.I)
@@ -58,20 +57,9 @@ def registry_model(name: Any):
     return None
 
 
-def default_allow_list() -> list[str]:
-    out = []
-    for mid, info in sorted(registry().items()):
-        out.append(mid)
-        if info.ollama_tag:
-            out += [info.ollama_tag, info.ollama_tag + "-*"]
-    return out
-
-
-def allowed(model: str, patterns: Optional[list]) -> bool:
-    """On the allow-list: a configured pattern, or (no config) any model the registry resolves."""
-    if patterns:
-        return glob_match(model, patterns)
-    return registry_model(model) is not None
+def allowed(model: str, patterns: list) -> bool:
+    """On the configured allow-list, by the name served or the name the Hub renamed it to."""
+    return glob_match(model, patterns) or glob_match(_canonical(model), patterns)
 
 
 def _is_repo_id(s: Any) -> bool:
@@ -128,24 +116,33 @@ def _what(p, res) -> str:
 
 @rule(
     name="model-allow-list",
-    description="Every model served is on the allow-list (policy config `allowedModels`, glob patterns; default: "
-                "the project's model registry: its Hugging Face ids, their renamed and quantised (-AWQ, -GPTQ, "
-                "-FP8) forms, and its Ollama tags) and can be identified.",
+    description="Every model served is on the allow-list (policy config `allowedModels`, glob patterns over "
+                "Hugging Face ids and Ollama tags) and can be identified. With no allow-list configured the rule "
+                "says so once (advisory) instead of judging models against a list nobody chose.",
     must="Teams MUST select appropriate models; DON'T allow arbitrary model access (model provenance)",
     guide="Model Selection Guide; Security Considerations > Model Security; Do and Don't Examples",
     severity="high",
     levels=levels(dev="advisory"),
     rationale="dev: advisory, engineers evaluate new models in dev before the security review",
-    remediation="Serve a reviewed model, or add it to allowedModels in the policy pack config after review; "
-                "when serving from a local path, tag the deployment with the repository id (llm-platform:model).",
+    remediation="Configure allowedModels in the policy pack config with the reviewed models (e.g. "
+                "[\"meta-llama/Llama-3.1-8B-Instruct\", \"qwen2.5-coder:7b*\"]); serve only those; when serving "
+                "from a local path, tag the deployment with the repository id (llm-platform:model).",
     kind="stack",
     config={"allowedModels": {"type": "array", "items": {"type": "string"},
                               "description": "model ids / Ollama tags (glob patterns) that may be served; "
-                                             "default: every model of catalog/models.yaml"}},
+                                             "unset: the rule reports once that no allow-list is configured"}},
 )
 def model_allow_list(stack, ctx):
     patterns = ctx.config.get("allowedModels")
-    for g, res, p, tags in _deployments(stack):
+    deployments = _deployments(stack)
+    if not patterns:
+        if deployments:
+            names = sorted({str(identity(p, tags)) for _, _, p, tags in deployments
+                            if isinstance(identity(p, tags), str)})
+            yield advisory("no model allow-list is configured (policy config allowedModels): the models served "
+                           f"({', '.join(names) or 'unidentified'}) are not judged against one")
+        return
+    for _g, res, p, tags in deployments:
         m = identity(p, tags)
         if opaque(m):
             yield undetermined(f"{_what(p, res)}: the model is not known yet", res)
@@ -158,6 +155,14 @@ def model_allow_list(stack, ctx):
 
 def _revision(p, tags) -> Any:
     """(value, where) of the pinned revision, or (None, None)."""
+    if p is not None and p.runtime == "ollama":
+        # `ollama pull name:tag` fetches whatever the registry's tag points at today: only a digest pins it,
+        # whatever a tag on the resource claims
+        m = p.model()
+        if isinstance(m, str) and "@sha256:" in m:
+            return m.split("@", 1)[1], "Ollama digest"
+        if isinstance(m, str):
+            return (m.rsplit(":", 1)[1] if ":" in m.rsplit("/", 1)[-1] else "latest"), f"Ollama tag of {m}"
     if p is not None:
         for f in ("--revision",):
             v = p.flag(f)
@@ -196,7 +201,7 @@ def _pinned(v) -> bool:
     kind="stack",
 )
 def model_revision(stack, ctx):
-    for g, res, p, tags in _deployments(stack):
+    for _g, res, p, tags in _deployments(stack):
         v, where = _revision(p, tags)
         if opaque(v):
             yield undetermined(f"{_what(p, res)}: the revision is not known yet", res)
@@ -262,7 +267,7 @@ def model_checksum(stack, ctx):
     kind="stack",
 )
 def model_provenance(stack, ctx):
-    for g, res, p, tags in _deployments(stack):
+    for _g, res, p, tags in _deployments(stack):
         sources = [v for v in _tag_values(tags, r"provenance.*(source|origin|url)|(^|[:/._-])(model[-_]?)?source$|"
                                                 r"provenance$") if v not in (None, "")]
         approvers = [v for v in _tag_values(tags, r"approved[-_ ]?by|approver") if v not in (None, "")]

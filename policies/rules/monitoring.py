@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from ..core import UNKNOWN, as_bool, as_list, get, levels, opaque, rule, undetermined, violation
-from ..topology import ASG, INSTANCE, LB, ECS_SERVICE, topology
+from ..topology import ASG, ECS_SERVICE, INSTANCE, LB, topology
+from ..workloads import SAGEMAKER_MODEL
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 TOPIC = "aws:sns/topic:Topic"
@@ -42,9 +43,9 @@ def _wired(stack, alarm, topics):
 
 @rule(
     name="inference-alarms",
-    description="Every inference group (Auto Scaling group, instance or ECS service that serves a model or runs "
-                "on GPUs) is watched by at least one CloudWatch alarm (on its own dimensions, its target group "
-                "or its load balancer) whose alarmActions notify an SNS topic.",
+    description="Every inference group (Auto Scaling group, instance, ECS service or SageMaker model that serves "
+                "a model or runs on GPUs) is watched by at least one CloudWatch alarm (on its own dimensions, its "
+                "target group, its load balancer or its endpoint) whose alarmActions notify an SNS topic.",
     must="MUST implement comprehensive monitoring for production deployments (GPU memory > 95 %, p99 > 5 s)",
     guide="Monitoring and Observability; Do and Don't Examples (DO: monitor and alert)",
     severity="high",
@@ -61,11 +62,16 @@ def inference_alarms(stack, ctx):
     lbs = stack.of_type(LB)
     global_alarms = [a for a in alarms if not _dimension_values(a)]
     for g in topo.inference_groups():
-        if g.resource.type not in (ASG, INSTANCE, ECS_SERVICE):
+        if g.resource.type not in (ASG, INSTANCE, ECS_SERVICE, SAGEMAKER_MODEL):
             continue
-        tgs = topo.target_groups_of(g)
-        fronting = [lb for lb in lbs if any(t.key in {x.key for x in (topo.target_groups_of_lb(lb) or [])} for t in tgs)]
-        watched = [g.resource] + tgs + fronting
+        if g.resource.type == SAGEMAKER_MODEL:
+            configs = [c for c, _ in topo.sagemaker_variants(g.resource)]
+            watched = [g.resource] + configs + [e for c in configs for e in topo.sagemaker_endpoints(c)]
+        else:
+            tgs = topo.target_groups_of(g)
+            fronting = [lb for lb in lbs
+                        if any(t.key in {x.key for x in (topo.target_groups_of_lb(lb) or [])} for t in tgs)]
+            watched = [g.resource] + tgs + fronting
         mine, maybe = [], False
         for a in alarms:
             vals = _dimension_values(a)

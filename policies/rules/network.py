@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from ..core import (UNKNOWN, as_bool, as_list, as_num, get, k8s_kind, levels, opaque, rule, undetermined,
-                    violation)
-from ..topology import SUBNET, topology
+from ..core import UNKNOWN, as_bool, as_list, as_num, get, k8s_kind, levels, opaque, rule, undetermined, violation
+from ..topology import topology
 
 SG = "aws:ec2/securityGroup:SecurityGroup"
 DEFAULT_SG = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
@@ -161,7 +160,9 @@ def _ports(g) -> str:
 @rule(
     name="no-remote-admin-ports",
     description="No security group opens SSH (22) or RDP (3389): administer instances through SSM Session "
-                "Manager. All-traffic rules from another security group (e.g. NCCL between nodes) are allowed.",
+                "Manager. All-traffic rules from another security group (e.g. NCCL between nodes) are allowed, and "
+                "so are security groups attached only to load balancers (an ALB/NLB listens on its listener ports "
+                "only and never forwards 22 or 3389).",
     must="Firewall rules limiting access (the guide's SSH rule is replaced by SSM)",
     guide="Security Considerations > Network Security",
     severity="high",
@@ -169,28 +170,66 @@ def _ports(g) -> str:
     rationale="dev: advisory, an engineer may open SSH from a VPN CIDR while debugging a dev box",
     remediation="Remove the port 22/3389 ingress; use `aws ssm start-session` (the instance role has "
                 "AmazonSSMManagedInstanceCore and the VPC has ssm/ssmmessages/ec2messages endpoints).",
-    types=SG_TYPES,
+    kind="stack",
     config={"ports": {"type": "array", "items": {"type": "integer"}, "default": [22, 3389],
                       "description": "administration ports no ingress may open"}},
 )
-def no_remote_admin_ports(r, ctx):
+def no_remote_admin_ports(stack, ctx):
     ports = [int(p) for p in ctx.config.get("ports") or []]
-    for g in ingress_of(r):
-        if opaque(g.protocol):
-            yield undetermined(f"{g.where} is not known yet")
+    groups = stack.of_type(SG, DEFAULT_SG)
+    for r in stack.of_type(*SG_TYPES):
+        owners = [r] if r.type in (SG, DEFAULT_SG) else \
+            stack.referenced(r, "securityGroupId", r.get("securityGroupId"), groups)
+        if owners and all(_load_balancer_only(stack, g) for g in owners):
             continue
-        if g.all_ports and g.peer and not [c for c in g.cidrs if not opaque(c)]:
-            continue        # all traffic from a peer group: cluster traffic, not an admin opening
-        for p in ports:
-            cov = g.covers(p)
-            if cov is UNKNOWN:
-                yield undetermined(f"the ports of {g.where} are not known yet")
-                break
-            if cov:
-                src = ", ".join(str(c) for c in g.cidrs) or "a peer security group"
-                yield violation(f"{g.where} opens port {p} ({'SSH' if p == 22 else 'RDP' if p == 3389 else 'admin'}) "
-                                f"from {src}: use SSM Session Manager instead")
-                break
+        for g in ingress_of(r):
+            if opaque(g.protocol):
+                yield undetermined(f"{g.where} is not known yet", r)
+                continue
+            if g.all_ports and g.peer and not [c for c in g.cidrs if not opaque(c)]:
+                continue        # all traffic from a peer group: cluster traffic, not an admin opening
+            for p in ports:
+                cov = g.covers(p)
+                if cov is UNKNOWN:
+                    yield undetermined(f"the ports of {g.where} are not known yet", r)
+                    break
+                if cov:
+                    src = ", ".join(str(c) for c in g.cidrs) or "a peer security group"
+                    what = "SSH" if p == 22 else "RDP" if p == 3389 else "admin"
+                    yield violation(f"{g.where} opens port {p} ({what}) from {src}: use SSM Session Manager instead", r)
+                    break
+
+
+def _strings(r) -> set:
+    cached = r.__dict__.get("_strings")
+    if cached is None:
+        cached = r.__dict__["_strings"] = {v for v in _flat(r.props) if isinstance(v, str)}
+    return cached
+
+
+def _flat(v):
+    if isinstance(v, dict):
+        for x in v.values():
+            yield from _flat(x)
+    elif isinstance(v, list):
+        for x in v:
+            yield from _flat(x)
+    else:
+        yield v
+
+
+def _load_balancer_only(stack, sg) -> bool:
+    """The security group is attached to load balancers and to nothing else that listens (instances, launch
+    templates, tasks, pods, endpoints): found by its id / ARN / name in other resources' properties."""
+    ids = sg.identifiers() - {sg.urn}
+    users = []
+    for r in stack.resources:
+        if r is sg or r.type in SG_TYPES or "/securityGroup" in r.type:     # rules naming it as source/target
+            continue
+        deps = {u for v in r.property_dependencies.values() for u in v}
+        if (ids & _strings(r)) or (sg.urn and sg.urn in deps):
+            users.append(r)
+    return bool(users) and all(u.type in (LB, ELB) for u in users)
 
 
 @rule(
@@ -247,7 +286,7 @@ def _is_igw(gateway, igws, stack, source) -> bool:
 def _default_routes(rt, stack):
     """(route resource, destination, gateway) of default routes in a route table, inline and separate."""
     out = []
-    for i, rr in enumerate(as_list(rt.get("routes")) + as_list(rt.get("route"))):
+    for rr in as_list(rt.get("routes")) + as_list(rt.get("route")):
         if isinstance(rr, dict):
             dest = get(rr, "cidrBlock") or get(rr, "ipv6CidrBlock") or get(rr, "destinationCidrBlock")
             if dest in ("0.0.0.0/0", "::/0"):

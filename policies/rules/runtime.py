@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from ..core import UNKNOWN, as_num, glob_match, levels, opaque, rule, undetermined, violation
-from ..topology import is_gpu_instance_type
-from ..workloads import DEFAULT_PORTS, RUNTIME_NAMES, WORKLOAD_TYPES, as_bool_text, exposure, workload
+from ..core import UNKNOWN, as_list, as_num, get, glob_match, levels, opaque, rule, undetermined, violation
+from ..topology import SM_ENDPOINT_CONFIG, is_gpu_instance_type
+from ..workloads import EC2_TYPES, WORKLOAD_TYPES, as_bool_text, exposure, workload
 from .models import identity, registry_model
 
 K8S_WORKLOADS = ("k8s:Deployment", "k8s:StatefulSet", "k8s:DaemonSet", "k8s:ReplicaSet", "k8s:Job", "k8s:CronJob",
@@ -163,19 +163,23 @@ def prod_runtime(r, ctx):
 
 @rule(
     name="no-cpu-inference-in-prod",
-    description="Production inference runs on GPUs: GPU/accelerator instance types, containers that are given "
-                "GPUs (docker --gpus, Kubernetes GPU limits, ECS GPU requirements), no CUDA_VISIBLE_DEVICES=\"\" "
-                "or --device cpu.",
+    description="Production inference runs on GPUs: GPU/accelerator instance types (EC2, SageMaker production "
+                "variants), containers that are given GPUs (docker --gpus, Kubernetes GPU limits, ECS GPU "
+                "requirements), no CUDA_VISIBLE_DEVICES=\"\" or --device cpu.",
     must="Teams MUST provision appropriate hardware; DON'T use CPU for production inference",
     guide="Hardware Requirements (CPU-Only Deployments); Do and Don't Examples",
     severity="medium",
     levels=levels(dev="disabled", staging="advisory"),
     rationale="dev: not applied, the guide allows CPU inference for development",
     remediation="Choose a GPU instance type (the planner picks the cheapest that fits), pass --gpus all to docker, "
-                "set nvidia.com/gpu limits (Kubernetes) or a GPU resourceRequirement (ECS).",
-    types=TYPES,
+                "set nvidia.com/gpu limits (Kubernetes) or a GPU resourceRequirement (ECS); SageMaker variants on "
+                "ml.g5/ml.g6/ml.p4d/ml.p5 types.",
+    types=TYPES + (SM_ENDPOINT_CONFIG,),
 )
 def no_cpu_inference(r, ctx):
+    if r.type == SM_ENDPOINT_CONFIG:
+        yield from _sagemaker_cpu(r)
+        return
     w, notes = _workload_or_note(r)
     yield from notes
     if w is None or not w.processes:
@@ -195,4 +199,50 @@ def no_cpu_inference(r, ctx):
             yield violation(f"{p.label} is given {how}: inference would run on CPU")
 
 
-RULES = [behind_auth_proxy, gpu_memory_utilization, no_trust_remote_code, prod_runtime, no_cpu_inference]
+def _sagemaker_cpu(cfg):
+    variants = cfg.get("productionVariants")
+    if opaque(variants):
+        yield undetermined("productionVariants is not known yet")
+        return
+    for v in [v for v in as_list(variants) if isinstance(v, dict)]:
+        if get(v, "serverlessConfig") is not None:
+            yield violation(f"production variant {get(v, 'variantName') or ''} is serverless: SageMaker serverless "
+                            "inference has no GPUs")
+            continue
+        t = get(v, "instanceType")
+        g = is_gpu_instance_type(t) if t is not None else None
+        if g is UNKNOWN:
+            yield undetermined("the variant's instance type is not known yet")
+        elif g is False:
+            yield violation(f"production variant {get(v, 'variantName') or ''} runs on {t}, which has no GPU: the "
+                            "model would be served from CPU")
+
+
+@rule(
+    name="server-install-pinned",
+    description="User data installs inference servers at an exact version and runs no remote script unverified: "
+                "`pip install vllm==0.9.2` (not a bare `vllm` or `vllm>=`), and no `curl … | sh` installer (Ollama's "
+                "install.sh included) without downloading it first and checking its SHA-256.",
+    must="Model integrity and change management: what runs is what was reviewed (the server is part of the model "
+         "supply chain)",
+    guide="Security Considerations > Model Security; Data Privacy and Compliance (SOC2 change management)",
+    severity="high",
+    levels=levels(dev="advisory"),
+    rationale="dev: advisory, a dev box may follow the newest release on purpose",
+    remediation="Pin the package (pip install 'vllm==0.9.2', better a pinned container image by digest); download "
+                "installers to a file, verify `sha256sum -c` against a digest kept in the program, then run them "
+                "(OLLAMA_VERSION pins Ollama's release); or bake the server into the AMI.",
+    types=EC2_TYPES,
+)
+def server_install_pinned(r, ctx):
+    w, notes = _workload_or_note(r)
+    yield from notes
+    if w is None:
+        return
+    for where, what, problem in w.installs:
+        if problem:
+            yield violation(f"{where}: {what} {problem}")
+
+
+RULES = [behind_auth_proxy, gpu_memory_utilization, no_trust_remote_code, prod_runtime, no_cpu_inference,
+         server_install_pinned]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from ..core import SECRET, UNKNOWN, levels, opaque, rule, undetermined, violation
+from ..core import SECRET, UNKNOWN, levels, rule, undetermined, violation
 from ..workloads import WORKLOAD_TYPES, workload
 from .runtime import K8S_WORKLOADS
 

@@ -64,9 +64,11 @@ def waf_on_inference_lb(stack, ctx):
     for r in stack.resources:
         if k8s_kind(r.type) == "Ingress" and topology(stack).inference_groups():
             ann = r.get("metadata.annotations") or {}
-            cls = r.get("spec.ingressClassName") or (ann.get("kubernetes.io/ingress.class") if isinstance(ann, dict) else None)
+            cls = r.get("spec.ingressClassName") or (ann.get("kubernetes.io/ingress.class")
+                                                     if isinstance(ann, dict) else None)
             if isinstance(ann, dict) and (cls == "alb" or any(k.startswith("alb.ingress.kubernetes.io/") for k in ann)):
-                if not (ann.get("alb.ingress.kubernetes.io/wafv2-acl-arn") or ann.get("alb.ingress.kubernetes.io/web-acl-id")):
+                if not (ann.get("alb.ingress.kubernetes.io/wafv2-acl-arn")
+                        or ann.get("alb.ingress.kubernetes.io/web-acl-id")):
                     yield violation("the ALB ingress names no WAF web ACL (alb.ingress.kubernetes.io/wafv2-acl-arn)", r)
 
 
@@ -156,7 +158,8 @@ def waf_limits(r, ctx):
                 size_ok = True
             mg = get(st, "managedRuleGroupStatement")
             if isinstance(mg, dict) and get(mg, "name") == "AWSManagedRulesCommonRuleSet" and blocks:
-                excluded = {get(x, "name") for x in as_list(get(mg, "ruleActionOverrides")) + as_list(get(mg, "excludedRules"))}
+                overrides = as_list(get(mg, "ruleActionOverrides")) + as_list(get(mg, "excludedRules"))
+                excluded = {get(x, "name") for x in overrides}
                 if "SizeRestrictions_BODY" not in excluded:
                     size_ok = True
     if not rate_ok:

@@ -8,14 +8,11 @@ URNs, inputs and outputs, parents, protect flags, secrets in their encrypted env
 """
 from __future__ import annotations
 
-import base64
 import copy
 import json
-import sys
 from pathlib import Path
 
-from tests.policies_baseline import (COMMIT, DELETE, LB_ARN, STACKS, TG_ARN, b64, ec2_stack, mutate,
-                                     user_data, VLLM_ARGS)
+from tests.policies_baseline import COMMIT, DELETE, STACKS, VLLM_ARGS, b64, mutate, user_data
 
 HERE = Path(__file__).resolve().parent
 PROJECT = "llm-serving"
@@ -105,7 +102,7 @@ CASES = {
     "trust-remote-code": ("ec2", {"llm-8b:launchTemplate.userData": ud(vllm_args=ARGS + " --trust-remote-code")},
                           [("no-trust-remote-code", "llm-8b")]),
     "ollama-in-prod": ("ec2", {"llm-8b:launchTemplate.userData": ud(
-        vllm_args="serve", image="ollama/ollama:0.6.2",
+        vllm_args="serve", image="ollama/ollama:0.6.2@sha256:" + "0" * 64,
         docker_opts="--gpus all --network host -e OLLAMA_HOST=127.0.0.1:11434 -e OLLAMA_CONTEXT_LENGTH=8192")},
                        [("prod-runtime-vllm-or-tgi", "llm-8b")]),
     "cpu-instance-in-prod": ("ec2", {"llm-8b:launchTemplate.instanceType": "m7i.4xlarge"},
@@ -128,7 +125,8 @@ CASES = {
     "ecs-api-key-in-env": ("ecs", {"llm-8b-task.containerDefinitions": None}, [("no-secret-literals", "llm-8b-task")]),
     "kms-no-rotation": ("ec2", {"cmk.enableKeyRotation": False}, [("kms-key-rotation", "cmk")]),
     "secret-default-key": ("ec2", {"api-keys:secret:Secret.kmsKeyId": DELETE}, [("secrets-on-cmk", "api-keys")]),
-    "bucket-public-policy": ("ec2", {"models:bucketPolicy.policy": PUBLIC_POLICY}, [("s3-bucket-not-public", "models")]),
+    "bucket-public-policy": ("ec2", {"models:bucketPolicy.policy": PUBLIC_POLICY},
+                             [("s3-bucket-not-public", "models")]),
     "model-not-allowed": ("ec2", {"llm-8b:launchTemplate.userData": ud(vllm_args=ARGS.replace(
         "meta-llama/Llama-3.1-8B-Instruct", "mistralai/Mistral-7B-Instruct-v0.3"))}, [("model-allow-list", "llm-8b")]),
     "revision-main": ("ec2", {"llm-8b:launchTemplate.userData": ud(vllm_args=ARGS.replace(COMMIT, "main"))},
@@ -153,7 +151,8 @@ CASES = {
                                    "llm-8b:Deployment.spec.template.spec.containers[0].securityContext.runAsUser": 0},
                            [("k8s-run-as-non-root", "llm-8b")]),
     "k8s-privilege-escalation": ("k8s", {"llm-8b:Deployment.spec.template.spec.containers[1].securityContext."
-                                         "allowPrivilegeEscalation": True}, [("k8s-no-privilege-escalation", "llm-8b")]),
+                                         "allowPrivilegeEscalation": True},
+                                 [("k8s-no-privilege-escalation", "llm-8b")]),
     "k8s-writable-root": ("k8s", {"llm-8b:Deployment.spec.template.spec.containers[0].securityContext."
                                   "readOnlyRootFilesystem": False}, [("k8s-read-only-root-filesystem", "llm-8b")]),
     "k8s-image-latest": ("k8s", {"llm-8b:Deployment.spec.template.spec.containers[0].image":
@@ -167,6 +166,22 @@ CASES = {
     "k8s-public-service": ("k8s", {"llm-8b:Service.metadata.annotations": {}}, [("internal-load-balancers", "llm-8b")]),
     "single-az-asg": ("ec2", {"llm-8b:group:Group.minSize": 1, "llm-8b:group:Group.desiredCapacity": 1},
                       [("prod-multi-az", "llm-8b")]),
+    "unpinned-pip-install": ("ec2", {"llm-8b:launchTemplate.userData": ud(extra="pip install vllm")},
+                             [("server-install-pinned", "llm-8b")]),
+    "rest-api-without-auth": ("sagemaker", {"llm-api:apigateway/method:Method.authorization": "NONE"},
+                              [("inference-api-authenticated", "llm-api")]),
+    "rest-api-unthrottled": ("sagemaker", {"llm-api!:methodSettings": None},
+                             [("inference-api-rate-limited", "llm-api")]),
+    "sagemaker-config-no-kms": ("sagemaker", {"llm-8b:endpointConfiguration.kmsKeyArn": DELETE},
+                                [("sagemaker-endpoint-encrypted", "llm-8b")]),
+    "sagemaker-single-instance": ("sagemaker", {
+        "llm-8b:endpointConfiguration.productionVariants[0].initialInstanceCount": 1}, [("prod-multi-az", "llm-8b")]),
+    "plain-http-model-url": ("k8s", {"llm-8b:Deployment.spec.template.spec.containers[1].env": [
+        {"name": "OPENAI_API_BASE", "value": "http://vllm.llm.svc.cluster.local:8000/v1"}]},
+                             [("no-plaintext-model-urls", "llm-8b")]),
+    "k8s-no-network-policy": ("k8s", {"llm-8b!:NetworkPolicy": None}, [("k8s-network-policy", "llm-8b")]),
+    "image-tag-without-digest": ("k8s", {"llm-8b:Deployment.spec.template.spec.containers[0].image":
+                                         "vllm/vllm-openai:v0.9.2"}, [("container-image-pinned", "llm-8b")]),
 }
 
 
