@@ -20,7 +20,8 @@ MEASURED = {"requests": {"ramp": 40, "steady": 300, "ok": 300, "failed": 0}, "er
             "ttft_p50_seconds": 0.41, "ttft_p99_seconds": 0.93, "tpot_p50_seconds": 0.041, "tpot_p99_seconds": 0.047,
             "itl_p99_seconds": 0.06, "e2e_p50_seconds": 21.0, "output_tokens_per_second": 498.0,
             "requests_per_second": 1.0, "offered_requests_per_second": 1.0, "error_rate": 0.0,
-            "prompt_tokens_mean": 3004.2, "output_tokens_mean": 500.0, "usage_reported": True, "samples": 300}
+            "prompt_tokens_mean": 3004.2, "output_tokens_mean": 500.0, "usage_reported": True, "samples": 300,
+            "in_flight_mean": 21.9}
 
 
 @pytest.fixture(scope="module")
@@ -35,17 +36,34 @@ def report():
 def test_the_record_carries_the_measurement_and_the_plan_it_was_judged_against(report, tmp_path):
     rec = report["measurement"]
     assert rec["model"] == "meta-llama/Llama-3.1-70B-Instruct" and rec["date"] == "2026-11-30"
+    assert rec["id"] == "gate-prod-llama-70b-20261130T140000Z"
     assert rec["source"].startswith("llm-platform verify: prod/llama-70b at https://llama-70b.")
-    assert (rec["instance_type"], rec["tp"], rec["precision"]) == ("g7e.24xlarge", 4, "fp8")
-    assert rec["gpu"] and rec["concurrency"] == 24 and rec["max_model_len"] == 32768
-    assert rec["measured"]["tpot_p99"] == 0.047 and rec["measured"]["ttft_p99"] == 0.93
-    assert rec["predicted"]["tpot"] and rec["predicted"]["batch"]           # the plan's numbers, side by side
-    assert rec["targets"] == {"ttft_p99": 3, "tpot_p99": 0.05} and rec["verdict"] == "pass"
+    assert (rec["instance"], rec["tensor_parallel"], rec["precision"]) == ("g7e.24xlarge", 4, "fp8")
+    assert rec["gpu"] and rec["max_num_seqs"] == 24 and rec["max_model_len"] == 32768
+    # per replica, as a published single-server benchmark states them: 21.9 in flight over 2 replicas
+    assert rec["replicas"] == 2 and rec["concurrency"] == 11 and rec["measured"]["output_tok_s"] == 249.0
+    assert (rec["prompt"], rec["output"]) == (3004, 500)
+    assert rec["measured"]["tpot_ms"] == 41.0 and rec["measured"]["tpot_p99_ms"] == 47.0
+    assert rec["measured"]["ttft_p99_ms"] == 930.0
+    assert rec["predicted"]["tpot_ms"] and rec["predicted"]["batch"]        # the plan's numbers, side by side
+    assert rec["targets"] == {"ttft_p99_seconds": 3, "tpot_p99_seconds": 0.05} and rec["verdict"] == "pass"
     path = tmp_path / "deployed.yaml"
     write_record(path, rec)
     write_record(path, rec)                     # appends: one file collects a history of runs
     doc = yaml.safe_load(path.read_text())
-    assert len(doc["measurements"]) == 2 and doc["measurements"][0]["url"] == rec["url"]
+    assert len(doc["cases"]) == 2 and doc["cases"][0]["url"] == rec["url"]
+
+
+def test_the_record_is_read_like_a_published_benchmark(report, cat):
+    """tests/test_published.py predicts a published vLLM benchmark case from its fields; a gate record is such
+    a case, so the same check (and any calibration built on it) takes deployed runs as they are."""
+    from tests.test_published import THROUGHPUT, predict_throughput
+    rec = report["measurement"]
+    published_keys = set().union(*(c.keys() for c in THROUGHPUT)) - {"calibration", "max_model_len"}
+    assert {"id", "url", "setup", "model", "instance", "precision", "tensor_parallel", "concurrency", "prompt",
+            "output", "measured"} <= set(rec) and published_keys <= set(rec) | {"kv_cache_dtype"}
+    predicted = predict_throughput(cat, rec)
+    assert predicted["tpot_ms"] > 0 and predicted["output_tok_s"] > 0
 
 
 @mock_aws
@@ -57,7 +75,7 @@ def test_results_go_to_s3_and_cloudwatch(report, monkeypatch):
     assert keys == ["gate/prod/llama-70b/2026-11-30T140000Z.json",
                     "gate/prod/llama-70b/2026-11-30T140000Z.measurement.yaml"]
     body = yaml.safe_load(s3.get_object(Bucket="llm-prod-models-x", Key=keys[1])["Body"].read())
-    assert body["measurements"][0]["deployment"] == "llama-70b"
+    assert body["cases"][0]["deployment"] == "llama-70b"
     put_metrics("LlmPlatform/prod/Gate", report)
     cw = boto3.client("cloudwatch")
     names = {m["MetricName"] for m in cw.list_metrics(Namespace="LlmPlatform/prod/Gate")["Metrics"]}

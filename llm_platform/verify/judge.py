@@ -88,6 +88,8 @@ def metrics(run: Run, profile: Profile) -> dict:
         "output_tokens_mean": mean([r.output_tokens for r in ok if r.output_tokens]),
         "usage_reported": all(r.usage_reported for r in ok) if ok else False,
         "samples": len(ok),
+        # Little's law: mean requests in flight over the steady window (all replicas together)
+        "in_flight_mean": sum(r.e2e or 0.0 for r in ok) / window,
     }
 
 

@@ -40,13 +40,13 @@ def read_secret(arn: str) -> str:
 
 
 def write_record(path: Path, record: dict) -> None:
-    """Append the record to a `measurements:` list (the published-measurement fixtures' shape)."""
-    doc: dict[str, Any] = {"measurements": []}
+    """Append the record to a `cases:` list (the shape of tests/data/published/vllm_throughput.yaml)."""
+    doc: dict[str, Any] = {"cases": []}
     if path.is_file():
         loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if isinstance(loaded, dict) and isinstance(loaded.get("measurements"), list):
+        if isinstance(loaded, dict) and isinstance(loaded.get("cases"), list):
             doc = loaded
-    doc["measurements"].append(record)
+    doc["cases"].append(record)
     path.write_text(yaml.safe_dump(doc, sort_keys=False, width=120), encoding="utf-8")
 
 
@@ -68,7 +68,7 @@ def put_results(s3_url: str, report: dict) -> list[str]:
         s3.put_object(Bucket=bucket, Key=report_key, Body=json.dumps(report, indent=2).encode(),
                       ContentType="application/json")
         s3.put_object(Bucket=bucket, Key=record_key, ContentType="application/yaml",
-                      Body=yaml.safe_dump({"measurements": [report["measurement"]]}, sort_keys=False).encode())
+                      Body=yaml.safe_dump({"cases": [report["measurement"]]}, sort_keys=False).encode())
     except (BotoCoreError, ClientError) as exc:
         raise CannotRun(f"cannot write results to s3://{bucket}: {exc}") from None
     return [report_key, record_key]

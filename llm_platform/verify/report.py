@@ -1,26 +1,25 @@
 """The gate's report (JSON and text) and its measurement record.
 
-The measurement record is the feedback into the catalog: one entry in the shape of the published-measurement
-fixtures (`measurements:` list; source, date, model, instance_type, gpu, tp, precision, ...), with the
-measured numbers and the plan they were judged against, so the performance model's calibration can use
-deployed runs next to published ones. Fields (all numbers in seconds, tokens or tokens/s):
+The measurement record is the feedback into the catalog: one case in the shape of the published vLLM serving
+benchmarks (tests/data/published/vllm_throughput.yaml, `cases:`), so the performance model's checks and
+calibration read a deployed run exactly as they read a published one, plus what only a gate knows: the
+latency tails, the plan's predictions it was judged against, and the verdict. Fields:
 
-    source             "llm-platform verify: <stack>/<deployment> at <endpoint>, <UTC time>"
-    url                the endpoint judged
-    date               UTC date of the run (YYYY-MM-DD)
+    id                 gate-<stack>-<deployment>-<UTC time>
+    url, setup, source, date      the endpoint; the load offered, in words; who measured, when
     model              Hugging Face repository id
-    deployment, stack, runtime
-    instance_type, gpu, gpu_count, tp, pp, precision, kv_cache_dtype, max_model_len
-    concurrency        the runtime's max sequences per replica (the plan's batch for the load is predicted.batch)
-    replicas           the plan's {min, max}
-    load               {mode, requests_per_second, prompt_tokens, output_tokens, duration_seconds, ...}
-    prompt_tokens, output_tokens     the means the server reported (usage)
-    measured           {ttft_p50, ttft_p99, tpot_p50, tpot_p99, itl_p99, e2e_p50 (seconds),
-                        output_tokens_per_s, requests_per_s, error_rate, samples}
-    predicted          the plan's {ttft, tpot, batch, requests_per_s_per_replica, replicas_for_load,
-                        decode_tokens_per_s_single, prefill_tokens_per_s, usd_per_million_output_tokens}
-    targets            the stated {ttft_p99, tpot_p99} or null
-    verdict            pass | fail, and missed: the metrics that missed
+    instance, gpu, gpu_count, tensor_parallel, pipeline_parallel, precision, kv_cache_dtype, max_model_len
+    max_num_seqs       the runtime's batch bound per replica (the plan's `concurrency`)
+    replicas           the plan's replicas at its minimum (what the per-server numbers below divide by)
+    concurrency        sequences in flight per replica, measured (Little's law: sum of request times / window)
+    prompt, output     mean tokens per request as the server counted them (`usage`)
+    measured           tpot_ms (median per-request TPOT, as the benchmarks report it), output_tok_s (per replica),
+                       tpot_p99_ms, ttft_p50_ms, ttft_p99_ms, itl_p99_ms, e2e_p50_ms, requests_per_s (all replicas),
+                       error_rate, samples
+    predicted          the plan: tpot_ms, ttft_ms, batch, requests_per_s_per_replica, replicas_for_load,
+                       decode_tokens_per_s_single, prefill_tokens_per_s, usd_per_million_output_tokens
+    targets            the stated ttft_p99_seconds and tpot_p99_seconds (or null)
+    verdict, missed    pass | fail, and the metrics that missed
 """
 from __future__ import annotations
 
@@ -60,31 +59,43 @@ def build(spec, endpoint: str, profile, m: dict, cs: list[Check], notes: list[st
 def measurement(spec, endpoint: str, profile, m: dict, report: dict, now: dt.datetime) -> dict:
     d, tp, load = spec.deployment, spec.throughput, spec.load or {}
     gpu = d.get("gpu") or {}
+    replicas = int((d.get("replicas") or {}).get("min") or 1)
+    ms = lambda x: None if x is None else round(x * 1000, 3)  # noqa: E731
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    shape = (f"Poisson {profile.requests_per_second:g} req/s" if profile.mode == "poisson"
+             else "one request at a time") + f", {profile.prompt_tokens} prompt" + \
+        (f" / {profile.output_tokens} output tokens" if profile.output_tokens else " tokens") + \
+        f", {profile.steady_s:g} s steady after a {profile.ramp_s:g} s ramp, {d.get('runtime')}, " \
+        f"{replicas} replica(s) planned"
+    out_s = m["output_tokens_per_second"]
     return {
+        "id": f"gate-{spec.stack}-{spec.name}-{stamp}",
+        "url": endpoint, "setup": f"llm-platform verify: {shape}",
         "source": f"llm-platform verify: {spec.stack}/{spec.name} at {endpoint}, {now.isoformat(timespec='seconds')}",
-        "url": endpoint, "date": now.date().isoformat(),
+        "date": now.date().isoformat(),
         "model": d.get("model"), "deployment": spec.name, "stack": spec.stack, "runtime": d.get("runtime"),
-        "instance_type": d.get("instance_type"), "gpu": gpu.get("name"), "gpu_count": gpu.get("count"),
-        "tp": d.get("tensor_parallel_size"), "pp": d.get("pipeline_parallel_size"),
+        "instance": d.get("instance_type"), "gpu": gpu.get("name"), "gpu_count": gpu.get("count"),
+        "tensor_parallel": d.get("tensor_parallel_size"), "pipeline_parallel": d.get("pipeline_parallel_size"),
         "precision": d.get("precision"), "kv_cache_dtype": d.get("kv_cache_dtype"),
-        "max_model_len": d.get("max_model_len"), "concurrency": d.get("concurrency"),
-        "replicas": d.get("replicas"),
-        "load": profile.as_dict(),
-        "prompt_tokens": _r(m["prompt_tokens_mean"], 1), "output_tokens": _r(m["output_tokens_mean"], 1),
-        "measured": {"ttft_p50": _r(m["ttft_p50_seconds"]), "ttft_p99": _r(m["ttft_p99_seconds"]),
-                     "tpot_p50": _r(m["tpot_p50_seconds"], 5), "tpot_p99": _r(m["tpot_p99_seconds"], 5),
-                     "itl_p99": _r(m["itl_p99_seconds"], 5), "e2e_p50": _r(m["e2e_p50_seconds"]),
-                     "output_tokens_per_s": _r(m["output_tokens_per_second"], 2),
-                     "requests_per_s": _r(m["requests_per_second"]), "error_rate": _r(m["error_rate"]),
-                     "samples": m["samples"], "usage_reported": m["usage_reported"]},
-        "predicted": {"ttft": tp.get("ttft_seconds"), "tpot": tp.get("tpot_seconds"),
+        "max_model_len": d.get("max_model_len"), "max_num_seqs": d.get("concurrency"), "replicas": replicas,
+        "concurrency": max(1, round(m["in_flight_mean"] / replicas)),
+        "prompt": round(m["prompt_tokens_mean"]) if m["prompt_tokens_mean"] else profile.prompt_tokens,
+        "output": round(m["output_tokens_mean"]) if m["output_tokens_mean"] else profile.output_tokens,
+        "measured": {"tpot_ms": ms(m["tpot_p50_seconds"]),
+                     "output_tok_s": None if out_s is None else round(out_s / replicas, 2),
+                     "tpot_p99_ms": ms(m["tpot_p99_seconds"]), "ttft_p50_ms": ms(m["ttft_p50_seconds"]),
+                     "ttft_p99_ms": ms(m["ttft_p99_seconds"]), "itl_p99_ms": ms(m["itl_p99_seconds"]),
+                     "e2e_p50_ms": ms(m["e2e_p50_seconds"]), "requests_per_s": _r(m["requests_per_second"]),
+                     "error_rate": _r(m["error_rate"]), "samples": m["samples"],
+                     "usage_reported": m["usage_reported"]},
+        "predicted": {"tpot_ms": ms(tp.get("tpot_seconds")), "ttft_ms": ms(tp.get("ttft_seconds")),
                       "batch": tp.get("batch_for_load"),
                       "requests_per_s_per_replica": tp.get("requests_per_s_per_replica"),
                       "replicas_for_load": tp.get("replicas_for_load"),
                       "decode_tokens_per_s_single": tp.get("decode_tokens_per_s_single"),
                       "prefill_tokens_per_s": tp.get("prefill_tokens_per_s"),
                       "usd_per_million_output_tokens": tp.get("usd_per_million_output_tokens")},
-        "targets": ({"ttft_p99": load.get("ttft_p99_seconds"), "tpot_p99": load.get("tpot_p99_seconds")}
+        "targets": ({"ttft_p99_seconds": load.get("ttft_p99_seconds"), "tpot_p99_seconds": load.get("tpot_p99_seconds")}
                     if spec.load else None),
         "verdict": report["verdict"], "missed": [x["metric"] for x in report["missed"]],
     }
