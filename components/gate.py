@@ -4,7 +4,7 @@
     DeployGate(name, DeployGateArgs(stack=..., platform="ec2" | "eks", specs=[...], ...), opts)
 
 Both platforms: an ECR repository for the gate image (immutable content tags, scanned on push, the stack's
-CMK). Results go under s3://<model store>/gate/<stack>/ and into the CloudWatch namespace
+CMK); runners pull it by digest, the one ECR lists for this version's content tag. Results go under s3://<model store>/gate/<stack>/ and into the CloudWatch namespace
 LlmPlatform/<stack>/Gate; the client key is the stack's `deploy-gate` client (its own key, so the proxies'
 audit log tells gate traffic apart).
 
@@ -91,9 +91,17 @@ class DeployGate(pulumi.ComponentResource):
             "action": {"type": "expire"}}]}), opts=child)
         # <account>.dkr.ecr.<region>.amazonaws.com/<name>, as ECR forms it (known at preview, unlike the attribute)
         self.repository_url = pulumi.Output.concat(account, ".dkr.ecr.", region, ".amazonaws.com/", repo.name)
-        self.image = pulumi.Output.concat(self.repository_url, ":", jobs.image_tag())
+        # pinned by digest (what runs is what was reviewed): the digest ECR holds for this version's content tag,
+        # which the deploy workflow pushes before `pulumi up`; until then a digest that cannot be pulled
+        tag = jobs.image_tag()
+        listed = aws.ecr.get_images_output(repository_name=repo.name, opts=pulumi.InvokeOutputOptions(parent=self))
+        digest = listed.image_ids.apply(
+            lambda ids: next((i.image_digest for i in ids or [] if i.image_tag == tag), None))
+        self.image = pulumi.Output.all(self.repository_url, digest).apply(
+            lambda a: f"{a[0]}@{a[1] or jobs.UNBUILT_DIGEST}")
         self.exports: dict = {"platform": args.platform, "repository_url": self.repository_url,
-                              "image": self.image, "models": self._models,
+                              "image": self.image, "image_tag": tag, "image_ready": digest.apply(bool),
+                              "models": self._models,
                               "results": pulumi.Output.concat("s3://", args.bucket_name, "/",
                                                               jobs.results_prefix(stack)),
                               "metrics_namespace": jobs.metrics_namespace(stack)}

@@ -403,6 +403,9 @@ def test_the_deploy_gate_task_has_its_plan_and_least_privilege_roles(prod, prod_
     assert specs["llama-70b"]["deployment"]["throughput"]["tpot_seconds"]     # the plan it is judged against
     assert env["LLM_GATE_CA_PEM"].startswith("-----BEGIN CERTIFICATE-----")    # the internal CA the ALB uses
     assert c["readonlyRootFilesystem"] and c["user"] == "10001:10001"
+    # pinned by the digest ECR lists for this version's content tag (the mocks answer as after the workflow's push)
+    assert re.fullmatch(r"\d+\.dkr\.ecr\.us-east-1\.amazonaws\.com/llm-platform/prod/deploy-gate@sha256:[0-9a-f]{64}",
+                        c["image"]) and not c["image"].endswith("0" * 64)
 
     def statements(name):
         return json.loads(prod.named(name, "aws:iam/rolePolicy:RolePolicy").inputs["policy"])["Statement"]

@@ -365,5 +365,6 @@ def test_the_eks_plan_can_create_the_deploy_gate_job_of_every_model(eks, eks_pla
         services = {(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"])
                     for r in eks.of_type("kubernetes:core/v1:Service")}
         (c,) = pod["containers"]
+        assert "/llm-platform/eks/deploy-gate@sha256:" in c["image"]
         endpoint = c["args"][c["args"].index("--endpoint") + 1]
         assert endpoint == f"https://{name}.{ns}.svc/v1" and (ns, name) in services

@@ -124,6 +124,10 @@ def test_the_deploy_workflow_gates_every_stack_after_pulumi_up_and_rolls_back_on
     assert "deploy-gate.sh run" in steps[gate]["run"]
     between = " ".join(s.get("run", "") for s in steps[up + 1:gate])
     assert "deploy-gate.sh settle" in between and "pulumi stack output gate" in between
+    # the image is pushed before the update, which pins its digest (again after a first deploy made the repository)
+    assert any("deploy-gate.sh image" in s.get("run", "") for s in steps[:up])
+    repin = [i for i, s in enumerate(steps) if s.get("with", {}).get("command") == "up" and i != up]
+    assert repin and "image_ready" in steps[repin[0]]["if"] and up < repin[0] < gate
     (rollback,) = [s for s in steps[gate + 1:] if "deploy-gate.sh rollback" in s.get("run", "")]
     assert "failure()" in rollback["if"]
     assert wf["jobs"]["up"]["strategy"]["fail-fast"] is True and wf["jobs"]["up"]["strategy"]["max-parallel"] == 1

@@ -4,7 +4,9 @@
 #
 #   deploy-gate.sh record  STACK OUT       launch-template version of each of the stack's Auto Scaling groups
 #   deploy-gate.sh settle  STACK          wait until no instance refresh of the stack is pending or running
-#   deploy-gate.sh image   GATE_JSON      build and push the gate image unless its content tag is in ECR
+#   deploy-gate.sh image   STACK          build and push this commit's gate image unless its content tag is in
+#                                         ECR (before `pulumi up`, which pins its digest; a no-op until the
+#                                         stack's gate repository exists: the first `pulumi up` makes it)
 #   deploy-gate.sh run     GATE_JSON      one gate run per model, all at once (ECS task on ec2, Job on eks);
 #                                         exit 1 if any model misses its plan, 2 if any gate could not run
 #   deploy-gate.sh rollback STACK BEFORE  undo the stack's rollouts: roll back a refresh still in progress
@@ -58,14 +60,20 @@ settle() {
 }
 
 image() {
-  local gate=$1 image repo tag registry
-  image=$(jq -r .image "$gate"); repo=${image%:*}; tag=${image##*:}; registry=${repo%%/*}
-  if aws ecr describe-images --repository-name "${repo#*/}" --image-ids "imageTag=$tag" >/dev/null 2>&1; then
-    echo "gate image $tag is in ECR"; return 0
+  local stack=$1 name tag registry
+  name="llm-platform/$stack/deploy-gate"
+  tag=$(${PYTHON:-.venv/bin/python} -m llm_platform.verify.jobs image-tag)
+  if ! aws ecr describe-repositories --repository-names "$name" >/dev/null 2>&1; then
+    echo "no repository $name yet: \`pulumi up\` makes it, then the image is pushed and the stack updated again"
+    return 0
   fi
+  if aws ecr describe-images --repository-name "$name" --image-ids "imageTag=$tag" >/dev/null 2>&1; then
+    echo "gate image $name:$tag is in ECR"; return 0
+  fi
+  registry="$(aws sts get-caller-identity --query Account --output text).dkr.ecr.${AWS_REGION:-us-east-1}.amazonaws.com"
   aws ecr get-login-password | docker login --username AWS --password-stdin "$registry"
-  docker build -f llm_platform/verify/Dockerfile -t "$image" .
-  docker push "$image"
+  docker build -f llm_platform/verify/Dockerfile -t "$registry/$name:$tag" .
+  docker push "$registry/$name:$tag"
 }
 
 start_ecs() {   # $1 gate json, $2 model; prints the task ARN

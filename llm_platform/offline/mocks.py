@@ -105,6 +105,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if token == "aws:secretsmanager/getSecretVersion:getSecretVersion":
             return {"secretId": a.get("secretId"), "secretString": f"MOCKSECRET-{_hex(str(a.get('secretId')), 40)}",
                     "arn": a.get("secretId"), "versionId": "v1", "versionStage": "AWSCURRENT", "id": "v1"}
+        if token == "aws:ecr/getImages:getImages":
+            # the deploy workflow pushes this commit's gate image before `pulumi up` (.github/scripts/deploy-gate.sh)
+            from llm_platform.verify.jobs import image_tag
+            tag = image_tag()
+            return {"repositoryName": a.get("repositoryName"), "id": a.get("repositoryName"),
+                    "imageIds": [{"imageTag": tag, "imageDigest": "sha256:" + _hex(f"{a.get('repositoryName')}:{tag}", 64)}]}
         raise NotImplementedError(f"the mocks harness has no answer for invoke {token}: add one in llm_platform/offline/mocks.py")
 
 

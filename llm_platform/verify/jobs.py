@@ -14,7 +14,7 @@ gate is a verdict, not a flake), deleted an hour after it finishes.
 ec2: an ECS Fargate task in the private subnets; the key is injected by ECS from Secrets Manager (the
 execution role reads that one secret), the spec and the internal CA come as environment values.
 
-    python -m llm_platform.verify.jobs image-tag      # the tag the workflow builds and Pulumi references
+    python -m llm_platform.verify.jobs image-tag      # the content tag the workflow pushes; Pulumi pins its digest
 """
 from __future__ import annotations
 
@@ -35,6 +35,9 @@ NODE_POOL_LABEL = "llm-platform/node-pool"      # components/eks.py: the system 
 # the gate is one asyncio process: a core and a few hundred MiB carry thousands of concurrent streams
 RESOURCES = {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}
 FARGATE_CPU, FARGATE_MEMORY = "1024", "2048"    # the smallest Fargate size with a whole vCPU
+# Stands in for the gate image's digest until the workflow has pushed this version (a first deploy): a task or
+# Job using it cannot pull, so the gate reports that it could not run (exit 2) rather than running anything else.
+UNBUILT_DIGEST = "sha256:" + "0" * 64
 IMAGE_SOURCES = ("llm_platform/verify", "pyproject.toml")   # the Dockerfile lives in llm_platform/verify
 
 
