@@ -5,8 +5,8 @@
 
 Both platforms: an ECR repository for the gate image (immutable content tags, scanned on push, the stack's
 CMK); runners pull it by digest, the one ECR lists for this version's content tag. Results go under
-s3://<model store>/gate/<stack>/ and into the CloudWatch namespace LlmPlatform/<stack>/Gate; the client key is the stack's `deploy-gate` client (its own key, so the proxies'
-audit log tells gate traffic apart).
+s3://<model store>/gate/<stack>/ and into the CloudWatch namespace LlmPlatform/<stack>/Gate; the client key is
+the stack's `deploy-gate` client (its own key, so the proxies' audit log tells gate traffic apart).
 
 ec2: an ECS cluster (Container Insights) and a Fargate task definition, run in the private subnets with no
 public IP; a security group that may only reach HTTPS inside the VPC (the ALB, the interface endpoints) and
