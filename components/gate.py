@@ -197,6 +197,11 @@ class DeployGate(pulumi.ComponentResource):
                                            opts=child)
             manifests[model] = pulumi.Output.all(self.image, args.client_secret_arn, args.bucket_name, region).apply(
                 lambda a, m=model: jobs.job_manifest(m, a[0], a[1], a[2], stack, a[3]))
+            # the gate pod talks to its deployment's proxy, DNS, AWS APIs over HTTPS and the Pod Identity agent;
+            # nothing talks to it
+            k8s.networking.v1.NetworkPolicy(f"{name}-{model}-netpol", metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=jobs.SERVICE_ACCOUNT, namespace=ns, labels=meta.labels),
+                spec=network_policy(model), opts=kopts)
             # the gate spec the Job mounts, and the Job itself (`kubectl create -f` it from here or the stack output)
             k8s.core.v1.ConfigMap(f"{name}-{model}-spec", metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=jobs.CONFIG_MAP, namespace=ns, labels=meta.labels),
@@ -218,3 +223,19 @@ def execution_policy(repo_arn: str, log_group_arn: str, secret_arn: str, kms_key
         {"Sid": "WriteTheGateLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
          "Resource": f"{log_group_arn}:*"},
         *jobs.reader_policy(secret_arn, kms_key_arn, region)]}
+
+
+def network_policy(model: str) -> dict:
+    """The gate pods' NetworkPolicy spec in the deployment's namespace (selected by the Job's role label)."""
+    return {
+        "podSelector": {"matchLabels": {"llm-platform/role": "deploy-gate"}},
+        "policyTypes": ["Ingress", "Egress"], "ingress": [],
+        "egress": [
+            {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+             "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
+            {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": model,
+                                                     "llm-platform/deployment": model}}}],
+             "ports": [{"port": jobs.PROXY_PORT, "protocol": "TCP"}]},
+            {"ports": [{"port": 443, "protocol": "TCP"}]},          # Secrets Manager, S3, CloudWatch
+            {"to": [{"ipBlock": {"cidr": jobs.POD_IDENTITY_AGENT}}], "ports": [{"port": 80, "protocol": "TCP"}]},
+        ]}

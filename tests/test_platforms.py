@@ -368,3 +368,11 @@ def test_the_eks_plan_can_create_the_deploy_gate_job_of_every_model(eks, eks_pla
         assert "/llm-platform/eks/deploy-gate@sha256:" in c["image"]
         endpoint = c["args"][c["args"].index("--endpoint") + 1]
         assert endpoint == f"https://{name}.{ns}.svc/v1" and (ns, name) in services
+        # its own NetworkPolicy: selected by the Job's labels, nothing in, out only to what the gate needs
+        netpol = eks.named(f"llm-eks-gate-{name}-netpol", "kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs
+        selector = netpol["spec"]["podSelector"]["matchLabels"]
+        assert selector.items() <= job["spec"]["template"]["metadata"]["labels"].items()
+        assert netpol["spec"]["ingress"] == [] and netpol["metadata"]["namespace"] == ns
+        assert kubernetes_validate.validate({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                                             "metadata": {"name": "deploy-gate", "namespace": ns},
+                                             "spec": netpol["spec"]}, version, strict=True)

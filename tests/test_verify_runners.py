@@ -36,6 +36,12 @@ def test_the_eks_job_is_a_valid_kubernetes_object(job):
         kubernetes_validate.validate(broken, version, strict=True)
 
 
+def test_the_gates_ports_are_the_platforms():
+    from components.k8s_serving import POD_IDENTITY_AGENT
+    from llm_platform.serving.proxy import TARGET_PORT
+    assert (jobs.PROXY_PORT, jobs.POD_IDENTITY_AGENT) == (TARGET_PORT, POD_IDENTITY_AGENT)
+
+
 def test_the_eks_job_is_hardened_and_never_retried(job):
     pod = job["spec"]["template"]["spec"]
     (c,) = pod["containers"]

@@ -31,6 +31,8 @@ RESULTS_PREFIX = "gate"                 # s3://<model-store bucket>/gate/<stack>
 KEY_ENV = "LLM_PLATFORM_API_KEY"
 SPEC_ENV = "LLM_GATE_SPECS"
 CA_ENV = "LLM_GATE_CA_PEM"
+PROXY_PORT = 8443                               # serving/proxy.py TARGET_PORT: the Service's 443 lands here
+POD_IDENTITY_AGENT = "169.254.170.23/32"        # EKS Pod Identity agent on every node
 NODE_POOL_LABEL = "llm-platform/node-pool"      # components/eks.py: the system node group's label
 # the gate is one asyncio process: a core and a few hundred MiB carry thousands of concurrent streams
 RESOURCES = {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}
