@@ -42,6 +42,7 @@ def prod_config(**model_overrides) -> dict:
     raw = copy.deepcopy(MINIMAL)
     raw["llm-platform:environment"] = "prod"
     raw["llm-platform:network"]["availability_zones"] = 3
+    raw["llm-platform:monitoring"] = {"alarm_email": "oncall@example.com"}
     raw["llm-platform:models"][0].update(copy.deepcopy(PROD_MODEL), **model_overrides)
     return raw
 

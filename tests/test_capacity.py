@@ -88,11 +88,13 @@ def test_the_batch_is_the_largest_that_meets_the_targets():
     assert tight.throughput.ttft_seconds <= 0.5
 
 
-def test_stated_replicas_below_what_the_load_needs_are_an_error_that_says_how_many():
-    errs = errors_of(replicas=1, load={**LOAD, "requests_per_second": 30})
+def test_stated_replicas_bound_the_search_and_a_load_they_cannot_carry_is_an_error_that_says_how_many():
+    one = plan(replicas=1, load={**LOAD, "requests_per_second": 30})      # a bigger instance carries it alone
+    assert one.replicas_min == 1 and one.throughput.requests_per_s_per_replica >= 30
+    errs = errors_of(replicas=1, load={**LOAD, "requests_per_second": 1000})
     msg = errs["llm-platform:models[0].replicas"]
     assert "needs" in msg and "raise replicas to" in msg
-    errs = errors_of(autoscaling={"min": 1, "max": 2}, load={**LOAD, "requests_per_second": 30})
+    errs = errors_of(autoscaling={"min": 1, "max": 2}, load={**LOAD, "requests_per_second": 1000})
     assert "raise autoscaling.max to at least" in errs["llm-platform:models[0].autoscaling.max"]
 
 
@@ -118,7 +120,8 @@ def test_a_tight_tpot_picks_a_faster_instance_than_memory_alone_would():
     memory_only, fast = plan(), plan(load={**LOAD, "tpot_p99_seconds": 0.008})
     assert fast.throughput.tpot_seconds <= 0.008
     assert fast.instance_type != memory_only.instance_type
-    assert any("cheapest fleet" in n for n in fast.notes)
+    assert "cheapest fleet" in fast.choice["reason"] and "runner-up" in fast.choice["reason"]
+    assert fast.choice["runner_up"]["monthly_cost_usd"] >= fast.monthly_cost_usd
 
 
 # ----------------------------------------------------------------------------- the throughput object

@@ -165,6 +165,7 @@ def test_mla_caches_one_576_element_latent_per_layer_in_64_token_pages_on_every_
     assert kv_bytes_per_token_per_layer(DEEPSEEK_V3, 2, tp=8) == 576 * 2           # replicated, not split
     assert kv_bytes_per_token_per_layer(DEEPSEEK_V3, 1, tp=8) == 576
     assert block_size(DEEPSEEK_V3) == 64 and sequence_tokens(DEEPSEEK_V3, 1000) == 1024
+    assert sequence_tokens(DEEPSEEK_V3, 1100) == 1280                       # whole 256-token pages of any backend
     w = Workload("vllm", "fp8", "auto", 131072, 8, 8192, 0.9)
     mem = estimate(DEEPSEEK_V3, w, Layout(tensor_parallel=8), cat.gpus["H200"].memory_gib, cat)
     assert mem.per_gpu_kv_cache_gib == pytest.approx(8 * 131072 * 61 * 1152 / GIB)
@@ -255,3 +256,31 @@ def test_a_checkpoint_with_16_bit_attention_also_reads_more_bytes_per_decode_ste
     step = perf.decode_step(info.architecture, "fp8", 2, Layout(tensor_parallel=p.tensor_parallel_size), hw, 1, 8192,
                             info.quantization.layout())
     assert p.throughput.decode_tokens_per_s_single == pytest.approx(1 / step.seconds, rel=0.01)
+
+
+def test_deepseek_sparse_attention_pages_its_fp8_latent_and_the_indexer_keys(cat):
+    """DeepSeek-V3.2: vLLM's fp8_ds_mla layout is 656 bytes per token and layer (512 fp8 + 4 fp32 scales +
+    64 bf16 rope values), plus the lightning indexer's 128-byte fp8 key and its fp32 scale: 37 % more than
+    "576 elements at one byte", which is what promised ~30 % too many long sequences."""
+    v32 = DEEPSEEK_V3.model_copy(update={"index_head_dim": 128})
+    assert kv_bytes_per_token_per_layer(v32, 1, tp=8) == 656 + 132
+    assert kv_bytes_per_token_per_layer(v32, 2, tp=8) == 1152 + 132
+    assert kv_bytes_per_token_per_layer(DEEPSEEK_V3, 1, tp=8) == 576
+    with pytest.raises(ValueError, match="goes with multi-head latent attention"):
+        Architecture(**{**cat.models[LLAMA8].architecture.model_dump(), "index_head_dim": 128})
+
+
+def test_keeping_modules_in_16_bit_weighs_between_the_plain_format_and_bf16():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from tests.test_memory import dense_architectures
+    patterns = st.lists(st.sampled_from(["lm_head", "self_attn", "mlp", "re:.*\\.k_proj$", "model.layers.0",
+                                         "*.down_proj", "re:.*layers\\.[12]\\..*"]), max_size=4)
+
+    @settings(max_examples=60, deadline=None)
+    @given(dense_architectures(), patterns, st.sampled_from(["fp8", "awq"]))
+    def check(arch, keep, precision):
+        q = QuantLayout("fp8" if precision == "fp8" else "awq", modules_to_not_convert=tuple(keep))
+        assert weight_bytes(arch, precision) <= weight_bytes(arch, precision, q) <= weight_bytes(arch, "bf16") * 1.001
+    check()

@@ -355,7 +355,7 @@ def test_without_a_docker_hub_credential_nothing_is_created_and_the_key_is_named
     del raw["llm-platform:images"]
     with pytest.raises(pulumi.RunError) as exc:
         run_program(raw, stack="prod", program=ROOT)
-    assert str(exc.value).startswith("llm-platform:images.docker_hub_credential_arn:")
+    assert "llm-platform:images.docker_hub_credential_arn: the vllm image" in str(exc.value)
 
 
 def test_a_docker_hub_token_becomes_an_encrypted_secret_the_cache_rule_waits_for(prod_raw):

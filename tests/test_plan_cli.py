@@ -61,8 +61,10 @@ def test_every_shipped_stack_plans_cleanly_per_the_contract(capsys, stack):
 def test_default_stack_is_dev_and_text_report_reads_like_a_pr_comment(capsys):
     code, out, _ = run(capsys)
     assert code == 0
+    first = out.splitlines()[0]
+    assert "0 mandatory" in first and "advisory" in first and "$767.96/month" in first
     assert "## llm-platform plan: stack `dev`" in out
-    assert "| **qwen-coder-7b**" in out and "Monthly cost" in out and "### Resources" in out
+    assert "| **qwen-coder-7b**" in out and "<summary>Resources:" in out
     assert "Ec2Platform llm-dev" in out and "  ModelDeployment llm-dev-qwen-coder-7b" in out
 
 
@@ -99,7 +101,7 @@ def test_unplannable_model_exits_2_with_advice(capsys, tmp_path):
         {"name": "huge", "model": "meta-llama/Llama-3.1-405B-Instruct", "instance_type": "g5.48xlarge"}]}
     code, out, err = run(capsys, "--config", write_stack(tmp_path, raw))
     assert code == 2 and out == ""
-    assert "llm-platform:models[0].instance_type" in err and "what would fit" in err
+    assert "llm-platform:models[0] (huge).instance_type" in err and "what would fit" in err
 
 
 def test_unknown_stack_and_bad_yaml_exit_2(capsys, tmp_path):

@@ -35,4 +35,4 @@ def test_invalid_config_fails_before_any_resource_exists():
     raw["llm-platform:models"][0]["precision"] = "awq"      # not an ollama format
     with pytest.raises(pulumi.RunError) as exc:
         run_program(raw, stack="dev", program=ROOT)
-    assert "llm-platform:models[0].precision" in str(exc.value)
+    assert "llm-platform:models[0] (qwen-coder-7b).precision" in str(exc.value)

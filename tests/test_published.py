@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from llm_platform.catalog.architecture import Architecture
+from llm_platform.catalog.checkpoint import QuantizationSpec
 from llm_platform.sizing import performance as perf
 from llm_platform.sizing.memory import Layout, Workload, estimate, kv_capacity_sequences
 from llm_platform.sizing.params import parameter_count
@@ -57,6 +58,8 @@ def predict_memory(cat, case) -> dict:
     arch = _arch(cat, case["model"])
     info = cat.models.get(case["model"])
     quant = info.quantization.layout() if info is not None and info.quantization else None
+    if case["model"] in ARCHS and "quantization" in ARCHS[case["model"]]:
+        quant = QuantizationSpec(**ARCHS[case["model"]]["quantization"]).layout()
     w = Workload("vllm", case["precision"], case.get("kv_cache_dtype", "auto"), case["max_model_len"],
                  case["max_num_seqs"], case["max_num_batched_tokens"], case["gpu_memory_utilization"], quant)
     total = cat.gpus[case["gpu"]].memory_gib if case.get("gpu") else case["total_gib"]

@@ -76,7 +76,7 @@ def test_every_problem_is_reported_at_once():
     ("vllm", "int3", "unknown precision"),
 ])
 def test_precision_must_suit_the_runtime(minimal, runtime, precision, hint):
-    minimal["llm-platform:images"] = {"tgi": TGI_IMAGE}
+    minimal["llm-platform:images"] = {**minimal["llm-platform:images"], "tgi": TGI_IMAGE}
     errs = errors_of(model(minimal, runtime=runtime, precision=precision))
     assert hint in errs["llm-platform:models[0].precision"]
 
@@ -84,7 +84,7 @@ def test_precision_must_suit_the_runtime(minimal, runtime, precision, hint):
 @pytest.mark.parametrize("runtime,precision", [("vllm", "awq"), ("vllm", "gptq"), ("tgi", "fp8"), ("ollama", "q6_k"),
                                                 ("ollama", "q8_0"), ("vllm", "fp16")])
 def test_valid_precisions_pass(minimal, runtime, precision):
-    minimal["llm-platform:images"] = {"tgi": TGI_IMAGE}
+    minimal["llm-platform:images"] = {**minimal["llm-platform:images"], "tgi": TGI_IMAGE}
     assert parse(model(minimal, runtime=runtime, precision=precision)).models[0].precision == precision
 
 
@@ -267,7 +267,7 @@ def test_unreadable_stack_files_are_config_errors(tmp_path):
 def test_tgi_needs_an_image_of_your_own_since_upstream_archived_it(minimal):
     msg = errors_of(model(minimal, runtime="tgi"))["llm-platform:models[0].runtime"]
     assert "archived" in msg and "llm-platform:images.tgi" in msg
-    minimal["llm-platform:images"] = {"tgi": TGI_IMAGE}
+    minimal["llm-platform:images"] = {**minimal["llm-platform:images"], "tgi": TGI_IMAGE}
     assert parse(minimal).images.tgi == TGI_IMAGE
 
 

@@ -119,6 +119,7 @@ class PerformanceCalibration(_Fact):
     step_overhead_ms: float = Field(ge=0)
     per_sequence_us: float = Field(0.0, ge=0)          # step time that grows with the batch (scheduler, sampler)
     attention_fraction: Optional[PositiveFloat] = None  # bandwidth fraction of paged-attention KV reads
+    attention_half_context: float = Field(0.0, ge=0)    # context at which paged attention reaches half of it
     decode_compute_fraction: Optional[PositiveFloat] = None  # tensor-core fraction of skinny decode GEMMs
     compute_fraction: PositiveFloat
     nvlink: Communication

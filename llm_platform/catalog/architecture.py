@@ -47,6 +47,9 @@ class Architecture(BaseModel):
     qk_nope_head_dim: Optional[PositiveInt] = None
     qk_rope_head_dim: Optional[PositiveInt] = None
     v_head_dim: Optional[PositiveInt] = None
+    index_head_dim: Optional[PositiveInt] = Field(
+        None, description="DeepSeek sparse attention (V3.2): the lightning indexer's key width; it keeps its own "
+                          "per-token key cache beside the MLA latent")
     # Encoders (BERT-like embedders)
     type_vocab_size: int = Field(0, ge=0)
     pooler: bool = False
@@ -68,6 +71,9 @@ class Architecture(BaseModel):
             raise ValueError("num_experts_per_tok cannot exceed num_experts")
         if self.first_dense_layers > self.num_hidden_layers:
             raise ValueError("first_dense_layers cannot exceed num_hidden_layers")
+        if self.index_head_dim is not None and self.kv_lora_rank is None:
+            raise ValueError("index_head_dim (DeepSeek sparse attention) goes with multi-head latent attention: "
+                             "give kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim and v_head_dim too")
         mla = (self.kv_lora_rank, self.qk_nope_head_dim, self.qk_rope_head_dim, self.v_head_dim)
         if any(v is not None for v in mla) and not all(v is not None for v in mla):
             raise ValueError("multi-head latent attention needs all of kv_lora_rank, qk_nope_head_dim, "

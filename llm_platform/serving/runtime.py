@@ -3,8 +3,9 @@
 Every flag comes from the plan or the stack config; this module only spells them the way each
 server wants them. Why each flag is set:
 - the served model name is the deployment name, so clients address `model: <name>`;
-- TP/PP, context, sequences, prefill chunk and memory fraction are the planner's numbers: the
-  memory model holds only if the server runs with them;
+- TP/PP, context, sequences, prefill chunk, memory fraction and vLLM's KV pool
+  (--kv-cache-memory-bytes; TGI's --max-batch-total-tokens) are the planner's numbers: the memory
+  model holds only if the server runs with them, and the server then holds exactly the planned sequences;
 - weights are read from the verified local copy (HF_HUB_OFFLINE=1): nothing is fetched at run time;
 - request logging stays off (the guide: no prompts in logs); usage telemetry is off;
 - remote code only where the registry allows it for that model (the schema enforces it).

@@ -2,19 +2,24 @@
 and turn it into a validated StackConfig, or a ConfigErrors listing every problem at once."""
 from __future__ import annotations
 
+import difflib
 import re
 import typing
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from llm_platform import catalog
+
 from .errors import NAMESPACE, ConfigError, ConfigErrors, key_path
+from .images import credential_problem
 from .schema import StackConfig
 
-SECRET_KEYS = {"hfToken": "hf_token", "dockerHubToken": "docker_hub_token"}   # config keys that must be set with `pulumi config set --secret`
+# config keys that must be set with `pulumi config set --secret`
+SECRET_KEYS = {"hfToken": "hf_token", "dockerHubToken": "docker_hub_token"}
 
 # Literals that are secrets whatever key they sit under. A stack file is committed to git.
 SECRET_PATTERNS = {
@@ -26,20 +31,76 @@ SECRET_PATTERNS = {
 }
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that records every mapping key written twice (plain YAML keeps the last one silently,
+    so `precision: fp8` above a forgotten `precision: bf16` would plan bf16)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.duplicates: list[tuple[str, int]] = []     # (key path, line)
+        self._paths: dict[int, str] = {}
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            here = self._paths.get(id(node), "")
+            seen: set = set()
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+                child = _join(here, key)
+                if key is not None and key in seen:
+                    self.duplicates.append((child, key_node.start_mark.line + 1))
+                seen.add(key)
+                self._mark(value_node, child)
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_sequence(self, node, deep=False):
+        here = self._paths.get(id(node), "")
+        for i, item in enumerate(node.value):
+            self._mark(item, f"{here}[{i}]")
+        return super().construct_sequence(node, deep=deep)
+
+    def _mark(self, node, path: str) -> None:
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            self._paths[id(node)] = path
+
+
+def _join(parent: str, key) -> str:
+    if not parent:
+        return str(key)
+    return f"{parent}.{key}"
+
+
+def _duplicate_path(path: str) -> str:
+    """'config.llm-platform:models[1].precision' -> 'llm-platform:models[1].precision'."""
+    return path.removeprefix("config.") if path.startswith("config.") else path
+
+
 def read_stack_file(path: str | Path) -> dict[str, Any]:
-    """The `config:` mapping of a stack file. Unreadable files are ConfigErrors, not tracebacks."""
+    """The `config:` mapping of a stack file. Unreadable files and keys written twice are ConfigErrors, not
+    tracebacks or a silent last-one-wins."""
     p = Path(path)
     where = f"{p.name}"
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigErrors([ConfigError(where, f"cannot read the stack file: {exc.strerror or exc}")]) from None
+    loader = _UniqueKeyLoader(text)
     try:
-        doc = yaml.safe_load(text)
+        doc = loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigErrors([ConfigError(where, f"not valid YAML{at}: {getattr(exc, 'problem', exc)}")]) from None
+    finally:
+        loader.dispose()
+    if loader.duplicates:
+        config = doc.get("config") if isinstance(doc, dict) else None
+        dup = ConfigErrors(name_models([ConfigError(_duplicate_path(key), f"written twice in {p.name} (again at "
+                                                    f"line {line}): YAML keeps only the last one; remove one of them")
+                                        for key, line in loader.duplicates],
+                                       (config or {}).get(f"{NAMESPACE}:models") if isinstance(config, dict) else None))
+        dup.raw = config if isinstance(config, dict) else None      # read_and_parse reports its problems too
+        raise dup
     if doc is None:
         doc = {}
     if not isinstance(doc, dict) or not isinstance(doc.get("config", {}), dict):
@@ -47,7 +108,25 @@ def read_stack_file(path: str | Path) -> dict[str, Any]:
     return doc.get("config") or {}
 
 
-def parse(raw: dict[str, Any], secret_keys: Optional[Iterable[str]] = None) -> StackConfig:
+_MODEL_PATH = re.compile(r"^[^\[]*:models\[(\d+)\]")
+
+
+def name_models(errors: list[ConfigError], models: Any) -> list[ConfigError]:
+    """Every error about a model entry carries the entry's name (shown as models[2] (llama-8b).revision)."""
+    if not isinstance(models, list):
+        return errors
+    out = []
+    for e in errors:
+        m = _MODEL_PATH.match(e.path)
+        if m and e.model is None and int(m.group(1)) < len(models) and isinstance(models[int(m.group(1))], dict):
+            name = models[int(m.group(1))].get("name")
+            if isinstance(name, str) and name:
+                e = ConfigError(e.path, e.message, model=name)
+        out.append(e)
+    return out
+
+
+def parse(raw: dict[str, Any], secret_keys: Iterable[str] | None = None) -> StackConfig:
     """Validate a stack's raw config (namespaced keys, as in the stack file).
 
     Values written `{secure: ...}` in a stack file are encrypted secrets; under the Pulumi
@@ -88,15 +167,37 @@ def parse(raw: dict[str, Any], secret_keys: Optional[Iterable[str]] = None) -> S
         config = StackConfig.model_validate(data, context=context)
     except ValidationError as exc:
         leaked = {e.path for e in leaks}   # a leaked credential is the one thing to say about that key
-        errors += [e for e in map(_error, exc.errors()) if e.path not in leaked]
+        listed: set = set()                # parents whose known keys were already listed once
+        errors += [e for e in (_error(err, listed) for err in exc.errors()) if e.path not in leaked]
         config = None
+    # checked here, with everything else, rather than when the program creates the cache rules
+    problem = credential_problem(data.get("platform", "ec2"), images, context["runtimes"],
+                                 bool(data.get("docker_hub_token")))
+    if problem:
+        errors.append(ConfigError(f"{NAMESPACE}:images.docker_hub_credential_arn", problem))
     if errors:
-        raise ConfigErrors(errors)
+        raise ConfigErrors(name_models(errors, models))
     return config
 
 
+def read_and_parse(path: str | Path) -> tuple[dict[str, Any], StackConfig]:
+    """The stack file's raw config and its StackConfig; every problem of both steps in one ConfigErrors (a key
+    written twice does not hide what else is wrong)."""
+    try:
+        raw = read_stack_file(path)
+    except ConfigErrors as exc:
+        errors = list(exc.errors)
+        if getattr(exc, "raw", None) is not None:
+            try:
+                parse(exc.raw)
+            except ConfigErrors as more:
+                errors += more.errors
+        raise ConfigErrors(errors) from None
+    return raw, parse(raw)
+
+
 def load_stack(path: str | Path) -> StackConfig:
-    return parse(read_stack_file(path))
+    return read_and_parse(path)[1]
 
 
 def _secret_literals(data: dict[str, Any]) -> list[ConfigError]:
@@ -112,7 +213,8 @@ def _secret_literals(data: dict[str, Any]) -> list[ConfigError]:
         elif isinstance(value, str):
             for what, pattern in SECRET_PATTERNS.items():
                 if pattern.search(value):
-                    found.append(ConfigError(key_path(loc), f"looks like {what} in plaintext: stack files are committed; "
+                    found.append(ConfigError(key_path(loc), f"looks like {what} in plaintext: stack files are "
+                                             "committed; "
                                              "keep credentials in `pulumi config set --secret` or Secrets Manager"))
                     break
 
@@ -120,24 +222,31 @@ def _secret_literals(data: dict[str, Any]) -> list[ConfigError]:
     return found
 
 
-def _error(err: dict) -> ConfigError:
-    loc, message = tuple(err["loc"]), _message(err)
+def _error(err: dict, listed: set) -> ConfigError:
+    loc, message = tuple(err["loc"]), _message(err, listed)
     if message.startswith("@"):           # raised for a sibling key: see schema.at()
         key, _, message = message[1:].partition(" ")
         loc = loc[:-1] + tuple(key.split("."))
     return ConfigError(key_path(loc), message)
 
 
-def _message(err: dict) -> str:
+def _message(err: dict, listed: set) -> str:
     loc, kind, msg = err["loc"], err["type"], err["msg"]
     if kind == "value_error":
         return msg.removeprefix("Value error, ")
     parent, field = _schema_at(loc[:-1]), loc[-1] if loc else None
     if kind == "extra_forbidden":
         names = {v: k for k, v in SECRET_KEYS.items()} if parent is StackConfig else {}
-        known = ", ".join(names.get(f, f) for f in parent.model_fields if not (parent is StackConfig and f == "region")) \
-            if parent else ""
-        return f"unknown key {field!r}: remove it or fix its spelling" + (f" (known keys: {known})" if known else "")
+        known = [names.get(f, f) for f in parent.model_fields if not (parent is StackConfig and f == "region")] \
+            if parent else []
+        close = difflib.get_close_matches(str(field), known, n=1, cutoff=0.6)
+        message = f"unknown key {field!r}: " + (f"did you mean {close[0]!r}?" if close else
+                                                "remove it or fix its spelling")
+        where = (parent, tuple(p for p in loc[:-1] if not isinstance(p, int)))
+        if known and where not in listed:   # the list once per kind of mapping, not under every misspelling
+            listed.add(where)
+            message += f" (known keys: {', '.join(known)})"
+        return message
     hint = ""
     if parent is not None and isinstance(field, str) and field in parent.model_fields:
         hint = parent.model_fields[field].description or ""
@@ -149,7 +258,7 @@ def _message(err: dict) -> str:
     return f"{msg}{got}" + (f"; {field}: {hint}" if hint else "")
 
 
-def _schema_at(loc: tuple) -> Optional[type[BaseModel]]:
+def _schema_at(loc: tuple) -> type[BaseModel] | None:
     """The pydantic model class that holds the last key of `loc`, or None."""
     cls: Any = StackConfig
     for part in loc:

@@ -564,7 +564,8 @@ class StackConfig(_Strict):
     region: str = Field("us-east-1", pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$", description="aws:region")
     network: NetworkSpec = Field(description="{allowed_client_cidrs: [...]} at least: the private network")
     api: ApiSpec = Field(description="{clients: [...]} at least: the API and its clients")
-    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, validate_default=True,
+                                       description="alarms and logs; prod needs alarm_email")
     models: list[ModelSpec] = Field(min_length=1, description="the model deployments")
     pricing: PricingSpec = Field(default_factory=PricingSpec)
     images: Optional[ImagesSpec] = Field(None, validate_default=True,
@@ -574,6 +575,15 @@ class StackConfig(_Strict):
                                        description="platform docker: the workstation GPU to size against")
     hf_token: bool = Field(False, description="whether llm-platform:hfToken is set (as a secret)")
     docker_hub_token: bool = Field(False, description="whether llm-platform:dockerHubToken is set (as a secret)")
+
+    @field_validator("monitoring")
+    @classmethod
+    def _alarm_recipient(cls, v: MonitoringSpec, info: ValidationInfo) -> MonitoringSpec:
+        if _env(info) == "prod" and not v.alarm_email:
+            raise at("monitoring.alarm_email", "prod alarms (GPU memory, p99 latency, unhealthy hosts, 5xx) go to an "
+                                               "SNS topic that nobody receives without it: add monitoring.alarm_email "
+                                               "(the on-call address)")
+        return v
 
     @field_validator("images")
     @classmethod

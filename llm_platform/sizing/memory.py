@@ -33,9 +33,10 @@ import yaml
 
 from llm_platform import catalog
 from llm_platform.catalog import Catalog, Precision
-from . import gguf
 from llm_platform.catalog.architecture import Architecture
 from llm_platform.catalog.checkpoint import QuantLayout
+
+from . import gguf
 from .params import Tensor, module_names, tensors
 
 GIB = float(2 ** 30)
@@ -156,7 +157,7 @@ def tensor_bytes(arch: Architecture, precision: str, quant: Optional[QuantLayout
     ts = tensors(arch)
     types = (gguf.tensor_types(arch, ts, precision, p.default, {k: v[0] for k, v in cat.ggml_bytes_per_block.items()})
              if p.kind == "gguf" else [None] * len(ts))
-    return tuple(_tensor_bytes(t, p, g, cat, quant) for t, g in zip(ts, types))
+    return tuple(_tensor_bytes(t, p, g, cat, quant) for t, g in zip(ts, types, strict=True))
 
 
 @lru_cache(maxsize=512)
@@ -174,7 +175,7 @@ def _per_rank_split(arch: Architecture, precision: str, tp: int, quant: Optional
     kv_share = math.ceil(kv / tp) / kv   # with TP > KV heads, each rank keeps a whole replicated head
     layers = [0.0] * arch.num_hidden_layers
     head = tail = 0.0
-    for t, b in zip(tensors(arch), tensor_bytes(arch, precision, quant)):
+    for t, b in zip(tensors(arch), tensor_bytes(arch, precision, quant), strict=True):
         if not t.sharded:
             share = b
         elif t.name in _KV_PROJ and not arch.is_mla:
@@ -215,7 +216,15 @@ def kv_bytes_per_token_per_layer(arch: Architecture, dtype_bytes: float, tp: int
     if arch.task == "embed":
         return 0.0                      # encoder-only: attention over the input, no cache kept
     if arch.is_mla:
-        return (arch.kv_lora_rank + arch.qk_rope_head_dim) * dtype_bytes
+        latent = (arch.kv_lora_rank + arch.qk_rope_head_dim) * dtype_bytes
+        if arch.index_head_dim is None:
+            return latent
+        # DeepSeek sparse attention (V3.2): an fp8 cache uses vLLM's fp8_ds_mla page layout (the latent in fp8
+        # with one fp32 scale per 128 values, the rope part kept in bf16: 656 bytes for DeepSeek-V3.2), and
+        # the lightning indexer keeps an fp8 key plus an fp32 scale per token and layer
+        if dtype_bytes == 1:
+            latent = arch.kv_lora_rank + arch.kv_lora_rank // 128 * 4 + arch.qk_rope_head_dim * 2
+        return latent + arch.index_head_dim + 4
     return 2 * math.ceil(arch.kv_heads / tp) * arch.head_size * dtype_bytes
 
 
@@ -226,10 +235,14 @@ def block_size(arch: Architecture) -> int:
 
 
 def sequence_tokens(arch: Architecture, max_model_len: int, runtime: str = "vllm") -> int:
-    """KV slots one full-length sequence occupies: whole pages (vLLM/TGI) or exactly max_model_len (Ollama)."""
+    """KV slots one full-length sequence occupies: whole pages (vLLM/TGI) or exactly max_model_len (Ollama).
+
+    Rounded to whole pages of the largest size a vLLM attention backend may pick (page_align_tokens: 256,
+    e.g. DeepSeek's sparse backend; 16 by default, 64 for FlashMLA, 128 for CUTLASS MLA): the pool passed as
+    --kv-cache-memory-bytes then holds `concurrency` sequences whichever backend vLLM selects."""
     if runtime == "ollama":
         return max_model_len
-    b = block_size(arch)
+    b = max(block_size(arch), calibration()["vllm"]["page_align_tokens"])
     return math.ceil(max_model_len / b) * b
 
 

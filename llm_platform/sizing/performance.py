@@ -48,6 +48,7 @@ from typing import Optional
 from llm_platform.catalog import Catalog, Gpu, InstanceType
 from llm_platform.catalog.architecture import Architecture
 from llm_platform.catalog.checkpoint import QuantLayout
+
 from .memory import Layout, kv_bytes_per_token_per_layer, tensor_bytes
 from .params import tensors
 
@@ -71,6 +72,7 @@ class Hardware:
     per_sequence_s: float = 0.0      # per decoding sequence per step: scheduling, input prep, sampling
     decode_compute_fraction: float = 0.0  # tensor-core fraction decode GEMMs (batch rows) reach; 0: compute_fraction
     attention_fraction: float = 0.0  # bandwidth fraction reached reading the paged KV cache (0: memory_fraction)
+    attention_half_context: float = 0.0  # context at which paged attention reaches half that fraction
 
     def with_bandwidth(self, gbps: float) -> "Hardware":
         return Hardware(**{**self.__dict__, "gpu": self.gpu.model_copy(update={"memory_bandwidth_gbps": gbps})})
@@ -94,6 +96,7 @@ def hardware_of(instance: InstanceType, cat: Catalog) -> Hardware:
                     allreduce_latency_s=comm.latency_us / 1e6, allreduce_fraction=comm.bandwidth_fraction,
                     pipeline_hop_s=c.pipeline_hop_us / 1e6, per_sequence_s=c.per_sequence_us / 1e6,
                     attention_fraction=c.attention_fraction or c.memory_fraction,
+                    attention_half_context=c.attention_half_context,
                     decode_compute_fraction=c.decode_compute_fraction or c.compute_fraction)
 
 
@@ -115,7 +118,7 @@ def _shape(arch: Architecture, precision: str, tp: int, quant: Optional[QuantLay
     dense = expert = head = 0.0
     decode_params = head_params = 0.0
     k_over_e = (arch.num_experts_per_tok / arch.num_experts) if arch.is_moe else 1.0
-    for t, b in zip(tensors(arch), tensor_bytes(arch, precision, quant)):
+    for t, b in zip(tensors(arch), tensor_bytes(arch, precision, quant), strict=True):
         share = 1.0 if not t.sharded else (kv_share if t.name in _KV_PROJ and not arch.is_mla else 1.0 / tp)
         is_head = t.name == "output" or (t.name == "token_embd" and arch.tie_word_embeddings
                                          and arch.task == "generate")
@@ -195,7 +198,11 @@ def decode_step(arch: Architecture, precision: str, kv_dtype_bytes: float, layou
     kv = batch * context * kv_bytes_per_token_per_layer(arch, kv_dtype_bytes, tp) * arch.num_hidden_layers
     gpu = hw.gpu
     bw = gpu.memory_bandwidth_gbps * 1e9
-    memory = weights / (bw * hw.memory_fraction) + kv / (bw * (hw.attention_fraction or hw.memory_fraction))
+    # paged attention streams each sequence's KV pages; short contexts are a few pages per sequence and
+    # leave the kernel latency-bound, long ones approach its large-read fraction
+    kv_fraction = (hw.attention_fraction or hw.memory_fraction) * context / (context + hw.attention_half_context) \
+        if context else (hw.attention_fraction or hw.memory_fraction)
+    memory = weights / (bw * hw.memory_fraction) + kv / (bw * kv_fraction)
     linear_flops = 2 * s.decode_params * batch
     attn_flops = 2 * arch.num_hidden_layers * _attention_width(arch, tp) * batch * context
     # decode GEMMs are skinny (`batch` rows against the whole weight): they reach less of the tensor-core
@@ -247,7 +254,8 @@ class Rates:
     """Throughput of one replica with no load stated (the throughput object's load-free half)."""
     decode_tokens_per_s_single: Optional[float]   # one sequence at max_model_len context
     decode_tokens_per_s_full: Optional[float]     # `concurrency` sequences at max_model_len, aggregate
-    prefill_tokens_per_s: float                   # one chunk: min(max_num_batched_tokens, max_model_len) tokens of one fresh prompt
+    prefill_tokens_per_s: float                   # one chunk: min(max_num_batched_tokens, max_model_len) tokens
+                                                  # of one fresh prompt
 
 
 def rates(arch: Architecture, precision: str, kv_dtype_bytes: float, layout: Layout, hw: Hardware,

@@ -1,33 +1,36 @@
-"""From a model entry to a DeploymentPlan: which instance, how many GPUs, TP x PP, memory, cost.
+"""From a model entry to a DeploymentPlan: which instance, how many GPUs, TP x PP, KV dtype, concurrency,
+replicas, memory, cost, and why.
 
-The rule: on ec2 one instance serves one replica; the chosen instance type is the cheapest
-on-demand one in the catalog on which some allowed tensor-parallel size fits (ties: fewer
-GPUs); on that instance the replica uses the largest TP that fits (the GPUs are paid for, and
-more TP means more KV-cache room and memory bandwidth per token). Pipeline parallelism spans
-nodes only on eks, only when no single node can hold a replica. A forced instance_type is
-checked, not trusted. When nothing fits, the error says what would, in numbers.
-
-With a `load` (requests/s, prompt and output tokens, TTFT/TPOT targets) the planner also sizes the
-fleet: on every instance type a replica fits, it finds the largest decode batch that meets the
-targets (sizing/performance.py), the replicas that carry the load at TARGET_UTILIZATION, and picks
-the type with the cheapest fleet. Replicas are never below the HA minimum (2 in prod); autoscaling
-runs from there to BURST_FACTOR x the load.
+The rule: on ec2 one instance serves one replica. Per model the planner searches instance type, tensor-
+parallel size, KV-cache dtype, concurrency (vLLM --max-num-seqs) and replicas together (`explore`) and keeps
+the cheapest option that fits in memory and, with a `load`, meets its latency targets (`choose`):
+- without a load, cost is replicas x price: the cheapest on-demand type on which some allowed TP fits
+  (ties: fewer GPUs), at the largest TP that fits (the GPUs are paid for; more TP, more KV room and bandwidth);
+- with a load, on every type a replica fits it takes the largest decode batch that meets the targets
+  (sizing/performance.py), the replicas that carry the load at TARGET_UTILIZATION (never below the HA
+  minimum, 2 in prod; autoscaling up to BURST_FACTOR x the load), and the cheapest fleet wins.
+What the planner may choose on its own and what it only advises is the policy in "the choice space" below.
+Every plan names the runner-up, the three cheapest options (one per type) and the cheaper options that need
+one config change. Pipeline parallelism spans nodes only on eks, only when no single node can hold a
+replica. A forced instance_type is checked, not trusted. When nothing fits, the error says what would, in
+numbers. On docker the models share the workstation's GPUs (share_local_gpus).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Optional
+from functools import lru_cache
 
 from llm_platform import catalog
 from llm_platform.catalog import Catalog, InstanceType
+from llm_platform.catalog.architecture import Architecture
 from llm_platform.settings.errors import ConfigError
 from llm_platform.settings.schema import ModelSpec, StackConfig
-from llm_platform.catalog.architecture import Architecture
-from .memory import Layout, Memory, Workload, estimate, max_context, max_sequences
-from .params import active_parameter_count, parameter_count
+
 from . import performance as perf
+from .memory import GIB, Layout, Memory, Workload, estimate, max_context, max_sequences, weight_bytes
+from .params import active_parameter_count, parameter_count
 
 HOURS_PER_MONTH = 730
 # A node's disk: the OS image (the Deep Learning Base AMI's root snapshot with CUDA, drivers and the
@@ -51,15 +54,15 @@ BURST_FACTOR = 2.0
 class Throughput:
     """The `throughput` object of a deployment (plan.py --json). Load-dependent fields are None
     without a `load`; decode fields are None for embedders (they prefill only)."""
-    decode_tokens_per_s_single: Optional[float]
-    decode_tokens_per_s_full: Optional[float]
+    decode_tokens_per_s_single: float | None
+    decode_tokens_per_s_full: float | None
     prefill_tokens_per_s: float
-    ttft_seconds: Optional[float] = None
-    tpot_seconds: Optional[float] = None
-    batch_for_load: Optional[int] = None
-    requests_per_s_per_replica: Optional[float] = None
-    replicas_for_load: Optional[int] = None
-    usd_per_million_output_tokens: Optional[float] = None
+    ttft_seconds: float | None = None
+    tpot_seconds: float | None = None
+    batch_for_load: int | None = None
+    requests_per_s_per_replica: float | None = None
+    replicas_for_load: int | None = None
+    usd_per_million_output_tokens: float | None = None
 
     def as_dict(self) -> dict:
         r = lambda x, n: None if x is None else round(x, n)  # noqa: E731
@@ -96,16 +99,23 @@ class DeploymentPlan:
     max_num_batched_tokens: int
     gpu_memory_utilization: float
     memory: Memory
-    max_concurrency_at_full_context: Optional[int]   # None for embedders: they keep no KV cache
+    max_concurrency_at_full_context: int | None   # None for embedders: they keep no KV cache
     parameters: int
     active_parameters: int
     hourly_cost_usd: float          # one replica (all its nodes)
     volume_gib: int                 # root + model volume per node: weights, a staging copy, logs
     startup_seconds: int            # boot to healthy, for health-check grace periods
     trust_remote_code: bool
-    revision: Optional[str]
+    revision: str | None
     notes: tuple[str, ...] = field(default_factory=tuple)
-    throughput: Optional[Throughput] = None
+    throughput: Throughput | None = None
+    # how the planner chose (reason, what was stated or chosen, the runner-up), the three cheapest options,
+    # cheaper options one config change away, and what a prod reviewer checks: provenance and the manifest digest
+    choice: dict | None = None
+    alternatives: tuple[dict, ...] = ()
+    advice: tuple[dict, ...] = ()
+    provenance: dict | None = None
+    checksums_sha256: str | None = None
 
     @property
     def kv_cache_memory_bytes(self) -> int:
@@ -197,6 +207,8 @@ class DeploymentPlan:
             "trust_remote_code": self.trust_remote_code, "revision": self.revision,
             "notes": list(self.notes),
             "throughput": self.throughput.as_dict() if self.throughput else None,
+            "choice": self.choice, "alternatives": list(self.alternatives), "advice": list(self.advice),
+            "provenance": self.provenance, "checksums_sha256": self.checksums_sha256,
         }
 
 
@@ -224,7 +236,7 @@ def architecture_of(spec: ModelSpec, cat: Catalog) -> Architecture:
     return cat.models[spec.model].architecture
 
 
-def workload_of(spec: ModelSpec, cat: Optional[Catalog] = None) -> Workload:
+def workload_of(spec: ModelSpec, cat: Catalog | None = None) -> Workload:
     quant = spec.quantization
     if quant is None and spec.architecture is None:
         entry = (cat or catalog.load()).models.get(spec.model)
@@ -251,7 +263,7 @@ def local_instance(stack: StackConfig, cat: Catalog) -> InstanceType:
         purchase="on-demand", price_region="", price_source="")
 
 
-def hourly_price(instance: InstanceType, stack: Optional[StackConfig]) -> float:
+def hourly_price(instance: InstanceType, stack: StackConfig | None) -> float:
     if instance.name == LOCAL:
         return 0.0
     if stack is not None and instance.name in stack.pricing.hourly_usd:
@@ -277,8 +289,8 @@ def _layouts(arch: Architecture, w: Workload, instance: InstanceType, nodes: int
             if w.tensor_parallel is None or t == w.tensor_parallel]      # a forced TP: only that one
 
 
-def evaluate(arch: Architecture, w: Workload, instance: InstanceType, nodes: int, stack: Optional[StackConfig],
-             cat: Catalog) -> Optional[Candidate]:
+def evaluate(arch: Architecture, w: Workload, instance: InstanceType, nodes: int, stack: StackConfig | None,
+             cat: Catalog) -> Candidate | None:
     """The best feasible layout of one replica on `nodes` instances of this type, or None."""
     gpu = cat.gpu_of(instance)
     if gpu.compute_capability < cat.precisions[w.precision].min_compute_capability:
@@ -296,11 +308,11 @@ def evaluate(arch: Architecture, w: Workload, instance: InstanceType, nodes: int
 
 
 def _search(arch: Architecture, w: Workload, instances: list[InstanceType], nodes: int,
-            stack: Optional[StackConfig], cat: Catalog) -> Optional[Candidate]:
+            stack: StackConfig | None, cat: Catalog) -> Candidate | None:
     """The cheapest feasible candidate: instances in price order, the first that fits wins (ties:
     fewer GPUs). Memory depends only on the GPU model and count, so each pair is sized once."""
     order = sorted(instances, key=lambda i: (hourly_price(i, stack), i.gpu_count, i.name))
-    sized: dict[tuple[str, int], Optional[Candidate]] = {}
+    sized: dict[tuple[str, int], Candidate | None] = {}
     for inst in order:
         key = (inst.gpu, inst.gpu_memory_mib, inst.gpu_count)
         if key not in sized:
@@ -311,8 +323,8 @@ def _search(arch: Architecture, w: Workload, instances: list[InstanceType], node
     return None
 
 
-def cheapest(arch: Architecture, w: Workload, platform: str, stack: Optional[StackConfig], cat: Catalog,
-             forced: Optional[str] = None) -> Optional[Candidate]:
+def cheapest(arch: Architecture, w: Workload, platform: str, stack: StackConfig | None, cat: Catalog,
+             forced: str | None = None) -> Candidate | None:
     if platform == "docker" and stack is not None and stack.local is not None:
         return _search(arch, w, [local_instance(stack, cat)], 1, stack, cat)
     pool = [cat.instances[forced]] if forced else \
@@ -326,35 +338,411 @@ def cheapest(arch: Architecture, w: Workload, platform: str, stack: Optional[Sta
     return found
 
 
+# ----------------------------------------------------------------------------- the choice space
+
+# Policy (not facts) for what the planner may choose on its own:
+# - concurrency (vLLM --max-num-seqs): stated -> kept and checked; missing with a `load` -> the largest decode
+#   batch that meets the latency targets on each candidate layout, at most MAX_CHOSEN_CONCURRENCY (vLLM's
+#   default --max-num-seqs, EngineArgs.max_num_seqs = 256) and at most what the KV cache holds at max_model_len;
+#   missing without a load -> DEFAULT_CONCURRENCY (there is no throughput to size for).
+# - kv_cache_dtype: stated -> kept (`auto` forbids fp8); missing -> fp8 may be chosen when the runtime supports it
+#   and the weights are already 8-bit or 4-bit (fp8, awq, gptq: the entry has accepted quantization error); with
+#   16-bit weights an fp8 cache is only advised, never chosen.
+# - precision is the user's: a cheaper precision is advice.
+MAX_CHOSEN_CONCURRENCY = 256
+DEFAULT_CONCURRENCY = 8
+ADVICE_MIN_SAVING = 0.05        # advise a config change only when it saves at least 5 %
+AUTO_FP8_KV_KINDS = ("fp8", "int4_group")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One way to serve a model: a layout on an instance type, KV dtype, concurrency and replicas, priced."""
+    candidate: Candidate
+    precision: str
+    kv_cache_dtype: str
+    concurrency: int
+    replicas: int                           # replicas always running (what is paid for)
+    replicas_for_load: int | None        # what the load needs at TARGET_UTILIZATION (None without a load)
+    operating: perf.Operating | None     # at the load (None without one)
+    tpot_seconds: float | None           # at the load; without one, at `concurrency` sequences of max_model_len
+    usd_per_million_output_tokens: float | None   # at the load; without one, one replica at full batch
+    change: str = ""                        # the config change this option needs ("" = none)
+
+    @property
+    def monthly_usd(self) -> float:
+        return round(self.candidate.hourly_usd * self.replicas * HOURS_PER_MONTH, 2)
+
+    @property
+    def instance_type(self) -> str:
+        return self.candidate.instance.name
+
+    def key(self) -> tuple:
+        """Cheapest first; at equal cost the most requests carried, then fewer GPUs, larger TP, the name."""
+        carried = self.operating.requests_per_s * self.replicas if self.operating else 0.0
+        return (self.monthly_usd, -round(carried, 6), self.candidate.instance.gpu_count,
+                -self.candidate.layout.tensor_parallel, self.candidate.hourly_usd, self.instance_type)
+
+    def as_dict(self) -> dict:
+        r = lambda x, n: None if x is None else round(x, n)  # noqa: E731
+        return {"instance_type": self.instance_type, "precision": self.precision,
+                "kv_cache_dtype": self.kv_cache_dtype,
+                "tensor_parallel_size": self.candidate.layout.tensor_parallel,
+                "pipeline_parallel_size": self.candidate.layout.pipeline_parallel,
+                "concurrency": self.concurrency, "replicas": self.replicas,
+                "replicas_for_load": self.replicas_for_load,
+                "hourly_cost_per_replica_usd": round(self.candidate.hourly_usd, 4),
+                "monthly_cost_usd": self.monthly_usd,
+                "usd_per_million_output_tokens": r(self.usd_per_million_output_tokens, 3),
+                "tpot_seconds": r(self.tpot_seconds, 4),
+                "change": self.change or None}
+
+    def describe(self, local: bool = False) -> str:
+        lay = self.candidate.layout
+        how = (f"TP {lay.tensor_parallel}" if lay.tensor_parallel > 1 else
+               f"{lay.layer_split}-GPU layer split" if lay.layer_split > 1 else "1 GPU")
+        if lay.pipeline_parallel > 1:
+            how += f" x PP {lay.pipeline_parallel}"
+        what = f"{how}, concurrency {self.concurrency}, kv {self.kv_cache_dtype}"
+        if local:
+            return what
+        return (f"{self.replicas} x {self.instance_type} ({what}, ${self.monthly_usd:,.0f}/month"
+                + (f", TPOT {self.tpot_seconds * 1e3:.1f} ms" if self.operating and self.tpot_seconds else "") + ")")
+
+
+def kv_choices(spec: ModelSpec, cat: Catalog) -> tuple[tuple[str, ...], str]:
+    """The KV-cache dtypes the planner may choose from for this entry, and whether they were stated."""
+    if "kv_cache_dtype" in spec.model_fields_set:
+        return (spec.kv_cache_dtype,), "stated"
+    fp8 = cat.kv_dtypes.get("fp8")
+    if fp8 is not None and spec.runtime in fp8.runtimes and cat.precisions[spec.precision].kind in AUTO_FP8_KV_KINDS:
+        return ("auto", "fp8"), "chosen"
+    return (spec.kv_cache_dtype,), "default"
+
+
+def concurrency_stated(spec: ModelSpec) -> bool:
+    return "concurrency" in spec.model_fields_set
+
+
+def _pool(stack: StackConfig | None, cat: Catalog, platform: str, forced: str | None) -> list[InstanceType]:
+    if platform == "docker" and stack is not None and stack.local is not None:
+        return [local_instance(stack, cat)]
+    if forced:
+        return [cat.instances[forced]]
+    return [i for i in cat.instances.values() if i.purchase == "on-demand"]
+
+
+def _distinct(instances: list[InstanceType], stack: StackConfig | None) -> list[InstanceType]:
+    """The cheapest instance type of every GPU configuration (memory depends on GPU model and count only)."""
+    out, seen = [], set()
+    for inst in sorted(instances, key=lambda i: (hourly_price(i, stack), i.gpu_count, i.name)):
+        key = (inst.gpu, inst.gpu_memory_mib, inst.gpu_count, inst.interconnect)
+        if key not in seen:
+            seen.add(key)
+            out.append(inst)
+    return out
+
+
+def _replicas_for(spec: ModelSpec, need: int | None, ha: int) -> int | None:
+    """Replicas always running for a load that needs `need` (None: no load); None if the stated bounds cannot
+    carry it."""
+    if spec.replicas is not None:
+        return spec.replicas if need is None or need <= spec.replicas else None
+    if spec.autoscaling is not None:
+        return spec.autoscaling.min if need is None or need <= spec.autoscaling.max else None
+    return 1 if need is None else max(need, ha)
+
+
+def explore(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig, cat: Catalog, *,
+            instances: list[InstanceType], nodes: int = 1, kv: tuple[str, ...] = (),
+            concurrency: int | None = None, first: int = 0, bounded: bool = True,
+            budget: float | None = None, presorted: bool = False) -> list[Option]:
+    """Every feasible way to serve `spec` on these instance types, cheapest first.
+
+    `concurrency`: fixed, or None to choose it (with a load: the largest batch meeting the targets). `first`:
+    without a load, cost is replicas x price, so the first `first` feasible types in price order are the
+    cheapest; the search stops there. `bounded`: drop options the stated replicas/autoscaling.max cannot carry.
+    `budget`: only options at most this $/month are wanted. Types come in price order and a type costs at least
+    its price x the fewest replicas that may run, so once that floor passes the budget (or the third-cheapest
+    type found so far: alternatives show three), no later type can enter and the search stops."""
+    ha = _ha_minimum(stack)
+    load = spec.load
+    options: list[Option] = []
+    found_types = 0
+    fewest = (spec.replicas or (spec.autoscaling.min if spec.autoscaling else None)
+              or (ha if load is not None else 1)) if bounded else 1
+    best_per_type: dict[str, float] = {}
+    weights_gib = weight_bytes(arch, w.precision) / GIB
+    fixed = concurrency if concurrency is not None else (
+        w.concurrency if load is None or arch.task != "generate" else None)
+    variants = []                   # (kv dtype, its workload, the workload memory is probed with)
+    for kv_dtype in kv or (w.kv_cache_dtype,):
+        base = _replace(w, kv_cache_dtype=kv_dtype)
+        variants.append((kv_dtype, base, _replace(base, concurrency=fixed if fixed is not None else 1)))
+    for inst in (instances if presorted else _distinct(instances, stack)):
+        floor = hourly_price(inst, stack) * nodes * fewest * HOURS_PER_MONTH
+        third = sorted(best_per_type.values())[2] if len(best_per_type) >= 3 else None
+        if (budget is not None and floor > budget) or (third is not None and floor > third):
+            break
+        gpu = cat.gpu_of(inst)
+        if gpu.compute_capability < cat.precisions[w.precision].min_compute_capability:
+            continue
+        if weights_gib > inst.gpu_count * nodes * gpu.memory_gib * w.gpu_memory_utilization:
+            continue            # the weights alone exceed all its GPUs: no layout can fit
+        price = hourly_price(inst, stack) * nodes
+        hw = perf.hardware_of(inst, cat) if load is not None or arch.task == "generate" else None
+        before = len(options)
+        layouts = _layouts(arch, w, inst, nodes)
+        if w.runtime == "ollama":
+            layouts = layouts[::-1]     # Ollama keeps a model on one GPU when it fits, else splits over all
+        for kv_dtype, base, probe in variants:
+            kv_bytes = cat.kv_dtypes[kv_dtype].bytes
+            for layout in layouts:
+                if fixed is not None:
+                    mem = _estimate(arch, probe, layout, gpu.memory_gib)
+                    if not mem.fits:
+                        continue
+                    cmax = fixed
+                else:
+                    cmax = min(_max_sequences(arch, probe, layout, gpu.memory_gib), MAX_CHOSEN_CONCURRENCY)
+                    if cmax < 1:
+                        continue
+                op = None
+                if load is not None:
+                    op = perf.best_operating_point(arch, w.precision, kv_bytes, layout, hw, cmax, load.prompt_tokens,
+                                                   load.output_tokens, w.max_num_batched_tokens, TARGET_UTILIZATION,
+                                                   load.ttft_p99_seconds, load.tpot_p99_seconds, w.quant_layout)
+                    if op is None:
+                        continue
+                conc = fixed if fixed is not None else op.batch
+                need = None if op is None else max(1, math.ceil(load.requests_per_second / op.requests_per_s - 1e-9))
+                replicas = _replicas_for(spec, need, ha) if bounded else (max(need, ha) if need else 1)
+                if replicas is None:
+                    continue
+                mem = _estimate(arch, _replace(base, concurrency=conc), layout, gpu.memory_gib)
+                cand = Candidate(inst, layout, mem, price)
+                if op is not None:
+                    tpot = op.tpot_s
+                    usd = (None if not load.output_tokens else
+                           replicas * price / (load.requests_per_second * load.output_tokens * 3600) * 1e6)
+                else:
+                    tpot = usd = None   # without a load: priced by _with_rates for the options shown only
+                options.append(Option(cand, w.precision, kv_dtype, conc, replicas, need, op, tpot, usd))
+                if load is None and w.runtime != "ollama":
+                    break           # without a load: the largest TP that fits (the GPUs are paid for anyway)
+                if w.runtime == "ollama":
+                    break
+        if len(options) > before:
+            best_per_type[inst.name] = min(o.monthly_usd for o in options[before:])
+            found_types += 1
+            if first and load is None and found_types >= first:
+                break
+    options.sort(key=Option.key)
+    return options
+
+
+def _with_rates(o: Option, arch: Architecture, w: Workload, cat: Catalog) -> Option:
+    """An option without a load, with its TPOT at `concurrency` sequences of max_model_len and its price per
+    million output tokens at that full batch (what one replica costs when it is kept busy)."""
+    if o.operating is not None or arch.task != "generate" or o.tpot_seconds is not None:
+        return o
+    c = o.candidate
+    r = perf.rates(arch, o.precision, cat.kv_dtypes[o.kv_cache_dtype].bytes, c.layout,
+                   perf.hardware_of(c.instance, cat), w.max_model_len, o.concurrency, w.max_num_batched_tokens,
+                   w.quant_layout)
+    return dataclasses.replace(o, tpot_seconds=o.concurrency / r.decode_tokens_per_s_full,
+                               usd_per_million_output_tokens=c.hourly_usd / (r.decode_tokens_per_s_full * 3600) * 1e6)
+
+
+def _nodes_needed(arch: Architecture, w: Workload, platform: str, stack: StackConfig, cat: Catalog,
+                  forced: str | None) -> int | None:
+    found = cheapest(arch, w, platform, stack, cat, forced)
+    return None if found is None else found.layout.pipeline_parallel
+
+
+@dataclass(frozen=True)
+class Choice:
+    chosen: Option
+    runner_up: Option | None
+    alternatives: tuple[Option, ...]        # the three cheapest, one per instance type, the chosen first
+    advice: tuple[Option, ...]              # cheaper options that need a config change
+    reason: str
+
+
+def choose(spec: ModelSpec, index: int, arch: Architecture, w: Workload, stack: StackConfig, cat: Catalog,
+           nodes: int) -> Choice:
+    """Co-optimise instance type, TP, KV dtype, concurrency and replicas for one model entry."""
+    forced = spec.instance_type
+    pool = _distinct(_pool(stack, cat, stack.platform, forced), stack)
+    kv, kv_how = kv_choices(spec, cat)
+    fixed = spec.concurrency if concurrency_stated(spec) else None
+    local = stack.platform == "docker"
+    multi = nodes > 1
+    first = 0 if local else 3
+    options = explore(spec, arch, w, stack, cat, instances=pool, nodes=nodes, kv=kv, concurrency=fixed, first=first,
+                      presorted=True)
+    if not options:
+        fits_somewhere = fixed is None or any(evaluate(arch, w, i, nodes, stack, cat) for i in pool)
+        if spec.load is not None and fits_somewhere:
+            unbounded = explore(spec, arch, w, stack, cat, instances=pool, nodes=nodes, kv=kv, concurrency=fixed,
+                                bounded=False, presorted=True)
+            if unbounded:
+                raise PlanningError([_bounds_error(spec, index, unbounded[0])])
+            feasible = [c for c in (evaluate(arch, _replace(w, concurrency=1), i, nodes, stack, cat)
+                                    for i in _distinct(pool, stack)) if c]
+            if feasible:
+                raise PlanningError(latency_errors(spec, index, arch, w, feasible, cat))
+        key = f"llm-platform:models[{index}]" + (".instance_type" if forced else ".tensor_parallel_size"
+                                                 if spec.tensor_parallel_size else "")
+        raise PlanningError([ConfigError(key,
+                                         infeasible_message(spec, arch, w, stack, cat), model=spec.name)])
+    chosen = options[0]
+    per_type: dict[str, Option] = {}
+    for o in options:
+        per_type.setdefault(o.instance_type, o)
+    alternatives = tuple(sorted(per_type.values(), key=Option.key)[:3])
+    runner_up = next((o for o in alternatives[1:]), None)
+    if runner_up is None:
+        runner_up = next((o for o in options[1:] if (o.candidate.layout, o.kv_cache_dtype, o.concurrency)
+                          != (chosen.candidate.layout, chosen.kv_cache_dtype, chosen.concurrency)), None)
+    advice = () if local or multi else tuple(_advice(spec, arch, w, stack, cat, pool, kv, fixed, chosen))
+    priced = lambda o: _with_rates(o, arch, w, cat)  # noqa: E731
+    alternatives = tuple(map(priced, alternatives))
+    runner_up = None if runner_up is None else priced(runner_up)
+    advice = tuple(_with_rates(o, arch, w if o.precision == w.precision else
+                               _replace(w, precision=o.precision, quant_layout=None), cat) for o in advice)
+    return Choice(chosen, runner_up, alternatives, advice, _reason(spec, chosen, runner_up, kv_how, fixed, local))
+
+
+def _bounds_error(spec: ModelSpec, index: int, best: Option) -> ConfigError:
+    base = f"llm-platform:models[{index}]"
+    need, per = best.replicas_for_load, best.operating.requests_per_s
+    why = (f"{spec.load.requests_per_second:g} req/s at {per:.3g} req/s per replica (batch {best.operating.batch}, "
+           f"{TARGET_UTILIZATION:.0%} utilization) needs {need} replicas on {best.instance_type}")
+    if spec.replicas is not None:
+        return ConfigError(f"{base}.replicas", f"{why}: raise replicas to {need}, or remove it and let the load "
+                                               "decide", model=spec.name)
+    return ConfigError(f"{base}.autoscaling.max", f"{why}: raise autoscaling.max to at least {need}, or remove "
+                                                  "autoscaling and let the load decide", model=spec.name)
+
+
+def _reason(spec: ModelSpec, chosen: Option, runner_up: Option | None, kv_how: str, fixed: int | None,
+            local: bool) -> str:
+    if local:
+        return f"sized against the workstation's GPUs: {chosen.describe(local=True)}"
+    what = "cheapest fleet that carries the load within the latency targets" if spec.load is not None else \
+        "cheapest instance type the model fits"
+    if spec.instance_type:
+        what = f"instance_type {spec.instance_type} is stated; the best layout on it"
+    conc = ("concurrency stated" if fixed is not None else
+            "concurrency chosen: the largest batch meeting the targets" if spec.load is not None
+            and chosen.operating is not None and chosen.operating.tpot_s is not None else
+            f"concurrency {chosen.concurrency} (the default without a load)" if spec.load is None else
+            "concurrency stated")
+    kv = {"stated": "kv_cache_dtype stated", "chosen": f"kv_cache_dtype {chosen.kv_cache_dtype} chosen (fp8 allowed: "
+          "quantized weights, kv_cache_dtype unset)", "default": "kv_cache_dtype auto (16-bit weights: fp8 only "
+          "if you set it)"}[kv_how]
+    out = f"{what}: {chosen.describe()}; {conc}; {kv}"
+    if runner_up is not None:
+        d = runner_up.monthly_usd - chosen.monthly_usd
+        out += f"; runner-up {runner_up.describe()}" + (f", +${d:,.0f}/month" if d > 0 else "")
+    return out
+
+
+def _advice(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig, cat: Catalog,
+            pool: list[InstanceType], kv: tuple[str, ...], fixed: int | None, chosen: Option) -> list[Option]:
+    """Cheaper options one config change away: an fp8 KV cache, another concurrency, a 4/8-bit precision."""
+    out: list[Option] = []
+    limit = chosen.monthly_usd * (1 - ADVICE_MIN_SAVING)
+
+    def consider(options: list[Option], change: str):
+        if options and options[0].monthly_usd <= limit:
+            out.append(dataclasses.replace(options[0], change=change))
+
+    fp8 = cat.kv_dtypes.get("fp8")
+    if "fp8" not in kv and fp8 is not None and w.runtime in fp8.runtimes and arch.task == "generate":
+        consider(explore(spec, arch, w, stack, cat, instances=pool, kv=("fp8",), concurrency=fixed, first=1,
+                         budget=limit, presorted=True), "kv_cache_dtype: fp8")
+    if arch.task == "generate" and w.runtime != "ollama":
+        if spec.load is not None and fixed is not None:
+            free = explore(spec, arch, w, stack, cat, instances=pool, kv=kv, concurrency=None, budget=limit,
+                           presorted=True)
+            if free:
+                consider(free, f"concurrency: {free[0].concurrency} (or remove it: the planner then chooses)")
+        elif spec.load is None:
+            lower = _lower_concurrency(spec, arch, w, stack, cat, pool, kv, chosen)
+            if lower is not None:
+                consider([lower], f"concurrency: {lower.concurrency}")
+    for p in _lower_precisions(cat, w):
+        # another precision is another checkpoint: the stated checkpoint's own byte layout no longer applies
+        found = explore(spec, arch, _replace(w, precision=p, quant_layout=None), stack, cat, instances=pool, kv=kv,
+                        concurrency=fixed, first=1, budget=limit, presorted=True)
+        if found:
+            how = ("an AWQ/GPTQ 4-bit checkpoint of the model" if cat.precisions[p].kind == "int4_group" else
+                   "vLLM quantizes the weights at load" if p == "fp8" else "")
+            consider(found, f"precision: {p}" + (f" ({how})" if how else ""))
+            break
+    return sorted(out, key=Option.key)
+
+
+def _lower_precisions(cat: Catalog, w: Workload) -> list[str]:
+    here = _bits(cat, w.precision)
+    names = [p for p, d in cat.precisions.items() if w.runtime in d.runtimes and d.kind in ("fp8", "int4_group")
+             and _bits(cat, p) < here]
+    return sorted(names, key=lambda p: -_bits(cat, p))
+
+
+def _lower_concurrency(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig, cat: Catalog,
+                       pool: list[InstanceType], kv: tuple[str, ...], chosen: Option) -> Option | None:
+    """Without a load, the KV cache can dominate: the cheaper type that holds at least half the sequences,
+    and the most sequences it holds."""
+    best = None
+    for inst in pool:
+        if hourly_price(inst, stack) >= chosen.candidate.hourly_usd:
+            break
+        c = evaluate(arch, _replace(w, concurrency=1, kv_cache_dtype=kv[0]), inst, 1, stack, cat)
+        if c is None:
+            continue
+        seqs = max_sequences(arch, _replace(w, kv_cache_dtype=kv[0]), c.layout, cat.gpu_of(inst).memory_gib, cat)
+        if seqs >= max(1, math.ceil(w.concurrency / 2)) and seqs < w.concurrency:
+            if best is None or seqs > best[0]:
+                best = (seqs, inst)
+    if best is None:
+        return None
+    found = explore(spec, arch, w, stack, cat, instances=[best[1]], kv=kv[:1], concurrency=best[0])
+    return found[0] if found else None
+
+
 # ----------------------------------------------------------------------------- planning
 
-def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Optional[Catalog] = None) -> DeploymentPlan:
+def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Catalog | None = None) -> DeploymentPlan:
     cat = cat or catalog.load()
     arch = architecture_of(spec, cat)
     w = workload_of(spec, cat)
-    best = cheapest(arch, w, stack.platform, stack, cat, spec.instance_type)
-    if best is None:
-        forced = (".instance_type" if spec.instance_type
-                  else ".tensor_parallel_size" if spec.tensor_parallel_size else "")
-        raise PlanningError([ConfigError(f"llm-platform:models[{index}]" + forced,
-                                         infeasible_message(spec, arch, w, stack, cat))])
+    nodes: int | None = 1
+    if stack.platform == "eks" and w.runtime != "ollama":     # only eks spans nodes: how many one replica needs
+        nodes = _nodes_needed(arch, w, stack.platform, stack, cat, spec.instance_type)
+        if nodes is None and "fp8" in kv_choices(spec, cat)[0]:
+            nodes = _nodes_needed(arch, _replace(w, kv_cache_dtype="fp8"), stack.platform, stack, cat,
+                                  spec.instance_type)
+    if nodes is None and not (spec.load is not None and not concurrency_stated(spec)):
+        key = f"llm-platform:models[{index}]" + (".instance_type" if spec.instance_type
+                                                 else ".tensor_parallel_size" if spec.tensor_parallel_size else "")
+        raise PlanningError([ConfigError(key,
+                                         infeasible_message(spec, arch, w, stack, cat), model=spec.name)])
+    choice = choose(spec, index, arch, w, stack, cat, nodes or 1)
+    best = choice.chosen
+    w = _replace(w, kv_cache_dtype=best.kv_cache_dtype, concurrency=best.concurrency)
     notes = []
-    fleet = None
-    if spec.load is not None:
-        fleet = size_fleet(spec, index, arch, w, best, stack, cat)
-        if fleet.candidate.instance.name != best.instance.name:
-            notes.append(f"load: {fleet.replicas} x {fleet.candidate.instance.name} "
-                         f"(${fleet.replicas * fleet.candidate.hourly_usd:.2f}/h) is the cheapest fleet for "
-                         f"{spec.load.requests_per_second:g} req/s; {best.instance.name}, the cheapest type one replica "
-                         f"fits, {fleet.alternative}")
-        best = fleet.candidate
     if spec.instance_type:
         free = cheapest(arch, w, stack.platform, stack, cat)
-        if free is not None and free.hourly_usd < best.hourly_usd:
-            notes.append(f"forced {spec.instance_type} costs ${best.hourly_usd:.2f}/h per replica; "
+        if free is not None and free.hourly_usd < best.candidate.hourly_usd:
+            notes.append(f"forced {spec.instance_type} costs ${best.candidate.hourly_usd:.2f}/h per replica; "
                          f"{free.instance.name} would serve it for ${free.hourly_usd:.2f}/h")
-    inst, layout, mem = best.instance, best.layout, best.memory
+    inst, layout, mem = best.candidate.instance, best.candidate.layout, best.candidate.memory
     gpu = cat.gpu_of(inst)
+    if choice.advice:
+        notes.append(_advice_note(spec, mem, choice))
     if gpu.estimated:
         notes.append(f"{gpu.name}'s CUDA-visible memory is estimated, not measured: confirm with nvidia-smi")
     if inst.price_region:
@@ -364,11 +752,11 @@ def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Optional[Ca
                      f"{inst.name}'s {inst.gpu_count} GPUs per replica")
     if layout.pipeline_parallel > 1:
         notes.append(f"no single {inst.name} holds a replica: {layout.pipeline_parallel} nodes in pipeline parallel")
-    if stack.region != cat.prices_region and not stack.pricing.hourly_usd:
+    if stack.platform != "docker" and stack.region != cat.prices_region and not stack.pricing.hourly_usd:
         notes.append(f"prices are {cat.prices_region} on-demand list prices; {stack.region} differs")
     if spec.runtime == "vllm" and arch.task == "generate":
         notes.append(f"vLLM runs with --kv-cache-memory-bytes {mem.kv_cache_memory_bytes} per GPU: exactly "
-                     f"{spec.concurrency} x {spec.max_model_len}-token sequences; "
+                     f"{w.concurrency} x {spec.max_model_len}-token sequences; "
                      f"{mem.outside_budget_gib:.1f} GiB per GPU for the CUDA context and NCCL, "
                      f"{mem.margin_gib:.1f} GiB stays free as margin")
     replicas_min = spec.autoscaling.min if spec.autoscaling else (spec.replicas or 1)
@@ -378,41 +766,68 @@ def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Optional[Ca
     r = perf.rates(arch, w.precision, kv_bytes, layout, hw, w.max_model_len, w.concurrency, w.max_num_batched_tokens,
                    w.quant_layout)
     throughput = Throughput(r.decode_tokens_per_s_single, r.decode_tokens_per_s_full, r.prefill_tokens_per_s)
-    if fleet is not None:
+    if best.operating is not None:
+        fleet = Fleet(best.candidate, best.operating, best.replicas_for_load)
         replicas_min, replicas_max, more = _replicas(spec, index, fleet, _ha_minimum(stack))
         notes += more
-        op, load = fleet.operating, spec.load
-        usd = (None if not load.output_tokens else
-               replicas_min * best.hourly_usd / (load.requests_per_second * load.output_tokens * 3600) * 1e6)
+        op = best.operating
         throughput = Throughput(r.decode_tokens_per_s_single, r.decode_tokens_per_s_full, r.prefill_tokens_per_s,
                                 ttft_seconds=op.ttft_s, tpot_seconds=op.tpot_s, batch_for_load=op.batch,
                                 requests_per_s_per_replica=op.requests_per_s, replicas_for_load=fleet.replicas,
-                                usd_per_million_output_tokens=usd)
+                                usd_per_million_output_tokens=best.usd_per_million_output_tokens)
     gpus_per_node = layout.tensor_parallel * layout.layer_split
     startup = WARMUP_S + mem.weights_gib * (1 / DOWNLOAD_GIB_PER_S + 1 / VERIFY_GIB_PER_S + 1 / LOAD_GIB_PER_S)
+    kv_how = kv_choices(spec, cat)[1]
     return DeploymentPlan(
         name=spec.name, model=spec.model, task=arch.task, runtime=spec.runtime, precision=spec.precision,
-        kv_cache_dtype=spec.kv_cache_dtype, instance_type=inst.name, gpu_name=gpu.name,
+        kv_cache_dtype=w.kv_cache_dtype, instance_type=inst.name, gpu_name=gpu.name,
         gpu_count=inst.gpu_count, gpu_memory_gib=gpu.memory_gib, nodes_per_replica=layout.pipeline_parallel,
         replicas_min=replicas_min, replicas_max=replicas_max,
         tensor_parallel_size=layout.tensor_parallel, pipeline_parallel_size=layout.pipeline_parallel,
         gpus_per_replica=gpus_per_node * layout.pipeline_parallel,
-        max_model_len=spec.max_model_len, concurrency=spec.concurrency,
+        max_model_len=spec.max_model_len, concurrency=w.concurrency,
         max_num_batched_tokens=spec.max_num_batched_tokens, gpu_memory_utilization=spec.gpu_memory_utilization,
         memory=mem,
         max_concurrency_at_full_context=(max_sequences(arch, w, layout, gpu.memory_gib, cat)
                                          if arch.task == "generate" else None),
         parameters=parameter_count(arch), active_parameters=active_parameter_count(arch),
-        hourly_cost_usd=best.hourly_usd,
+        hourly_cost_usd=best.candidate.hourly_usd,
         volume_gib=int(math.ceil(mem.weights_gib / layout.pipeline_parallel * 2 + ROOT_VOLUME_GIB)),
         startup_seconds=int(math.ceil(startup / 10) * 10),
         trust_remote_code=spec.trust_remote_code, revision=spec.revision, notes=tuple(notes),
         throughput=throughput,
+        choice={"reason": choice.reason,
+                "concurrency": "stated" if concurrency_stated(spec) else ("chosen" if spec.load is not None
+                                                                          and arch.task == "generate" else "default"),
+                "kv_cache_dtype": kv_how,
+                "replicas": ("stated" if spec.replicas is not None or spec.autoscaling is not None
+                             else "load" if spec.load is not None else "default"),
+                "runner_up": choice.runner_up.as_dict() if choice.runner_up else None},
+        alternatives=tuple(o.as_dict() for o in choice.alternatives),
+        advice=tuple(o.as_dict() for o in choice.advice),
+        provenance=(spec.provenance.model_dump() if spec.provenance else None),
+        checksums_sha256=(spec.checksums.sha256 if spec.checksums else None),
     )
 
 
-def plan_stack(stack: StackConfig, cat: Optional[Catalog] = None) -> list[DeploymentPlan]:
-    """One plan per model; every model that cannot be planned is reported, not just the first."""
+def _advice_note(spec: ModelSpec, mem: Memory, choice: Choice) -> str:
+    chosen = choice.chosen
+    parts = []
+    for o in choice.advice:
+        saving = 1 - o.monthly_usd / chosen.monthly_usd if chosen.monthly_usd else 0
+        parts.append(f"{o.change} -> {o.replicas} x {o.instance_type} ${o.monthly_usd:,.0f}/month ({saving:.0%} less)")
+    head = "cheaper with one config change: "
+    if spec.load is None and mem.per_gpu_kv_cache_gib > mem.per_gpu_weights_gib:
+        share = mem.per_gpu_kv_cache_gib / mem.per_gpu_required_gib
+        head = (f"the KV cache ({chosen.concurrency} x {spec.max_model_len} tokens, {mem.per_gpu_kv_cache_gib:.1f} GiB "
+                f"per GPU) is {share:.0%} of the need and decides the instance; cheaper with one config change: ")
+    return head + "; or ".join(parts)
+
+
+def plan_stack(stack: StackConfig, cat: Catalog | None = None) -> list[DeploymentPlan]:
+    """One plan per model; every model that cannot be planned is reported, not just the first. On docker,
+    the models share the workstation's GPUs: their per-GPU needs are added up and each runtime gets its
+    share of gpu_memory_utilization (see share_local_gpus)."""
     plans, errors = [], []
     for i, spec in enumerate(stack.models):
         try:
@@ -421,7 +836,54 @@ def plan_stack(stack: StackConfig, cat: Optional[Catalog] = None) -> list[Deploy
             errors += exc.errors
     if errors:
         raise PlanningError(errors)
+    if stack.platform == "docker" and len(plans) > 1:
+        plans = share_local_gpus(plans, stack, cat or catalog.load())
     return plans
+
+
+# Docker: every container sees all of `local.gpu_count` GPUs and the runtimes load onto the same ones, so the
+# per-GPU needs add up. vLLM's --gpu-memory-utilization is a per-instance budget ("if you have two vLLM
+# instances running on the same GPU, you can set the GPU memory utilization to 0.5 for each instance",
+# https://docs.vllm.ai/en/stable/configuration/engine_args.html), so each gets its share; they sum to at most
+# LOCAL_SHARED_UTILIZATION, leaving the rest to the driver and the desktop.
+LOCAL_SHARED_UTILIZATION = 0.95
+
+
+def share_local_gpus(plans: list[DeploymentPlan], stack: StackConfig, cat: Catalog) -> list[DeploymentPlan]:
+    gpu = cat.gpus[stack.local.gpu]
+    total = gpu.memory_gib
+    needs = [p.memory.per_gpu_required_gib for p in plans]
+    budget = total * LOCAL_SHARED_UTILIZATION
+    if sum(needs) > budget:
+        each = ", ".join(f"{p.name} {n:.1f} GiB" for p, n in zip(plans, needs, strict=True))
+        raise PlanningError([ConfigError("llm-platform:local", (
+            f"the models share {stack.local.gpu_count} x {gpu.name} ({total:.1f} GiB each) and need {sum(needs):.1f} "
+            f"GiB per GPU together ({each}), above {LOCAL_SHARED_UTILIZATION:.0%} of it ({budget:.1f} GiB): lower "
+            f"max_model_len or concurrency, a smaller precision, or set local.gpu_count / a larger local.gpu"))])
+    spare = budget - sum(needs)
+    out = []
+    for p, need, spec in zip(plans, needs, stack.models, strict=True):
+        share = math.floor((need + spare * need / sum(needs)) / total * 1000) / 1000
+        usable = total * share
+        mem = dataclasses.replace(p.memory, per_gpu_usable_gib=usable)
+        fits = p.max_concurrency_at_full_context
+        if fits is not None:        # what the smaller budget holds
+            arch, layout = architecture_of(spec, cat), Layout(p.tensor_parallel_size, p.pipeline_parallel_size,
+                                                              p.gpus_per_replica // p.tensor_parallel_size
+                                                              // p.pipeline_parallel_size)
+            w = _replace(workload_of(spec), kv_cache_dtype=p.kv_cache_dtype, concurrency=p.concurrency,
+                         gpu_memory_utilization=share)
+            fits = max_sequences(arch, w, layout, total, cat)
+        how = ("Ollama takes no budget flag: it loads into the memory the others leave free, which the sum "
+               "guarantees" if p.runtime == "ollama" else
+               f"--gpu-memory-utilization {share:.3f}" if p.runtime == "vllm" else
+               f"--cuda-memory-fraction {share:.3f}")
+        note = (f"shares the workstation's {stack.local.gpu_count} x {gpu.name} with {len(plans) - 1} other model"
+                f"{'s' if len(plans) > 2 else ''} ({sum(needs):.1f} of {total:.1f} GiB per GPU together): "
+                f"{usable:.1f} GiB for a need of {need:.1f}; {how}")
+        out.append(dataclasses.replace(p, gpu_memory_utilization=share, memory=mem, notes=p.notes + (note,),
+                                       max_concurrency_at_full_context=fits))
+    return out
 
 
 # ----------------------------------------------------------------------------- capacity planning
@@ -431,85 +893,31 @@ class Fleet:
     candidate: Candidate
     operating: perf.Operating
     replicas: int                 # what the load needs at TARGET_UTILIZATION (before the HA minimum)
-    alternative: str = ""         # what the memory-cheapest type would have needed, for the note
+    alternative: str = ""
 
 
 def _ha_minimum(stack: StackConfig) -> int:
     return 2 if stack.environment == "prod" else 1
 
 
-def _fleet_on(c: Candidate, spec: ModelSpec, arch: Architecture, w: Workload, cat: Catalog):
-    load = spec.load
-    hw = perf.hardware_of(c.instance, cat)
-    op = perf.best_operating_point(arch, w.precision, cat.kv_dtypes[w.kv_cache_dtype].bytes, c.layout, hw,
-                                   w.concurrency, load.prompt_tokens, load.output_tokens, w.max_num_batched_tokens,
-                                   TARGET_UTILIZATION, load.ttft_p99_seconds, load.tpot_p99_seconds, w.quant_layout)
-    if op is None:
-        return None
-    return op, max(1, math.ceil(load.requests_per_second / op.requests_per_s - 1e-9))
-
-
-def size_fleet(spec: ModelSpec, index: int, arch: Architecture, w: Workload, best: Candidate,
-               stack: StackConfig, cat: Catalog) -> Fleet:
-    """The instance type, decode batch and replica count that serve `spec.load` cheapest.
-
-    Every type one replica fits is a candidate (only the forced one if `instance_type` is set; only
-    the memory planner's choice when a replica spans nodes); each gets its largest batch that meets
-    the latency targets; the cheapest fleet (replicas, never below the HA minimum, x hourly price) wins,
-    ties to fewer GPUs."""
-    ha = _ha_minimum(stack)
-    if spec.instance_type or best.layout.pipeline_parallel > 1 or stack.platform == "docker":
-        pool = [best]
-    else:
-        pool, seen = [], {}
-        for inst in sorted((i for i in cat.instances.values() if i.purchase == "on-demand"),
-                           key=lambda i: (hourly_price(i, stack), i.gpu_count, i.name)):
-            key = (inst.gpu, inst.gpu_memory_mib, inst.gpu_count)
-            if key not in seen:
-                seen[key] = evaluate(arch, w, inst, 1, stack, cat)
-            if seen[key] is not None:
-                c = seen[key]
-                pool.append(Candidate(inst, c.layout, c.memory, hourly_price(inst, stack)))
-    options = []
-    for c in pool:
-        sized = _fleet_on(c, spec, arch, w, cat)
-        if sized is not None:
-            op, n = sized
-            options.append((max(n, ha) * c.hourly_usd, c.instance.gpu_count, c.hourly_usd, c.instance.name, c, op, n))
-    if not options:
-        raise PlanningError(latency_errors(spec, index, arch, w, pool, cat))
-    options.sort(key=lambda o: o[:4])
-    _, _, _, _, c, op, n = options[0]
-    alt = next((o for o in options if o[3] == best.instance.name), None)
-    alternative = (f"would need {max(alt[6], ha)} (${alt[0]:.2f}/h)" if alt else "cannot meet the latency targets")
-    return Fleet(c, op, n, alternative)
-
-
 def _replicas(spec: ModelSpec, index: int, fleet: Fleet, ha: int) -> tuple[int, int, list[str]]:
-    """(min, max, notes): derived from the load, or the stated ones checked against it."""
-    need, base = fleet.replicas, f"llm-platform:models[{index}]"
+    """(min, max, notes): derived from the load, or the stated ones (already checked to carry it)."""
+    need = fleet.replicas
     rps = spec.load.requests_per_second
     per = fleet.operating.requests_per_s
     why = (f"{rps:g} req/s at {per:.3g} req/s per replica (batch {fleet.operating.batch}, "
            f"{TARGET_UTILIZATION:.0%} utilization) needs {need}")
     if spec.replicas is not None:
-        if spec.replicas < need:
-            raise PlanningError([ConfigError(f"{base}.replicas", f"{why} replicas on {fleet.candidate.instance.name}: "
-                                             f"raise replicas to {need}, or remove it and let the load decide")])
         return spec.replicas, spec.replicas, []
     if spec.autoscaling is not None:
-        if spec.autoscaling.max < need:
-            raise PlanningError([ConfigError(f"{base}.autoscaling.max", f"{why} replicas on "
-                                             f"{fleet.candidate.instance.name}: raise autoscaling.max to at least "
-                                             f"{need}, or remove autoscaling and let the load decide")])
         notes = [] if spec.autoscaling.min >= need else [
             f"autoscaling.min {spec.autoscaling.min} is below the {need} replicas the stated load needs: "
             f"until it scales out, TTFT and TPOT exceed their targets"]
         return spec.autoscaling.min, spec.autoscaling.max, notes
     low = max(need, ha)
     high = max(low + 1, math.ceil(need * BURST_FACTOR))
-    return low, high, [f"replicas from load: {why}; HA minimum {ha}; autoscaling {low}-{high} "
-                       f"({BURST_FACTOR:g}x the load)"]
+    floor = f"; the HA minimum {ha} keeps {low} running" if low > need else ""
+    return low, high, [f"replicas from load: {why}{floor}; autoscaling {low}-{high} ({BURST_FACTOR:g}x the load)"]
 
 
 def latency_errors(spec: ModelSpec, index: int, arch: Architecture, w: Workload, pool: list[Candidate],
@@ -526,10 +934,11 @@ def latency_errors(spec: ModelSpec, index: int, arch: Architecture, w: Workload,
     first = points[0]
     errors = []
     where = lambda c: (f"{c.instance.name} ({c.layout.gpus} x {cat.gpu_of(c.instance).name}"  # noqa: E731
-                       + (f", TP {c.layout.tensor_parallel}" if w.runtime != "ollama" else "") + f", ${c.hourly_usd:.2f}/h)")
+                       + (f", TP {c.layout.tensor_parallel}" if w.runtime != "ollama" else "")
+                       + f", ${c.hourly_usd:.2f}/h)")
     if load.ttft_p99_seconds is not None and min(op.ttft_s for _, op in points) > load.ttft_p99_seconds:
         c, op = min(points, key=lambda p: p[1].ttft_s)
-        errors.append(ConfigError(f"{base}.ttft_p99_seconds", (
+        errors.append(ConfigError(f"{base}.ttft_p99_seconds", model=spec.name, message=(
             f"{load.ttft_p99_seconds:g} s cannot be met for {load.prompt_tokens}-token prompts at {w.precision}: "
             f"the first token takes {first[1].ttft_s:.3g} s on {where(first[0])}; the fastest is {op.ttft_s:.3g} s "
             f"on {where(c)}: raise ttft_p99_seconds to at least {_ceil3(op.ttft_s)}"
@@ -537,7 +946,7 @@ def latency_errors(spec: ModelSpec, index: int, arch: Architecture, w: Workload,
     if (load.tpot_p99_seconds is not None and first[1].tpot_s is not None
             and min(op.tpot_s for _, op in points) > load.tpot_p99_seconds):
         c, op = min(points, key=lambda p: p[1].tpot_s)
-        errors.append(ConfigError(f"{base}.tpot_p99_seconds", (
+        errors.append(ConfigError(f"{base}.tpot_p99_seconds", model=spec.name, message=(
             f"{load.tpot_p99_seconds:g} s per token cannot be met at {w.precision}: one sequence decodes at "
             f"{first[1].tpot_s * 1e3:.3g} ms per token on {where(first[0])}; the fastest is {op.tpot_s * 1e3:.3g} ms "
             f"on {where(c)}: raise tpot_p99_seconds to at least {_ceil3(op.tpot_s, 4)}"
@@ -545,7 +954,7 @@ def latency_errors(spec: ModelSpec, index: int, arch: Architecture, w: Workload,
             + ", or choose a lower precision (fewer bytes per token)")))
     if not errors:   # each target is reachable alone, but no batch meets both at once on one type
         c, op = min(points, key=lambda p: (p[1].tpot_s or 0) + p[1].ttft_s)
-        errors.append(ConfigError(base, (
+        errors.append(ConfigError(base, model=spec.name, message=(
             f"no instance meets ttft_p99_seconds {load.ttft_p99_seconds:g} and tpot_p99_seconds "
             f"{load.tpot_p99_seconds:g} together; closest: {where(c)} at TTFT {op.ttft_s:.3g} s, "
             f"TPOT {op.tpot_s * 1e3:.3g} ms: relax one of them")))
@@ -577,12 +986,20 @@ def infeasible_message(spec: ModelSpec, arch: Architecture, w: Workload, stack: 
     layout = (_layouts(arch, w, biggest, 1) or [Layout(tensor_parallel=w.tensor_parallel or 1)])[0]
     gpu = cat.gpu_of(biggest)
     mem = estimate(arch, w, layout, gpu.memory_gib, cat)
-    what = [f"the largest, {biggest.name} ({biggest.gpu_count} x {gpu.name}, {mem.per_gpu_usable_gib:.1f} GiB usable "
-            f"per GPU), needs {mem.per_gpu_required_gib:.1f} GiB per GPU at "
+    label = (f"on {biggest.name} ({biggest.gpu_count} x {gpu.name}, {mem.per_gpu_usable_gib:.1f} GiB usable per GPU) "
+             "it needs" if spec.instance_type else f"the largest, {biggest.name} ({biggest.gpu_count} x {gpu.name}, "
+             f"{mem.per_gpu_usable_gib:.1f} GiB usable per GPU), needs")
+    what = [f"{label} {mem.per_gpu_required_gib:.1f} GiB per GPU at "
             + (f"TP {layout.tensor_parallel}" if w.runtime != "ollama" else f"a {layout.layer_split}-GPU layer split")
             + f" (weights {mem.per_gpu_weights_gib:.1f}, KV cache {mem.per_gpu_kv_cache_gib:.1f}, "
               f"overhead {mem.overhead_gib:.1f})"]
     fixes = []
+    if spec.instance_type:      # first: what the catalog serves it on as configured, and its price
+        free = cheapest(arch, w, stack.platform, stack, cat)
+        if free is not None:
+            fixes.append(f"remove instance_type: {free.instance.name} ({free.instance.gpu_count} x "
+                         f"{cat.gpu_of(free.instance).name}, ${free.hourly_usd:.2f}/h) is the cheapest type that "
+                         "serves it as configured")
     seqs = max_sequences(arch, w, layout, gpu.memory_gib, cat)
     if seqs >= 1:
         fixes.append(f"concurrency <= {seqs} on {biggest.name}")
@@ -611,6 +1028,12 @@ def infeasible_message(spec: ModelSpec, arch: Architecture, w: Workload, stack: 
         if c is not None:
             fixes.append(f"platform eks, which spans nodes: {c.layout.pipeline_parallel} x {c.instance.name} "
                          f"in pipeline parallel (${c.hourly_usd:.2f}/h per replica)")
+    if not spec.instance_type:      # capacity blocks are chosen only when forced: say so when one would do
+        blocks = [i for i in cat.instances.values() if i.purchase != "on-demand"]
+        c = _search(arch, w, blocks, 1, stack, cat) if blocks else None
+        if c is not None:
+            fixes.append(f"instance_type {c.instance.name} ({c.instance.purchase}, ${c.hourly_usd:.2f}/h), "
+                         "which the planner picks only when forced")
     tail = "; what would fit: " + "; or ".join(fixes) if fixes else \
         "; nothing in the catalog fits even with less context or concurrency: choose a smaller model"
     return f"{head}: {what[0]}{tail}"
@@ -627,3 +1050,14 @@ def _bits(cat: Catalog, precision: str) -> float:
 def _replace(w: Workload, **changes) -> Workload:
     # dataclasses.replace, not asdict: asdict would turn a nested QuantLayout into an (unhashable) dict
     return dataclasses.replace(w, **changes)
+
+
+@lru_cache(maxsize=8192)
+def _estimate(arch: Architecture, w: Workload, layout: Layout, gpu_gib: float) -> Memory:
+    return estimate(arch, w, layout, gpu_gib, catalog.load())
+
+
+@lru_cache(maxsize=8192)
+def _max_sequences(arch: Architecture, w: Workload, layout: Layout, gpu_gib: float) -> int:
+    """max_sequences, remembered: the search asks the same question for every option and every piece of advice."""
+    return max_sequences(arch, w, layout, gpu_gib, catalog.load())
