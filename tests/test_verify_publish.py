@@ -25,23 +25,31 @@ MEASURED = {"requests": {"ramp": 40, "steady": 300, "ok": 300, "failed": 0}, "er
 
 
 @pytest.fixture(scope="module")
-def report():
-    spec = from_stack_file(ROOT / "Pulumi.prod.yaml", "llama-70b")
+def spec():
+    return from_stack_file(ROOT / "Pulumi.prod.yaml", "llama-70b")
+
+
+@pytest.fixture(scope="module")
+def report(spec):
     profile = profile_of(spec)
     cs = checks(spec, profile, MEASURED, 0.35, 0.01)
     return build(spec, "https://llama-70b.llm.internal.example.com/v1", profile, MEASURED, cs, [], 0.35, 380.0,
                  now=dt.datetime(2026, 11, 30, 14, 0, tzinfo=dt.UTC))
 
 
-def test_the_record_carries_the_measurement_and_the_plan_it_was_judged_against(report, tmp_path):
-    rec = report["measurement"]
+def test_the_record_carries_the_measurement_and_the_plan_it_was_judged_against(report, spec, tmp_path):
+    rec, plan = report["measurement"], spec.deployment
     assert rec["model"] == "meta-llama/Llama-3.1-70B-Instruct" and rec["date"] == "2026-11-30"
     assert rec["id"] == "gate-prod-llama-70b-20261130T140000Z"
     assert rec["source"].startswith("llm-platform verify: prod/llama-70b at https://llama-70b.")
-    assert (rec["instance"], rec["tensor_parallel"], rec["precision"]) == ("g7e.24xlarge", 4, "fp8")
-    assert rec["gpu"] and rec["max_num_seqs"] == 24 and rec["max_model_len"] == 32768
-    # per replica, as a published single-server benchmark states them: 21.9 in flight over 2 replicas
-    assert rec["replicas"] == 2 and rec["concurrency"] == 11 and rec["measured"]["output_tok_s"] == 249.0
+    assert (rec["instance"], rec["tensor_parallel"], rec["precision"]) == (
+        plan["instance_type"], plan["tensor_parallel_size"], "fp8")
+    assert rec["gpu"] == plan["gpu"]["name"] and rec["max_num_seqs"] == plan["concurrency"]
+    assert rec["max_model_len"] == 32768
+    # per replica, as a published single-server benchmark states them: 21.9 in flight, 498 tokens/s in all
+    replicas = plan["replicas"]["min"]
+    assert rec["replicas"] == replicas and rec["concurrency"] == max(1, round(21.9 / replicas))
+    assert rec["measured"]["output_tok_s"] == round(498.0 / replicas, 2)
     assert (rec["prompt"], rec["output"]) == (3004, 500)
     assert rec["measured"]["tpot_ms"] == 41.0 and rec["measured"]["tpot_p99_ms"] == 47.0
     assert rec["measured"]["ttft_p99_ms"] == 930.0
