@@ -259,7 +259,7 @@ def test_https_with_the_internal_ca(stacks, tmp_path, capsys, monkeypatch):
         assert report["measured"]["requests"]["ok"] >= 5
         code, report = _gate(capsys, monkeypatch, "--config", str(path), "--model", "llama-8b",
                              "--endpoint", srv.url, "--duration", "1")
-    assert code == 2 and "CERTIFICATE_VERIFY_FAILED" in report["error"]
+    assert code == 2 and "CERTIFICATE_VERIFY_FAILED" in report["error"] and "--ca-file" in report["error"]
 
 
 # ----------------------------------------------------------------------------- pure parts

@@ -110,6 +110,9 @@ async def probe(client: httpx.AsyncClient, ep: Endpoint) -> list[str]:
     try:
         resp = await client.get(url, timeout=15.0)
     except httpx.HTTPError as exc:
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            raise CannotRun(f"TLS: {url} presents a certificate this client does not trust ({exc}): pass --ca-file "
+                            "with the internal CA (stack output internal_ca_certificate_pem)") from None
         raise CannotRun(f"endpoint unreachable: {url}: {type(exc).__name__}: {exc or 'no answer'}") from None
     if resp.status_code in (401, 403):
         raise _refused(resp.status_code, url)
