@@ -25,6 +25,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from llm_platform.serving.access import PRINCIPAL_ONLY_ACTIONS
 from llm_platform.sizing.planner import DeploymentPlan
 
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}
@@ -146,19 +147,27 @@ class GpuCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=protect, depends_on=[log_group]))
 
         node_role = aws.iam.Role(f"{name}-node", assume_role_policy=_assume("ec2.amazonaws.com"), tags=tags, opts=child)
+        # (AmazonSSMManagedInstanceCore, once the fourth, gave every SSM parameter in the account: its Session
+        # Manager part is inline below)
         for i, policy in enumerate(("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy",
-                                    "AmazonEC2ContainerRegistryPullOnly", "AmazonSSMManagedInstanceCore")):
+                                    "AmazonEC2ContainerRegistryPullOnly")):
             # once named by position (<name>-node-0): the alias keeps them in place
             aws.iam.RolePolicyAttachment(f"{name}-node-{policy}", role=node_role.name,
                                          policy_arn=f"arn:aws:iam::aws:policy/{policy}",
                                          opts=pulumi.ResourceOptions(parent=self,
                                                                      aliases=[pulumi.Alias(name=f"{name}-node-{i}")]))
-        # the pull-through cache creates a repository on the first pull of an image
+        # the pull-through cache fills repositories the stack created (ImageCache): no ecr:CreateRepository;
+        # Session Manager's registration and channels instead of AmazonSSMManagedInstanceCore
         aws.iam.RolePolicy(f"{name}-node-ptc", role=node_role.id, policy=json.dumps({
-            "Version": "2012-10-17", "Statement": [{
-                "Sid": "EcrPullThroughCache", "Effect": "Allow",
-                "Action": ["ecr:BatchImportUpstreamImage", "ecr:CreateRepository"],
-                "Resource": ["arn:aws:ecr:*:*:repository/docker-hub/*", "arn:aws:ecr:*:*:repository/ecr-public/*"]}]}),
+            "Version": "2012-10-17", "Statement": [
+                {"Sid": "EcrPullThroughCacheImport", "Effect": "Allow", "Action": ["ecr:BatchImportUpstreamImage"],
+                 "Resource": "*"},
+                {"Sid": "SessionManagerRegistration", "Effect": "Allow",
+                 "Action": ["ssm:UpdateInstanceInformation", "ssm:ListInstanceAssociations"],
+                 "Resource": "arn:aws:ec2:*:*:instance/*"},
+                {"Sid": "SessionManagerChannels", "Effect": "Allow",
+                 "Action": PRINCIPAL_ONLY_ACTIONS["ssmmessages"] + PRINCIPAL_ONLY_ACTIONS["ec2messages"],
+                 "Resource": "*"}]}),
             opts=child)
 
         system_lt = self._launch_template(f"{name}-system", 50, kms_key_arn, tags, None, child)
@@ -276,25 +285,56 @@ class GpuCluster(pulumi.ComponentResource):
 
 
 def lbc_policy() -> dict:
-    """What the AWS Load Balancer Controller needs for internal NLBs with TLS listeners (IP targets): read
-    the network, and change only load balancers, target groups and security groups it created (tagged
-    elbv2.k8s.aws/cluster)."""
+    """What the AWS Load Balancer Controller needs for internal NLBs with TLS listeners (IP targets), shaped like
+    the controller's published iam_policy.json: read the network; create load balancers, target groups and
+    security groups only with its cluster tag in the request; tag only at creation (ec2:CreateAction /
+    elasticloadbalancing:CreateAction) or what already carries its tag; change only what it created. A
+    CreateTags/AddTags allowed on any resource with the tag in the request would let it adopt anything
+    (tag an instance's security group, then delete it): that is what tag-on-create forbids."""
     owned = {"Null": {"aws:ResourceTag/elbv2.k8s.aws/cluster": "false"}}
+    requested = {"Null": {"aws:RequestTag/elbv2.k8s.aws/cluster": "false"}}
+    retag_owned = {"Null": {"aws:RequestTag/elbv2.k8s.aws/cluster": "true",
+                            "aws:ResourceTag/elbv2.k8s.aws/cluster": "false"}}
+    security_groups = "arn:aws:ec2:*:*:security-group/*"
+    elb = ["arn:aws:elasticloadbalancing:*:*:targetgroup/*/*", "arn:aws:elasticloadbalancing:*:*:loadbalancer/net/*/*",
+           "arn:aws:elasticloadbalancing:*:*:loadbalancer/app/*/*"]
+    listeners = ["arn:aws:elasticloadbalancing:*:*:listener/net/*/*/*",
+                 "arn:aws:elasticloadbalancing:*:*:listener/app/*/*/*",
+                 "arn:aws:elasticloadbalancing:*:*:listener-rule/net/*/*/*",
+                 "arn:aws:elasticloadbalancing:*:*:listener-rule/app/*/*/*"]
     return {"Version": "2012-10-17", "Statement": [
         {"Sid": "Read", "Effect": "Allow", "Resource": "*", "Action": [
             "ec2:DescribeAccountAttributes", "ec2:DescribeAddresses", "ec2:DescribeAvailabilityZones",
             "ec2:DescribeInternetGateways", "ec2:DescribeVpcs", "ec2:DescribeVpcPeeringConnections",
             "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups", "ec2:DescribeInstances",
             "ec2:DescribeNetworkInterfaces", "ec2:DescribeTags", "ec2:DescribeRouteTables",
-            "ec2:GetSecurityGroupsForVpc", "elasticloadbalancing:Describe*", "acm:ListCertificates",
-            "acm:DescribeCertificate", "wafv2:GetWebACLForResource", "shield:GetSubscriptionState"]},
+            "ec2:GetSecurityGroupsForVpc", "elasticloadbalancing:DescribeLoadBalancers",
+            "elasticloadbalancing:DescribeLoadBalancerAttributes", "elasticloadbalancing:DescribeListeners",
+            "elasticloadbalancing:DescribeListenerCertificates", "elasticloadbalancing:DescribeListenerAttributes",
+            "elasticloadbalancing:DescribeRules", "elasticloadbalancing:DescribeTargetGroups",
+            "elasticloadbalancing:DescribeTargetGroupAttributes", "elasticloadbalancing:DescribeTargetHealth",
+            "elasticloadbalancing:DescribeTags", "elasticloadbalancing:DescribeSSLPolicies",
+            "acm:ListCertificates", "acm:DescribeCertificate", "wafv2:GetWebACLForResource",
+            "shield:GetSubscriptionState"]},
         {"Sid": "ServiceLinkedRole", "Effect": "Allow", "Action": "iam:CreateServiceLinkedRole", "Resource": "*",
          "Condition": {"StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}}},
-        {"Sid": "CreateTagged", "Effect": "Allow", "Resource": "*", "Action": [
-            "ec2:CreateSecurityGroup", "elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:CreateTargetGroup",
-            "elasticloadbalancing:CreateListener", "elasticloadbalancing:CreateRule", "ec2:CreateTags",
-            "elasticloadbalancing:AddTags"],
-         "Condition": {"Null": {"aws:RequestTag/elbv2.k8s.aws/cluster": "false"}}},
+        {"Sid": "CreateWithClusterTag", "Effect": "Allow", "Resource": "*", "Action": [
+            "ec2:CreateSecurityGroup", "elasticloadbalancing:CreateLoadBalancer",
+            "elasticloadbalancing:CreateTargetGroup"],
+         "Condition": requested},
+        {"Sid": "TagSecurityGroupOnCreate", "Effect": "Allow", "Action": ["ec2:CreateTags"],
+         "Resource": security_groups,
+         "Condition": {"StringEquals": {"ec2:CreateAction": "CreateSecurityGroup"}, **requested}},
+        {"Sid": "RetagOwnSecurityGroups", "Effect": "Allow", "Action": ["ec2:CreateTags", "ec2:DeleteTags"],
+         "Resource": security_groups, "Condition": retag_owned},
+        {"Sid": "TagLoadBalancersOnCreate", "Effect": "Allow", "Action": ["elasticloadbalancing:AddTags"],
+         "Resource": elb, "Condition": {"StringEquals": {"elasticloadbalancing:CreateAction": [
+             "CreateTargetGroup", "CreateLoadBalancer"]}, **requested}},
+        {"Sid": "RetagOwnLoadBalancers", "Effect": "Allow",
+         "Action": ["elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags"], "Resource": elb,
+         "Condition": retag_owned},
+        {"Sid": "TagListeners", "Effect": "Allow",
+         "Action": ["elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags"], "Resource": listeners},
         # As in the controller's published iam_policy.json: with NLB security groups and IP targets it adds
         # backend rules to the cluster security group, which EKS made and which carries no controller tag.
         {"Sid": "SecurityGroupRules", "Effect": "Allow", "Resource": "*", "Action": [
@@ -303,14 +343,15 @@ def lbc_policy() -> dict:
             "elasticloadbalancing:CreateListener", "elasticloadbalancing:DeleteListener",
             "elasticloadbalancing:CreateRule", "elasticloadbalancing:DeleteRule", "elasticloadbalancing:ModifyRule",
             "elasticloadbalancing:ModifyListener", "elasticloadbalancing:ModifyListenerAttributes",
-            "elasticloadbalancing:SetIpAddressType", "elasticloadbalancing:AddTags"]},
+            "elasticloadbalancing:AddListenerCertificates", "elasticloadbalancing:RemoveListenerCertificates",
+            "elasticloadbalancing:SetRulePriorities"]},
+        {"Sid": "RegisterTargets", "Effect": "Allow", "Resource": "arn:aws:elasticloadbalancing:*:*:targetgroup/*/*",
+         "Action": ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"]},
         {"Sid": "ChangeOwned", "Effect": "Allow", "Resource": "*", "Action": [
-            "ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "ec2:DeleteSecurityGroup",
-            "ec2:DeleteTags", "elasticloadbalancing:ModifyLoadBalancerAttributes", "elasticloadbalancing:SetSubnets",
+            "ec2:DeleteSecurityGroup", "elasticloadbalancing:ModifyLoadBalancerAttributes",
+            "elasticloadbalancing:SetIpAddressType", "elasticloadbalancing:SetSubnets",
             "elasticloadbalancing:SetSecurityGroups", "elasticloadbalancing:DeleteLoadBalancer",
             "elasticloadbalancing:ModifyTargetGroup", "elasticloadbalancing:ModifyTargetGroupAttributes",
-            "elasticloadbalancing:DeleteTargetGroup", "elasticloadbalancing:RegisterTargets",
-            "elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:ModifyListener",
-            "elasticloadbalancing:DeleteListener", "elasticloadbalancing:RemoveTags"],
+            "elasticloadbalancing:DeleteTargetGroup"],
          "Condition": owned},
     ]}

@@ -60,6 +60,7 @@ class DeployGateArgs:
     # eks: the cluster the deployments run in (their namespaces must exist: depends_on in opts)
     k8s_provider: pulumi.ProviderResource | None = None
     cluster_name: pulumi.Input[str] | None = None
+    s3_endpoint_url: pulumi.Input[str] | None = None    # the S3 interface endpoint (results stay in the VPC)
 
 
 class DeployGate(pulumi.ComponentResource):
@@ -195,13 +196,14 @@ class DeployGate(pulumi.ComponentResource):
             aws.eks.PodIdentityAssociation(f"{name}-{model}", cluster_name=args.cluster_name, namespace=ns,
                                            service_account=sa.metadata.name, role_arn=role.arn, tags=tags,
                                            opts=child)
-            manifests[model] = pulumi.Output.all(self.image, args.client_secret_arn, args.bucket_name, region).apply(
-                lambda a, m=model: jobs.job_manifest(m, a[0], a[1], a[2], stack, a[3]))
+            manifests[model] = pulumi.Output.all(self.image, args.client_secret_arn, args.bucket_name, region,
+                                                 args.s3_endpoint_url).apply(
+                lambda a, m=model: jobs.job_manifest(m, a[0], a[1], a[2], stack, a[3], s3_endpoint_url=a[4]))
             # the gate pod talks to its deployment's proxy, DNS, AWS APIs over HTTPS and the Pod Identity agent;
             # nothing talks to it
-            k8s.networking.v1.NetworkPolicy(f"{name}-{model}-netpol", metadata=k8s.meta.v1.ObjectMetaArgs(
+            k8s.networking.v1.NetworkPolicy(f"{name}-{model}-network-policy", metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=jobs.SERVICE_ACCOUNT, namespace=ns, labels=meta.labels),
-                spec=network_policy(model), opts=kopts)
+                spec=network_policy(model, args.vpc_cidr or "10.0.0.0/8"), opts=kopts)
             # the gate spec the Job mounts, and the Job itself (`kubectl create -f` it from here or the stack output)
             k8s.core.v1.ConfigMap(f"{name}-{model}-spec", metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=jobs.CONFIG_MAP, namespace=ns, labels=meta.labels),
@@ -225,17 +227,20 @@ def execution_policy(repo_arn: str, log_group_arn: str, secret_arn: str, kms_key
         *jobs.reader_policy(secret_arn, kms_key_arn, region)]}
 
 
-def network_policy(model: str) -> dict:
-    """The gate pods' NetworkPolicy spec in the deployment's namespace (selected by the Job's role label)."""
+def network_policy(model: str, vpc_cidr: str) -> dict:
+    """The gate pods' NetworkPolicy spec in the deployment's namespace (selected by the Job's role label): like
+    the serving pods', nothing leaves the VPC."""
     return {
         "podSelector": {"matchLabels": {"llm-platform/role": "deploy-gate"}},
         "policyTypes": ["Ingress", "Egress"], "ingress": [],
         "egress": [
-            {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+            {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                     "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
              "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
             {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": model,
                                                      "llm-platform/deployment": model}}}],
              "ports": [{"port": jobs.PROXY_PORT, "protocol": "TCP"}]},
-            {"ports": [{"port": 443, "protocol": "TCP"}]},          # Secrets Manager, S3, CloudWatch
+            # Secrets Manager, S3, CloudWatch through their interface endpoints
+            {"to": [{"ipBlock": {"cidr": vpc_cidr}}], "ports": [{"port": 443, "protocol": "TCP"}]},
             {"to": [{"ipBlock": {"cidr": jobs.POD_IDENTITY_AGENT}}], "ports": [{"port": 80, "protocol": "TCP"}]},
         ]}

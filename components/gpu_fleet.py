@@ -11,9 +11,11 @@ Defaults and why:
   no public IP, one gp3 root volume sized by the plan (weights, a staging copy, caches),
   6000 IOPS / 500 MiB/s so a 140 GB model loads in minutes, encrypted with the stack's CMK;
   detailed monitoring; tags with model, revision, precision, runtime, TP/PP and provenance.
-- Instance role: SSM Session Manager instead of SSH (no port 22 anywhere), CloudWatch agent,
-  read of this model's prefix in the model store, read of the API client keys, ECR pulls
-  through the cache, and marking its own instance Unhealthy; nothing else.
+- Instance role, inline statements only (no AWS-managed policy): SSM Session Manager instead of
+  SSH (no port 22 anywhere), the CloudWatch agent (this stack's log groups, the platform's metric
+  namespaces), read of this model's prefix in the model store, read of the API client keys, ECR
+  pulls from the repositories the stack created for the cache, and marking an instance of this
+  stack's group of this deployment Unhealthy (tag conditions); nothing else.
 - Auto Scaling group over every private subnet (AZs), the plan's min/desired/max, ELB health
   checks with a grace period equal to the plan's startup estimate,
   rolling instance refresh that launches new capacity before retiring old (min healthy 100 %),
@@ -23,14 +25,16 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
 
+from llm_platform.serving.access import instance_statements
 from llm_platform.serving.proxy import render_nginx_conf
-from llm_platform.serving.runtime import image_ref
+from llm_platform.serving.runtime import RUNTIME_CONTAINER, cache_repository, image_ref
 from llm_platform.serving.telemetry import QUEUE_METRIC, RUNTIME_NAMESPACE, cwagent_config, prometheus_config
 from llm_platform.serving.userdata import BootConfig, render_user_data
 from llm_platform.sizing.planner import DeploymentPlan
@@ -94,9 +98,6 @@ class GpuInstanceGroup(pulumi.ComponentResource):
                                     "Effect": "Allow", "Action": "sts:AssumeRole",
                                     "Principal": {"Service": "ec2.amazonaws.com"}}]}),
                             tags=tags, opts=child)
-        for policy in ("AmazonSSMManagedInstanceCore", "CloudWatchAgentServerPolicy"):
-            aws.iam.RolePolicyAttachment(f"{name}-{policy}", role=role.name,
-                                         policy_arn=f"arn:aws:iam::aws:policy/{policy}", opts=child)
         cwagent_parameter = aws.ssm.Parameter(
             f"{name}-cwagent", name=f"/llm-platform/{stack}/{plan.name}/cloudwatch-agent", type="String",
             insecure_value=cwagent_config(plan, audit_log_group=log_groups["audit"],
@@ -112,18 +113,21 @@ class GpuInstanceGroup(pulumi.ComponentResource):
                  "Condition": {"StringEquals": {"kms:ViaService": [
                      pulumi.Output.concat("secretsmanager.", region, ".amazonaws.com"),
                      pulumi.Output.concat("s3.", region, ".amazonaws.com")]}}},
-                {"Sid": "EcrLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
-                {"Sid": "EcrPullThroughCache", "Effect": "Allow",
-                 "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability",
-                            "ecr:BatchImportUpstreamImage", "ecr:CreateRepository"],
-                 "Resource": [pulumi.Output.format("arn:aws:ecr:{0}:{1}:repository/docker-hub/*", region, account),
-                              pulumi.Output.format("arn:aws:ecr:{0}:{1}:repository/ecr-public/*", region, account)]},
-                {"Sid": "AgentConfig", "Effect": "Allow", "Action": ["ssm:GetParameter"],
-                 "Resource": cwagent_parameter.arn},
-                {"Sid": "MarkSelfUnhealthy", "Effect": "Allow", "Action": ["autoscaling:SetInstanceHealth"],
-                 "Resource": "*",
-                 "Condition": {"StringEquals": {"autoscaling:ResourceTag/llm-platform:deployment": plan.name}}},
             ]}), opts=child)
+        # Session Manager, the CloudWatch agent, ECR pulls and the health mark, as inline least-privilege
+        # statements (llm_platform/serving/access.py) in place of AmazonSSMManagedInstanceCore (every SSM
+        # parameter in the account) and CloudWatchAgentServerPolicy (any log group, any metric namespace)
+        repositories = sorted(r for k in {plan.runtime, "proxy"} - set(image_overrides)
+                              if (r := cache_repository(k)) is not None)
+        aws.iam.RolePolicy(f"{name}-instance-agents", role=role.id, policy=pulumi.Output.all(
+            region, account, cwagent_parameter.arn).apply(lambda a: json.dumps({
+                "Version": "2012-10-17", "Statement": instance_statements(
+                    account=a[1], region=a[0], stack=stack, deployment=plan.name,
+                    log_group_arns=[f"arn:aws:logs:{a[0]}:{a[1]}:log-group:{g}"
+                                    for g in sorted(set(log_groups.values()))],
+                    parameter_arns=[a[2]],
+                    repository_arns=[f"arn:aws:ecr:{a[0]}:{a[1]}:repository/{r}" for r in repositories])})),
+            opts=child)
         profile = aws.iam.InstanceProfile(f"{name}-instance", role=role.name, tags=tags, opts=child)
 
         # --- launch template
@@ -137,7 +141,9 @@ class GpuInstanceGroup(pulumi.ComponentResource):
             runtime_image=image_ref(plan.runtime, a["registry"], image_overrides.get(plan.runtime)),
             proxy_image=image_ref("proxy", a["registry"], image_overrides.get("proxy")),
             model_bucket=a["bucket"], model_prefix=prefix, manifest=manifest, manifest_sha256=manifest_sha256,
-            client_secrets=a["secrets"], nginx_conf=render_nginx_conf(plan, max_prompt_bytes, monitoring_cidrs),
+            client_secrets=a["secrets"],
+            # the proxy reaches the runtime by container name on their bridge network (no host networking)
+            nginx_conf=render_nginx_conf(plan, max_prompt_bytes, monitoring_cidrs, upstream_host=RUNTIME_CONTAINER),
             cwagent_parameter=a["parameter"], prometheus_config=prometheus_config(plan), max_tokens=max_tokens,
             domain=domain))))
         launch_template = aws.ec2.LaunchTemplate(

@@ -10,6 +10,11 @@ this component writes a CMK-encrypted secret. The rules are account- and region-
 several stacks in one account and region, one owns them (`images.create_cache_rules`).
 
 Which upstreams a stack needs is worked out by the program (llm_platform/program/images.py).
+
+The stack that makes the rules also makes the cache's repositories, one per catalog image of those
+upstreams (`<prefix>/<repository>`), so no instance or node role needs ecr:CreateRepository: the
+cache fills an existing repository on a first pull (ecr:BatchImportUpstreamImage), and roles pull
+from exactly these repositories.
 """
 from __future__ import annotations
 
@@ -30,6 +35,12 @@ class ImageCacheArgs:
     docker_hub_credential_arn: str | None = None     # an existing ecr-pullthroughcache/... secret
     docker_hub_username: str | None = None           # with docker_hub_token: the secret is made here
     docker_hub_token: pulumi.Input[str] | None = None
+
+
+def cache_repositories(upstream: str) -> list[str]:
+    """The repositories the cache fills for an upstream: every available catalog image pulled through it."""
+    return sorted(f"{img['cache_prefix']}/{img['repository']}" for img in catalog.load().images.values()
+                  if img.get("available", True) and img.get("upstream") == upstream)
 
 
 class ImageCache(pulumi.ComponentResource):
@@ -65,4 +76,10 @@ class ImageCache(pulumi.ComponentResource):
             aws.ecr.PullThroughCacheRule(f"{name}-{upstream}", ecr_repository_prefix=upstream,
                                          upstream_registry_url=urls[upstream]["url"], credential_arn=credential,
                                          opts=pulumi.ResourceOptions(parent=self, depends_on=after))
+            for repo in cache_repositories(upstream):
+                # mutable tags: the cache refreshes a tag when upstream moves it; what runs is pinned by digest
+                aws.ecr.Repository(f"{name}-{repo.replace('/', '-')}", name=repo, image_tag_mutability="MUTABLE",
+                                   image_scanning_configuration={"scan_on_push": True}, force_delete=True,
+                                   tags={"llm-platform:stack": args.stack, "llm-platform:cache": upstream},
+                                   opts=child)
         self.register_outputs({"docker_hub_secret_arn": self.docker_hub_secret_arn})

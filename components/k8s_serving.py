@@ -6,26 +6,30 @@ Per deployment, in its own namespace (Pod Security `restricted`, enforced):
   `sha256sum --check --strict`s every file and refuses unlisted ones (fail closed: the server never
   starts); the runtime bound to 127.0.0.1 with the plan's flags (components/runtime.py) and
   `nvidia.com/gpu` = the GPUs one node of a replica uses; the TLS + bearer-key nginx proxy
-  (components/proxy.py) as a sidecar on :8443 (API, /health) and :9443 (/metrics). Non-root, no privilege
+  (serving/proxy.py) as a sidecar on :8443 (API, /health), :9443 (/metrics for monitoring_cidrs) and
+  :9444 (/metrics for the monitoring namespace); CPU and memory requests from the plan (sizing/host.py:
+  the weights a node loads through host memory, per-GPU worker overheads). Non-root, no privilege
   escalation, all capabilities dropped, RuntimeDefault seccomp, read-only root filesystems with
   emptyDirs for the model cache, compile caches, /tmp and /dev/shm; no service-account token.
   Startup, readiness and liveness probes go through the proxy's /health; the startup probe allows the
   plan's load time.
-- one replica spanning nodes (PP > 1): a LeaderWorkerSet of PP pods per replica, Ray across them and
-  vLLM on the leader with the plan's TP x PP; otherwise a Deployment.
+- one replica spanning nodes (PP > 1): a LeaderWorkerSet of PP pods per replica running vLLM's native
+  multi-node launch (--nnodes/--node-rank/--master-addr, workers --headless; the stock image has no
+  Ray), flags checked against the pinned vLLM's parser in tests; otherwise a Deployment.
 - client keys as a Secret (the proxy's key map, built from the Secrets Manager values), the proxy's
   TLS key pair as a Secret; a Service of type LoadBalancer that the AWS Load Balancer Controller
   turns into an internal NLB with a TLS listener (ACM certificate, TLS 1.3/1.2 policy) re-encrypting
   to the proxy, source ranges = allowed client CIDRs; a metrics Service for the ServiceMonitor.
 - a NetworkPolicy (default deny; API port from the allowed CIDRs and the VPC, where the NLB's health
-  checks come from; metrics port from the monitoring namespace only; DNS, HTTPS and the Pod Identity
-  agent out; pod-to-pod only inside a multi-node group), a PodDisruptionBudget, a KEDA ScaledObject
+  checks come from; metrics ports from monitoring_cidrs / the monitoring namespace; out: DNS to kube-dns,
+  HTTPS to the VPC's CIDR only (interface endpoints, S3's included: the model fetch uses the S3 interface
+  endpoint) and the Pod Identity agent, no internet; pod-to-pod only inside a multi-node group), a
+  PodDisruptionBudget, a KEDA ScaledObject
   on vllm:num_requests_waiting bounded by the plan's replicas, a ServiceMonitor and a PrometheusRule.
 """
 from __future__ import annotations
 
 import math
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -34,10 +38,20 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
-from llm_platform.serving.proxy import AUDIT_LOG, KEYS_MAP, METRICS_PORT, TARGET_PORT, TLS_DIR, render_nginx_conf
-from llm_platform.serving.runtime import container_spec, image_ref
+from llm_platform.serving.proxy import (
+    AUDIT_LOG,
+    CLUSTER_METRICS_PORT,
+    KEYS_MAP,
+    METRICS_PORT,
+    TARGET_PORT,
+    TLS_DIR,
+    key_map_entry,
+    render_nginx_conf,
+)
+from llm_platform.serving.runtime import container_spec, image_ref, vllm_multinode_args
 from llm_platform.serving.telemetry import QUEUE_METRIC
 from llm_platform.serving.userdata import client_hash
+from llm_platform.sizing.host import host_resources
 from llm_platform.sizing.planner import DeploymentPlan
 
 from .eks import GPU_LABEL, INSTANCE_TYPE_LABEL, NODE_POOL_LABEL, POD_IDENTITY_TRUST
@@ -45,7 +59,8 @@ from .model_store import model_prefix, read_statements
 
 RUNTIME_UID = 1000
 PROXY_UID = 101
-RAY_PORT = 6379
+NODE_RANK_ENV = "LLM_NODE_RANK"                           # a worker's --node-rank, from its LWS label
+LWS_WORKER_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"
 PSS_LABELS = {f"pod-security.kubernetes.io/{m}": "restricted" for m in ("enforce", "audit", "warn")}
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 POD_IDENTITY_AGENT = "169.254.170.23/32"
@@ -113,6 +128,7 @@ class KubernetesServingArgs:
     gpu_memory_percent: float = 95.0
     image_overrides: Mapping[str, str] = field(default_factory=dict)
     after: Sequence[pulumi.Resource] = ()              # cluster add-ons the namespace waits for (GpuCluster.addons)
+    s3_endpoint_url: pulumi.Input[str] | None = None   # the S3 interface endpoint: the model fetch stays in the VPC
 
 
 class KubernetesServing(pulumi.ComponentResource):
@@ -176,7 +192,7 @@ class KubernetesServing(pulumi.ComponentResource):
                 .secret_string for _, arn in sorted(client_secrets.items())]
         names = sorted(client_secrets)
         keys_map = pulumi.Output.secret(pulumi.Output.all(*keys).apply(lambda vals: "".join(
-            f'"Bearer {v}" "{client_hash(n)}";\n' for n, v in zip(names, vals, strict=True))))
+            key_map_entry(v, client_hash(n)) for n, v in zip(names, vals, strict=True))))
         k8s.core.v1.Secret(f"{name}-client-keys", metadata=meta("client-keys"), type="Opaque",
                                               immutable=False, string_data={"keys.map": keys_map}, opts=kopts)
         tls_key = tls.PrivateKey(f"{name}-proxy", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
@@ -189,7 +205,8 @@ class KubernetesServing(pulumi.ComponentResource):
         k8s.core.v1.Secret(f"{name}-proxy-tls", metadata=meta("proxy-tls"), type="kubernetes.io/tls",
                            string_data={"tls.crt": tls_cert.cert_pem, "tls.key": tls_key.private_key_pem}, opts=kopts)
         # the audit line goes to the container log (collected by the cluster's log agent), never a prompt
-        conf = render_nginx_conf(plan, max_prompt_bytes, monitoring_cidrs + [vpc_cidr]).replace(
+        # /metrics: monitoring_cidrs on METRICS_PORT; the monitoring namespace (NetworkPolicy) on CLUSTER_METRICS_PORT
+        conf = render_nginx_conf(plan, max_prompt_bytes, monitoring_cidrs, cluster_metrics=True).replace(
             f"access_log {AUDIT_LOG}", "access_log /dev/stdout")
         k8s.core.v1.ConfigMap(f"{name}-proxy-conf", metadata=meta("proxy-conf"), data={"nginx.conf": conf}, opts=kopts)
 
@@ -226,7 +243,10 @@ class KubernetesServing(pulumi.ComponentResource):
                     custom_timeouts=pulumi.CustomTimeouts(create="45m", update="45m")))))
         env_fetch = {"AWS_REGION": region, "MODEL_BUCKET": args.model_bucket_name, "MODEL_PREFIX": prefix,
                      "MANIFEST": manifest or "", "MANIFEST_SHA256": manifest_sha256 or "", "LLM_NAME": plan.name,
-                     "HOME": "/tmp"}
+                     "HOME": "/tmp",
+                     # AWS CLI v2 (>= 2.13) reads a service's endpoint from AWS_ENDPOINT_URL_<SERVICE>: the fetch
+                     # goes to the S3 interface endpoint, inside the VPC CIDR the NetworkPolicy allows
+                     **({"AWS_ENDPOINT_URL_S3": args.s3_endpoint_url} if args.s3_endpoint_url is not None else {})}
         spec = container_spec(plan, max_tokens, host="127.0.0.1")
         self._runtime_args = list(spec.args)
         startup_failures = math.ceil(plan.startup_seconds / 10) + 6
@@ -272,13 +292,17 @@ class KubernetesServing(pulumi.ComponentResource):
                           k8s.core.v1.VolumeMountArgs(name="shm", mount_path="/dev/shm")]
         runtime_env = [k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in sorted({"HOME": "/tmp", **spec.env}.items())]
         gpu_limits = {"nvidia.com/gpu": str(plan.gpus_per_node)}
+        # CPU and memory from the plan (sizing/host.py): a pod without requests is the first evicted, and vLLM
+        # holds tens of GiB of host memory
+        host = host_resources(plan)
 
-        def runtime_container(command=None, args=None, probes=True):
+        def runtime_container(command=None, args=None, probes=True, extra_env=()):
             return k8s.core.v1.ContainerArgs(
                 name="runtime", image=pinned(runtime_img), command=command, args=args,
-                env=runtime_env + ([k8s.core.v1.EnvVarArgs(name="VLLM_HOST_IP", value_from=k8s.core.v1.EnvVarSourceArgs(
+                env=runtime_env + list(extra_env) + ([k8s.core.v1.EnvVarArgs(name="VLLM_HOST_IP", value_from=k8s.core.v1.EnvVarSourceArgs(
                     field_ref=k8s.core.v1.ObjectFieldSelectorArgs(field_path="status.podIP")))] if multi_node else []),
-                resources=k8s.core.v1.ResourceRequirementsArgs(limits=gpu_limits, requests=gpu_limits),
+                resources=k8s.core.v1.ResourceRequirementsArgs(limits={**gpu_limits, **host.limits()},
+                                                               requests={**gpu_limits, **host.requests()}),
                 security_context=hardened(RUNTIME_UID), volume_mounts=runtime_mounts,
                 startup_probe=https_probe(period_seconds=10, failure_threshold=startup_failures) if probes else None,
                 readiness_probe=https_probe(period_seconds=10, failure_threshold=3) if probes else None,
@@ -287,7 +311,8 @@ class KubernetesServing(pulumi.ComponentResource):
         proxy = k8s.core.v1.ContainerArgs(
             name="proxy", image=pinned(proxy_img), args=["nginx", "-c", "/etc/llm-proxy/nginx.conf", "-g", "daemon off;"],
             ports=[k8s.core.v1.ContainerPortArgs(name="https", container_port=TARGET_PORT),
-                   k8s.core.v1.ContainerPortArgs(name="metrics", container_port=METRICS_PORT)],
+                   k8s.core.v1.ContainerPortArgs(name="metrics", container_port=METRICS_PORT),
+                   k8s.core.v1.ContainerPortArgs(name="cluster-metrics", container_port=CLUSTER_METRICS_PORT)],
             resources=k8s.core.v1.ResourceRequirementsArgs(requests={"cpu": "250m", "memory": "128Mi"},
                                                            limits={"memory": "512Mi"}),
             security_context=hardened(PROXY_UID),
@@ -377,40 +402,42 @@ class KubernetesServing(pulumi.ComponentResource):
         k8s.core.v1.Service(
             f"{name}-metrics", metadata=meta(f"{plan.name}-metrics", {"llm-platform/metrics": "true"}),
             spec=k8s.core.v1.ServiceSpecArgs(type="ClusterIP", selector=selector_labels, ports=[
-                k8s.core.v1.ServicePortArgs(name="metrics", port=METRICS_PORT, target_port=METRICS_PORT)]),
+                k8s.core.v1.ServicePortArgs(name="metrics", port=CLUSTER_METRICS_PORT,
+                                            target_port=CLUSTER_METRICS_PORT)]),
             opts=kopts)
         self.hostname = service.status.apply(
             lambda s: s.load_balancer.ingress[0].hostname if s and s.load_balancer and s.load_balancer.ingress else None)
 
-        # --- network policy: default deny, then exactly what serving needs
-        peers_api = [k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=c))
-                     for c in allowed_client_cidrs + [vpc_cidr]]
+        # --- network policy: default deny, then exactly what serving needs. Egress stays inside the VPC (the
+        # interface endpoints, S3's included; DNS to kube-dns) plus the Pod Identity agent: no internet, whatever
+        # the VPC's egress. Ingress: the API from clients and the VPC (the NLB's health checks), /metrics on
+        # METRICS_PORT from monitoring_cidrs and on CLUSTER_METRICS_PORT from the monitoring namespace only.
+        np = k8s.networking.v1
+        cidr_peers = lambda cidrs: [np.NetworkPolicyPeerArgs(ip_block=np.IPBlockArgs(cidr=c)) for c in cidrs]  # noqa: E731
+        tcp = lambda port: [np.NetworkPolicyPortArgs(port=port, protocol="TCP")]  # noqa: E731
         ingress = [
-            k8s.networking.v1.NetworkPolicyIngressRuleArgs(
-                from_=peers_api, ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=TARGET_PORT, protocol="TCP")]),
-            k8s.networking.v1.NetworkPolicyIngressRuleArgs(
-                from_=[k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=k8s.meta.v1.LabelSelectorArgs(
+            np.NetworkPolicyIngressRuleArgs(from_=cidr_peers(allowed_client_cidrs + [vpc_cidr]),
+                                            ports=tcp(TARGET_PORT)),
+            np.NetworkPolicyIngressRuleArgs(
+                from_=[np.NetworkPolicyPeerArgs(namespace_selector=k8s.meta.v1.LabelSelectorArgs(
                     match_labels={"kubernetes.io/metadata.name": args.monitoring_namespace}))],
-                ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=METRICS_PORT, protocol="TCP")])]
+                ports=tcp(CLUSTER_METRICS_PORT))]
+        if monitoring_cidrs:
+            ingress.append(np.NetworkPolicyIngressRuleArgs(from_=cidr_peers(monitoring_cidrs), ports=tcp(METRICS_PORT)))
         egress = [
-            k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-                to=[k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=k8s.meta.v1.LabelSelectorArgs(
-                    match_labels={"kubernetes.io/metadata.name": "kube-system"}))],
-                ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=53, protocol=p) for p in ("UDP", "TCP")]),
-            # S3 (gateway endpoint: AWS's public ranges, no internet route when egress is none) and the
-            # Pod Identity agent on the node's link-local address
-            k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-                ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=443, protocol="TCP")]),
-            k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-                to=[k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(
-                    cidr=POD_IDENTITY_AGENT))],
-                ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=80, protocol="TCP")])]
+            np.NetworkPolicyEgressRuleArgs(
+                to=[np.NetworkPolicyPeerArgs(
+                    namespace_selector=k8s.meta.v1.LabelSelectorArgs(
+                        match_labels={"kubernetes.io/metadata.name": "kube-system"}),
+                    pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"k8s-app": "kube-dns"}))],
+                ports=[np.NetworkPolicyPortArgs(port=53, protocol=p) for p in ("UDP", "TCP")]),
+            np.NetworkPolicyEgressRuleArgs(to=cidr_peers([vpc_cidr]), ports=tcp(443)),
+            np.NetworkPolicyEgressRuleArgs(to=cidr_peers([POD_IDENTITY_AGENT]), ports=tcp(80))]
         if multi_node:
-            # Ray and NCCL between the pods of one group: any port, only these pods
-            same = [k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(
-                match_labels=labels))]
-            ingress.append(k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=same))
-            egress.append(k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=same))
+            # torch.distributed and NCCL between the pods of one group: any port, only these pods
+            same = [np.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels))]
+            ingress.append(np.NetworkPolicyIngressRuleArgs(from_=same))
+            egress.append(np.NetworkPolicyEgressRuleArgs(to=same))
         k8s.networking.v1.NetworkPolicy(
             f"{name}-netpol", metadata=meta(plan.name),
             spec=k8s.networking.v1.NetworkPolicySpecArgs(
@@ -456,20 +483,20 @@ class KubernetesServing(pulumi.ComponentResource):
         self.register_outputs({"namespace": self.namespace, "hostname": self.hostname})
 
     def _leader_worker_set(self, name, plan, meta, pod, runtime_container, proxy, kopts):
-        """PP nodes per replica: Ray head + vLLM on the leader, Ray workers on the others."""
-        total = plan.gpus_per_replica
-        args = " ".join(shlex.quote(a) for a in self._runtime_args)
-        ray_common = f"--num-gpus={plan.gpus_per_node} --disable-usage-stats --temp-dir=/tmp/ray"
-        wait = (f"python3 -c 'import ray,time; ray.init(address=\"auto\"); "
-                f"[time.sleep(5) for _ in iter(lambda: ray.cluster_resources().get(\"GPU\", 0) < {total}, False)]'")
-        leader_cmd = (f"ray start --head --port={RAY_PORT} --include-dashboard=false {ray_common} && {wait} && "
-                      f"exec vllm serve {args} --distributed-executor-backend ray")
-        # the worker may be ready before the leader's Ray head: retry for 10 minutes rather than fail, since a
-        # failed pod recreates the whole group (and both nodes fetch the weights again)
-        worker_cmd = (f"for i in $(seq 120); do ray start --address=$(LWS_LEADER_ADDRESS):{RAY_PORT} --block "
-                      f"{ray_common} && exit 0; sleep 5; done; exit 1")
-        leader = pod([runtime_container(command=["/bin/sh", "-ec", leader_cmd]), proxy], {"llm-platform/role": "leader"})
-        worker = pod([runtime_container(command=["/bin/sh", "-ec", worker_cmd], probes=False)],
+        """Nodes per replica > 1: vLLM's own multi-node launch (the stock image has no Ray). Every pod runs
+        `vllm serve` with the plan's flags plus --nnodes/--node-rank/--master-addr/--master-port and the
+        multiprocessing executor; the leader (rank 0) serves the API, the workers run --headless. The rank
+        comes from the pod's LWS worker-index label, the rendezvous address from LWS_LEADER_ADDRESS."""
+        rank_env = k8s.core.v1.EnvVarArgs(name=NODE_RANK_ENV, value_from=k8s.core.v1.EnvVarSourceArgs(
+            field_ref=k8s.core.v1.ObjectFieldSelectorArgs(field_path=f"metadata.labels['{LWS_WORKER_INDEX_LABEL}']")))
+        command = ["vllm", "serve"]
+        leader_args = self._runtime_args + vllm_multinode_args(plan, "0", "$(LWS_LEADER_ADDRESS)")
+        worker_args = self._runtime_args + vllm_multinode_args(plan, f"$({NODE_RANK_ENV})", "$(LWS_LEADER_ADDRESS)")
+        self._lws_args = {"leader": [*command, *leader_args], "worker": [*command, *worker_args]}
+        leader = pod([runtime_container(command=command, args=leader_args), proxy], {"llm-platform/role": "leader"})
+        # a worker started before the leader's rendezvous waits in torch.distributed's store connect (its
+        # timeout), then fails; RecreateGroupOnPodRestart restarts the group together
+        worker = pod([runtime_container(command=command, args=worker_args, probes=False, extra_env=(rank_env,))],
                      {"llm-platform/role": "worker"}, with_proxy=False)
         return k8s.apiextensions.CustomResource(
             f"{name}-lws", api_version="leaderworkerset.x-k8s.io/v1", kind="LeaderWorkerSet",

@@ -180,6 +180,11 @@ class InternalLoadBalancer(pulumi.ComponentResource):
         # --- one target group and host rule per model
         target_groups: dict[str, aws.lb.TargetGroup] = {}
         for i, dep in enumerate(args.deployments):
+            # Re-encrypted to the instance's proxy. An ALB does not validate target certificates (ELB docs,
+            # load-balancer-target-groups.html: "the load balancer does not validate these certificates"), and
+            # its trust stores verify client certificates on listeners (mutual TLS), not targets: no CA can be
+            # pinned on this hop. What stands in: only instances the Auto Scaling group registers are targets,
+            # and the instances' security group admits :8443 from this load balancer's security group only.
             tg = aws.lb.TargetGroup(
                 f"{name}-{dep}", name_prefix="llm-", port=TARGET_PORT, protocol="HTTPS", protocol_version="HTTP1",
                 vpc_id=vpc_id, target_type="instance",

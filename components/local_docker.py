@@ -45,7 +45,7 @@ import pulumi_random as random
 import pulumi_tls as tls
 
 from llm_platform import catalog
-from llm_platform.serving.proxy import AUDIT_LOG, KEYS_MAP, TARGET_PORT, TLS_DIR, render_nginx_conf
+from llm_platform.serving.proxy import AUDIT_LOG, KEYS_MAP, TARGET_PORT, TLS_DIR, key_map_entry, render_nginx_conf
 from llm_platform.serving.runtime import container_spec
 from llm_platform.serving.userdata import PROXY_UID, client_hash
 from llm_platform.sizing.planner import DeploymentPlan
@@ -141,7 +141,7 @@ class DockerHost(pulumi.ComponentResource):
                                               min_upper=4, min_numeric=4, opts=child) for c in args.clients}
         names = sorted(passwords)
         self.keys_map = pulumi.Output.secret(pulumi.Output.all(*[passwords[c].result for c in names]).apply(
-            lambda vals: "".join(f'"Bearer {v}" "{client_hash(n)}";\n' for n, v in zip(names, vals, strict=True))))
+            lambda vals: "".join(key_map_entry(v, client_hash(n)) for n, v in zip(names, vals, strict=True))))
         self.client_keys = {c: pulumi.Output.secret(k.result) for c, k in passwords.items()}
         tls_key = tls.PrivateKey(f"{name}-proxy", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
         self._key_pem = pulumi.Output.secret(tls_key.private_key_pem)

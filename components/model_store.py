@@ -9,6 +9,7 @@ the VPC's S3 gateway endpoint. Which role may read which prefix is granted on th
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -63,6 +64,7 @@ class ModelStoreArgs:
     stack: str
     kms_key_arn: pulumi.Input[str]        # SSE-KMS with S3 Bucket Keys
     s3_endpoint_id: pulumi.Input[str]     # object reads are refused unless they come through this gateway endpoint
+    extra_s3_endpoint_ids: Sequence[pulumi.Input[str]] = ()   # ... or one of these (EKS: the S3 interface endpoint)
     protect: bool = False
 
 
@@ -83,7 +85,9 @@ class ModelStore(pulumi.ComponentResource):
                 tls_only_statement(arn),
                 {"Sid": "ReadsOnlyThroughTheVpcEndpoint", "Effect": "Deny", "Principal": "*",
                  "Action": ["s3:GetObject", "s3:GetObjectVersion"], "Resource": pulumi.Output.concat(arn, "/*"),
-                 "Condition": {"StringNotEquals": {"aws:SourceVpce": args.s3_endpoint_id}}},
+                 "Condition": {"StringNotEquals": {"aws:SourceVpce": [args.s3_endpoint_id,
+                                                                       *args.extra_s3_endpoint_ids]
+                                                   if args.extra_s3_endpoint_ids else args.s3_endpoint_id}}},
             ]}), opts=pulumi.ResourceOptions(parent=self))
         self.bucket_name, self.bucket_arn = bucket.bucket, arn
         self.register_outputs({"bucket_name": self.bucket_name, "bucket_arn": self.bucket_arn})

@@ -14,15 +14,30 @@ Defaults, as awsx's Vpc states its own:
 - the default security group is taken over with no rules, so nothing can use it;
 - VPC flow logs (all traffic, 1-minute aggregation) to a CMK-encrypted log group with the
   stack's retention.
+- every interface endpoint carries a policy: this account's principals, this account's resources
+  (plus, for the few actions without a resource owner, this account's principals alone); AWS's
+  default endpoint policy allows any principal and any resource. The S3 gateway endpoint's policy
+  names this stack's buckets, so the platform sets it once the model store exists
+  (`s3_endpoint_policy`). Policies: llm_platform/serving/access.py.
+- egress `none`: a Route 53 Resolver DNS Firewall on the VPC allows only the names the endpoints
+  answer for, EC2's and EKS's internal names and `private_domains`, and answers NXDOMAIN to every
+  other query (fail closed: the firewall's fail-open is disabled), so DNS is no tunnel out either.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
+from llm_platform.serving.access import (
+    dns_firewall_allowed_domains,
+    flow_log_statements,
+    interface_endpoint_policy,
+    s3_endpoint_policy,
+)
 from llm_platform.serving.addressing import subnet_layout
 
 # ec2: the CloudWatch agent learns its Auto Scaling group through ec2:DescribeTags
@@ -41,6 +56,7 @@ class PrivateNetworkArgs:
     log_retention_days: int = 90
     protect: bool = False
     extra_endpoints: Sequence[str] = ()                # further interface endpoints (e.g. eks-auth)
+    private_domains: Sequence[str] = ()                # private zones the VPC resolves (the API domain)
 
 
 def zone_roles(availability_zones: int | Sequence[str]) -> list[str]:
@@ -70,6 +86,7 @@ class PrivateNetwork(pulumi.ComponentResource):
         stack, cidr = args.stack, args.cidr
         child = pulumi.ResourceOptions(parent=self)
         region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
+        account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
         if isinstance(args.availability_zones, int):
             count = args.availability_zones
             zones = aws.get_availability_zones_output(state="available",
@@ -114,12 +131,22 @@ class PrivateNetwork(pulumi.ComponentResource):
         aws.vpc.SecurityGroupIngressRule(f"{name}-endpoints-https", security_group_id=endpoint_sg.id,
                                          ip_protocol="tcp", from_port=443, to_port=443, cidr_ipv4=cidr,
                                          description="HTTPS from the VPC", opts=child)
-        for service in (*INTERFACE_ENDPOINTS, *args.extra_endpoints):
-            aws.ec2.VpcEndpoint(
-                f"{name}-{service.replace('.', '-')}", vpc_id=vpc.id, vpc_endpoint_type="Interface",
-                service_name=region.apply(lambda r, s=service: f"com.amazonaws.{r}.{s}"), private_dns_enabled=True,
+        services = (*INTERFACE_ENDPOINTS, *args.extra_endpoints)
+        self._s3_interface: aws.ec2.VpcEndpoint | None = None
+        for service in services:
+            # an S3 interface endpoint (EKS: pods reach S3 inside the VPC's CIDR) is addressed by its own DNS
+            # names: private DNS would take s3.<region> from the gateway endpoint; its policy comes with the
+            # gateway's, once the buckets exist
+            s3 = service == "s3"
+            endpoint = aws.ec2.VpcEndpoint(
+                f"{name}-{service.replace('.', '-')}{'-interface' if s3 else ''}", vpc_id=vpc.id,
+                vpc_endpoint_type="Interface",
+                service_name=region.apply(lambda r, s=service: f"com.amazonaws.{r}.{s}"), private_dns_enabled=not s3,
                 subnet_ids=[s.id for s in subnets], security_group_ids=[endpoint_sg.id],
-                tags={**tags, "Name": f"llm-{stack}-{service}"}, opts=child)
+                policy=None if s3 else account.apply(lambda a, s=service: json.dumps(interface_endpoint_policy(a, s))),
+                tags={**tags, "Name": f"llm-{stack}-{service}{'-interface' if s3 else ''}"}, opts=child)
+            if s3:
+                self._s3_interface = endpoint
         s3_endpoint = aws.ec2.VpcEndpoint(
             f"{name}-s3", vpc_id=vpc.id, vpc_endpoint_type="Gateway",
             service_name=region.apply(lambda r: f"com.amazonaws.{r}.s3"),
@@ -132,16 +159,17 @@ class PrivateNetwork(pulumi.ComponentResource):
             "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                     "Principal": {"Service": "vpc-flow-logs.amazonaws.com"}}]}),
             tags=tags, opts=child)
-        aws.iam.RolePolicy(f"{name}-flow-logs", role=role.id, policy=pulumi.Output.json_dumps({
-            "Version": "2012-10-17", "Statement": [{
-                "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams",
-                                           "logs:DescribeLogGroups"],
-                "Resource": [flow_log_group.arn, pulumi.Output.concat(flow_log_group.arn, ":*")]}]}),
-            opts=child)
+        aws.iam.RolePolicy(f"{name}-flow-logs", role=role.id, policy=flow_log_group.arn.apply(
+            lambda arn: json.dumps({"Version": "2012-10-17", "Statement": flow_log_statements(arn)})), opts=child)
         aws.ec2.FlowLog(f"{name}-flow-log", vpc_id=vpc.id, traffic_type="ALL",
                         log_destination_type="cloud-watch-logs", log_destination=flow_log_group.arn,
                         iam_role_arn=role.arn, max_aggregation_interval=60, tags=tags, opts=child)
 
+        if args.egress == "none":
+            self._dns_firewall(name, stack, vpc, region, tuple(dict.fromkeys(("s3", *services))),
+                               args.private_domains, tags)
+
+        self._region, self._account, self._s3_endpoint = region, account, s3_endpoint
         self.vpc_id, self.vpc_cidr = vpc.id, cidr
         self.private_subnet_ids = [s.id for s in subnets]
         self.private_route_table_ids = [t.id for t in tables]
@@ -154,6 +182,53 @@ class PrivateNetwork(pulumi.ComponentResource):
                                "s3_endpoint_id": self.s3_endpoint_id, "s3_prefix_list_id": self.s3_prefix_list_id,
                                "endpoint_security_group_id": self.endpoint_security_group_id,
                                "flow_log_group_name": self.flow_log_group_name})
+
+    @property
+    def s3_interface_endpoint_id(self) -> pulumi.Output[str] | None:
+        return self._s3_interface.id if self._s3_interface is not None else None
+
+    def s3_interface_url(self) -> pulumi.Output[str] | None:
+        """The endpoint URL a client inside the VPC gives for S3 through the interface endpoint (AWS CLI:
+        AWS_ENDPOINT_URL_S3): its endpoint-specific name, https://bucket.<vpce-id>.s3.<region>.vpce.amazonaws.com."""
+        if self._s3_interface is None:
+            return None
+        return pulumi.Output.format("https://bucket.{0}.s3.{1}.vpce.amazonaws.com", self._s3_interface.id, self._region)
+
+    def s3_endpoint_policy(self, name: str,
+                           bucket_arns: Sequence[pulumi.Input[str]]) -> list[aws.ec2.VpcEndpointPolicy]:
+        """The S3 endpoints' policy, once the buckets exist (the model store's policy names the endpoints, so
+        they cannot name the bucket at creation)."""
+        policy = pulumi.Output.all(self._account, self._region, *bucket_arns).apply(
+            lambda a: json.dumps(s3_endpoint_policy(a[0], a[1], a[2:])))
+        out = [aws.ec2.VpcEndpointPolicy(name, vpc_endpoint_id=self._s3_endpoint.id, policy=policy,
+                                         opts=pulumi.ResourceOptions(parent=self))]
+        if self._s3_interface is not None:
+            out.append(aws.ec2.VpcEndpointPolicy(f"{name}-interface", vpc_endpoint_id=self._s3_interface.id,
+                                                 policy=policy, opts=pulumi.ResourceOptions(parent=self)))
+        return out
+
+    def _dns_firewall(self, name, stack, vpc, region, services, private_domains, tags):
+        child = pulumi.ResourceOptions(parent=self)
+        allowed = aws.route53.ResolverFirewallDomainList(
+            f"{name}-dns-allowed", name=f"llm-{stack}-allowed",
+            domains=region.apply(lambda r: dns_firewall_allowed_domains(r, services, private_domains)),
+            tags=tags, opts=child)
+        everything = aws.route53.ResolverFirewallDomainList(
+            f"{name}-dns-everything", name=f"llm-{stack}-everything", domains=["*"], tags=tags, opts=child)
+        group = aws.route53.ResolverFirewallRuleGroup(f"{name}-dns-firewall", name=f"llm-{stack}-egress-none",
+                                                      tags=tags, opts=child)
+        aws.route53.ResolverFirewallRule(f"{name}-dns-allow", name="allow-aws-endpoints-and-private-zones",
+                                         firewall_rule_group_id=group.id, firewall_domain_list_id=allowed.id,
+                                         action="ALLOW", priority=100, opts=child)
+        aws.route53.ResolverFirewallRule(f"{name}-dns-block", name="block-everything-else",
+                                         firewall_rule_group_id=group.id, firewall_domain_list_id=everything.id,
+                                         action="BLOCK", block_response="NXDOMAIN", priority=200, opts=child)
+        aws.route53.ResolverFirewallRuleGroupAssociation(
+            f"{name}-dns-firewall", name=f"llm-{stack}", firewall_rule_group_id=group.id, vpc_id=vpc.id,
+            priority=101, mutation_protection="ENABLED", tags=tags, opts=child)
+        # if the firewall cannot answer, refuse rather than resolve unfiltered
+        aws.route53.ResolverFirewallConfig(f"{name}-dns-firewall", resource_id=vpc.id, firewall_fail_open="DISABLED",
+                                           opts=child)
 
     def _nat_gateways(self, name, stack, vpc, public_blocks, az, roles, private_tables, tags):
         child = pulumi.ResourceOptions(parent=self)

@@ -43,7 +43,9 @@ from .network import PrivateNetwork, PrivateNetworkArgs
 LEGACY_ROOT_TYPE = "llm-platform:index:LlmPlatform"
 # EKS Pod Identity hands out credentials through eks-auth; the load balancer controller calls ELB
 # (EKS user guide, "Deploy private clusters")
-EKS_ENDPOINTS = ("eks-auth", "elasticloadbalancing")
+# s3: pods reach the model store inside the VPC's CIDR (their NetworkPolicy allows nothing else but DNS and
+# the Pod Identity agent), through an S3 interface endpoint addressed by its own name
+EKS_ENDPOINTS = ("eks-auth", "elasticloadbalancing", "s3")
 
 
 @dataclass(frozen=True)
@@ -172,10 +174,14 @@ class _AwsPlatform(Platform):
         self._network = PrivateNetwork(f"{name}-network", PrivateNetworkArgs(
             stack=args.stack, kms_key_arn=self._keys.key_arn, cidr=net.cidr,
             availability_zones=net.availability_zones, egress=net.egress, log_retention_days=mon.log_retention_days,
-            protect=args.protect, extra_endpoints=extra_endpoints), self._child("network"))
+            protect=args.protect, extra_endpoints=extra_endpoints, private_domains=(args.api.domain,)),
+            self._child("network"))
         self._store = ModelStore(f"{name}-model-store", ModelStoreArgs(
             stack=args.stack, kms_key_arn=self._keys.key_arn, s3_endpoint_id=self._network.s3_endpoint_id,
+            extra_s3_endpoint_ids=[i for i in (self._network.s3_interface_endpoint_id,) if i is not None],
             protect=args.protect), self._child("model-store"))
+        # the S3 endpoint admits this stack's bucket (plus ECR's layers and AL2023's repositories) only
+        self._network.s3_endpoint_policy(f"{name}-network-s3-policy", [self._store.bucket_arn])
         img = args.images
         self._images = ImageCache(f"{name}-images", ImageCacheArgs(
             stack=args.stack, kms_key_arn=self._keys.key_arn, upstreams=img.upstreams,
@@ -308,7 +314,8 @@ class EksPlatform(_AwsPlatform):
                 prometheus_url=eks.prometheus_url, queue_target=eks.queue_target,
                 max_prompt_bytes=api.max_prompt_bytes, max_tokens=api.max_tokens, domain=api.domain,
                 latency_p99_seconds=mon.latency_p99_seconds, gpu_memory_percent=mon.gpu_memory_alarm_percent,
-                image_overrides=args.images.overrides, after=cluster.addons)
+                image_overrides=args.images.overrides, after=cluster.addons,
+                s3_endpoint_url=self._network.s3_interface_url())
             dep = ModelDeployment(f"{name}-{plan.name}", ModelDeploymentArgs(plan=plan, eks=serving),
                                   self._child(plan.name))
             self.deployments[plan.name] = dep
@@ -316,7 +323,8 @@ class EksPlatform(_AwsPlatform):
                                type="CNAME", ttl=60, records=[dep.hostname], opts=self._child(f"api-{plan.name}"))
         self.exports["cluster_name"] = cluster.cluster_name
         self.exports["gate"] = self._gate(name, args, eks=dict(k8s_provider=cluster.provider,
-                                                              cluster_name=cluster.cluster_name),
+                                                              cluster_name=cluster.cluster_name, vpc_cidr=net.cidr,
+                                                              s3_endpoint_url=self._network.s3_interface_url()),
                                           after=list(self.deployments.values()))
         if self.ca_cert_pem is not None:
             self.exports["internal_ca_certificate_pem"] = self.ca_cert_pem

@@ -13,16 +13,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from .core import ENVIRONMENTS
+from .core import ENVIRONMENTS, JSON
 from .engine import ConfigError, evaluate, has_mandatory
 from .offline import ExportError, load_document
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_UNREADABLE = 0, 1, 2
 
 
-def _read_json(path: str, what: str):
+def _read_json(path: str, what: str) -> Any:
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -61,7 +63,7 @@ def _read_text(path: str, what: str) -> str:
     return text
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m policies.analyze", description=__doc__.split("\n\n")[0])
     p.add_argument("file", metavar="FILE", help="a `pulumi stack export` JSON document, a recorded resource list "
                                                 "or Kubernetes manifests ('-' for stdin)")
@@ -90,7 +92,7 @@ def main(argv=None) -> int:
     return EXIT_VIOLATIONS if has_mandatory(violations) else EXIT_OK
 
 
-def render(path: str, violations: list[dict], notes: list[dict]) -> str:
+def render(path: str, violations: list[JSON], notes: list[JSON]) -> str:
     mandatory = [v for v in violations if v["enforcement"] == "mandatory"]
     out = [f"{path}: {len(mandatory)} mandatory, {len(violations) - len(mandatory)} advisory violation(s)"]
     for v in sorted(violations, key=lambda v: (v["enforcement"] != "mandatory", v["policy"], v["resource"] or "")):

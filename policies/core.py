@@ -17,9 +17,13 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
+
+# A JSON object as the engine reads it (resource props, policy config, schema fragments): keys are strings,
+# values arbitrary JSON, UNKNOWN or SECRET.
+JSON: TypeAlias = dict[str, Any]
 
 # ----------------------------------------------------------------------------- sentinels
 
@@ -38,15 +42,19 @@ class _Sentinel:
         # `opaque(x)` / `x is UNKNOWN` before they read a value.
         return True
 
-    def __deepcopy__(self, memo):
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Sentinel:
         return self
 
-    def __copy__(self):
+    def __copy__(self) -> _Sentinel:
         return self
 
 
+Sentinel: TypeAlias = _Sentinel   # the type of UNKNOWN and SECRET
 UNKNOWN = _Sentinel("<unknown>")   # not known until the update (preview), e.g. an ARN of a new resource
 SECRET = _Sentinel("<secret>")     # a secret whose plaintext the analysis cannot read
+
+# A judgement that may be undecidable: True / False, or UNKNOWN / SECRET when the deciding value cannot be read.
+Tristate: TypeAlias = "bool | Sentinel"
 
 # Pulumi's wire sentinels for unknown values (pulumi/sdk rpc.py, pulumi_policy/proxy.py).
 UNKNOWN_SENTINELS = frozenset({
@@ -180,7 +188,7 @@ def as_num(v: Any) -> Any:
     return None
 
 
-def as_list(v: Any) -> list:
+def as_list(v: Any) -> list[Any]:
     """A list for iteration: None -> [], a scalar -> [scalar]; UNKNOWN stays inside as an element."""
     if v is None:
         return []
@@ -199,7 +207,7 @@ def as_json(v: Any) -> Any:
     return v
 
 
-def tags_of(props: dict) -> dict[str, Any]:
+def tags_of(props: JSON) -> dict[str, Any]:
     """Tags of an AWS resource in any of its shapes (map, [{key, value}], tagSpecifications[].tags),
     and Kubernetes labels and annotations, merged."""
     out: dict[str, Any] = {}
@@ -278,7 +286,7 @@ class Resource:
     """One resource as every rule sees it, whatever fed it (CLI, stack export, plan recording)."""
     type: str                          # canonical type token (aliases resolved)
     name: str                          # logical name (the URN's last segment)
-    props: dict                        # normalised inputs (exports: outputs overlaid by inputs)
+    props: JSON                        # normalised inputs (exports: outputs overlaid by inputs)
     urn: str | None = None
     id: str | None = None           # provider id, when known
     parent: str | None = None       # parent's URN (or name for recordings)
@@ -288,7 +296,7 @@ class Resource:
     original_type: str | None = None
     extra_ids: tuple[str, ...] = ()    # more strings other resources may use to refer to this one
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.original_type is None:
             self.original_type = self.type
         self.type = canonical_type(self.type)
@@ -341,6 +349,7 @@ class Stack:
         self.resources = list(resources)
         self._by_type: dict[str, list[Resource]] = {}
         self._by_urn: dict[str, Resource] = {}
+        self._topology: object = None     # policies.topology.Topology, built once by topology() and shared
         for r in self.resources:
             self._by_type.setdefault(r.type, []).append(r)
             if r.urn:
@@ -421,10 +430,16 @@ def undetermined(message: str, resource: Resource | None = None) -> Finding:
     return Finding(message, resource, undetermined=True)
 
 
+# A rule's check: resource rules take a Resource, stack rules the Stack; generators of findings mostly.
+ResourceCheck: TypeAlias = Callable[[Resource, "Context"], Iterable[Finding]]
+StackCheck: TypeAlias = Callable[[Stack, "Context"], Iterable[Finding]]
+Check: TypeAlias = ResourceCheck | StackCheck
+
+
 @dataclass
 class Context:
     environment: str
-    config: dict
+    config: JSON
 
     @property
     def prod(self) -> bool:
@@ -438,15 +453,15 @@ class Rule:
     must: str                 # the guide's MUST (or the hardening item) the rule enforces
     guide: str                # section of the guide it cites
     severity: str
-    levels: dict              # environment -> advisory | mandatory | disabled
+    levels: dict[str, str]    # environment -> advisory | mandatory | disabled
     remediation: str
-    check: Callable           # resource rule: (Resource, Context) -> Iterable[Finding]; stack: (Stack, Context)
+    check: Check              # resource rule: (Resource, Context) -> Iterable[Finding]; stack: (Stack, Context)
     kind: str = "resource"    # "resource" | "stack"
-    types: tuple = ()         # resource rules: canonical types it reads (empty: any, it filters itself)
-    config: dict = field(default_factory=dict)     # JSON-schema properties (besides `environment`)
+    types: tuple[str, ...] = ()   # resource rules: canonical types it reads (empty: any, it filters itself)
+    config: dict[str, JSON] = field(default_factory=dict)     # JSON-schema properties (besides `environment`)
     rationale: str = ""       # why the dev level is what it is
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         assert self.severity in SEVERITIES, self.name
         assert set(self.levels) == set(ENVIRONMENTS) and set(self.levels.values()) <= set(LEVELS), self.name
         assert self.kind in ("resource", "stack"), self.name
@@ -458,23 +473,24 @@ class Rule:
         return r.type in self.types or (k8s_kind(r.type) is not None and
                                         any(t.startswith("k8s:") and k8s_kind(r.type) == t[4:] for t in self.types))
 
-    def config_schema(self) -> dict:
-        props = {"environment": {"type": "string", "enum": list(ENVIRONMENTS), "default": DEFAULT_ENVIRONMENT,
-                                 "description": "the stack's environment; decides this rule's level and scope"}}
+    def config_schema(self) -> dict[str, JSON]:
+        props: dict[str, JSON] = {
+            "environment": {"type": "string", "enum": list(ENVIRONMENTS), "default": DEFAULT_ENVIRONMENT,
+                            "description": "the stack's environment; decides this rule's level and scope"}}
         props.update(self.config)
         return props
 
-    def defaults(self) -> dict:
+    def defaults(self) -> JSON:
         return {k: v["default"] for k, v in self.config_schema().items() if "default" in v}
 
-    def context(self, policy_config: dict | None, environment: str | None = None) -> Context:
+    def context(self, policy_config: Mapping[str, Any] | None, environment: str | None = None) -> Context:
         cfg = self.defaults()
         if environment:
             cfg["environment"] = environment
         for k, v in (policy_config or {}).items():
             if k != "enforcementLevel":
                 cfg[k] = v
-        env = cfg.get("environment") if cfg.get("environment") in ENVIRONMENTS else DEFAULT_ENVIRONMENT
+        env: str = cfg["environment"] if cfg.get("environment") in ENVIRONMENTS else DEFAULT_ENVIRONMENT
         cfg["environment"] = env
         return Context(env, cfg)
 
@@ -493,14 +509,14 @@ class Rule:
             return [Finding(f"the rule could not evaluate this input ({type(exc).__name__}: {exc})", where, True)]
 
 
-def rule(**kw) -> Callable[[Callable], Rule]:
+def rule(**kw: Any) -> Callable[[Check], Rule]:
     """Decorator: `@rule(name=..., ...)` over the check function makes it a Rule."""
-    def wrap(fn: Callable) -> Rule:
+    def wrap(fn: Check) -> Rule:
         return Rule(check=fn, **kw)
     return wrap
 
 
-def levels(dev: str, prod: str = "mandatory", staging: str | None = None) -> dict:
+def levels(dev: str, prod: str = "mandatory", staging: str | None = None) -> dict[str, str]:
     return {"dev": dev, "staging": staging or prod, "prod": prod}
 
 

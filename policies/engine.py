@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .core import DEFAULT_ENVIRONMENT, ENVIRONMENTS, Finding, Resource, Rule, Stack
+from .core import DEFAULT_ENVIRONMENT, ENVIRONMENTS, JSON, Finding, Resource, Rule, Stack
 from .rules import ALL
 
 VALID_LEVELS = ("advisory", "mandatory", "remediate", "disabled")
@@ -19,7 +19,7 @@ class ConfigError(ValueError):
     pass
 
 
-def check_config(config: dict | None) -> dict:
+def check_config(config: JSON | None) -> JSON:
     """The policy pack config as the CLI accepts it: {policy: level | {enforcementLevel?, props...}}."""
     if config is None:
         return {}
@@ -44,7 +44,7 @@ def check_config(config: dict | None) -> dict:
     return config
 
 
-def level_of(rule: Rule, config: dict, environment: str | None) -> tuple[str, dict, str]:
+def level_of(rule: Rule, config: JSON, environment: str | None) -> tuple[str, JSON, str]:
     """(level, the rule's properties, environment) for one rule under a pack config."""
     entry = config.get(rule.name)
     props = dict(entry) if isinstance(entry, dict) else {}
@@ -64,13 +64,15 @@ def level_of(rule: Rule, config: dict, environment: str | None) -> tuple[str, di
     return level, props, ctx.environment
 
 
-def evaluate(resources: Iterable[Resource], config: dict | None = None,
-             environment: str | None = None) -> tuple[list[dict], list[dict]]:
+def evaluate(resources: Iterable[Resource], config: JSON | None = None,
+             environment: str | None = None) -> tuple[list[JSON], list[JSON]]:
     """(violations, undetermined) as dicts {policy, enforcement, severity, resource, type, urn, message}."""
     config = check_config(config)
     resources = list(resources)
     stack = Stack(resources)
-    violations, notes, seen = [], [], set()
+    violations: list[JSON] = []
+    notes: list[JSON] = []
+    seen: set[tuple[str, str | None, str | None, str, bool]] = set()
     for rule in ALL:
         level, props, env = level_of(rule, config, environment or DEFAULT_ENVIRONMENT)
         if level == "disabled":
@@ -96,18 +98,18 @@ def evaluate(resources: Iterable[Resource], config: dict | None = None,
     return violations, notes
 
 
-def has_mandatory(violations: list[dict]) -> bool:
+def has_mandatory(violations: list[JSON]) -> bool:
     return any(v["enforcement"] == "mandatory" for v in violations)
 
 
-def environment_config(environment: str) -> dict:
+def environment_config(environment: str) -> dict[str, JSON]:
     """The pack config that makes the CLI judge a stack of this environment exactly as the offline engine
     does: every policy learns the environment, levels that differ from prod's are explicit."""
     if environment not in ENVIRONMENTS:
         raise ConfigError(f"unknown environment {environment!r}")
-    out = {}
+    out: dict[str, JSON] = {}
     for rule in ALL:
-        entry: dict = {"environment": environment}
+        entry: JSON = {"environment": environment}
         lvl = rule.levels[environment]
         if lvl != "mandatory":
             entry["enforcementLevel"] = lvl

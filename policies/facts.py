@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TypedDict
 
 DATA = Path(__file__).resolve().parent / "data" / "facts.json"
 
@@ -38,7 +39,7 @@ class Model:
     head_size: int
     max_position_embeddings: int
     mla_kv_dim: int | None
-    weights_gib: dict = field(default_factory=dict)
+    weights_gib: dict[str, float] = field(default_factory=dict)     # precision -> GiB
 
     def kv_bytes_per_token_per_layer(self, dtype_bytes: float, tp: int = 1) -> float:
         """One token's K and V in one layer on one tensor-parallel rank (MLA: one replicated latent)."""
@@ -49,14 +50,19 @@ class Model:
         return 2 * -(-self.kv_heads // tp) * self.head_size * dtype_bytes
 
 
+class Precision(TypedDict):
+    min_compute_capability: float
+    runtimes: list[str]
+
+
 @dataclass(frozen=True)
 class Facts:
-    instances: dict
-    gpus: dict
-    models: dict
-    precisions: dict
-    kv_dtype_bytes: dict
-    overhead_gib: dict
+    instances: dict[str, Instance]
+    gpus: dict[str, Gpu]
+    models: dict[str, Model]
+    precisions: dict[str, Precision]
+    kv_dtype_bytes: dict[str, float]
+    overhead_gib: dict[str, float]
 
 
 @lru_cache(maxsize=1)

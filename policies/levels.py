@@ -25,7 +25,7 @@ def table() -> str:
     return "\n".join(rows)
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv == ["table"]:
         print(table())

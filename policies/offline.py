@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeAlias
 
 import yaml
 
-from .core import RECORDED_SECRET, Resource, normalize
+from .core import JSON, RECORDED_SECRET, Resource, normalize
 from .engine import evaluate
 
 SKIP_TYPES = ("pulumi:pulumi:Stack",)
@@ -26,13 +27,35 @@ class ExportError(ValueError):
 # ----------------------------------------------------------------------------- plan.py recordings
 
 
-def recording_resources(recording) -> list[Resource]:
+class RecordedResource(Protocol):
+    """What the engine reads of one registration in a recording (llm_platform.offline.mocks.Recorded)."""
+    @property
+    def type(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def parent(self) -> str | None: ...
+    @property
+    def inputs(self) -> Mapping[str, Any]: ...
+
+
+class Recording(Protocol):
+    """A recorded program run (llm_platform.offline.mocks.Recording), read structurally: no import of the harness."""
+    @property
+    def resources(self) -> Sequence[RecordedResource]: ...
+
+
+# the harness's computed_outputs(type, name, inputs, region): the ids and outputs a provider would return
+ComputedOutputs: TypeAlias = Callable[[str, str, Any, str], Mapping[str, Any]]
+
+
+def recording_resources(recording: Recording) -> list[Resource]:
     """Resources of a tests.mocks.Recording. Inputs carry "[secret]" for secrets. A recording has no
     outputs, but other resources' inputs hold the ids and ARNs the harness computed for them; the harness's
     own `computed_outputs` (when importable) gives them back, so references resolve as in a real stack."""
     computed = _harness_outputs()
     region = _region_of(recording)
-    out = []
+    out: list[Resource] = []
     for rec in recording.resources:
         if not getattr(rec, "custom", True):
             continue        # component resources hold no properties the rules read
@@ -51,7 +74,7 @@ def recording_resources(recording) -> list[Resource]:
     return out
 
 
-def _harness_outputs():
+def _harness_outputs() -> ComputedOutputs | None:
     try:
         from llm_platform.offline.mocks import computed_outputs
     except Exception:       # noqa: BLE001 - any harness without the helper: ids fall back to "<name>-id"
@@ -59,15 +82,16 @@ def _harness_outputs():
     return computed_outputs
 
 
-def _region_of(recording) -> str:
+def _region_of(recording: Recording) -> str:
     counts: dict[str, int] = {}
     for rec in recording.resources:
         for m in re.finditer(r"arn:aws[\w-]*:[\w-]+:([a-z]{2}(?:-[a-z]+)+-\d):", json.dumps(rec.inputs)):
             counts[m.group(1)] = counts.get(m.group(1), 0) + 1
-    return max(counts, key=counts.get) if counts else "us-east-1"
+    return max(counts, key=lambda region: counts[region]) if counts else "us-east-1"
 
 
-def evaluate_recording(recording, environment: str | None = None, config: dict | None = None) -> list[dict]:
+def evaluate_recording(recording: Recording, environment: str | None = None,
+                       config: JSON | None = None) -> list[JSON]:
     """Violations of a recorded program run, as plan.py reports them: {policy, enforcement, resource, message}."""
     violations, _ = evaluate(recording_resources(recording), config=config, environment=environment)
     return [{"policy": v["policy"], "enforcement": v["enforcement"], "resource": v["resource"],
@@ -97,7 +121,7 @@ def export_resources(doc: Any) -> list[Resource]:
         return []
     if not isinstance(raw, list):
         raise ExportError("not a stack export: `deployment.resources` is not a list")
-    out = []
+    out: list[Resource] = []
     for i, r in enumerate(raw):
         if not isinstance(r, dict) or not isinstance(r.get("type"), str):
             raise ExportError(f"deployment.resources[{i}] has no `type`")
@@ -106,7 +130,7 @@ def export_resources(doc: Any) -> list[Resource]:
             continue
         if r.get("delete") is True:
             continue     # pending deletion: no longer part of the stack
-        urn = r.get("urn") if isinstance(r.get("urn"), str) else f"urn:pulumi:export::export::{t}::resource-{i}"
+        urn = r["urn"] if isinstance(r.get("urn"), str) else f"urn:pulumi:export::export::{t}::resource-{i}"
         name = urn.rsplit("::", 1)[-1]
         outputs = normalize(r.get("outputs") or {})
         inputs = normalize(r.get("inputs") or {})
@@ -116,7 +140,7 @@ def export_resources(doc: Any) -> list[Resource]:
             for k in ("ingress", "egress"):
                 if k not in inputs:
                     props.pop(k, None)
-        pdeps = r.get("propertyDependencies") if isinstance(r.get("propertyDependencies"), dict) else {}
+        pdeps = r["propertyDependencies"] if isinstance(r.get("propertyDependencies"), dict) else {}
         out.append(Resource(
             type=t, name=name, props=props, urn=urn,
             id=r.get("id") if isinstance(r.get("id"), str) else None,
@@ -138,7 +162,7 @@ def resource_list(doc: Any) -> list[Resource]:
     would compute (auto-names, ids); inputs win where both say."""
     if not isinstance(doc, dict) or not isinstance(doc.get("resources"), list):
         raise ExportError("not a resource list: expected {\"resources\": [{\"type\", \"name\", \"inputs\"}]}")
-    out = []
+    out: list[Resource] = []
     for i, r in enumerate(doc["resources"]):
         if not isinstance(r, dict) or not isinstance(r.get("type"), str) or not isinstance(r.get("name"), str):
             raise ExportError(f"resources[{i}] needs a `type` and a `name`")
@@ -159,8 +183,8 @@ def manifest_resources(docs: Any) -> list[Resource]:
     """Kubernetes manifests (what `kubectl apply -f` takes: a list of objects, `kind: List` included) as the
     resources pulumi-kubernetes would register: type kubernetes:<group>/<version>:<Kind>, named by
     metadata.name, the object itself as inputs."""
-    out = []
-    items = []
+    out: list[Resource] = []
+    items: list[Any] = []
     for d in docs if isinstance(docs, list) else [docs]:
         if isinstance(d, dict) and d.get("kind") == "List" and isinstance(d.get("items"), list):
             items.extend(d["items"])
@@ -203,6 +227,6 @@ def load_document(text: str, path: str = "") -> list[Resource]:
     return manifest_resources(docs)
 
 
-def evaluate_export(doc: Any, config: dict | None = None,
-                    environment: str | None = None) -> tuple[list[dict], list[dict]]:
+def evaluate_export(doc: Any, config: JSON | None = None,
+                    environment: str | None = None) -> tuple[list[JSON], list[JSON]]:
     return evaluate(export_resources(doc), config=config, environment=environment)

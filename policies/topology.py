@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .core import UNKNOWN, Resource, Stack, as_list, get, k8s_kind, opaque, tags_of
+from .core import JSON, UNKNOWN, Resource, Stack, as_list, get, k8s_kind, opaque, tags_of
 from .facts import facts
 from .workloads import ECS_TASK, SAGEMAKER_MODEL, Workload, is_workload_type, pod_spec, scan_script, workload
 
@@ -50,11 +50,11 @@ class Group:
     starts the server)."""
     resource: Resource
     workload: Workload | None
-    sources: list = field(default_factory=list)        # the resources that define it (LT, task definition)
-    tags: dict = field(default_factory=dict)
-    target_groups: list = field(default_factory=list)
-    subnets: list = field(default_factory=list)         # subnet ids / refs as written
-    instance_types: list = field(default_factory=list)
+    sources: list[Resource] = field(default_factory=list)   # the resources that define it (LT, task definition)
+    tags: dict[str, Any] = field(default_factory=dict)
+    target_groups: list[Any] = field(default_factory=list)      # target group ARNs / refs as written
+    subnets: list[Any] = field(default_factory=list)    # subnet ids / refs as written
+    instance_types: list[Any] = field(default_factory=list)
 
     @property
     def inference(self) -> bool:
@@ -67,6 +67,7 @@ class Topology:
     def __init__(self, stack: Stack):
         self.stack = stack
         self._workloads: dict[str, Workload | None] = {}
+        self._groups: list[Group] | None = None
 
     def workload(self, r: Resource) -> Workload | None:
         if r.key not in self._workloads:
@@ -75,7 +76,7 @@ class Topology:
 
     # -- groups
     def groups(self) -> list[Group]:
-        if hasattr(self, "_groups"):
+        if self._groups is not None:
             return self._groups
         st = self.stack
         out: list[Group] = []
@@ -186,8 +187,8 @@ class Topology:
         return [g for g in self.groups() if g.inference]
 
     @staticmethod
-    def _merge(ws: list) -> Workload | None:
-        ws = [w for w in ws if w is not None]
+    def _merge(found: list[Workload | None]) -> Workload | None:
+        ws = [w for w in found if w is not None]
         if not ws:
             return None
         if len(ws) == 1:
@@ -201,9 +202,9 @@ class Topology:
         return merged
 
     # -- managed hosting
-    def sagemaker_variants(self, model: Resource) -> list:
+    def sagemaker_variants(self, model: Resource) -> list[tuple[Resource, JSON]]:
         """(endpoint configuration, production variant) pairs that serve a SageMaker model."""
-        out = []
+        out: list[tuple[Resource, JSON]] = []
         for cfg in self.stack.of_type(SM_ENDPOINT_CONFIG):
             variants = cfg.get("productionVariants")
             for v in as_list(variants):
@@ -256,8 +257,8 @@ class Topology:
 
 
 def topology(stack: Stack) -> Topology:
-    topo = getattr(stack, "_topology", None)
-    if topo is None:
+    topo = stack._topology
+    if not isinstance(topo, Topology):
         topo = Topology(stack)
         stack._topology = topo      # one per stack: every stack rule shares the parsed workloads
     return topo

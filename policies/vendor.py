@@ -12,13 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+
+from .core import JSON
 
 OUT = Path(__file__).resolve().parent / "data" / "facts.json"
 GIB = float(2 ** 30)
 
 
-def build() -> dict:
+def build() -> JSON:
     from llm_platform.catalog import load
     from llm_platform.sizing.memory import calibration, weight_bytes
 
@@ -43,7 +46,8 @@ def build() -> dict:
             "parameters": info.published_parameters,
             "num_hidden_layers": a.num_hidden_layers, "num_attention_heads": a.num_attention_heads,
             "kv_heads": a.kv_heads, "head_size": a.head_size, "max_position_embeddings": a.max_position_embeddings,
-            "mla_kv_dim": (a.kv_lora_rank + a.qk_rope_head_dim) if a.is_mla else None,
+            "mla_kv_dim": (a.kv_lora_rank + a.qk_rope_head_dim)
+            if a.kv_lora_rank is not None and a.qk_rope_head_dim is not None else None,     # MLA (is_mla)
             "weights_gib": weights,
         }
     cal = calibration()
@@ -66,11 +70,11 @@ def build() -> dict:
     }
 
 
-def render(doc: dict) -> str:
+def render(doc: JSON) -> str:
     return json.dumps(doc, indent=1, sort_keys=True) + "\n"
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m llm_platform.policies.vendor", description=__doc__.split("\n\n")[0])
     p.add_argument("--check", action="store_true", help="exit 1 if policies/data/facts.json is stale")
     args = p.parse_args(argv)

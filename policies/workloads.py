@@ -19,11 +19,11 @@ import re
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 import yaml
 
-from .core import SECRET, UNKNOWN, Resource, as_json, as_list, as_num, get, k8s_kind, opaque
+from .core import JSON, SECRET, UNKNOWN, Resource, as_json, as_list, as_num, get, k8s_kind, opaque
 
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # the C loader: user data is large
 
@@ -70,16 +70,16 @@ _DOCKER_VALUE_OPTS = {
 @dataclass
 class Process:
     runtime: str
-    args: list                       # the server's own arguments (after `serve` / the launcher)
-    env: dict
+    args: list[Any]                  # the server's own arguments (after `serve` / the launcher)
+    env: dict[str, Any]
     where: str                       # "user data", "container 'vllm'", ...
     image: str | None = None
     container: str | None = None
     network: str = "host"            # host: the machine's interfaces; pod: an address others reach; bridge: local;
     #                                  managed: a hosting service's own endpoint (SageMaker), reached through its API
-    published: list = field(default_factory=list)   # [(host_ip, host_port, container_port)]
+    published: list[tuple[Any, Any, Any]] = field(default_factory=list)   # [(host_ip, host_port, container_port)]
     gpu: Any = None                  # True / False / None (cannot tell)
-    models: list = field(default_factory=list)      # extra model names (ollama pull / run)
+    models: list[Any] = field(default_factory=list)      # extra model names (ollama pull / run)
 
     @property
     def label(self) -> str:
@@ -153,30 +153,31 @@ class Container:
     """A container of a task definition / pod / compose file, runtime or not."""
     name: str
     image: Any
-    argv: list
-    env: dict
+    argv: list[Any]
+    env: dict[str, Any]
     where: str
     gpus: Any = None
-    published: list = field(default_factory=list)
-    security: dict = field(default_factory=dict)
-    raw: dict = field(default_factory=dict)
+    published: list[tuple[Any, Any, Any]] = field(default_factory=list)
+    security: JSON = field(default_factory=dict)
+    raw: JSON = field(default_factory=dict)
 
 
 @dataclass
 class Workload:
     resource: Resource
     platform: str                                  # ec2 | ecs | k8s | docker
-    processes: list = field(default_factory=list)
-    containers: list = field(default_factory=list)
+    processes: list[Process] = field(default_factory=list)
+    containers: list[Container] = field(default_factory=list)
     text: Any = None                               # decoded user data (ec2), or UNKNOWN / SECRET
-    proxies: list = field(default_factory=list)    # proxy names seen (nginx, envoy, ...)
-    proxy_configs: list = field(default_factory=list)   # config texts that proxy to a local port
-    env_values: list = field(default_factory=list)  # (where, name, value) for every env var
-    args_texts: list = field(default_factory=list)  # (where, text) command lines for secret scans
-    images: list = field(default_factory=list)      # (where, image)
-    instance_types: list = field(default_factory=list)
+    proxies: list[str] = field(default_factory=list)    # proxy names seen (nginx, envoy, ...)
+    proxy_configs: list[str] = field(default_factory=list)   # config texts that proxy to a local port
+    env_values: list[tuple[str, str, Any]] = field(default_factory=list)  # (where, name, value) for every env var
+    args_texts: list[tuple[str, str]] = field(default_factory=list)  # (where, text) command lines for secret scans
+    images: list[tuple[str, Any]] = field(default_factory=list)      # (where, image)
+    instance_types: list[Any] = field(default_factory=list)
     gpu_count: Any = None                           # GPUs a runtime container may use (k8s / ecs)
-    installs: list = field(default_factory=list)    # (where, what, problem or None): server installs in scripts
+    # (where, what, problem or None): server installs in scripts
+    installs: list[tuple[str, str, str | None]] = field(default_factory=list)
 
     @property
     def opaque(self) -> bool:
@@ -189,7 +190,7 @@ class Workload:
 # ----------------------------------------------------------------------------- argument helpers
 
 
-def flag_value(args: list, *names: str) -> Any:
+def flag_value(args: list[Any], *names: str) -> Any:
     """Last value of an option (`--x v` or `--x=v`); True if present without a value; None if absent."""
     found: Any = None
     for i, a in enumerate(args):
@@ -207,7 +208,7 @@ def flag_value(args: list, *names: str) -> Any:
     return found
 
 
-def has_flag(args: list, *names: str) -> bool:
+def has_flag(args: list[Any], *names: str) -> bool:
     for a in args:
         if isinstance(a, str) and any(a == n or a.startswith(n + "=") for n in names):
             v = flag_value(args, *names)
@@ -270,7 +271,7 @@ def runtime_of_image(image: Any) -> str | None:
     return None
 
 
-def is_proxy_image(image: Any) -> bool:
+def is_proxy_image(image: Any) -> TypeGuard[str]:
     return isinstance(image, str) and bool(PROXY_IMAGES.search(image_repo(image)))
 
 
@@ -387,7 +388,8 @@ def split_commands(line: str) -> list[list[str]]:
         tokens = list(lex)
     except ValueError:
         tokens = line.split()
-    cmds, cur = [], []
+    cmds: list[list[str]] = []
+    cur: list[str] = []
     for t in tokens:
         if t in _SEPARATORS or (t and set(t) <= set(";&|()")):
             if cur:
@@ -400,7 +402,7 @@ def split_commands(line: str) -> list[list[str]]:
     return cmds
 
 
-def _strip_prefix(cmd: list[str], env: dict) -> list[str]:
+def _strip_prefix(cmd: list[str], env: dict[str, Any]) -> list[str]:
     """Drop `sudo`, `exec`, env assignments (recorded in env), systemd's ExecStart= and its
     -@+ prefixes; `export A=B` only records."""
     out = list(cmd)
@@ -466,7 +468,7 @@ def _classify(argv: list[str]) -> tuple[str, list[str]] | None:
     return None
 
 
-def _docker_run(argv: list[str]) -> dict | None:
+def _docker_run(argv: list[str]) -> JSON | None:
     """Parse `docker|podman|nerdctl [container] run|create OPTIONS IMAGE [ARGS]`."""
     if not argv or _basename(argv[0]) not in ("docker", "podman", "nerdctl", "finch"):
         return None
@@ -476,7 +478,7 @@ def _docker_run(argv: list[str]) -> dict | None:
     if not rest or rest[0] not in ("run", "create"):
         return None
     rest = rest[1:]
-    out: dict = {"env": {}, "publish": [], "network": None, "gpus": None, "entrypoint": None, "name": None,
+    out: JSON = {"env": {}, "publish": [], "network": None, "gpus": None, "entrypoint": None, "name": None,
                  "publish_all": False, "runtime": None, "image": None, "args": [], "env_files": [],
                  "read_only": False, "privileged": False, "user": None}
     i = 0
@@ -542,13 +544,13 @@ def parse_publish(spec: str) -> tuple[str, int | None, int | None]:
     return ip, nums[0], nums[1]
 
 
-def _compose_services(doc: Any) -> list[dict]:
+def _compose_services(doc: Any) -> list[JSON]:
     if isinstance(doc, dict) and isinstance(doc.get("services"), dict):
         return [dict(v, _name=k) for k, v in doc["services"].items() if isinstance(v, dict)]
     return []
 
 
-def _env_dict(env: Any) -> dict:
+def _env_dict(env: Any) -> dict[str, Any]:
     if isinstance(env, dict):
         return {str(k): ("" if v is None else v) for k, v in env.items()}
     out = {}
@@ -561,7 +563,7 @@ def _env_dict(env: Any) -> dict:
     return out
 
 
-def _argv(v: Any) -> list:
+def _argv(v: Any) -> list[Any]:
     if isinstance(v, str):
         try:
             return shlex.split(v)
@@ -591,7 +593,7 @@ def _pip_installs(cmd: list[str]) -> list[tuple[str, str | None]]:
         b = "pip"
     if not (re.fullmatch(r"pip[\d.]*|pipx", b) and len(args) > 1 and args[1] == "install"):
         return []
-    out = []
+    out: list[tuple[str, str | None]] = []
     for a in args[2:]:
         if a.startswith("-") or not isinstance(a, str):
             continue
@@ -625,7 +627,7 @@ def _runs_something_else(argv: list[str]) -> bool:
     return first in _NO_OPS
 
 
-def is_noop(argv: list) -> bool:
+def is_noop(argv: list[Any]) -> bool:
     """The container runs nothing from its image: `true`, `:`, `sh -c true` (a registry-cache warm-up pull)."""
     args = [a for a in argv if isinstance(a, str)]
     if not args:
@@ -644,7 +646,7 @@ def _process_from_container(c: Container, network: str) -> Process | None:
         # commands like ["/bin/sh", "-c", "vllm serve ..."] or ["bash", "-lc", "..."]
         if argv[start] in ("-c", "-lc", "-ec", "-xc") and start + 1 < len(argv):
             for cmd in split_commands(" ".join(logical_lines(argv[start + 1]))):
-                sub_env: dict = {}
+                sub_env: dict[str, Any] = {}
                 cmd = _strip_prefix(cmd, sub_env)
                 hit = _classify(cmd)
                 if hit:
@@ -670,7 +672,7 @@ def _process_from_container(c: Container, network: str) -> Process | None:
 
 def _scan_script(w: Workload, text: str, where: str = "user data") -> None:
     """Shell (and everything expanded into it): runtimes run bare or in docker, proxies, env."""
-    global_env: dict = {}
+    global_env: dict[str, Any] = {}
     bare: list[Process] = []
     ollama_models: list[str] = []
     gpu_default_runtime = bool(re.search(r'"default-runtime"\s*:\s*"nvidia"', text))
@@ -716,10 +718,12 @@ def _scan_script(w: Workload, text: str, where: str = "user data") -> None:
             if b == "ollama" and len(cmd) > 2 and cmd[1] in ("pull", "run", "create", "cp"):
                 ollama_models.append(cmd[2])
             if b in ("systemctl", "service") and any(PROXY_WORDS.search(x) for x in cmd[1:]):
-                w.proxies.append(PROXY_WORDS.search(" ".join(cmd[1:])).group(1).lower())
+                if m := PROXY_WORDS.search(" ".join(cmd[1:])):
+                    w.proxies.append(m.group(1).lower())
             elif PROXY_WORDS.fullmatch(b) or (b in ("apt-get", "apt", "yum", "dnf", "apk", "snap") and
                                               any(PROXY_WORDS.fullmatch(x) for x in cmd[1:])):
-                w.proxies.append(PROXY_WORDS.search(" ".join(cmd)).group(1).lower())
+                if m := PROXY_WORDS.search(" ".join(cmd)):
+                    w.proxies.append(m.group(1).lower())
     for name, value in global_env.items():
         w.env_values.append((where, name, value))
     if ollama_service and not any(p.runtime == "ollama" for p in bare + w.processes):
@@ -747,7 +751,7 @@ def _scan_script(w: Workload, text: str, where: str = "user data") -> None:
             p.gpu = _gpu_from_env(p.env)
 
 
-def _gpu_from_env(env: dict) -> Any:
+def _gpu_from_env(env: dict[str, Any]) -> Any:
     cvd = env.get("CUDA_VISIBLE_DEVICES", env.get("NVIDIA_VISIBLE_DEVICES"))
     if isinstance(cvd, str) and cvd.strip().strip('"\'') in ("", "-1", "none", "void"):
         return False
@@ -757,7 +761,7 @@ def _gpu_from_env(env: dict) -> Any:
     return None
 
 
-def _add_docker_run(w: Workload, run: dict, where: str, gpu_default_runtime: bool) -> None:
+def _add_docker_run(w: Workload, run: JSON, where: str, gpu_default_runtime: bool) -> None:
     image = run["image"]
     if image is None:
         return
@@ -785,7 +789,7 @@ def _add_docker_run(w: Workload, run: dict, where: str, gpu_default_runtime: boo
         w.processes.append(p)
 
 
-def _add_compose_service(w: Workload, svc: dict, where: str) -> None:
+def _add_compose_service(w: Workload, svc: JSON, where: str) -> None:
     image = svc.get("image")
     name = str(svc.get("container_name") or svc["_name"])
     label = f"{where}, compose {name}"
@@ -842,7 +846,7 @@ def workload(r: Resource) -> Workload | None:
     cached = r.__dict__.get("_workload", _MISSING)
     if cached is _MISSING:
         cached = r.__dict__["_workload"] = _workload(r)
-    return cached
+    return cast("Workload | None", cached)
 
 
 _MISSING = object()
@@ -1042,16 +1046,17 @@ LMI_IMAGE = re.compile(r"(^|/)(djl-inference|djl-lmi|djl-serving|lmi)[\w.-]*$")
 _ON = ("true", "1", "yes")
 
 
-def _sm_env(env: dict, *names: str) -> Any:
+def _sm_env(env: dict[str, Any], *names: str) -> Any:
     for n in names:
         if n in env and env[n] not in (None, ""):
             return env[n]
     return None
 
 
-def _sagemaker_process(image: Any, env: dict, label: str) -> Process | None:
+def _sagemaker_process(image: Any, env: dict[str, Any], label: str) -> Process | None:
     repo = image_repo(image) if isinstance(image, str) else ""
     engine = str(_sm_env(env, "OPTION_ROLLING_BATCH", "OPTION_ENGINE") or "").lower()
+    runtime: str | None
     if LMI_IMAGE.search(repo) and engine in ("", "vllm", "lmi-dist", "auto", "python"):
         runtime = "vllm"
     else:
@@ -1060,7 +1065,7 @@ def _sagemaker_process(image: Any, env: dict, label: str) -> Process | None:
         return None
     model = _sm_env(env, "HF_MODEL_ID", "OPTION_MODEL_ID", "MODEL_ID")
     revision = _sm_env(env, "HF_MODEL_REVISION", "OPTION_REVISION", "REVISION")
-    args: list = []
+    args: list[Any] = []
     if runtime == "vllm":
         if model is not None:
             args += ["--model", model]

@@ -213,9 +213,11 @@ def test_remote_code_only_where_the_registry_allows(prod):
     assert "--runner pooling" in user_data(prod, "nomic-embed")
 
 
-def test_ollama_binds_loopback_with_the_plans_parallelism(dev):
+def test_ollama_publishes_on_loopback_only_with_the_plans_parallelism(dev):
     ud = user_data(dev, "qwen-coder-7b")
-    assert "OLLAMA_HOST=127.0.0.1:11434" in ud and "OLLAMA_NUM_PARALLEL=4" in ud
+    # its own network namespace on the `llm` bridge (never the host's), its port published on 127.0.0.1 only
+    assert "OLLAMA_HOST=0.0.0.0:11434" in ud and "-p 127.0.0.1:11434:11434" in ud and "--network host" not in ud
+    assert "OLLAMA_NUM_PARALLEL=4" in ud
     assert "OLLAMA_CONTEXT_LENGTH=8192" in ud and "OLLAMA_KEEP_ALIVE=-1" in ud
     assert "api/pull" not in ud and "api/delete" not in ud      # model management never routed
 
@@ -383,6 +385,90 @@ def test_one_stack_per_account_owns_the_cache_rules(prod_raw):
     assert rec.of_type("aws:ecr/pullThroughCacheRule:PullThroughCacheRule") == []
     rules = run_program(prod_raw, stack="prod", program=ROOT).of_type("aws:ecr/pullThroughCacheRule:PullThroughCacheRule")
     assert {r.inputs["ecrRepositoryPrefix"] for r in rules} == {"docker-hub", "ecr-public"}
+
+
+# --- hardening (issue 10): recorded plans of dev and prod ----------------------------------------
+
+def _parliament(doc: dict, endpoint_policy: bool = False) -> list[str]:
+    from parliament import analyze_policy_string
+    accepted = {"RESOURCE_STAR"} if endpoint_policy else set()
+    result = analyze_policy_string(json.dumps(doc), include_community_auditors=False, ignore_private_auditors=True)
+    return [f"{f.issue}: {f.detail}" for f in result.findings if f.issue not in accepted]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_vpc_endpoint_has_a_policy_bounded_to_this_account(stack, dev, prod):
+    rec = {"dev": dev, "prod": prod}[stack]
+    endpoints = rec.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
+    policies = {p.name: json.loads(p.inputs["policy"]) for p in rec.of_type("aws:ec2/vpcEndpointPolicy:VpcEndpointPolicy")}
+    assert len(endpoints) >= 13
+    for ep in endpoints:
+        if ep.inputs["vpcEndpointType"] == "Interface":
+            doc = json.loads(ep.inputs["policy"])
+            assert all(s["Condition"]["StringEquals"]["aws:PrincipalAccount"] for s in doc["Statement"]), ep.name
+            assert doc["Statement"][0]["Condition"]["StringEquals"]["aws:ResourceAccount"]
+        else:
+            doc = policies[f"{ep.name}-policy"]      # set once the bucket exists (PrivateNetwork.s3_endpoint_policy)
+            resources = {r for s in doc["Statement"] for r in s["Resource"]}
+            (bucket,) = [r for r in resources if r.startswith(f"arn:aws:s3:::llm-{stack}-models-") and "/" not in r]
+            assert resources == {bucket, f"{bucket}/*", "arn:aws:s3:::prod-us-east-1-starport-layer-bucket/*",
+                                 "arn:aws:s3:::al2023-repos-us-east-1-de612dc2/*"}
+            assert not [s for s in doc["Statement"] if "s3:PutObject" in s["Action"]]
+        assert _parliament(doc, endpoint_policy=True) == [], ep.name
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_egress_none_has_a_dns_firewall_that_blocks_all_but_the_endpoints(stack, dev, prod):
+    rec = {"dev": dev, "prod": prod}[stack]
+    lists = {d.name.rsplit("-", 1)[-1]: d.inputs["domains"]
+             for d in rec.of_type("aws:route53/resolverFirewallDomainList:ResolverFirewallDomainList")}
+    assert lists["everything"] == ["*"]
+    domain = {"dev": "llm.dev.internal", "prod": "llm.internal.example.com"}[stack]
+    assert {"secretsmanager.us-east-1.amazonaws.com", "*.dkr.ecr.us-east-1.amazonaws.com", "api.ecr.us-east-1.amazonaws.com",
+            "*.s3.us-east-1.amazonaws.com", domain, f"*.{domain}"} <= set(lists["allowed"])
+    rules = {r.inputs["action"]: r.inputs for r in rec.of_type("aws:route53/resolverFirewallRule:ResolverFirewallRule")}
+    assert rules["ALLOW"]["priority"] < rules["BLOCK"]["priority"] and rules["BLOCK"]["blockResponse"] == "NXDOMAIN"
+    (assoc,) = rec.of_type("aws:route53/resolverFirewallRuleGroupAssociation:ResolverFirewallRuleGroupAssociation")
+    assert assoc.inputs["vpcId"] == f"{rec.of_type('aws:ec2/vpc:Vpc')[0].name}-id"
+    (config,) = rec.of_type("aws:route53/resolverFirewallConfig:ResolverFirewallConfig")
+    assert config.inputs["firewallFailOpen"] == "DISABLED"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_gpu_roles_carry_no_aws_managed_policy_and_pass_parliament(stack, dev, prod):
+    rec = {"dev": dev, "prod": prod}[stack]
+    fleet_roles = {f"{r.name}-id" for r in rec.of_type("aws:iam/role:Role") if r.name.endswith("-fleet-instance")}
+    assert fleet_roles
+    attached = [a for a in rec.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+                if a.inputs["role"] in fleet_roles or a.name.endswith(("ManagedInstanceCore", "AgentServerPolicy"))]
+    assert attached == []
+    docs = [json.loads(p.inputs["policy"]) for p in rec.of_type("aws:iam/rolePolicy:RolePolicy")
+            if p.name.endswith(("-fleet-instance", "-fleet-instance-agents"))]
+    assert len(docs) == 2 * len(fleet_roles)
+    for doc in docs:
+        assert _parliament(doc) == []
+    everything = json.dumps([json.loads(p.inputs["policy"]) for p in rec.of_type("aws:iam/rolePolicy:RolePolicy")])
+    assert "ecr:CreateRepository" not in everything and "logs:PutRetentionPolicy" not in everything
+    health = [s for d in docs for s in d["Statement"] if s["Action"] == ["autoscaling:SetInstanceHealth"]]
+    assert health and all(s["Condition"]["StringEquals"]["aws:ResourceTag/llm-platform:stack"] == stack for s in health)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_no_container_uses_host_networking(stack, dev, prod):
+    rec = {"dev": dev, "prod": prod}[stack]
+    for lt in rec.of_type("aws:ec2/launchTemplate:LaunchTemplate"):
+        text = decode_user_data(lt.inputs["userData"])
+        assert "--network host" not in text and "--net=host" not in text, lt.name
+        assert text.count("--network llm") == 2, lt.name
+        assert lt.inputs["metadataOptions"]["httpPutResponseHopLimit"] == 1
+
+
+def test_flow_log_role_describes_log_groups_on_star(prod):
+    (policy,) = [json.loads(p.inputs["policy"]) for p in prod.of_type("aws:iam/rolePolicy:RolePolicy")
+                 if p.name.endswith("flow-logs")]
+    describe = [s for s in policy["Statement"] if "logs:DescribeLogGroups" in s["Action"]]
+    assert describe and describe[0]["Resource"] == "*"
+    assert _parliament(policy) == []
 
 
 # ----------------------------------------------------------------------------- the deploy gate (components/gate.py)

@@ -2,6 +2,7 @@
 carry the plan (GPU limits, flags, replicas), the hardening, the probes and the network rules."""
 import copy
 import json
+import re
 import math
 
 import pytest
@@ -146,11 +147,15 @@ def test_namespaces_enforce_restricted_pod_security(eks):
 def test_network_policy_admits_only_clients_vpc_and_monitoring(eks, eks_raw):
     net = eks_raw["llm-platform:network"]
     pol = eks.named("llm-eks-llama-70b-k8s-netpol").inputs["spec"]
-    api, metrics = pol["ingress"][:2]
+    api, metrics, external_metrics = pol["ingress"]
     assert [p["ipBlock"]["cidr"] for p in api["from"]] == net["allowed_client_cidrs"] + [net["cidr"]]
     assert api["ports"] == [{"port": 8443, "protocol": "TCP"}]
+    # /metrics: the in-cluster Prometheus on its own port (the monitoring namespace), monitoring CIDRs on 9443
     assert metrics["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
-    assert pol["policyTypes"] == ["Ingress", "Egress"] and len(pol["ingress"]) == 2
+    assert metrics["ports"] == [{"port": 9444, "protocol": "TCP"}]
+    assert [p["ipBlock"]["cidr"] for p in external_metrics["from"]] == net["monitoring_cidrs"]
+    assert external_metrics["ports"] == [{"port": 9443, "protocol": "TCP"}]
+    assert pol["policyTypes"] == ["Ingress", "Egress"]
 
 
 def test_service_is_an_internal_tls_nlb_limited_to_client_cidrs(eks, eks_raw):
@@ -166,7 +171,7 @@ def test_service_is_an_internal_tls_nlb_limited_to_client_cidrs(eks, eks_raw):
 def test_client_keys_secret_is_secret_and_alerts_exist(eks):
     keys = eks.named("llm-eks-llama-70b-k8s-client-keys").inputs
     assert keys["stringData"] == SECRET or keys["stringData"]["keys.map"] == SECRET
-    assert "Bearer MOCKSECRET" in keys_raw(eks, "llama-70b")
+    assert '"~^(?i:bearer) MOCKSECRET' in keys_raw(eks, "llama-70b")      # case-sensitive regex entries
     rules = eks.named("llm-eks-llama-70b-k8s-alerts").inputs["spec"]["groups"][0]["rules"]
     assert {r["alert"] for r in rules} == {"LlmPodRestarts", "LlmGpuMemoryHigh", "LlmLatencyP99High", "LlmQueueDepthHigh"}
     assert eks.named("llm-eks-llama-70b-k8s-servicemonitor").inputs["spec"]["endpoints"][0]["scheme"] == "https"
@@ -183,10 +188,14 @@ def test_405b_spans_nodes_as_a_leader_worker_set_with_the_plans_tp_and_pp(eks, e
     assert lws["replicas"] == plan.replicas_min and lws["leaderWorkerTemplate"]["size"] == 2
     leader = lws["leaderWorkerTemplate"]["leaderTemplate"]["spec"]
     worker = lws["leaderWorkerTemplate"]["workerTemplate"]["spec"]
-    cmd = container(leader, "runtime")["command"][-1]
-    assert "ray start --head" in cmd and "--distributed-executor-backend ray" in cmd
-    assert "--tensor-parallel-size 8" in cmd and "--pipeline-parallel-size 2" in cmd
-    assert "ray start --address=$(LWS_LEADER_ADDRESS)" in container(worker, "runtime")["command"][-1]
+    # vLLM's own multi-node launch: the stock image has no Ray (flags checked against vLLM's parser in
+    # tests/test_hardening_plans.py)
+    lead, work = container(leader, "runtime"), container(worker, "runtime")
+    assert lead["command"] == work["command"] == ["vllm", "serve"]
+    cmd = " ".join(lead["args"])
+    assert "--tensor-parallel-size 8" in cmd and "--pipeline-parallel-size 2" in cmd and "ray" not in cmd
+    assert "--nnodes 2 --node-rank 0 --master-addr $(LWS_LEADER_ADDRESS)" in cmd and "--headless" not in cmd
+    assert "--node-rank $(LLM_NODE_RANK)" in " ".join(work["args"]) and "--headless" in work["args"]
     for pod in (leader, worker):
         assert container(pod, "runtime")["resources"]["limits"]["nvidia.com/gpu"] == "8"
     assert [c["name"] for c in leader["containers"]] == ["runtime", "proxy"]
@@ -247,7 +256,7 @@ def test_docker_proxy_keeps_a_read_only_root_and_gets_its_files_from_a_one_shot_
         for f in ("/run/llm/keys.map", "/run/llm/tls/key.pem"):
             assert (uploads[f]["owner"], uploads[f]["group"], uploads[f]["permissions"]) == ("101", "101", "0400")
         assert "BEGIN PRIVATE KEY" in uploads["/run/llm/tls/key.pem"]["content"]
-        assert uploads["/run/llm/keys.map"]["content"].count('"Bearer MOCKSECRET') == 2
+        assert uploads["/run/llm/keys.map"]["content"].count('"~^(?i:bearer) MOCKSECRET') == 2
 
 
 def test_docker_audit_log_is_writable_by_nginx_and_records_no_prompt_or_key(local):
@@ -278,7 +287,7 @@ def test_docker_secrets_never_appear_in_plaintext_in_any_recorded_input(local):
     for c in local.of_type("docker:index/container:Container"):
         assert c.inputs.get("uploads", SECRET) == SECRET             # ... as secrets only
     everything = json.dumps([r.as_dict() for r in local.resources])
-    for secret in keys + [private_key, "MOCKKEY", "Bearer MOCKSECRET"]:
+    for secret in keys + [private_key, "MOCKKEY", "(?i:bearer) MOCKSECRET"]:
         assert json.dumps(secret)[1:-1] not in everything
 
 
@@ -333,6 +342,114 @@ def test_eks_block_defaults(minimal):
     assert (c.eks.kubernetes_version, c.eks.monitoring_namespace, c.eks.queue_target) == ("1.33", "monitoring", 4)
 
 
+# --- hardening (issue 10): the recorded eks plan ----------------------------------------------------
+
+def test_serving_network_policies_have_no_internet_egress(eks, eks_raw):
+    import ipaddress
+    vpc = ipaddress.ip_network(eks_raw["llm-platform:network"]["cidr"])
+    policies = [p for p in eks.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy") if p.name.endswith("-netpol")]
+    assert len(policies) == 5
+    for pol in policies:
+        for rule in pol.inputs["spec"]["egress"]:
+            assert rule.get("to"), f"{pol.name}: an egress rule without destinations reaches anything"
+            for peer in rule["to"]:
+                if "ipBlock" in peer:
+                    net = ipaddress.ip_network(peer["ipBlock"]["cidr"])
+                    assert net.subnet_of(vpc) or str(net) == "169.254.170.23/32", (pol.name, str(net))
+                    assert not peer["ipBlock"].get("except")
+                else:
+                    assert set(peer) <= {"namespaceSelector", "podSelector"}, (pol.name, peer)
+        dns = pol.inputs["spec"]["egress"][0]
+        assert dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+        assert {p["port"] for p in dns["ports"]} == {53}
+
+
+def test_the_model_fetch_goes_through_the_s3_interface_endpoint(eks):
+    (endpoint,) = [e for e in eks.of_type("aws:ec2/vpcEndpoint:VpcEndpoint") if e.name.endswith("-s3-interface")]
+    assert endpoint.inputs["vpcEndpointType"] == "Interface" and endpoint.inputs["privateDnsEnabled"] is False
+    fetch = next(c for c in eks.named("llm-eks-llama-70b-k8s-deployment", DEPLOYMENT).inputs["spec"]["template"]
+                 ["spec"]["initContainers"] if c["name"] == "fetch-model")
+    url = next(e["value"] for e in fetch["env"] if e["name"] == "AWS_ENDPOINT_URL_S3")
+    assert url.startswith("https://bucket.vpce-") and url.endswith(".s3.us-east-1.vpce.amazonaws.com")
+    store = json.loads(eks.named("llm-eks-model-store-policy").inputs["policy"])
+    reads = next(s for s in store["Statement"] if s["Sid"] == "ReadsOnlyThroughTheVpcEndpoint")
+    assert len(reads["Condition"]["StringNotEquals"]["aws:SourceVpce"]) == 2     # gateway and interface
+
+
+def test_405b_leader_worker_set_starts_with_flags_the_pinned_vllm_accepts(eks, eks_plans):
+    import re
+
+    from llm_platform.serving import vllm_cli
+    plan = eks_plans["llama-405b"]
+    lws = eks.named("llm-eks-llama-405b-k8s-lws", LWS).inputs["spec"]["leaderWorkerTemplate"]
+    for role, rank in (("leaderTemplate", 0), ("workerTemplate", 1)):
+        c = container(lws[role]["spec"], "runtime")
+        assert c["command"] == ["vllm", "serve"]
+        # what the kubelet does with $(VAR) before vLLM sees its argv
+        env = {"LWS_LEADER_ADDRESS": "llama-405b-0.llama-405b.llm-llama-405b", "LLM_NODE_RANK": str(rank)}
+        args = [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], a) for a in c["args"]]
+        ns = vllm_cli.parse(args)
+        assert (ns.nnodes, ns.node_rank, ns.headless) == (plan.nodes_per_replica, rank, rank > 0)
+        assert ns.tensor_parallel_size * ns.pipeline_parallel_size == plan.gpus_per_replica
+    rank_env = next(e for e in container(lws["workerTemplate"]["spec"], "runtime")["env"] if e["name"] == "LLM_NODE_RANK")
+    assert rank_env["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['leaderworkerset.sigs.k8s.io/worker-index']"
+
+
+def test_serving_containers_request_cpu_and_memory_from_the_plan(eks, eks_plans):
+    from llm_platform.sizing.host import host_resources
+    for name, plan in eks_plans.items():
+        if plan.nodes_per_replica > 1:
+            spec = eks.named(f"llm-eks-{name}-k8s-lws", LWS).inputs["spec"]["leaderWorkerTemplate"]["leaderTemplate"]
+        else:
+            spec = eks.named(f"llm-eks-{name}-k8s-deployment", DEPLOYMENT).inputs["spec"]["template"]
+        res = container(spec["spec"], "runtime")["resources"]
+        host = host_resources(plan)
+        assert res["requests"]["memory"] == f"{host.memory_request_gib}Gi" and res["requests"]["cpu"].endswith("m")
+        assert host.memory_request_gib >= plan.memory.weights_gib / plan.nodes_per_replica      # weights pass through
+        assert res["limits"]["memory"] == f"{host.memory_limit_gib}Gi"
+
+
+def test_metrics_are_not_open_to_the_whole_vpc(eks, eks_raw):
+    conf = eks.named("llm-eks-llama-70b-k8s-proxy-conf").inputs["data"]["nginx.conf"]
+    allows = re.findall(r"allow ([0-9./]+);", conf)
+    assert allows == eks_raw["llm-platform:network"]["monitoring_cidrs"]
+    assert eks_raw["llm-platform:network"]["cidr"] not in allows
+
+
+def test_node_role_and_load_balancer_controller_policies_pass_parliament(eks):
+    from parliament import analyze_policy_string
+
+    from llm_platform.components.eks import lbc_policy
+    def issues(doc):
+        found = analyze_policy_string(json.dumps(doc), include_community_auditors=False, ignore_private_auditors=True)
+        return [(f.issue, str(f.detail)) for f in found.findings]
+
+    docs = [json.loads(p.inputs["policy"]) for p in eks.of_type("aws:iam/rolePolicy:RolePolicy")]
+    assert lbc_policy() in docs
+    for doc in docs:
+        if doc != lbc_policy():
+            # parliament splits an ARN on every ':'; an S3 key may hold one (the 405B's sha256:<digest> revision)
+            colon_key = "arn:aws:s3:::" in json.dumps(doc) and re.search(r'arn:aws:s3:::[^"]*/[^"]*:', json.dumps(doc))
+            assert [i for i in issues(doc) if not (colon_key and i[0] == "RESOURCE_MISMATCH")] == [], doc
+    # The controller's own published policy uses Resource "*" for these (its conditions bound them), and
+    # elasticloadbalancing:CreateAction is a condition key newer than parliament 1.6.4's IAM data.
+    lbc = [i for i in issues(lbc_policy()) if i[0] != "RESOURCE_STAR"
+           and i != ("UNKNOWN_CONDITION_FOR_ACTION",
+                     "Unknown condition elasticloadbalancing:CreateAction for action elasticloadbalancing:AddTags")]
+    assert lbc == []
+    docs.append(lbc_policy())
+    attached = [a.inputs["policyArn"] for a in eks.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")]
+    assert not [a for a in attached if a.endswith(("AmazonSSMManagedInstanceCore", "CloudWatchAgentServerPolicy"))]
+    assert "ecr:CreateRepository" not in json.dumps(docs)
+    tagging = [s for s in lbc_policy()["Statement"] if {"ec2:CreateTags", "elasticloadbalancing:AddTags"}
+               & set(s["Action"] if isinstance(s["Action"], list) else [s["Action"]])]
+    for s in tagging:
+        cond = json.dumps(s.get("Condition", {}))
+        # tags only at creation (CreateAction) or on what already carries the controller's tag, or listeners
+        assert "CreateAction" in cond or "aws:ResourceTag/elbv2.k8s.aws/cluster" in cond or \
+            all(":listener" in r for r in s["Resource"]), s
+
+
 # ----------------------------------------------------------------------------- the deploy gate on eks
 
 def test_the_eks_plan_can_create_the_deploy_gate_job_of_every_model(eks, eks_plans, eks_raw):
@@ -369,7 +486,13 @@ def test_the_eks_plan_can_create_the_deploy_gate_job_of_every_model(eks, eks_pla
         endpoint = c["args"][c["args"].index("--endpoint") + 1]
         assert endpoint == f"https://{name}.{ns}.svc/v1" and (ns, name) in services
         # its own NetworkPolicy: selected by the Job's labels, nothing in, out only to what the gate needs
-        netpol = eks.named(f"llm-eks-gate-{name}-netpol", "kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs
+        netpol = eks.named(f"llm-eks-gate-{name}-network-policy",
+                           "kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs
+        assert all(r.get("to") for r in netpol["spec"]["egress"])             # every rule names where
+        blocks = [p["ipBlock"]["cidr"] for r in netpol["spec"]["egress"] for p in r["to"] if "ipBlock" in p]
+        assert set(blocks) == {eks_raw["llm-platform:network"]["cidr"], "169.254.170.23/32"}
+        env = {e["name"]: e["value"] for e in c["env"]}
+        assert env["AWS_ENDPOINT_URL_S3"].startswith("https://bucket.")       # S3 through the interface endpoint
         selector = netpol["spec"]["podSelector"]["matchLabels"]
         assert selector.items() <= job["spec"]["template"]["metadata"]["labels"].items()
         assert netpol["spec"]["ingress"] == [] and netpol["metadata"]["namespace"] == ns

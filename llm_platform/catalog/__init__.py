@@ -30,6 +30,14 @@ class _Fact(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class RemoteCodePin(_Fact):
+    """Code a model's config.json loads from another repository (auto_map `<repo>--<module>.<Class>`),
+    pinned: staged next to the weights at this revision (serving/remote_code.py)."""
+    repo: str
+    revision: str = Field(pattern=r"^[0-9a-f]{40}$")
+    source: str
+
+
 class ModelInfo(_Fact):
     id: str
     task: Literal["generate", "embed"]
@@ -38,6 +46,7 @@ class ModelInfo(_Fact):
     ollama_tag: Optional[str]
     trust_remote_code: bool
     config_source: str
+    remote_code: tuple[RemoteCodePin, ...] = ()
     published_parameters: PositiveInt
     published_parameters_source: str
     architecture: Architecture

@@ -103,7 +103,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if token == "aws:iam/getPolicyDocument:getPolicyDocument":
             return {"json": json.dumps(_policy_json(a)), "id": "policy"}
         if token == "aws:secretsmanager/getSecretVersion:getSecretVersion":
-            return {"secretId": a.get("secretId"), "secretString": f"MOCKSECRET-{_hex(str(a.get('secretId')), 40)}",
+            # alphanumeric like the platform's API keys (RandomPassword, special=False): the proxy refuses others
+            return {"secretId": a.get("secretId"), "secretString": f"MOCKSECRET{_hex(str(a.get('secretId')), 40)}",
                     "arn": a.get("secretId"), "versionId": "v1", "versionStage": "AWSCURRENT", "id": "v1"}
         if token == "aws:ecr/getImages:getImages":
             # the deploy workflow pushes this commit's gate image before `pulumi up` (.github/scripts/deploy-gate.sh)

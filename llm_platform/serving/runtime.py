@@ -9,10 +9,17 @@ server wants them. Why each flag is set:
 - weights are read from the verified local copy (HF_HUB_OFFLINE=1): nothing is fetched at run time;
 - request logging stays off (the guide: no prompts in logs); usage telemetry is off;
 - remote code only where the registry allows it for that model (the schema enforces it).
-Network exposure: vLLM and TGI run in a bridge network with their port published to the host's
-127.0.0.1 only (and, with IMDS hop limit 1, no path to instance credentials from a container
-that may run model code); Ollama runs with OLLAMA_HOST=127.0.0.1 on the host network. Only the
-TLS and auth proxy listens beyond loopback.
+Network exposure: every runtime (vLLM, TGI and Ollama) runs on the user-defined bridge network
+`llm` with its port published to the host's 127.0.0.1 only (for the CloudWatch agent's scrape);
+the proxy reaches it there by container name. No container uses the host network: a container in
+its own network namespace is one hop further from the instance metadata service, which the
+launch template's hop limit of 1 makes unreachable, so code a model brings cannot take the
+instance role's credentials. Only the TLS and auth proxy publishes a port beyond loopback.
+
+Multi-node replicas (a LeaderWorkerSet on EKS) use vLLM's own multiprocessing backend across nodes
+(`--nnodes`, `--node-rank`, `--master-addr`, `--master-port`; workers `--headless`): the stock image
+no longer ships Ray. Every vLLM command line is checked against the pinned release's parser in
+tests (serving/vllm_cli.py).
 """
 from __future__ import annotations
 
@@ -26,6 +33,9 @@ from llm_platform.sizing.planner import DeploymentPlan
 MODEL_DIR = "/opt/llm/model"          # verified weights on the instance, mounted read-only
 CACHE_DIR = "/opt/llm/cache"          # compile and kernel caches (torch.compile, Triton): writable
 PORTS = {"vllm": 8000, "ollama": 11434, "tgi": 8080}
+DOCKER_NETWORK = "llm"                # user-defined bridge network of the runtime and the proxy (EC2)
+RUNTIME_CONTAINER = "llm-runtime"     # its name there: the proxy's upstream host
+MASTER_PORT = 29501                   # vLLM's default --master-port: torch.distributed rendezvous on the leader
 HEALTH_PATHS = {"vllm": "/health", "ollama": "/", "tgi": "/health"}
 METRICS_PATHS = {"vllm": "/metrics", "ollama": None, "tgi": "/metrics"}
 
@@ -49,13 +59,21 @@ def image_ref(key: str, registry: str, override: Optional[str] = None) -> ImageR
     return ImageRef(pinned=f"{repo}@{img['digest']}", warm=f"{repo}:{img['tag']}")
 
 
+def cache_repository(key: str) -> str | None:
+    """The ECR repository an image lands in through the pull-through cache (<prefix>/<repository>), which
+    the stack creates (no instance may create repositories); None for an image that is not available."""
+    img = catalog.load().images[key]
+    if not img.get("available", True):
+        return None
+    return f"{img['cache_prefix']}/{img['repository']}"
+
+
 @dataclass(frozen=True)
 class ContainerSpec:
     name: str
     image_key: str
     args: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
-    host_network: bool = False
     publish: tuple[str, ...] = ()          # docker -p values, always bound to 127.0.0.1
     gpus: bool = True
     mounts: tuple[str, ...] = ()
@@ -125,7 +143,9 @@ def _vllm(plan: DeploymentPlan, max_tokens: int, host: str = "0.0.0.0") -> Conta
 
 def _ollama(plan: DeploymentPlan, max_tokens: int, host: str = "0.0.0.0") -> ContainerSpec:
     port = PORTS["ollama"]
-    env = {"OLLAMA_HOST": f"127.0.0.1:{port}",
+    # Through the proxy clients reach only Ollama's OpenAI-compatible routes (proxy.py): there,
+    # max_tokens becomes num_predict and nothing can change num_ctx from OLLAMA_CONTEXT_LENGTH.
+    env = {"OLLAMA_HOST": f"{host}:{port}",
            "OLLAMA_MODELS": "/model",
            "OLLAMA_NUM_PARALLEL": str(plan.concurrency),
            "OLLAMA_CONTEXT_LENGTH": str(plan.max_model_len),
@@ -135,10 +155,20 @@ def _ollama(plan: DeploymentPlan, max_tokens: int, host: str = "0.0.0.0") -> Con
            "OLLAMA_NOPRUNE": "1",                # never delete verified blobs
            **({"OLLAMA_FLASH_ATTENTION": "1", "OLLAMA_KV_CACHE_TYPE": plan.kv_cache_dtype}
               if plan.kv_cache_dtype != "auto" else {})}
-    return ContainerSpec(name="llm-runtime", image_key="ollama", args=("serve",), env=env, host_network=True,
-                         mounts=(f"{MODEL_DIR}:/model:ro",), extra=("--tmpfs", "/root/.ollama:rw,size=16m"),
+    return ContainerSpec(name="llm-runtime", image_key="ollama", args=("serve",), env=env,
+                         publish=(f"127.0.0.1:{port}:{port}",), mounts=(f"{MODEL_DIR}:/model:ro",),
+                         extra=("--tmpfs", "/root/.ollama:rw,size=16m"),
                          port=port, health_path=HEALTH_PATHS["ollama"],
                          metrics_path=None)
+
+
+def ollama_model_parameters(plan: DeploymentPlan, max_tokens: int) -> dict[str, int]:
+    """The Modelfile PARAMETERs the stage command bakes into a staged Ollama model (its params layer):
+    the plan's context as num_ctx and api.max_tokens as num_predict. Ollama takes a request's options
+    over these, but through the proxy only its OpenAI-compatible routes are reachable, where num_ctx
+    cannot be set at all and num_predict only through max_tokens: a request that gives none gets
+    api.max_tokens (as vLLM's --override-generation-config does), instead of Ollama's unbounded -1."""
+    return {"num_ctx": plan.max_model_len, "num_predict": max_tokens}
 
 
 def _tgi(plan: DeploymentPlan, max_tokens: int, host: str = "0.0.0.0") -> ContainerSpec:
@@ -171,6 +201,20 @@ def _tgi(plan: DeploymentPlan, max_tokens: int, host: str = "0.0.0.0") -> Contai
                          metrics_path=METRICS_PATHS["tgi"])
 
 
+def vllm_multinode_args(plan: DeploymentPlan, node_rank: str, leader_address: str) -> list[str]:
+    """Flags that make one node of a multi-node replica: vLLM's multiprocessing executor spans the
+    nodes (TP x PP ranks split evenly, `gpus_per_node` each); node 0 serves the API, the others run
+    headless workers that join the leader's torch.distributed rendezvous. `node_rank` and
+    `leader_address` may be Kubernetes `$(VAR)` references (LWS_WORKER_INDEX, LWS_LEADER_ADDRESS)."""
+    if plan.runtime != "vllm" or plan.nodes_per_replica < 2:
+        raise ValueError(f"{plan.name}: multi-node flags are for vLLM replicas spanning nodes")
+    args = ["--distributed-executor-backend", "mp", "--nnodes", str(plan.nodes_per_replica),
+            "--node-rank", node_rank, "--master-addr", leader_address, "--master-port", str(MASTER_PORT)]
+    if node_rank != "0":
+        args.append("--headless")
+    return args
+
+
 def docker_run(spec: ContainerSpec, image: str) -> list[str]:
     """The `docker run` argv for a spec (systemd runs it in the foreground)."""
     argv = ["docker", "run", "--rm", "--name", spec.name, *HARDENING]
@@ -178,7 +222,7 @@ def docker_run(spec: ContainerSpec, image: str) -> list[str]:
         argv += ["--entrypoint", spec.command[0]]
     if spec.gpus:
         argv += ["--gpus", "all"]
-    argv += ["--network", "host"] if spec.host_network else []
+    argv += ["--network", DOCKER_NETWORK]
     for p in spec.publish:
         argv += ["-p", p]
     for m in spec.mounts:

@@ -1,14 +1,19 @@
 """cloud-init user data for a GPU inference instance. Pure: renders text, snapshot-tested.
 
 Boot order, as systemd units (each fails closed: a unit that fails stops everything after it,
-and llm-unhealthy marks the instance Unhealthy so the Auto Scaling group replaces it):
+and llm-unhealthy marks the instance Unhealthy so the Auto Scaling group replaces it). A long-running
+unit restarts on failure, but only a few times within a window (StartLimitBurst/IntervalSec): on
+systemd 252 `OnFailure=` fires only when the unit lands in `failed`, which `Restart=` alone never
+lets happen, so without a start limit that trips a crash-looping server would never be replaced.
   llm-secrets    fetch each API client's key from Secrets Manager through the instance role
                  into /run/llm/keys.map (tmpfs); generate the instance's TLS key (never leaves it)
   llm-model      download models/<name>/<revision>/ from the model store, check the manifest's own
                  SHA-256 against the pinned digest, `sha256sum --check --strict` every file,
                  refuse files the manifest does not list
-  llm-runtime    vLLM / Ollama / TGI, image pinned by digest, bound to 127.0.0.1
-  llm-proxy      nginx: HTTPS on the target port, bearer-token auth, audit log
+  llm-runtime    vLLM / Ollama / TGI, image pinned by digest, on the `llm` bridge network,
+                 its port published on 127.0.0.1 only
+  llm-proxy      nginx on the same network: HTTPS on the target port (published), bearer-token
+                 auth, audit log; no container shares the host's network namespace
   llm-cwagent    CloudWatch agent: GPU metrics, the runtime's Prometheus metrics, the audit log
 Nothing secret is in this text: only ARNs, names and digests.
 """
@@ -20,8 +25,9 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from llm_platform.sizing.planner import DeploymentPlan
-from .proxy import AUDIT_LOG, KEYS_MAP, TLS_DIR
-from .runtime import CACHE_DIR, MODEL_DIR, ImageRef, container_spec, docker_run
+from .proxy import AUDIT_LOG, KEYS_MAP, METRICS_PORT, TARGET_PORT, TLS_DIR
+from .runtime import CACHE_DIR, DOCKER_NETWORK, MODEL_DIR, ImageRef, container_spec, docker_run
+from .telemetry import BRIDGE_SCRIPT, BRIDGE_SOURCE, bridge_command
 
 PROXY_UID = 101      # the nginx user of the unprivileged nginx image
 PROMETHEUS_CONFIG = "/opt/aws/amazon-cloudwatch-agent/etc/prometheus.yaml"
@@ -60,11 +66,28 @@ def _file(path: str, content: str, mode: str = "0644") -> str:
     return f"  - path: {path}\n    permissions: '{mode}'\n    owner: root:root\n    content: |\n{_indent(content)}\n"
 
 
-def _unit(description: str, body: str, after: str = "", requires: str = "", oneshot: bool = False) -> str:
+RESTART_SEC = 10
+START_LIMIT_BURST = 3     # starts allowed within the window; the next failure leaves the unit `failed`
+
+
+def start_limit_window(run_seconds: int) -> int:
+    """A window that holds START_LIMIT_BURST starts of a server that takes `run_seconds` to fail (e.g. a
+    model load that ends in an out-of-memory error): shorter, and a slow crash loop never trips it."""
+    return START_LIMIT_BURST * (run_seconds + RESTART_SEC) + 300
+
+
+def _unit(description: str, body: str, after: str = "", requires: str = "", oneshot: bool = False,
+          run_seconds: int = 120, on_failure: bool = True) -> str:
     dep = (f"After={after}\n" if after else "") + (f"Requires={requires}\n" if requires else "")
-    kind = ("Type=oneshot\nRemainAfterExit=yes\nStandardOutput=append:/var/log/llm/boot.log\n"
-            "StandardError=append:/var/log/llm/boot.log\n") if oneshot else "Restart=on-failure\nRestartSec=10\n"
-    return (f"[Unit]\nDescription={description}\n{dep}OnFailure=llm-unhealthy.service\n\n"
+    if oneshot:
+        kind = ("Type=oneshot\nRemainAfterExit=yes\nStandardOutput=append:/var/log/llm/boot.log\n"
+                "StandardError=append:/var/log/llm/boot.log\n")
+        limit = ""
+    else:
+        kind = f"Restart=on-failure\nRestartSec={RESTART_SEC}\n"
+        limit = f"StartLimitIntervalSec={start_limit_window(run_seconds)}\nStartLimitBurst={START_LIMIT_BURST}\n"
+    fail = "OnFailure=llm-unhealthy.service\n" if on_failure else ""
+    return (f"[Unit]\nDescription={description}\n{dep}{limit}{fail}\n"
             f"[Service]\n{kind}{body}\n\n[Install]\nWantedBy=multi-user.target\n")
 
 
@@ -82,10 +105,14 @@ def render_user_data(boot: BootConfig) -> str:
     fetch_secrets = "#!/bin/bash\n# Client keys from Secrets Manager, through the instance role. Written to tmpfs only.\n" \
         "set -euo pipefail\n. /etc/llm/deployment.env\numask 077\nmkdir -p /run/llm\n" \
         f"tmp=$(mktemp /run/llm/keys.XXXXXX)\n"
+    # one case-sensitive regex entry per key (proxy.key_map_entry); a key that is not plain
+    # alphanumerics could carry regex syntax into the map: refuse it rather than escape it
     for name, arn in sorted(boot.client_secrets.items()):
         fetch_secrets += (f"key=$(aws secretsmanager get-secret-value --region \"$AWS_REGION\" --secret-id {shlex.quote(arn)} "
                           f"--query SecretString --output text)\n"
-                          f"printf '\"Bearer %s\" \"{client_hash(name)}\";\\n' \"$key\" >> \"$tmp\"\n")
+                          f"[[ \"$key\" =~ ^[A-Za-z0-9]{{32,}}$ ]] || "
+                          f"{{ echo \"API key of client {name} is not 32+ letters and digits\" >&2; exit 1; }}\n"
+                          f"printf '\"~^(?i:bearer) %s$\" \"{client_hash(name)}\";\\n' \"$key\" >> \"$tmp\"\n")
     fetch_secrets += (f"chown root:{PROXY_UID} \"$tmp\" && chmod 0440 \"$tmp\" && mv \"$tmp\" {KEYS_MAP}\n"
                       f"mkdir -p {TLS_DIR}\n"
                       f"openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 825 "
@@ -133,9 +160,16 @@ aws autoscaling set-instance-health --region "$AWS_REGION" --instance-id "$id" -
         warm = f"ExecStartPre=/usr/bin/docker pull {image.warm}\n" if image.warm else ""
         return f"ExecStartPre={ecr_login}\n{warm}ExecStartPre=/usr/bin/docker pull {image.pinned}\n"
 
+    # the runtime and the proxy share a user-defined bridge network (Docker's DNS resolves the runtime's
+    # container name for the proxy); created by whichever unit starts first, kept across reboots
+    network = (f"ExecStartPre=/bin/sh -c '/usr/bin/docker network inspect {DOCKER_NETWORK} >/dev/null 2>&1 || "
+               f"/usr/bin/docker network create --driver bridge {DOCKER_NETWORK}'\n")
+
     runtime_cmd = " ".join(shlex.quote(a) for a in docker_run(spec, boot.runtime_image.pinned))
     proxy_cmd = " ".join(shlex.quote(a) for a in [
-        "docker", "run", "--rm", "--name", "llm-proxy", "--network", "host", "--read-only",
+        "docker", "run", "--rm", "--name", "llm-proxy", "--network", DOCKER_NETWORK,
+        # the API and metrics ports on the instance's address (the ALB and monitoring reach them)
+        "-p", f"{TARGET_PORT}:{TARGET_PORT}", "-p", f"{METRICS_PORT}:{METRICS_PORT}", "--read-only",
         "--security-opt", "no-new-privileges", "--cap-drop", "ALL", "--user", f"{PROXY_UID}:{PROXY_UID}",
         "--tmpfs", "/tmp:rw,size=64m", "--log-driver", "journald",
         "-v", "/etc/llm-proxy/nginx.conf:/etc/nginx/nginx.conf:ro", "-v", "/run/llm:/run/llm:ro",
@@ -150,12 +184,13 @@ aws autoscaling set-instance-health --region "$AWS_REGION" --instance-id "$id" -
                            "TimeoutStartSec=7200",
                            after="network-online.target", oneshot=True),
         "llm-runtime": _unit(f"llm-platform: {plan.runtime} serving {plan.name}",
-                             "EnvironmentFile=/etc/llm/deployment.env\n" + pulls(boot.runtime_image) +
+                             "EnvironmentFile=/etc/llm/deployment.env\n" + pulls(boot.runtime_image) + network +
                              "ExecStartPre=-/usr/bin/docker rm -f llm-runtime\n"
                              f"ExecStart={runtime_cmd}\nTimeoutStartSec=1800",
-                             after="docker.service llm-model.service", requires="docker.service llm-model.service"),
+                             after="docker.service llm-model.service", requires="docker.service llm-model.service",
+                             run_seconds=plan.startup_seconds),
         "llm-proxy": _unit("llm-platform: TLS and auth proxy",
-                           "EnvironmentFile=/etc/llm/deployment.env\n" + pulls(boot.proxy_image) +
+                           "EnvironmentFile=/etc/llm/deployment.env\n" + pulls(boot.proxy_image) + network +
                            "ExecStartPre=-/usr/bin/docker rm -f llm-proxy\n"
                            f"ExecStart={proxy_cmd}",
                            after="llm-secrets.service llm-runtime.service",
@@ -167,6 +202,15 @@ aws autoscaling set-instance-health --region "$AWS_REGION" --instance-id "$id" -
                              "-m ec2 -s -c ssm:${CWAGENT_PARAMETER}",
                              after="network-online.target", oneshot=True),
     }
+    bridge = bridge_command(plan)
+    if bridge:
+        # latency histograms -> quantile gauges the CloudWatch agent keeps (telemetry.py); no privileges
+        units["llm-metrics-bridge"] = _unit(
+            "llm-platform: runtime latency histograms as gauges for the CloudWatch agent",
+            "DynamicUser=yes\nProtectSystem=strict\nProtectHome=yes\nPrivateTmp=yes\nNoNewPrivileges=yes\n"
+            "CapabilityBoundingSet=\nRestrictAddressFamilies=AF_INET AF_INET6\n"
+            f"ExecStart={' '.join(shlex.quote(a) for a in bridge)}", after="network-online.target",
+            on_failure=False)   # a telemetry helper that fails loses latency gauges, not the instance
     unhealthy = ("[Unit]\nDescription=llm-platform: mark this instance Unhealthy\n\n"
                  "[Service]\nType=oneshot\nExecStart=/usr/local/sbin/llm-mark-unhealthy\n")
 
@@ -180,6 +224,8 @@ aws autoscaling set-instance-health --region "$AWS_REGION" --instance-id "$id" -
     out += _file("/etc/llm-proxy/nginx.conf", boot.nginx_conf)
     if boot.prometheus_config:
         out += _file(PROMETHEUS_CONFIG, boot.prometheus_config)
+    if bridge:
+        out += _file(BRIDGE_SCRIPT, BRIDGE_SOURCE, "0755")
     out += _file("/etc/systemd/system/llm-unhealthy.service", unhealthy)
     for name, text in units.items():
         out += _file(f"/etc/systemd/system/{name}.service", text)
@@ -192,8 +238,8 @@ aws autoscaling set-instance-health --region "$AWS_REGION" --instance-id "$id" -
             f"  - [touch, {AUDIT_LOG}]\n"
             f"  - [chown, '{PROXY_UID}:{PROXY_UID}', {AUDIT_LOG}]\n"
             "  - [systemctl, daemon-reload]\n"
-            "  - [systemctl, enable, --now, --no-block, llm-secrets.service, llm-model.service, llm-runtime.service, "
-            "llm-proxy.service, llm-cwagent.service]\n")
+            "  - [systemctl, enable, --now, --no-block, "
+            + ", ".join(f"{u}.service" for u in units) + "]\n")
     return out
 
 

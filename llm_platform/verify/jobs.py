@@ -90,7 +90,7 @@ def gate_args(model: str, endpoint: str, plan: str, *, ca: str | None, results: 
 
 
 def job_manifest(model: str, image: str, secret_arn: str, bucket: str, stack: str, region: str,
-                 duration: float | None = None, timeout_s: int = 3600) -> dict:
+                 duration: float | None = None, timeout_s: int = 3600, s3_endpoint_url: str | None = None) -> dict:
     """The batch/v1 Job that gates one deployment on eks (created by the deploy workflow with `kubectl create`;
     `generateName` gives every run its own Job)."""
     ns = f"llm-{model}"
@@ -103,7 +103,9 @@ def job_manifest(model: str, image: str, secret_arn: str, bucket: str, stack: st
                           results=results_url(bucket, stack), metrics_ns=metrics_namespace(stack),
                           secret_arn=secret_arn, duration=duration),
         "env": [{"name": "AWS_REGION", "value": region}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
-                {"name": "HOME", "value": "/tmp"}],
+                {"name": "HOME", "value": "/tmp"},
+                # results go to S3 through its interface endpoint: the pod's egress stays inside the VPC
+                *([{"name": "AWS_ENDPOINT_URL_S3", "value": s3_endpoint_url}] if s3_endpoint_url else [])],
         "resources": RESOURCES,
         "securityContext": {"runAsNonRoot": True, "runAsUser": GATE_UID, "runAsGroup": GATE_UID,
                             "allowPrivilegeEscalation": False, "privileged": False, "readOnlyRootFilesystem": True,

@@ -1,15 +1,31 @@
 """Production availability and state: replicas over two or more AZs, stateful resources protected."""
 from __future__ import annotations
 
-from ..core import as_list, as_num, get, k8s_kind, levels, opaque, rule, undetermined, violation
-from ..topology import ASG, ECS_SERVICE, INSTANCE, topology
+from collections.abc import Iterator
+
+from ..core import (
+    Context,
+    Finding,
+    Resource,
+    Stack,
+    as_list,
+    as_num,
+    get,
+    k8s_kind,
+    levels,
+    opaque,
+    rule,
+    undetermined,
+    violation,
+)
+from ..topology import ASG, ECS_SERVICE, INSTANCE, Group, Topology, topology
 from ..workloads import SAGEMAKER_MODEL
 from .models import identity
 
 
-def _azs(stack, topo, g, prop):
+def _azs(stack: Stack, topo: Topology, g: Group, prop: str) -> set[str] | None:
     """Distinct AZs of the group's subnets (None if some subnet's AZ cannot be resolved)."""
-    zones = set()
+    zones: set[str] = set()
     for ref in g.subnets:
         hit = topo.subnet(ref, g.resource, prop)
         if not hit:
@@ -37,9 +53,9 @@ def _azs(stack, topo, g, prop):
                 "list one private subnet per AZ.",
     kind="stack",
 )
-def prod_multi_az(stack, ctx):
+def prod_multi_az(stack: Stack, ctx: Context) -> Iterator[Finding]:
     topo = topology(stack)
-    singles: dict = {}
+    singles: dict[str, list[Group]] = {}
     for g in topo.inference_groups():
         r = g.resource
         if r.type == ASG:
@@ -88,7 +104,6 @@ def prod_multi_az(stack, ctx):
                                     f"{int(n) if n is not None else 1} instance: SageMaker spreads instances over "
                                     "availability zones only when there are at least 2", cfg)
     for gs in singles.values():
-        subnets = {str(s) for g in gs for s in g.subnets}
         if len(gs) < 2:
             yield violation("a single standalone instance serves this model: use an Auto Scaling group over >= 2 AZs",
                             gs[0].resource)
@@ -114,7 +129,7 @@ STATEFUL = ("aws:kms/key:Key", "aws:s3/bucket:Bucket", "aws:secretsmanager/secre
     remediation="opts=pulumi.ResourceOptions(protect=True) (or retain_on_delete=True) on stateful resources in prod.",
     types=STATEFUL,
 )
-def stateful_protected(r, ctx):
+def stateful_protected(r: Resource, ctx: Context) -> Iterator[Finding]:
     if r.protect is None:
         return
     if r.protect is False:

@@ -1,7 +1,23 @@
 """EC2 hardening: IMDSv2 only, encrypted EBS, no public IP on instances and launch templates."""
 from __future__ import annotations
 
-from ..core import UNKNOWN, as_bool, as_list, get, levels, opaque, rule, undetermined, violation
+from collections.abc import Iterator
+from typing import Any
+
+from ..core import (
+    UNKNOWN,
+    Context,
+    Finding,
+    Resource,
+    as_bool,
+    as_list,
+    get,
+    levels,
+    opaque,
+    rule,
+    undetermined,
+    violation,
+)
 
 LT = "aws:ec2/launchTemplate:LaunchTemplate"
 INSTANCE = "aws:ec2/instance:Instance"
@@ -27,7 +43,7 @@ EIP_ASSOC = "aws:ec2/eipAssociation:EipAssociation"
                 "from reaching the instance's credentials; raise it to 2 only for a container that must.",
     types=(LT, INSTANCE, LC, SPOT),
 )
-def imdsv2(r, ctx):
+def imdsv2(r: Resource, ctx: Context) -> Iterator[Finding]:
     opts = r.get("metadataOptions")
     if opaque(opts):
         yield undetermined("metadataOptions is not known yet")
@@ -43,7 +59,7 @@ def imdsv2(r, ctx):
                         "server or proxy read the instance role's credentials; require IMDSv2 tokens")
 
 
-def _ebs_findings(where: str, enc):
+def _ebs_findings(where: str, enc: Any) -> list[Finding]:
     b = as_bool(enc)
     if opaque(b):
         return [undetermined(f"{where}.encrypted is not known yet")]
@@ -66,7 +82,7 @@ def _ebs_findings(where: str, enc):
                 "other EBS device and on aws.ebs.Volume.",
     types=(LT, INSTANCE, LC, SPOT, VOLUME),
 )
-def ebs_encrypted(r, ctx):
+def ebs_encrypted(r: Resource, ctx: Context) -> Iterator[Finding]:
     if r.type == VOLUME:
         yield from _ebs_findings("volume", r.get("encrypted"))
         return
@@ -118,8 +134,8 @@ def ebs_encrypted(r, ctx):
                 "service through the internal load balancer and administer it through SSM.",
     types=(LT, INSTANCE, LC, SPOT, ECS_SERVICE, EIP, EIP_ASSOC),
 )
-def no_public_ip(r, ctx):
-    def check(where, value):
+def no_public_ip(r: Resource, ctx: Context) -> Iterator[Finding]:
+    def check(where: str, value: Any) -> list[Finding]:
         b = as_bool(value)
         if opaque(b):
             return [undetermined(f"{where} is not known yet")]

@@ -6,10 +6,12 @@ it cannot start; one that passes may still be tight, which plan.py's full estima
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from typing import Any
 
-from ..core import UNKNOWN, as_num, levels, opaque, rule, undetermined, violation
-from ..facts import facts
-from ..workloads import workload
+from ..core import UNKNOWN, Context, Finding, Resource, as_num, levels, opaque, rule, undetermined, violation
+from ..facts import Facts, Gpu, Model, facts
+from ..workloads import Process, workload
 from .models import identity, registry_model
 from .runtime import TYPES
 
@@ -17,7 +19,8 @@ GIB = float(2 ** 30)
 _OLLAMA_QUANT = re.compile(r"[-:](q\d_[a-z0-9_]+|fp16|f16|q8_0)$", re.I)
 
 
-def _num(v, default):
+def _num(v: Any, default: int | None) -> Any:
+    """An int (sizes such as 8k / 1M too), `default` when absent, or UNKNOWN when unreadable."""
     if v is None or v is True:
         return default
     if isinstance(v, str):
@@ -31,7 +34,7 @@ def _num(v, default):
     return int(n)
 
 
-def _precision(p, info, gpu, cat, model_name: str, hint=None):
+def _precision(p: Process, info: Model, gpu: Gpu, cat: Facts, model_name: str, hint: Any = None) -> str | None:
     if isinstance(hint, str) and hint.lower() in cat.precisions and \
             p.runtime in cat.precisions[hint.lower()]["runtimes"]:
         return hint.lower()         # the deployment's own precision tag, when the command leaves it implicit
@@ -61,7 +64,7 @@ def _precision(p, info, gpu, cat, model_name: str, hint=None):
     return "bf16" if gpu.compute_capability >= 8.0 else "fp16"
 
 
-def _kv_dtype(p):
+def _kv_dtype(p: Process) -> str:
     if p.runtime == "ollama":
         v = str(p.envv("OLLAMA_KV_CACHE_TYPE") or "auto").lower()
         return v if v in ("q8_0", "q4_0") else "auto"
@@ -85,7 +88,7 @@ def _kv_dtype(p):
                 "(fp8, awq), a shorter --max-model-len or an fp8 KV cache; `python plan.py` says which fits.",
     types=TYPES,
 )
-def model_fits_gpu(r, ctx):
+def model_fits_gpu(r: Resource, ctx: Context) -> Iterator[Finding]:
     w = workload(r)
     if w is None or not w.processes:
         return

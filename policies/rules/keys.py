@@ -1,14 +1,30 @@
 """Encryption keys and secrets: KMS rotation, Secrets Manager on a customer-managed key, rotation."""
 from __future__ import annotations
 
-from ..core import UNKNOWN, as_bool, get, levels, opaque, rule, undetermined, violation
+from collections.abc import Iterator
+from typing import Any
+
+from ..core import (
+    UNKNOWN,
+    Context,
+    Finding,
+    Resource,
+    Stack,
+    as_bool,
+    get,
+    levels,
+    opaque,
+    rule,
+    undetermined,
+    violation,
+)
 
 KMS_KEY = "aws:kms/key:Key"
 SECRET = "aws:secretsmanager/secret:Secret"
 ROTATION = "aws:secretsmanager/secretRotation:SecretRotation"
 
 
-def is_aws_managed_key(v) -> bool:
+def is_aws_managed_key(v: Any) -> bool:
     return isinstance(v, str) and (v.startswith("alias/aws/") or ":alias/aws/" in v)
 
 
@@ -23,7 +39,7 @@ def is_aws_managed_key(v) -> bool:
     remediation="Set enableKeyRotation: true (and rotationPeriodInDays if a shorter period is required).",
     types=(KMS_KEY,),
 )
-def kms_rotation(r, ctx):
+def kms_rotation(r: Resource, ctx: Context) -> Iterator[Finding]:
     spec = r.get("customerMasterKeySpec") or r.get("keySpec") or "SYMMETRIC_DEFAULT"
     usage = r.get("keyUsage") or "ENCRYPT_DECRYPT"
     if opaque(spec) or opaque(usage):
@@ -53,7 +69,7 @@ def kms_rotation(r, ctx):
                 "grant kms:Decrypt to the instance role only.",
     types=(SECRET,),
 )
-def secrets_cmk(r, ctx):
+def secrets_cmk(r: Resource, ctx: Context) -> Iterator[Finding]:
     k = r.get("kmsKeyId")
     if k is UNKNOWN:
         return          # a key created in the same update: a CMK
@@ -76,7 +92,7 @@ def secrets_cmk(r, ctx):
                 "rotation_rules={'automatically_after_days': 90}) where the secret's issuer allows it.",
     kind="stack",
 )
-def secrets_rotation(stack, ctx):
+def secrets_rotation(stack: Stack, ctx: Context) -> Iterator[Finding]:
     rotations = stack.of_type(ROTATION)
     for s in stack.of_type(SECRET):
         if get(s.props, "rotationRules") is not None:

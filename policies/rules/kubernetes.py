@@ -3,10 +3,32 @@ escalation, read-only root filesystem, pinned images, GPU limits, probes."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
+from typing import Any, TypeAlias
 
-from ..core import UNKNOWN, as_bool, as_list, as_num, get, k8s_kind, levels, opaque, rule, undetermined, violation
+from ..core import (
+    JSON,
+    UNKNOWN,
+    Context,
+    Finding,
+    Resource,
+    ResourceCheck,
+    Sentinel,
+    Stack,
+    Tristate,
+    as_bool,
+    as_list,
+    as_num,
+    get,
+    k8s_kind,
+    levels,
+    opaque,
+    rule,
+    undetermined,
+    violation,
+)
 from ..topology import is_gpu_instance_type
-from ..workloads import GPU_RESOURCE_KEYS, WORKLOAD_TYPES, is_noop, pod_spec, workload
+from ..workloads import GPU_RESOURCE_KEYS, WORKLOAD_TYPES, Process, is_noop, pod_spec, workload
 from .runtime import K8S_WORKLOADS
 
 EKS = "aws:eks/cluster:Cluster"
@@ -26,7 +48,7 @@ LONG_RUNNING = ("k8s:Deployment", "k8s:StatefulSet", "k8s:DaemonSet", "k8s:Repli
                 "through the VPN or a bastion-less SSM port forward.",
     types=(EKS,),
 )
-def eks_private_endpoint(r, ctx):
+def eks_private_endpoint(r: Resource, ctx: Context) -> Iterator[Finding]:
     vpc = r.get("vpcConfig")
     if opaque(vpc):
         yield undetermined("vpcConfig is not known yet")
@@ -53,7 +75,7 @@ def eks_private_endpoint(r, ctx):
     remediation="encryptionConfig: {provider: {keyArn: key.arn}, resources: ['secrets']}.",
     types=(EKS,),
 )
-def eks_secrets_encrypted(r, ctx):
+def eks_secrets_encrypted(r: Resource, ctx: Context) -> Iterator[Finding]:
     enc = r.get("encryptionConfig")
     if opaque(enc):
         yield undetermined("encryptionConfig is not known yet")
@@ -64,13 +86,13 @@ def eks_secrets_encrypted(r, ctx):
     yield violation("Kubernetes secrets are not envelope-encrypted with a KMS key")
 
 
-def _pod_containers(r):
+def _pod_containers(r: Resource) -> tuple[Any, list[tuple[str, JSON]]]:
     spec = pod_spec(r)
     if opaque(spec):
         return spec, []
     if not isinstance(spec, dict):
         return None, []
-    out = []
+    out: list[tuple[str, JSON]] = []
     for group in ("initContainers", "containers"):
         for c in as_list(spec.get(group)):
             if isinstance(c, dict):
@@ -78,15 +100,19 @@ def _pod_containers(r):
     return spec, out
 
 
-def _sec(spec, c, key):
+def _sec(spec: Any, c: JSON, key: str) -> Any:
     v = get(c, "securityContext." + key)
     if v is None and key in ("runAsNonRoot", "runAsUser"):
         v = get(spec, "securityContext." + key)
     return v
 
 
-def _k8s_container_rule(check):
-    def run(r, ctx):
+# A container check: None when the container is fine, UNKNOWN when it cannot tell, else the problem
+ContainerCheck: TypeAlias = Callable[[Any, JSON], "str | Sentinel | None"]
+
+
+def _k8s_container_rule(check: ContainerCheck) -> ResourceCheck:
+    def run(r: Resource, ctx: Context) -> Iterator[Finding]:
         spec, containers = _pod_containers(r)
         if opaque(spec):
             yield undetermined("the pod spec is not known yet")
@@ -100,7 +126,7 @@ def _k8s_container_rule(check):
     return run
 
 
-def _non_root(spec, c):
+def _non_root(spec: Any, c: JSON) -> str | Sentinel | None:
     nr, uid = as_bool(_sec(spec, c, "runAsNonRoot")), as_num(_sec(spec, c, "runAsUser"))
     if opaque(nr) or opaque(uid):
         return UNKNOWN
@@ -111,7 +137,7 @@ def _non_root(spec, c):
     return "may run as root: set runAsNonRoot: true (and a non-zero runAsUser)"
 
 
-def _no_escalation(spec, c):
+def _no_escalation(spec: Any, c: JSON) -> str | Sentinel | None:
     priv = as_bool(get(c, "securityContext.privileged"))
     ape = as_bool(get(c, "securityContext.allowPrivilegeEscalation"))
     if opaque(priv) or opaque(ape):
@@ -123,7 +149,7 @@ def _no_escalation(spec, c):
     return None
 
 
-def _ro_root(spec, c):
+def _ro_root(spec: Any, c: JSON) -> str | Sentinel | None:
     ro = as_bool(get(c, "securityContext.readOnlyRootFilesystem"))
     if opaque(ro):
         return UNKNOWN
@@ -170,7 +196,7 @@ MOVING_TAG = re.compile(r"^(latest|main|master|nightly|stable|edge|dev|develop|h
                         r"[\w.-]+[-_.](latest|nightly|main|dev))$", re.I)
 
 
-def _image_problem(image, prod: bool):
+def _image_problem(image: Any, prod: bool) -> str | Sentinel | None:
     if opaque(image):
         return UNKNOWN
     if not isinstance(image, str) or not image.strip():
@@ -203,7 +229,7 @@ def _image_problem(image, prod: bool):
                 "mirrored into ECR for air-gapped stacks.",
     types=WORKLOAD_TYPES + K8S_WORKLOADS,
 )
-def image_pinned(r, ctx):
+def image_pinned(r: Resource, ctx: Context) -> Iterator[Finding]:
     w = workload(r)
     if w is None:
         return
@@ -221,7 +247,7 @@ def image_pinned(r, ctx):
             yield violation(f"{where}: {msg}")
 
 
-def _gpu_limit(c):
+def _gpu_limit(c: JSON) -> Any:
     limits = get(c, "resources.limits")
     if opaque(limits):
         return UNKNOWN
@@ -239,7 +265,7 @@ _FAMILY_LABELS = ("karpenter.k8s.aws/instance-family", "node.kubernetes.io/insta
                   "eks.amazonaws.com/instance-type")
 
 
-def _cpu_build(p) -> bool:
+def _cpu_build(p: Process) -> bool:
     """A CPU build of the server: vLLM's CPU images (vllm-cpu-release-repo, ...:cpu / :arm64 builds),
     --device cpu, or vLLM's CPU backend settings (VLLM_CPU_KVCACHE_SPACE, VLLM_TARGET_DEVICE=cpu)."""
     if str(p.flag("--device") or "").lower() == "cpu":
@@ -249,7 +275,7 @@ def _cpu_build(p) -> bool:
     return isinstance(p.image, str) and bool(CPU_IMAGE.search(p.image.rsplit("/", 1)[-1]))
 
 
-def _cpu_nodes(spec) -> bool:
+def _cpu_nodes(spec: JSON) -> bool:
     """The node selector / required affinity names only CPU instance families or types."""
     values = []
     sel = spec.get("nodeSelector") or {}
@@ -286,7 +312,7 @@ def _cpu_nodes(spec) -> bool:
     remediation="resources: {limits: {nvidia.com/gpu: <tensor-parallel size>}} on the server container.",
     types=K8S_WORKLOADS,
 )
-def k8s_gpu_limits(r, ctx):
+def k8s_gpu_limits(r: Resource, ctx: Context) -> Iterator[Finding]:
     spec, containers = _pod_containers(r)
     if opaque(spec):
         yield undetermined("the pod spec is not known yet")
@@ -329,7 +355,7 @@ def k8s_gpu_limits(r, ctx):
                 "startupProbe long enough for model loading.",
     types=LONG_RUNNING,
 )
-def k8s_probes(r, ctx):
+def k8s_probes(r: Resource, ctx: Context) -> Iterator[Finding]:
     spec, containers = _pod_containers(r)
     if opaque(spec):
         yield undetermined("the pod spec is not known yet")
@@ -345,12 +371,12 @@ def k8s_probes(r, ctx):
 NETWORK_POLICY = "k8s:NetworkPolicy"
 
 
-def _namespace(r):
+def _namespace(r: Resource) -> Any:
     ns = r.get("metadata.namespace")
     return "default" if ns is None or ns == "" else ns
 
 
-def _pod_labels(r):
+def _pod_labels(r: Resource) -> Any:
     kind = k8s_kind(r.type)
     if kind == "Pod":
         return r.get("metadata.labels")
@@ -359,7 +385,7 @@ def _pod_labels(r):
     return r.get("spec.template.metadata.labels")
 
 
-def _selects(selector, labels) -> object:
+def _selects(selector: Any, labels: Any) -> Tristate:
     """True / False / UNKNOWN: a LabelSelector (matchLabels, matchExpressions) selects pods with `labels`."""
     if opaque(selector) or opaque(labels):
         return UNKNOWN
@@ -389,7 +415,7 @@ def _selects(selector, labels) -> object:
     return True
 
 
-def _isolates_ingress(policy) -> bool:
+def _isolates_ingress(policy: Resource) -> bool:
     if k8s_kind(policy.type) == "CiliumNetworkPolicy":
         return policy.get("spec.ingress") is not None or policy.get("spec.ingressDeny") is not None
     types = policy.get("spec.policyTypes")
@@ -415,7 +441,7 @@ def _isolates_ingress(policy) -> bool:
                 "monitoring namespace (and enable enforcement: VPC CNI enableNetworkPolicy, Calico or Cilium).",
     kind="stack",
 )
-def k8s_network_policy(stack, ctx):
+def k8s_network_policy(stack: Stack, ctx: Context) -> Iterator[Finding]:
     policies = stack.where(lambda x: k8s_kind(x.type) in ("NetworkPolicy", "CiliumNetworkPolicy"))
     for r in stack.resources:
         if k8s_kind(r.type) not in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Pod",
@@ -425,7 +451,7 @@ def k8s_network_policy(stack, ctx):
         if w is None or not w.processes:
             continue
         ns, labels = _namespace(r), _pod_labels(r)
-        verdicts = []
+        verdicts: list[Tristate] = []
         for pol in policies:
             pns = _namespace(pol)
             if opaque(pns) or opaque(ns):

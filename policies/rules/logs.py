@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from typing import Any
 
-from ..core import UNKNOWN, as_num, levels, opaque, rule, undetermined, violation
+from ..core import UNKNOWN, Context, Finding, Resource, as_num, levels, opaque, rule, undetermined, violation
 from ..workloads import WORKLOAD_TYPES, as_bool_text, workload
 
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
@@ -27,7 +29,7 @@ _LOG_FORMAT = re.compile(r"log_format[^;]*?(\$request_body|\$http_authorization|
     types=(LOG_GROUP,),
     config={"maxRetentionDays": {"type": "number", "description": "longest retention allowed, in days"}},
 )
-def log_retention(r, ctx):
+def log_retention(r: Resource, ctx: Context) -> Iterator[Finding]:
     v = as_num(r.get("retentionInDays"))
     if opaque(v):
         yield undetermined("retentionInDays is not known yet")
@@ -50,7 +52,7 @@ def log_retention(r, ctx):
     remediation="Pass kmsKeyId=key.arn; the key policy must allow logs.<region>.amazonaws.com to use it.",
     types=(LOG_GROUP,),
 )
-def log_kms(r, ctx):
+def log_kms(r: Resource, ctx: Context) -> Iterator[Finding]:
     k = r.get("kmsKeyId")
     if k is UNKNOWN:
         return          # the ARN of a key created in the same update
@@ -58,7 +60,7 @@ def log_kms(r, ctx):
         yield violation("kmsKeyId is not set: the log group is not encrypted with a customer-managed key")
 
 
-def _truthy_env(v) -> bool:
+def _truthy_env(v: Any) -> bool:
     if not isinstance(v, str):
         return False
     return as_bool_text(v) is True or v.strip().lower() in ("2", "debug", "trace")
@@ -78,13 +80,13 @@ def _truthy_env(v) -> bool:
     types=WORKLOAD_TYPES + ("k8s:Deployment", "k8s:StatefulSet", "k8s:DaemonSet", "k8s:ReplicaSet", "k8s:Job",
                             "k8s:CronJob", "k8s:Pod", CONFIG_MAP),
 )
-def no_request_logging(r, ctx):
+def no_request_logging(r: Resource, ctx: Context) -> Iterator[Finding]:
     if r.type == CONFIG_MAP:
         data = r.get("data")
         if isinstance(data, dict):
             for k, v in data.items():
-                if isinstance(v, str) and _LOG_FORMAT.search(v):
-                    yield violation(f"{k}: an nginx log_format writes {_LOG_FORMAT.search(v).group(1)} (prompts or "
+                if isinstance(v, str) and (m := _LOG_FORMAT.search(v)):
+                    yield violation(f"{k}: an nginx log_format writes {m.group(1)} (prompts or "
                                     "credentials) to the access log")
         return
     w = workload(r)

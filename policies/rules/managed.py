@@ -4,8 +4,26 @@ and no API key on a stack that serves a model is a keyless inference API on the 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from typing import Any
 
-from ..core import UNKNOWN, as_bool, as_list, as_num, get, levels, opaque, rule, undetermined, violation
+from ..core import (
+    UNKNOWN,
+    Context,
+    Finding,
+    Resource,
+    Stack,
+    Tristate,
+    as_bool,
+    as_list,
+    as_num,
+    get,
+    levels,
+    opaque,
+    rule,
+    undetermined,
+    violation,
+)
 from ..topology import SM_ENDPOINT_CONFIG, topology
 from ..workloads import SAGEMAKER_MODEL
 
@@ -17,14 +35,14 @@ SM_ENDPOINT = "aws:sagemaker/endpoint:Endpoint"
 _SAGEMAKER_URI = re.compile(r"runtime\.sagemaker|:sagemaker:", re.I)
 
 
-def _serves_a_model(stack) -> bool:
+def _serves_a_model(stack: Stack) -> bool:
     """The stack runs an inference server or hosts a model (SageMaker): its public APIs front it."""
     if stack.of_type(SAGEMAKER_MODEL, SM_ENDPOINT):
         return True
     return bool(topology(stack).inference_groups())
 
 
-def _open(value) -> bool:
+def _open(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip().upper() == "NONE")
 
 
@@ -45,7 +63,7 @@ def _open(value) -> bool:
                 "'JWT'/'AWS_IAM'/'CUSTOM'; Lambda function URL: authorizationType 'AWS_IAM'.",
     kind="stack",
 )
-def inference_api_authenticated(stack, ctx):
+def inference_api_authenticated(stack: Stack, ctx: Context) -> Iterator[Finding]:
     fronts = stack.of_type(REST_METHOD, HTTP_ROUTE, FUNCTION_URL)
     if not fronts or not _serves_a_model(stack):
         return
@@ -89,12 +107,12 @@ HTTP_STAGE = "aws:apigatewayv2/stage:Stage"
 WAF_ASSOCIATION = "aws:wafv2/webAclAssociation:WebAclAssociation"
 
 
-def _positive(v) -> object:
+def _positive(v: Any) -> Tristate:
     n = as_num(v)
     return n if opaque(n) else (isinstance(n, float) and n > 0)
 
 
-def _rest_api_limits(stack, api) -> tuple[object, str]:
+def _rest_api_limits(stack: Stack, api: Resource) -> tuple[Tristate, str]:
     """(True / False / UNKNOWN, why not) for a REST API: stage throttling (MethodSettings), a WAF web ACL on a
     stage, or, when every method requires an API key, usage plans that throttle every key."""
     api_id = api.id or api.get("id")
@@ -142,7 +160,7 @@ def _rest_api_limits(stack, api) -> tuple[object, str]:
                 "stage.",
     kind="stack",
 )
-def inference_api_rate_limited(stack, ctx):
+def inference_api_rate_limited(stack: Stack, ctx: Context) -> Iterator[Finding]:
     apis = stack.of_type(REST_API)
     http_routes = stack.of_type(HTTP_ROUTE)
     if not (apis or http_routes) or not _serves_a_model(stack):
@@ -184,7 +202,7 @@ def inference_api_rate_limited(stack, ctx):
                 "rotation); data capture destinations get the same key.",
     types=(SM_ENDPOINT_CONFIG,),
 )
-def sagemaker_encrypted(r, ctx):
+def sagemaker_encrypted(r: Resource, ctx: Context) -> Iterator[Finding]:
     key = r.get("kmsKeyArn")
     if key is None or (isinstance(key, str) and not key.strip()):
         variants = [v for v in as_list(r.get("productionVariants")) if isinstance(v, dict)]

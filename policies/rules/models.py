@@ -4,11 +4,26 @@ its Auto Scaling group, the task definition, the ECS service or the pod's labels
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, TypeAlias
 
-from ..core import UNKNOWN, advisory, glob_match, levels, opaque, rule, undetermined, violation
-from ..facts import facts
-from ..topology import topology
+from ..core import (
+    UNKNOWN,
+    Context,
+    Finding,
+    Resource,
+    Stack,
+    advisory,
+    glob_match,
+    levels,
+    opaque,
+    rule,
+    undetermined,
+    violation,
+)
+from ..facts import Model, facts
+from ..topology import Group, topology
+from ..workloads import Process, Workload
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 DIGEST = re.compile(r"^(sha256:)?[0-9a-f]{64}$", re.I)
@@ -17,7 +32,7 @@ VERIFY_CMD = re.compile(r"\bsha256sum\b[^\n;&|]*\s(-c|--check)\b|\bshasum\b[^\n;
                         r"\bcosign\s+verify", re.I)
 
 
-def registry() -> dict:
+def registry() -> dict[str, Model]:
     """The project's model registry as vendored in policies/data/facts.json (id -> facts.Model)."""
     return facts().models
 
@@ -33,7 +48,7 @@ def _canonical(n: str) -> str:
     return n
 
 
-def registry_model(name: Any):
+def registry_model(name: Any) -> Model | None:
     """The registry entry for a Hugging Face id (also renamed or quantised derivatives) or an Ollama tag
     (with or without a quantisation suffix, or the family:size short form such as llama3.1:8b)."""
     if not isinstance(name, str) or not name:
@@ -57,7 +72,7 @@ def registry_model(name: Any):
     return None
 
 
-def allowed(model: str, patterns: list) -> bool:
+def allowed(model: str, patterns: list[str]) -> bool:
     """On the configured allow-list, by the name served or the name the Hub renamed it to."""
     return glob_match(model, patterns) or glob_match(_canonical(model), patterns)
 
@@ -68,12 +83,12 @@ def _is_repo_id(s: Any) -> bool:
         and ":" in s or re.fullmatch(r"hf\.co/\S+", s))
 
 
-def _tag_values(tags: dict, pattern: str) -> list:
+def _tag_values(tags: dict[str, Any], pattern: str) -> list[Any]:
     rx = re.compile(pattern, re.I)
     return [v for k, v in tags.items() if isinstance(k, str) and rx.search(k)]
 
 
-def identity(process, tags: dict) -> Any:
+def identity(process: Process | None, tags: dict[str, Any]) -> Any:
     """What the process serves: a repository id or Ollama tag from its command line, else a tag/label
     that names the model (…:model, model, model-id). None if nothing says; UNKNOWN if it is unknown."""
     m = process.model() if process is not None else None
@@ -89,9 +104,13 @@ def identity(process, tags: dict) -> Any:
     return m if isinstance(m, str) and m and not m.startswith(("/", ".", "$", "s3://")) else None
 
 
-def _deployments(stack):
+# (group, workload resource, process or None, tags) of one model deployment
+Deployment: TypeAlias = tuple[Group, Resource, Process | None, dict[str, Any]]
+
+
+def _deployments(stack: Stack) -> list[Deployment]:
     """(group, workload resource, process or None, tags) for every model deployment in the stack."""
-    out = []
+    out: list[Deployment] = []
     for g in topology(stack).inference_groups():
         w = g.workload
         tags = dict(g.tags)
@@ -101,7 +120,8 @@ def _deployments(stack):
                 out.append((g, w.resource, p, {**env_tags, **tags}))
         elif any(re.search(r"model", str(k), re.I) for k in tags):
             out.append((g, g.resource, None, tags))      # a GPU group whose image starts the server: tags only
-    seen, uniq = set(), []
+    seen: set[tuple[str, str | None]] = set()
+    uniq: list[Deployment] = []
     for d in out:
         key = (d[1].key, d[2].label if d[2] is not None else None)
         if key not in seen:
@@ -110,7 +130,7 @@ def _deployments(stack):
     return uniq
 
 
-def _what(p, res) -> str:
+def _what(p: Process | None, res: Resource) -> str:
     return p.label if p is not None else f"the model deployment on {res.name}"
 
 
@@ -132,7 +152,7 @@ def _what(p, res) -> str:
                               "description": "model ids / Ollama tags (glob patterns) that may be served; "
                                              "unset: the rule reports once that no allow-list is configured"}},
 )
-def model_allow_list(stack, ctx):
+def model_allow_list(stack: Stack, ctx: Context) -> Iterator[Finding]:
     patterns = ctx.config.get("allowedModels")
     deployments = _deployments(stack)
     if not patterns:
@@ -153,7 +173,7 @@ def model_allow_list(stack, ctx):
             yield violation(f"{_what(p, res)} serves {m!r}, which is not on the model allow-list", res)
 
 
-def _revision(p, tags) -> Any:
+def _revision(p: Process | None, tags: dict[str, Any]) -> tuple[Any, str | None]:
     """(value, where) of the pinned revision, or (None, None)."""
     if p is not None and p.runtime == "ollama":
         # `ollama pull name:tag` fetches whatever the registry's tag points at today: only a digest pins it,
@@ -175,14 +195,14 @@ def _revision(p, tags) -> Any:
         if isinstance(m, str):
             if "@sha256:" in m:
                 return m.split("@", 1)[1], "image-style digest"
-            if HEX40_IN_PATH.search(m):
-                return HEX40_IN_PATH.search(m).group(0).strip("/"), "model path"
+            if hit := HEX40_IN_PATH.search(m):
+                return hit.group(0).strip("/"), "model path"
     for v in _tag_values(tags, r"revision|commit"):
         return v, "tag"
     return None, None
 
 
-def _pinned(v) -> bool:
+def _pinned(v: Any) -> bool:
     return isinstance(v, str) and bool(COMMIT.match(v.strip()) or re.fullmatch(r"sha256:[0-9a-f]{64}", v.strip()))
 
 
@@ -200,7 +220,7 @@ def _pinned(v) -> bool:
                 "deployment llm-platform:revision=<commit>.",
     kind="stack",
 )
-def model_revision(stack, ctx):
+def model_revision(stack: Stack, ctx: Context) -> Iterator[Finding]:
     for _g, res, p, tags in _deployments(stack):
         v, where = _revision(p, tags)
         if opaque(v):
@@ -212,7 +232,7 @@ def model_revision(stack, ctx):
             yield violation(f"{_what(p, res)} uses revision {v!r} ({where}), not a commit or digest", res)
 
 
-def _texts(w) -> list[str]:
+def _texts(w: Workload | None) -> list[str]:
     out = [w.text] if w is not None and isinstance(w.text, str) else []
     if w is not None:
         out += [" ".join(map(str, c.argv)) for c in w.containers]
@@ -232,7 +252,7 @@ def _texts(w) -> list[str]:
                 "`sha256sum -c SHA256SUMS` (failing closed) before starting the server.",
     kind="stack",
 )
-def model_checksum(stack, ctx):
+def model_checksum(stack: Stack, ctx: Context) -> Iterator[Finding]:
     for g, res, p, tags in _deployments(stack):
         digests = _tag_values(tags, r"checksum|sha256|digest")
         if any(opaque(d) for d in digests):
@@ -266,7 +286,7 @@ def model_checksum(stack, ctx):
                 "(approved) from the stack's provenance block.",
     kind="stack",
 )
-def model_provenance(stack, ctx):
+def model_provenance(stack: Stack, ctx: Context) -> Iterator[Finding]:
     for _g, res, p, tags in _deployments(stack):
         sources = [v for v in _tag_values(tags, r"provenance.*(source|origin|url)|(^|[:/._-])(model[-_]?)?source$|"
                                                 r"provenance$") if v not in (None, "")]

@@ -1,7 +1,25 @@
 """Monitoring: alarms wired to a topic for every inference group; the alarm topic encrypted."""
 from __future__ import annotations
 
-from ..core import UNKNOWN, as_bool, as_list, get, levels, opaque, rule, undetermined, violation
+from collections.abc import Iterator
+from typing import Any
+
+from ..core import (
+    UNKNOWN,
+    Context,
+    Finding,
+    Resource,
+    Stack,
+    Tristate,
+    as_bool,
+    as_list,
+    get,
+    levels,
+    opaque,
+    rule,
+    undetermined,
+    violation,
+)
 from ..topology import ASG, ECS_SERVICE, INSTANCE, LB, topology
 from ..workloads import SAGEMAKER_MODEL
 
@@ -9,8 +27,8 @@ ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 TOPIC = "aws:sns/topic:Topic"
 
 
-def _dimension_values(alarm) -> list:
-    vals = []
+def _dimension_values(alarm: Resource) -> list[Any]:
+    vals: list[Any] = []
     dims = alarm.get("dimensions")
     if isinstance(dims, dict):
         vals += list(dims.values())
@@ -23,7 +41,7 @@ def _dimension_values(alarm) -> list:
     return vals
 
 
-def _wired(stack, alarm, topics):
+def _wired(stack: Stack, alarm: Resource, topics: list[Resource]) -> Tristate:
     """True / False / UNKNOWN: the alarm notifies an SNS topic when it fires."""
     if as_bool(alarm.get("actionsEnabled")) is False:
         return False
@@ -55,7 +73,7 @@ def _wired(stack, alarm, topics):
                 "5xx with dimensions AutoScalingGroupName / TargetGroup, and alarm_actions=[topic.arn].",
     kind="stack",
 )
-def inference_alarms(stack, ctx):
+def inference_alarms(stack: Stack, ctx: Context) -> Iterator[Finding]:
     topo = topology(stack)
     alarms = stack.of_type(ALARM)
     topics = stack.of_type(TOPIC)
@@ -104,7 +122,7 @@ def inference_alarms(stack, ctx):
     remediation="Pass kmsMasterKeyId=key.arn (the key policy must let cloudwatch.amazonaws.com use it).",
     types=(TOPIC,),
 )
-def sns_encrypted(r, ctx):
+def sns_encrypted(r: Resource, ctx: Context) -> Iterator[Finding]:
     k = r.get("kmsMasterKeyId")
     if k is UNKNOWN:
         return

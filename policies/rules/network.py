@@ -2,8 +2,27 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
+from typing import Any, cast
 
-from ..core import UNKNOWN, as_bool, as_list, as_num, get, k8s_kind, levels, opaque, rule, undetermined, violation
+from ..core import (
+    UNKNOWN,
+    Context,
+    Finding,
+    Resource,
+    Stack,
+    Tristate,
+    as_bool,
+    as_list,
+    as_num,
+    get,
+    k8s_kind,
+    levels,
+    opaque,
+    rule,
+    undetermined,
+    violation,
+)
 from ..topology import topology
 
 SG = "aws:ec2/securityGroup:SecurityGroup"
@@ -32,7 +51,7 @@ INTERNAL_ANNOTATIONS = {
 class Ingress:
     """One ingress permission, whatever resource shape it came from."""
 
-    def __init__(self, where, protocol, from_port, to_port, cidrs, peer):
+    def __init__(self, where: str, protocol: Any, from_port: Any, to_port: Any, cidrs: Any, peer: bool) -> None:
         self.where, self.protocol, self.from_port, self.to_port = where, protocol, from_port, to_port
         self.cidrs = cidrs          # list of CIDR strings (or UNKNOWN)
         self.peer = peer            # True when the source is a security group / prefix list / self
@@ -44,7 +63,7 @@ class Ingress:
             return True
         return p in ("tcp", "6", "6.0") and self.from_port in (0, None) and self.to_port == 65535
 
-    def covers(self, port: int):
+    def covers(self, port: int) -> Tristate:
         p = str(self.protocol).lower()
         if p in ("-1", "all", "-1.0"):
             return True
@@ -57,12 +76,12 @@ class Ingress:
             return False
         lo = lo if lo is not None else hi
         hi = hi if hi is not None else lo
-        return lo <= port <= hi
+        return bool(lo <= port <= hi)
 
 
-def ingress_of(r) -> list:
+def ingress_of(r: Resource) -> list[Ingress]:
     """Ingress permissions of a security group (inline), an SG rule, or a VPC ingress rule."""
-    out = []
+    out: list[Ingress] = []
     if r.type in (SG, DEFAULT_SG):
         rules = r.get("ingress")
         if opaque(rules):
@@ -88,7 +107,8 @@ def ingress_of(r) -> list:
     return out
 
 
-def _port(v):
+def _port(v: Any) -> Any:
+    """An int port, None, or UNKNOWN / SECRET."""
     n = as_num(v)
     return int(n) if isinstance(n, float) else n
 
@@ -100,7 +120,7 @@ def _world(cidr: str) -> bool:
         return False
 
 
-def _within(cidr: str, allowed: list) -> bool:
+def _within(cidr: str, allowed: list[Any]) -> bool:
     try:
         net = ipaddress.ip_network(cidr.strip(), strict=False)
     except ValueError:
@@ -110,7 +130,7 @@ def _within(cidr: str, allowed: list) -> bool:
             an = ipaddress.ip_network(str(a).strip(), strict=False)
         except ValueError:
             continue
-        if net.version == an.version and net.subnet_of(an):
+        if net.version == an.version and net.subnet_of(an):     # type: ignore[arg-type]  # same IP version
             return True
     return False
 
@@ -132,7 +152,7 @@ SG_TYPES = (SG, DEFAULT_SG, SG_RULE, SG_INGRESS)
     config={"allowedIngressCidrs": {"type": "array", "items": {"type": "string"},
                                     "description": "if set, every ingress CIDR must lie inside one of these"}},
 )
-def no_open_ingress(r, ctx):
+def no_open_ingress(r: Resource, ctx: Context) -> Iterator[Finding]:
     allowed = ctx.config.get("allowedIngressCidrs")
     for g in ingress_of(r):
         if opaque(g.cidrs):
@@ -149,7 +169,7 @@ def no_open_ingress(r, ctx):
                                 f"{', '.join(map(str, allowed))}")
 
 
-def _ports(g) -> str:
+def _ports(g: Ingress) -> str:
     if g.all_ports:
         return "all ports"
     if g.from_port == g.to_port:
@@ -174,7 +194,7 @@ def _ports(g) -> str:
     config={"ports": {"type": "array", "items": {"type": "integer"}, "default": [22, 3389],
                       "description": "administration ports no ingress may open"}},
 )
-def no_remote_admin_ports(stack, ctx):
+def no_remote_admin_ports(stack: Stack, ctx: Context) -> Iterator[Finding]:
     ports = [int(p) for p in ctx.config.get("ports") or []]
     groups = stack.of_type(SG, DEFAULT_SG)
     for r in stack.of_type(*SG_TYPES):
@@ -200,14 +220,14 @@ def no_remote_admin_ports(stack, ctx):
                     break
 
 
-def _strings(r) -> set:
+def _strings(r: Resource) -> set[str]:
     cached = r.__dict__.get("_strings")
     if cached is None:
         cached = r.__dict__["_strings"] = {v for v in _flat(r.props) if isinstance(v, str)}
-    return cached
+    return cast("set[str]", cached)
 
 
-def _flat(v):
+def _flat(v: Any) -> Iterator[Any]:
     if isinstance(v, dict):
         for x in v.values():
             yield from _flat(x)
@@ -218,7 +238,7 @@ def _flat(v):
         yield v
 
 
-def _load_balancer_only(stack, sg) -> bool:
+def _load_balancer_only(stack: Stack, sg: Resource) -> bool:
     """The security group is attached to load balancers and to nothing else that listens (instances, launch
     templates, tasks, pods, endpoints): found by its id / ARN / name in other resources' properties."""
     ids = sg.identifiers() - {sg.urn}
@@ -244,7 +264,7 @@ def _load_balancer_only(stack, sg) -> bool:
                 "subnets; for Kubernetes annotate service.beta.kubernetes.io/aws-load-balancer-scheme: internal.",
     types=(LB, ELB, "k8s:Service", "k8s:Ingress"),
 )
-def internal_lbs(r, ctx):
+def internal_lbs(r: Resource, ctx: Context) -> Iterator[Finding]:
     kind = k8s_kind(r.type)
     if kind == "Service":
         if r.get("spec.type") != "LoadBalancer":
@@ -277,15 +297,15 @@ def internal_lbs(r, ctx):
 # ----------------------------------------------------------------------------- stack rules
 
 
-def _is_igw(gateway, igws, stack, source) -> bool:
+def _is_igw(gateway: Any, igws: list[Resource], stack: Stack, source: Resource) -> bool:
     if isinstance(gateway, str) and gateway.startswith("igw-"):
         return True
     return bool(gateway is not None and stack.referenced(source, "gatewayId", gateway, igws))
 
 
-def _default_routes(rt, stack):
+def _default_routes(rt: Resource, stack: Stack) -> list[tuple[Resource, str, Any]]:
     """(route resource, destination, gateway) of default routes in a route table, inline and separate."""
-    out = []
+    out: list[tuple[Resource, str, Any]] = []
     for rr in as_list(rt.get("routes")) + as_list(rt.get("route")):
         if isinstance(rr, dict):
             dest = get(rr, "cidrBlock") or get(rr, "ipv6CidrBlock") or get(rr, "destinationCidrBlock")
@@ -311,13 +331,13 @@ def _default_routes(rt, stack):
                 "default route (if any) goes to a NAT gateway (egress nat) or none (air-gapped, VPC endpoints).",
     kind="stack",
 )
-def inference_subnets_private(stack, ctx):
+def inference_subnets_private(stack: Stack, ctx: Context) -> Iterator[Finding]:
     topo = topology(stack)
     igws = stack.of_type(IGW)
     tables = stack.of_type(ROUTE_TABLE, DEFAULT_RT)
     assocs = stack.of_type(RT_ASSOC)
     seen = set()
-    bad_routes: dict = {}
+    bad_routes: dict[tuple[str, str], tuple[Resource, Resource, str, list[str]]] = {}
     for g in topo.inference_groups():
         prop = {"aws:autoscaling/group:Group": "vpcZoneIdentifiers", "aws:ec2/instance:Instance": "subnetId"}.get(
             g.resource.type, "networkConfiguration")
@@ -354,11 +374,11 @@ def inference_subnets_private(stack, ctx):
                 "iam_role_arn=...) for each VPC.",
     kind="stack",
 )
-def vpc_flow_logs(stack, ctx):
+def vpc_flow_logs(stack: Stack, ctx: Context) -> Iterator[Finding]:
     vpcs = stack.of_type(VPC)
     logs = stack.of_type(FLOW_LOG)
     unresolved = []
-    covered = set()
+    covered: set[str] = set()
     for fl in logs:
         target = fl.get("vpcId")
         hit = stack.referenced(fl, "vpcId", target, vpcs) if target is not None else []

@@ -3,10 +3,25 @@ runtime, GPUs in production. Recognised wherever the server is started (see poli
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
-from ..core import UNKNOWN, as_list, as_num, get, glob_match, levels, opaque, rule, undetermined, violation
+from ..core import (
+    UNKNOWN,
+    Context,
+    Finding,
+    Resource,
+    as_list,
+    as_num,
+    get,
+    glob_match,
+    levels,
+    opaque,
+    rule,
+    undetermined,
+    violation,
+)
 from ..topology import SM_ENDPOINT_CONFIG, is_gpu_instance_type
-from ..workloads import EC2_TYPES, WORKLOAD_TYPES, as_bool_text, exposure, workload
+from ..workloads import EC2_TYPES, WORKLOAD_TYPES, Workload, as_bool_text, exposure, workload
 from .models import identity, registry_model
 
 K8S_WORKLOADS = ("k8s:Deployment", "k8s:StatefulSet", "k8s:DaemonSet", "k8s:ReplicaSet", "k8s:Job", "k8s:CronJob",
@@ -17,7 +32,7 @@ AUTH_EVIDENCE = re.compile(r"auth_request|auth_basic|auth_jwt|\$http_authorizati
                            r"\bBearer\b", re.I)
 
 
-def _workload_or_note(r):
+def _workload_or_note(r: Resource) -> tuple[Workload | None, list[Finding]]:
     w = workload(r)
     if w is None:
         return None, []
@@ -43,7 +58,7 @@ def _workload_or_note(r):
                 "in Kubernetes and ECS awsvpc run the proxy as a sidecar in the same pod/task.",
     types=TYPES,
 )
-def behind_auth_proxy(r, ctx):
+def behind_auth_proxy(r: Resource, ctx: Context) -> Iterator[Finding]:
     w, notes = _workload_or_note(r)
     yield from notes
     if w is None:
@@ -78,7 +93,7 @@ def behind_auth_proxy(r, ctx):
     types=TYPES,
     config={"max": {"type": "number", "default": 0.95, "description": "highest fraction allowed"}},
 )
-def gpu_memory_utilization(r, ctx):
+def gpu_memory_utilization(r: Resource, ctx: Context) -> Iterator[Finding]:
     w, notes = _workload_or_note(r)
     yield from notes
     if w is None:
@@ -115,7 +130,7 @@ def gpu_memory_utilization(r, ctx):
     config={"allowRemoteCodeFor": {"type": "array", "items": {"type": "string"}, "default": [],
                                    "description": "model ids (glob patterns) reviewed to run with remote code"}},
 )
-def no_trust_remote_code(r, ctx):
+def no_trust_remote_code(r: Resource, ctx: Context) -> Iterator[Finding]:
     w, notes = _workload_or_note(r)
     yield from notes
     if w is None:
@@ -151,7 +166,7 @@ def no_trust_remote_code(r, ctx):
     remediation="Serve the model with vLLM (runtime: vllm) in prod; keep Ollama for dev stacks.",
     types=TYPES,
 )
-def prod_runtime(r, ctx):
+def prod_runtime(r: Resource, ctx: Context) -> Iterator[Finding]:
     w, notes = _workload_or_note(r)
     yield from notes
     if w is None:
@@ -176,7 +191,7 @@ def prod_runtime(r, ctx):
                 "ml.g5/ml.g6/ml.p4d/ml.p5 types.",
     types=TYPES + (SM_ENDPOINT_CONFIG,),
 )
-def no_cpu_inference(r, ctx):
+def no_cpu_inference(r: Resource, ctx: Context) -> Iterator[Finding]:
     if r.type == SM_ENDPOINT_CONFIG:
         yield from _sagemaker_cpu(r)
         return
@@ -199,7 +214,7 @@ def no_cpu_inference(r, ctx):
             yield violation(f"{p.label} is given {how}: inference would run on CPU")
 
 
-def _sagemaker_cpu(cfg):
+def _sagemaker_cpu(cfg: Resource) -> Iterator[Finding]:
     variants = cfg.get("productionVariants")
     if opaque(variants):
         yield undetermined("productionVariants is not known yet")
@@ -234,7 +249,7 @@ def _sagemaker_cpu(cfg):
                 "(OLLAMA_VERSION pins Ollama's release); or bake the server into the AMI.",
     types=EC2_TYPES,
 )
-def server_install_pinned(r, ctx):
+def server_install_pinned(r: Resource, ctx: Context) -> Iterator[Finding]:
     w, notes = _workload_or_note(r)
     yield from notes
     if w is None:

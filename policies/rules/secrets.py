@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from typing import Any
 
-from ..core import SECRET, UNKNOWN, levels, rule, undetermined, violation
+from ..core import SECRET, UNKNOWN, Context, Finding, Resource, levels, rule, undetermined, violation
 from ..workloads import WORKLOAD_TYPES, workload
 from .runtime import K8S_WORKLOADS
 
@@ -49,7 +51,7 @@ def scan_text(text: str) -> list[str]:
     return found
 
 
-def _env_finding(where, name, value):
+def _env_finding(where: str, name: str, value: Any) -> Finding | None:
     if value is SECRET:
         return violation(f"{where}: {name} carries a secret value in plaintext (it ends up readable in the "
                          "task/pod definition); reference it (secrets/valueFrom) instead")
@@ -80,7 +82,7 @@ def _env_finding(where, name, value):
                 "env[].valueFrom.secretKeyRef; SSM parameters holding secrets are SecureString.",
     types=WORKLOAD_TYPES + K8S_WORKLOADS + (SSM_PARAMETER, LAMBDA),
 )
-def no_secret_literals(r, ctx):
+def no_secret_literals(r: Resource, ctx: Context) -> Iterator[Finding]:
     if r.type == SSM_PARAMETER:
         ptype = r.get("type")
         if isinstance(ptype, str) and ptype == "SecureString":

@@ -1,7 +1,26 @@
 """The model store (S3): never public, encrypted with a KMS key, public access blocked."""
 from __future__ import annotations
 
-from ..core import UNKNOWN, as_bool, as_json, as_list, get, levels, opaque, rule, undetermined, violation
+from collections.abc import Iterator
+from typing import Any
+
+from ..core import (
+    JSON,
+    UNKNOWN,
+    Context,
+    Finding,
+    Resource,
+    Stack,
+    as_bool,
+    as_json,
+    as_list,
+    get,
+    levels,
+    opaque,
+    rule,
+    undetermined,
+    violation,
+)
 
 BUCKET = "aws:s3/bucket:Bucket"
 BUCKET_ACL = "aws:s3/bucketAcl:BucketAcl"
@@ -13,11 +32,11 @@ PUBLIC_ACLS = ("public-read", "public-read-write", "authenticated-read")
 PAB_FLAGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
 
 
-def _public_statements(policy):
+def _public_statements(policy: Any) -> list[JSON]:
     doc = as_json(policy)
     if not isinstance(doc, dict):
         return []
-    out = []
+    out: list[JSON] = []
     for st in as_list(get(doc, "Statement")):
         if not isinstance(st, dict) or str(get(st, "Effect", "")).lower() != "allow":
             continue
@@ -40,7 +59,7 @@ def _public_statements(policy):
                 "S3 gateway endpoint; keep all four public-access-block flags true.",
     types=(BUCKET, BUCKET_ACL, BUCKET_POLICY, PAB),
 )
-def s3_not_public(r, ctx):
+def s3_not_public(r: Resource, ctx: Context) -> Iterator[Finding]:
     if r.type in (BUCKET, BUCKET_ACL):
         acl = r.get("acl")
         if isinstance(acl, str) and acl.lower() in PUBLIC_ACLS:
@@ -64,7 +83,7 @@ def s3_not_public(r, ctx):
                 yield violation(f"{f} is false: the public access block no longer stops public access")
 
 
-def _bucket_refs(stack, res, prop, buckets):
+def _bucket_refs(stack: Stack, res: Resource, prop: str, buckets: list[Resource]) -> list[Resource]:
     return stack.referenced(res, prop, res.get(prop), buckets)
 
 
@@ -83,7 +102,7 @@ def _bucket_refs(stack, res, prop, buckets):
                 "bucket_key_enabled: True}]).",
     kind="stack",
 )
-def s3_kms(stack, ctx):
+def s3_kms(stack: Stack, ctx: Context) -> Iterator[Finding]:
     configs = stack.of_type(SSE)
     lbs = stack.of_type("aws:lb/loadBalancer:LoadBalancer", "aws:elb/loadBalancer:LoadBalancer")
     for b in stack.of_type(BUCKET):
@@ -114,7 +133,7 @@ def s3_kms(stack, ctx):
                 "ignore_public_acls=True, restrict_public_buckets=True).",
     kind="stack",
 )
-def s3_pab(stack, ctx):
+def s3_pab(stack: Stack, ctx: Context) -> Iterator[Finding]:
     if any(all(as_bool(a.get(f)) is True for f in PAB_FLAGS) for a in stack.of_type(ACCOUNT_PAB)):
         return
     blocks = stack.of_type(PAB)

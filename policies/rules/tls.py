@@ -3,8 +3,26 @@ targets, invalid headers dropped."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from typing import Any
 
-from ..core import as_bool, as_json, as_list, as_num, get, k8s_kind, levels, opaque, rule, undetermined, violation
+from ..core import (
+    JSON,
+    Context,
+    Finding,
+    Resource,
+    as_bool,
+    as_json,
+    as_list,
+    as_num,
+    get,
+    k8s_kind,
+    levels,
+    opaque,
+    rule,
+    undetermined,
+    violation,
+)
 from ..workloads import DEFAULT_PORTS, WORKLOAD_TYPES, is_loopback, workload
 
 LISTENER = "aws:lb/listener:Listener"
@@ -31,7 +49,7 @@ DEFAULT_SSL_POLICIES = [
 ]
 
 
-def _redirects_to_https(actions) -> bool:
+def _redirects_to_https(actions: Any) -> bool:
     acts = [a for a in as_list(actions) if isinstance(a, dict)]
     return bool(acts) and all(str(get(a, "type", "")).lower() == "redirect" and
                               str(get(a, "redirect.protocol", "")).upper() == "HTTPS" for a in acts)
@@ -54,7 +72,7 @@ def _redirects_to_https(actions) -> bool:
     config={"allowedSslPolicies": {"type": "array", "items": {"type": "string"}, "default": DEFAULT_SSL_POLICIES,
                                    "description": "exact ELB security policy names a listener may use"}},
 )
-def https_listeners(r, ctx):
+def https_listeners(r: Resource, ctx: Context) -> Iterator[Finding]:
     allowed = ctx.config.get("allowedSslPolicies") or DEFAULT_SSL_POLICIES
     if k8s_kind(r.type) == "Ingress":
         yield from _ingress_tls(r, allowed)
@@ -97,12 +115,12 @@ ALB_PREFIX = "alb.ingress.kubernetes.io/"
 NLB_CERT = "service.beta.kubernetes.io/aws-load-balancer-ssl-cert"
 
 
-def _is_alb_ingress(r, ann: dict) -> bool:
+def _is_alb_ingress(r: Resource, ann: dict[str, Any]) -> bool:
     cls = r.get("spec.ingressClassName") or ann.get("kubernetes.io/ingress.class")
     return (isinstance(cls, str) and cls.lower() == "alb") or any(k.startswith(ALB_PREFIX) for k in ann)
 
 
-def _ingress_tls(r, allowed):
+def _ingress_tls(r: Resource, allowed: list[str]) -> Iterator[Finding]:
     ann = r.get("metadata.annotations") or {}
     tls = r.get("spec.tls")
     if opaque(tls) or opaque(ann) or not isinstance(ann, dict) or any(opaque(v) for v in ann.values()):
@@ -132,7 +150,7 @@ def _ingress_tls(r, allowed):
         yield violation("the ALB ingress also listens on plain HTTP without alb.ingress.kubernetes.io/ssl-redirect")
 
 
-def _service_tls(r):
+def _service_tls(r: Resource) -> Iterator[Finding]:
     if r.get("spec.type") != "LoadBalancer":
         return
     ann = r.get("metadata.annotations") or {}
@@ -146,12 +164,12 @@ def _service_tls(r):
                         "aws-load-balancer-ssl-cert): prompts and keys cross the network in clear text")
 
 
-def _tls_passthrough(ports) -> bool:
+def _tls_passthrough(ports: Any) -> bool:
     """Every port forwards to a TLS port (443 / 8443, or named https / tls): TCP passthrough to a proxy in the
     pod that terminates TLS itself (the load balancer never sees plaintext)."""
     ports = [p for p in as_list(ports) if isinstance(p, dict)]
 
-    def tls(p) -> bool:
+    def tls(p: JSON) -> bool:
         target = p.get("targetPort", p.get("port"))
         if isinstance(target, str) and not target.isdigit():
             return bool(re.search(r"https|tls|ssl", target, re.I))
@@ -164,7 +182,7 @@ MESH_INJECT = {"sidecar.istio.io/inject": ("true",), "linkerd.io/inject": ("enab
                "istio.io/dataplane-mode": ("ambient",)}
 
 
-def _meshed(r) -> bool:
+def _meshed(r: Resource) -> bool:
     """Pods that join an mTLS service mesh (Istio sidecar or ambient, Linkerd), by their template's labels and
     annotations."""
     tags = r.tags()
@@ -190,7 +208,7 @@ _MODEL_WORDS = re.compile(r"ollama|vllm|tgi|text-generation|llama|llm|inference|
     types=WORKLOAD_TYPES + ("k8s:Deployment", "k8s:StatefulSet", "k8s:DaemonSet", "k8s:ReplicaSet", "k8s:Job",
                             "k8s:CronJob", "k8s:Pod", "k8s:ReplicationController"),
 )
-def no_plaintext_model_urls(r, ctx):
+def no_plaintext_model_urls(r: Resource, ctx: Context) -> Iterator[Finding]:
     w = workload(r)
     if w is None:
         return
@@ -233,7 +251,7 @@ def no_plaintext_model_urls(r, ctx):
                 "port; health checks may stay HTTP on a separate port.",
     types=(TARGET_GROUP,),
 )
-def https_target_groups(r, ctx):
+def https_target_groups(r: Resource, ctx: Context) -> Iterator[Finding]:
     ttype = r.get("targetType")
     if isinstance(ttype, str) and ttype.lower() in ("lambda", "alb"):
         return
@@ -262,7 +280,7 @@ def https_target_groups(r, ctx):
     remediation="Set dropInvalidHeaderFields: true on the aws.lb.LoadBalancer.",
     types=(LB,),
 )
-def drop_invalid_headers(r, ctx):
+def drop_invalid_headers(r: Resource, ctx: Context) -> Iterator[Finding]:
     lbt = r.get("loadBalancerType")
     if isinstance(lbt, str) and lbt.lower() != "application":
         return

@@ -2,7 +2,27 @@
 rule and a request-body size limit."""
 from __future__ import annotations
 
-from ..core import UNKNOWN, as_json, as_list, as_num, get, k8s_kind, levels, opaque, rule, undetermined, violation
+from collections.abc import Iterator
+from typing import Any
+
+from ..core import (
+    JSON,
+    UNKNOWN,
+    Context,
+    Finding,
+    Resource,
+    Stack,
+    as_json,
+    as_list,
+    as_num,
+    get,
+    k8s_kind,
+    levels,
+    opaque,
+    rule,
+    undetermined,
+    violation,
+)
 from ..topology import LB, topology
 
 WEB_ACL = "aws:wafv2/webAcl:WebAcl"
@@ -10,7 +30,7 @@ WEB_ACL_ASSOC = "aws:wafv2/webAclAssociation:WebAclAssociation"
 WAFREGIONAL_ASSOC = "aws:wafregional/webAclAssociation:WebAclAssociation"
 
 
-def _inference_lbs(stack):
+def _inference_lbs(stack: Stack) -> list[tuple[Resource, Any]]:
     """(load balancer, reason) for every ALB that fronts inference, failing closed: an ALB whose routes
     cannot be resolved counts as inference when the stack serves a model."""
     topo = topology(stack)
@@ -43,7 +63,7 @@ def _inference_lbs(stack):
                 "front NLB-only designs with an internal ALB.",
     kind="stack",
 )
-def waf_on_inference_lb(stack, ctx):
+def waf_on_inference_lb(stack: Stack, ctx: Context) -> Iterator[Finding]:
     assocs = stack.of_type(WEB_ACL_ASSOC, WAFREGIONAL_ASSOC)
     unresolved = [a for a in assocs if a.get("resourceArn") is UNKNOWN]
     for lb, lbt in _inference_lbs(stack):
@@ -72,7 +92,7 @@ def waf_on_inference_lb(stack, ctx):
                     yield violation("the ALB ingress names no WAF web ACL (alb.ingress.kubernetes.io/wafv2-acl-arn)", r)
 
 
-def _statements(stmt):
+def _statements(stmt: Any) -> Iterator[JSON]:
     """A statement and every statement nested in and/or/not, rate-based scope-downs."""
     if not isinstance(stmt, dict):
         return
@@ -84,7 +104,7 @@ def _statements(stmt):
     yield from _statements(get(stmt, "rateBasedStatement.scopeDownStatement"))
 
 
-def _blocks(rule_):
+def _blocks(rule_: Any) -> bool:
     action = get(rule_, "action")
     if isinstance(action, dict) and (get(action, "block") is not None or get(action, "captcha") is not None
                                      or get(action, "challenge") is not None):
@@ -112,7 +132,7 @@ def _blocks(rule_):
             "maxBodyBytes": {"type": "number", "default": 10485760,
                              "description": "largest body size limit allowed (bytes)"}},
 )
-def waf_limits(r, ctx):
+def waf_limits(r: Resource, ctx: Context) -> Iterator[Finding]:
     scope = r.get("scope")
     if isinstance(scope, str) and scope.upper() == "CLOUDFRONT":
         return
