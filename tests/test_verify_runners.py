@@ -232,13 +232,3 @@ def test_a_refused_rollout_is_rolled_back(stub):
     assert "aws autoscaling rollback-instance-refresh --auto-scaling-group-name llm-prod-llama-70b" in calls
     (restart,) = [c for c in calls if c.startswith("aws autoscaling start-instance-refresh")]
     assert "llm-prod-llama-8b" in restart and '"LaunchTemplateId":"lt-008b","Version":"4"' in restart
-
-
-def test_the_s3_endpoints_let_the_gate_write_its_results_and_nothing_else():
-    """Air-gapped stacks reach S3 only through the VPC endpoints: their policy admits the gate's prefix."""
-    from llm_platform.serving.access import s3_endpoint_policy
-    bucket = "arn:aws:s3:::llm-prod-models-abc"
-    puts = [s for s in s3_endpoint_policy("210987654321", "us-east-1", [bucket])["Statement"]
-            if "s3:PutObject" in s["Action"]]
-    assert [s["Resource"] for s in puts] == [[f"{bucket}/{jobs.RESULTS_PREFIX}/*"]]
-    assert jobs.results_policy(bucket, "prod", KEY, "us-east-1")[0]["Resource"].startswith(f"{bucket}/gate/")

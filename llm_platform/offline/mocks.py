@@ -110,9 +110,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             # the deploy workflow pushes this commit's gate image before `pulumi up` (.github/scripts/deploy-gate.sh)
             from llm_platform.verify.jobs import image_tag
             tag = image_tag()
-            digest = "sha256:" + _hex(f"{a.get('repositoryName')}:{tag}", 64)
             return {"repositoryName": a.get("repositoryName"), "id": a.get("repositoryName"),
-                    "imageIds": [{"imageTag": tag, "imageDigest": digest}]}
+                    "imageIds": [{"imageTag": tag, "imageDigest": "sha256:" + _hex(f"{a.get('repositoryName')}:{tag}", 64)}]}
         raise NotImplementedError(f"the mocks harness has no answer for invoke {token}: add one in llm_platform/offline/mocks.py")
 
 

@@ -64,10 +64,6 @@ def s3_endpoint_policy(account: str, region: str, bucket_arns: Sequence[str]) ->
          "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:GetBucketLocation"],
          "Resource": [*bucket_arns, *(f"{b}/*" for b in bucket_arns)],
          "Condition": {"StringEquals": {"aws:PrincipalAccount": account, "aws:ResourceAccount": account}}},
-        # the deploy gate's results (llm_platform/verify): written under gate/, nowhere else in the buckets
-        {"Sid": "DeployGateResults", "Effect": "Allow", "Principal": "*", "Action": ["s3:PutObject"],
-         "Resource": [f"{b}/gate/*" for b in bucket_arns],
-         "Condition": {"StringEquals": {"aws:PrincipalAccount": account, "aws:ResourceAccount": account}}},
         # ECR presigns these requests itself: the principal is ECR's, so no account condition can apply
         {"Sid": "EcrImageLayers", "Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject"],
          "Resource": [f"{ecr_layer_bucket(region)}/*"]},
