@@ -4,17 +4,18 @@
     DeployGate(name, DeployGateArgs(stack=..., platform="ec2" | "eks", specs=[...], ...), opts)
 
 Both platforms: an ECR repository for the gate image (immutable content tags, scanned on push, the stack's
-CMK); runners pull it by digest, the one ECR lists for this version's content tag. Results go under
-s3://<model store>/gate/<stack>/ and into the CloudWatch namespace LlmPlatform/<stack>/Gate; the client key is
+CMK); runners pull it by digest, the one ECR lists for this version's content tag. Metrics go into the CloudWatch
+namespace LlmPlatform/<stack>/Gate, the report to the runner's log, which the deploy workflow files under
+s3://<model store>/gate/<stack>/ (the VPC's S3 endpoints admit no writes); the client key is
 the stack's `deploy-gate` client (its own key, so the proxies' audit log tells gate traffic apart).
 
 ec2: an ECS cluster (Container Insights) and a Fargate task definition, run in the private subnets with no
 public IP; a security group that may only reach HTTPS inside the VPC (the ALB, the interface endpoints) and
 S3 through its gateway endpoint, admitted by the ALB on 443. The execution role pulls only the gate image,
 writes only the gate's log group and reads only the gate's key (ECS injects it; kms:Decrypt only through
-Secrets Manager). The task role writes only the gate prefix and puts metrics only into the gate namespace.
+Secrets Manager). The task role may only put metrics into the gate namespace.
 eks: per model, in the deployment's namespace, a `deploy-gate` service account bound by EKS Pod Identity to
-a role that reads only the gate's key and writes only the gate prefix and namespace, and a ConfigMap with the
+a role that reads only the gate's key and puts metrics only into the gate namespace, and a ConfigMap with the
 deployment's gate spec. The Job itself (llm_platform/verify/jobs.py) is rendered here, exported, and created
 by the workflow on demand: a Job created by `pulumi up` would run once, not at every rollout.
 """
@@ -60,7 +61,6 @@ class DeployGateArgs:
     # eks: the cluster the deployments run in (their namespaces must exist: depends_on in opts)
     k8s_provider: pulumi.ProviderResource | None = None
     cluster_name: pulumi.Input[str] | None = None
-    s3_endpoint_url: pulumi.Input[str] | None = None    # the S3 interface endpoint (results stay in the VPC)
 
 
 class DeployGate(pulumi.ComponentResource):
@@ -196,9 +196,8 @@ class DeployGate(pulumi.ComponentResource):
             aws.eks.PodIdentityAssociation(f"{name}-{model}", cluster_name=args.cluster_name, namespace=ns,
                                            service_account=sa.metadata.name, role_arn=role.arn, tags=tags,
                                            opts=child)
-            manifests[model] = pulumi.Output.all(self.image, args.client_secret_arn, args.bucket_name, region,
-                                                 args.s3_endpoint_url).apply(
-                lambda a, m=model: jobs.job_manifest(m, a[0], a[1], a[2], stack, a[3], s3_endpoint_url=a[4]))
+            manifests[model] = pulumi.Output.all(self.image, args.client_secret_arn, args.bucket_name, region).apply(
+                lambda a, m=model: jobs.job_manifest(m, a[0], a[1], a[2], stack, a[3]))
             # the gate pod talks to its deployment's proxy, DNS, AWS APIs over HTTPS and the Pod Identity agent;
             # nothing talks to it
             k8s.networking.v1.NetworkPolicy(f"{name}-{model}-network-policy", metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -240,7 +239,7 @@ def network_policy(model: str, vpc_cidr: str) -> dict:
             {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": model,
                                                      "llm-platform/deployment": model}}}],
              "ports": [{"port": jobs.PROXY_PORT, "protocol": "TCP"}]},
-            # Secrets Manager, S3, CloudWatch through their interface endpoints
+            # Secrets Manager and CloudWatch through their interface endpoints
             {"to": [{"ipBlock": {"cidr": vpc_cidr}}], "ports": [{"port": 443, "protocol": "TCP"}]},
             {"to": [{"ipBlock": {"cidr": jobs.POD_IDENTITY_AGENT}}], "ports": [{"port": 80, "protocol": "TCP"}]},
         ]}

@@ -323,8 +323,7 @@ class EksPlatform(_AwsPlatform):
                                type="CNAME", ttl=60, records=[dep.hostname], opts=self._child(f"api-{plan.name}"))
         self.exports["cluster_name"] = cluster.cluster_name
         self.exports["gate"] = self._gate(name, args, eks=dict(k8s_provider=cluster.provider,
-                                                              cluster_name=cluster.cluster_name, vpc_cidr=net.cidr,
-                                                              s3_endpoint_url=self._network.s3_interface_url()),
+                                                              cluster_name=cluster.cluster_name, vpc_cidr=net.cidr),
                                           after=list(self.deployments.values()))
         if self.ca_cert_pem is not None:
             self.exports["internal_ca_certificate_pem"] = self.ca_cert_pem

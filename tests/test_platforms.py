@@ -491,8 +491,6 @@ def test_the_eks_plan_can_create_the_deploy_gate_job_of_every_model(eks, eks_pla
         assert all(r.get("to") for r in netpol["spec"]["egress"])             # every rule names where
         blocks = [p["ipBlock"]["cidr"] for r in netpol["spec"]["egress"] for p in r["to"] if "ipBlock" in p]
         assert set(blocks) == {eks_raw["llm-platform:network"]["cidr"], "169.254.170.23/32"}
-        env = {e["name"]: e["value"] for e in c["env"]}
-        assert env["AWS_ENDPOINT_URL_S3"].startswith("https://bucket.")       # S3 through the interface endpoint
         selector = netpol["spec"]["podSelector"]["matchLabels"]
         assert selector.items() <= job["spec"]["template"]["metadata"]["labels"].items()
         assert netpol["spec"]["ingress"] == [] and netpol["metadata"]["namespace"] == ns

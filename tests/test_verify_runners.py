@@ -64,7 +64,8 @@ def test_the_job_runs_the_gate_with_arguments_it_accepts(job):
     assert args.model == "llama-70b" and args.endpoint == "https://llama-70b.llm-llama-70b.svc/v1"
     assert args.plan == "/etc/llm-gate/llama-70b.json" and args.ca_file == "/etc/llm-gate/tls/ca.pem"
     assert args.api_key_secret == SECRET and args.json
-    assert args.results == "s3://llm-eks-models-abc/gate/eks" and args.cloudwatch_namespace == "LlmPlatform/eks/Gate"
+    # metrics to CloudWatch; the report to the log, which the workflow files in S3 (the VPC writes no S3)
+    assert args.results is None and args.cloudwatch_namespace == "LlmPlatform/eks/Gate"
 
 
 def test_the_ecs_container_is_a_valid_task_definition_and_gets_its_key_from_ecs():
@@ -82,17 +83,15 @@ def test_the_ecs_container_is_a_valid_task_definition_and_gets_its_key_from_ecs(
     # what the workflow's run-task override sends, parsed by the gate itself
     args = parser().parse_args(cd["command"] + ["--model", "llama-8b", "--endpoint", "https://llama-8b.x/v1"])
     assert args.plan == "env:LLM_GATE_SPECS" and args.ca_file == "env:LLM_GATE_CA_PEM"
-    assert args.api_key_env == jobs.KEY_ENV and args.results == "s3://llm-prod-models-abc/gate/prod"
+    assert args.api_key_env == jobs.KEY_ENV and args.results is None
 
 
 def test_roles_reach_only_the_gates_secret_prefix_namespace_and_image():
     bucket = "arn:aws:s3:::llm-prod-models-abc"
     results = jobs.results_policy(bucket, "prod", KEY, "us-east-1")
-    by_sid = {s["Sid"]: s for s in results}
-    assert by_sid["WriteGateResults"]["Action"] == ["s3:PutObject"]
-    assert by_sid["WriteGateResults"]["Resource"] == f"{bucket}/gate/prod/*"           # not the model weights
-    assert by_sid["PutGateMetrics"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "LlmPlatform/prod/Gate"}}
-    assert by_sid["EncryptGateResults"]["Condition"]["StringEquals"]["kms:ViaService"] == "s3.us-east-1.amazonaws.com"
+    (metrics,) = results                                    # no S3, no KMS: the VPC's S3 endpoints admit no writes
+    assert metrics["Action"] == ["cloudwatch:PutMetricData"]
+    assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": "LlmPlatform/prod/Gate"}}
     exe = execution_policy("arn:aws:ecr:us-east-1:1:repository/llm-platform/prod/deploy-gate",
                            "arn:aws:logs:us-east-1:1:log-group:/llm-platform/prod/deploy-gate", SECRET, KEY,
                            "us-east-1")
@@ -160,7 +159,7 @@ case "$1 $2" in
     model=$(printf '%s' "$*" | sed -n 's/.*"--model","\([^"]*\)".*/\1/p')
     echo "arn:aws:ecs:us-east-1:1:task/llm-prod-deploy-gate/task-$model" ;;
   "ecs wait") exit 0 ;;
-  "logs get-log-events") echo '{"verdict": "stub"}' ;;
+  "logs get-log-events") echo '["{", "  \"verdict\": \"stub\"", "}"]' ;;
   "ecs describe-tasks")
     task=$(printf '%s' "$*" | sed -n 's/.*--tasks \([^ ]*\).*/\1/p'); model=${task##*/task-}
     cat "$STUB_DIR/exit-$model" ;;
@@ -174,6 +173,7 @@ esac
 '''
 
 GATE_JSON = {"platform": "ec2", "models": ["llama-70b", "llama-8b"], "image": IMAGE,
+             "results": "s3://llm-prod-models-abc/gate/prod",
              "ecs": {"cluster": "llm-prod-deploy-gate",
                      "task_definition": "arn:aws:ecs:us-east-1:1:task-definition/g:3",
                      "container": "gate", "command": ["--plan", "env:LLM_GATE_SPECS", "--json"],
@@ -216,6 +216,10 @@ def test_the_gate_step_runs_every_model_in_the_vpc_and_exits_with_the_worst_verd
     # both tasks are started before the first is waited for: the models are gated at once
     first_wait = next(i for i, c in enumerate(calls) if c.startswith("aws ecs wait"))
     assert first_wait > max(i for i, c in enumerate(calls) if c.startswith("aws ecs run-task"))
+    # each report, as the task logged it, is filed in S3 from outside the VPC
+    copies = [c for c in calls if c.startswith("aws s3 cp")]
+    assert len(copies) == 2 and all("s3://llm-prod-models-abc/gate/prod/llama-" in c for c in copies)
+    assert '"verdict": "stub"' in proc.stdout
     summary = (tmp / "summary.md").read_text()
     assert "| llama-70b |" in summary and "| llama-8b |" in summary
 

@@ -76,6 +76,17 @@ image() {
   docker push "$registry/$name:$tag"
 }
 
+REPORTS=${REPORTS:-$(mktemp -d)}
+
+keep_report() {   # print the model's JSON report and file it under the gate's results prefix (S3, from outside)
+  local gate=$1 model=$2
+  echo "::group::$model: gate report"; cat "$REPORTS/$model.json"; echo "::endgroup::"
+  if [ -s "$REPORTS/$model.json" ]; then
+    aws s3 cp --only-show-errors "$REPORTS/$model.json" \
+      "$(jq -r .results "$gate")/$model/$(date -u +%Y%m%dT%H%M%SZ).json" || echo "::warning::$model: report not filed in S3"
+  fi
+}
+
 start_ecs() {   # $1 gate json, $2 model; prints the task ARN
   local gate=$1 model=$2 overrides network
   overrides=$(jq -c --arg m "$model" '{containerOverrides: [{name: .ecs.container,
@@ -94,10 +105,10 @@ wait_ecs() {   # $1 gate json, $2 model, $3 task ARN; prints the report, returns
   until aws ecs wait tasks-stopped --cluster "$cluster" --tasks "$task" 2>/dev/null; do
     [ "$SECONDS" -lt "$deadline" ] || { aws ecs stop-task --cluster "$cluster" --task "$task" >/dev/null; return 2; }
   done
-  echo "::group::$model: gate report"
   aws logs get-log-events --log-group-name "$(jq -r .ecs.log_group "$gate")" \
-    --log-stream-name "gate/$(jq -r .ecs.container "$gate")/${task##*/}" --query 'events[].message' --output text || true
-  echo "::endgroup::"
+    --log-stream-name "gate/$(jq -r .ecs.container "$gate")/${task##*/}" --query 'events[].message' --output json \
+    | jq -r '.[]' > "$REPORTS/$model.json" || true
+  keep_report "$gate" "$model"
   code=$(aws ecs describe-tasks --cluster "$cluster" --tasks "$task" \
     --query "tasks[0].containers[?name=='gate'].exitCode | [0]" --output text)
   [[ "$code" =~ ^[0-9]+$ ]] || code=2          # never started (image pull, secret): the gate could not run
@@ -116,9 +127,8 @@ wait_eks() {
     [ "$SECONDS" -lt "$deadline" ] || { kubectl delete -n "$ns" "$job" --wait=false; return 2; }
     sleep "$POLL_SECONDS"
   done
-  echo "::group::$model: gate report"
-  kubectl logs -n "$ns" "$job" || true
-  echo "::endgroup::"
+  kubectl logs -n "$ns" "$job" > "$REPORTS/$model.json" || true
+  keep_report "$1" "$model"
   code=$(kubectl get pods -n "$ns" -l "job-name=${job#job.batch/}" \
     -o jsonpath='{.items[0].status.containerStatuses[0].state.terminated.exitCode}')
   [[ "$code" =~ ^[0-9]+$ ]] || code=2

@@ -90,7 +90,7 @@ def gate_args(model: str, endpoint: str, plan: str, *, ca: str | None, results: 
 
 
 def job_manifest(model: str, image: str, secret_arn: str, bucket: str, stack: str, region: str,
-                 duration: float | None = None, timeout_s: int = 3600, s3_endpoint_url: str | None = None) -> dict:
+                 duration: float | None = None, timeout_s: int = 3600) -> dict:
     """The batch/v1 Job that gates one deployment on eks (created by the deploy workflow with `kubectl create`;
     `generateName` gives every run its own Job)."""
     ns = f"llm-{model}"
@@ -100,12 +100,10 @@ def job_manifest(model: str, image: str, secret_arn: str, bucket: str, stack: st
         "name": CONTAINER, "image": image, "imagePullPolicy": "IfNotPresent",
         "command": ["llm-platform-verify"],
         "args": gate_args(model, service_url(model), f"/etc/llm-gate/{model}.json", ca="/etc/llm-gate/tls/ca.pem",
-                          results=results_url(bucket, stack), metrics_ns=metrics_namespace(stack),
-                          secret_arn=secret_arn, duration=duration),
+                          results=None, metrics_ns=metrics_namespace(stack), secret_arn=secret_arn,
+                          duration=duration),
         "env": [{"name": "AWS_REGION", "value": region}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
-                {"name": "HOME", "value": "/tmp"},
-                # results go to S3 through its interface endpoint: the pod's egress stays inside the VPC
-                *([{"name": "AWS_ENDPOINT_URL_S3", "value": s3_endpoint_url}] if s3_endpoint_url else [])],
+                {"name": "HOME", "value": "/tmp"}],
         "resources": RESOURCES,
         "securityContext": {"runAsNonRoot": True, "runAsUser": GATE_UID, "runAsGroup": GATE_UID,
                             "allowPrivilegeEscalation": False, "privileged": False, "readOnlyRootFilesystem": True,
@@ -163,8 +161,8 @@ def container_definition(image: str, secret_arn: str, specs_json: str, ca_pem: s
 
 def ecs_command(bucket: str, stack: str, with_ca: bool) -> list[str]:
     """The task's command; `run-task` overrides it with this plus --model and --endpoint."""
-    cmd = ["--plan", f"env:{SPEC_ENV}", "--json", "--results", results_url(bucket, stack),
-           "--cloudwatch-namespace", metrics_namespace(stack), "--api-key-env", KEY_ENV]
+    cmd = ["--plan", f"env:{SPEC_ENV}", "--json", "--cloudwatch-namespace", metrics_namespace(stack),
+           "--api-key-env", KEY_ENV]
     return cmd + (["--ca-file", f"env:{CA_ENV}"] if with_ca else [])
 
 
@@ -177,13 +175,10 @@ def reader_policy(secret_arn: str, kms_key_arn: str, region: str) -> list[dict]:
 
 
 def results_policy(bucket_arn: str, stack: str, kms_key_arn: str, region: str) -> list[dict]:
-    """Write results under the stack's gate prefix and metrics into the stack's gate namespace; nothing else."""
-    return [{"Sid": "WriteGateResults", "Effect": "Allow", "Action": ["s3:PutObject"],
-             "Resource": f"{bucket_arn}/{results_prefix(stack)}/*"},
-            {"Sid": "EncryptGateResults", "Effect": "Allow", "Action": ["kms:GenerateDataKey"],
-             "Resource": kms_key_arn,
-             "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}},
-            {"Sid": "PutGateMetrics", "Effect": "Allow", "Action": ["cloudwatch:PutMetricData"], "Resource": "*",
+    """Metrics into the stack's gate namespace, nothing else. The report goes to stdout (the task's or pod's log):
+    the VPC's S3 endpoints admit no writes (llm_platform/serving/access.py), so the deploy workflow files it in
+    s3://<model store>/gate/<stack>/ from outside."""
+    return [{"Sid": "PutGateMetrics", "Effect": "Allow", "Action": ["cloudwatch:PutMetricData"], "Resource": "*",
              "Condition": {"StringEquals": {"cloudwatch:namespace": metrics_namespace(stack)}}}]
 
 
