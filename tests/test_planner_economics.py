@@ -191,3 +191,9 @@ def test_the_docker_containers_get_the_shares_the_plan_gave_them():
         if found:           # the runtime container: its shell command ends in `exec vllm serve ...`
             seen[next(n for n in shares if f"-{n}-" in f"{r.name}-")] = float(found.group(1))
     assert seen == shares and sum(seen.values()) <= LOCAL_SHARED_UTILIZATION
+
+
+def test_an_embedder_never_gets_an_fp8_kv_cache_it_does_not_have():
+    p = plan(model="BAAI/bge-large-en-v1.5", precision="fp8", max_model_len=512,
+             load={"requests_per_second": 20, "prompt_tokens": 256, "ttft_p99_seconds": 0.5})
+    assert p.kv_cache_dtype == "auto" and p.choice["kv_cache_dtype"] == "default"

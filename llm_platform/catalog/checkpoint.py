@@ -29,6 +29,7 @@ import fnmatch
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -50,7 +51,7 @@ class QuantLayout:
     # whether the checkpoint also quantizes the LM head (rare; vLLM keeps it 16 bit for fp8)
     lm_head_quantized: bool = False
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.quant_method not in METHODS:
             raise ValueError(f"unknown quant_method {self.quant_method!r}: use one of {', '.join(METHODS)}")
         if self.scale_strategy not in ("tensor", "channel"):
@@ -72,7 +73,7 @@ class QuantLayout:
 
 
 @lru_cache(maxsize=4096)
-def _regex(p: str) -> re.Pattern:
+def _regex(p: str) -> re.Pattern[str]:
     return re.compile(p)
 
 
@@ -128,7 +129,7 @@ class QuantizationSpec(BaseModel):
         return _PRECISION_KIND[self.quant_method]
 
     @classmethod
-    def from_quantization_config(cls, raw: dict, source: str | None = None) -> QuantizationSpec:
+    def from_quantization_config(cls, raw: dict[str, Any], source: str | None = None) -> QuantizationSpec:
         """The sizing-relevant part of a config.json `quantization_config`, whatever else it holds
         (activation_scheme, fmt, bits, version, ...): for onboarding a checkpoint from its config.json.
         compressed-tensors nests the weight scheme in `config_groups.<group>.weights` (strategy

@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 import sys
-from typing import get_args
+from typing import Any, get_args
 
 
 def _kind(action: argparse.Action) -> str:
@@ -35,10 +35,10 @@ def _kind(action: argparse.Action) -> str:
     if action.choices:
         return "choice"
     conv = action.type
-    if conv is None:
+    if conv is None or isinstance(conv, str):   # a type-registry name: calling it failed on every value, so "str"
         return "str"
 
-    def ok(text: str):
+    def ok(text: str) -> tuple[bool, Any]:
         try:
             return True, conv(text)
         except Exception:          # noqa: BLE001 - argparse treats any conversion error as a bad value
@@ -55,7 +55,7 @@ def _kind(action: argparse.Action) -> str:
     return "str"
 
 
-def dump(wheel: str) -> dict:
+def dump(wheel: str) -> dict[str, Any]:
     from vllm import __version__
     from vllm.config.parallel import DistributedExecutorBackend
     from vllm.entrypoints.launchers.cli_args import make_arg_parser
@@ -63,7 +63,8 @@ def dump(wheel: str) -> dict:
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
     parser = make_arg_parser(FlexibleArgumentParser())
-    options, positionals = [], []
+    options: list[dict[str, Any]] = []
+    positionals: list[dict[str, Any]] = []
     for a in parser._actions:
         if isinstance(a, argparse._HelpAction):
             continue

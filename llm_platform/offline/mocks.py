@@ -379,6 +379,9 @@ def run_program(raw_config: dict[str, Any], stack: str = "test", *, program: Pat
     pulumi.runtime.set_all_config(values, secret_keys)
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=monitor,
                              logger=_QUIET)
+    def main() -> None:     # the program's globals (run_path's value) are no awaitable for run_pulumi_func
+        runpy.run_path(str(main_dir), run_name="__main__")
+
     with contextlib.chdir(main_dir):
-        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(main_dir), run_name="__main__")))
+        _sync_await(run_pulumi_func(main))
     return Recording(monitor.recorded, mocks.invokes, monitor.stack_urn, monitor.registered_outputs)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 NAMESPACE = "llm-platform"
 _MODEL_INDEX = re.compile(r"^(.*?models\[\d+\])")
@@ -33,7 +34,7 @@ class ConfigErrors(Exception):
 
     def __init__(self, errors: list[ConfigError]):
         self.errors = errors
-        self.raw: dict | None = None     # the config as read, when reading found problems but could go on
+        self.raw: dict[str, Any] | None = None     # the config as read, when reading found problems but could go on
         super().__init__(self.render())
 
     def render(self) -> str:

@@ -21,7 +21,7 @@ def overrides_of(images: dict[str, Any]) -> dict[str, str]:
     return {k: v for k, v in images.items() if k in known and v}
 
 
-def needed_upstreams(keys: set[str], overrides: dict) -> set[str]:
+def needed_upstreams(keys: set[str], overrides: dict[str, str]) -> set[str]:
     images = catalog.load().images
     return {images[k]["upstream"] for k in keys if k not in overrides and images[k].get("available", True)}
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import difflib
 import re
 import typing
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from llm_platform import catalog
 
@@ -35,15 +36,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """A SafeLoader that records every mapping key written twice (plain YAML keeps the last one silently,
     so `precision: fp8` above a forgotten `precision: bf16` would plan bf16)."""
 
-    def __init__(self, stream):
+    def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.duplicates: list[tuple[str, int]] = []     # (key path, line)
         self._paths: dict[int, str] = {}
 
-    def construct_mapping(self, node, deep=False):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
         if isinstance(node, yaml.MappingNode):
             here = self._paths.get(id(node), "")
-            seen: set = set()
+            seen: set[str | None] = set()
             for key_node, value_node in node.value:
                 key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
                 child = _join(here, key)
@@ -53,18 +54,18 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 self._mark(value_node, child)
         return super().construct_mapping(node, deep=deep)
 
-    def construct_sequence(self, node, deep=False):
+    def construct_sequence(self, node: yaml.SequenceNode, deep: bool = False) -> list[Any]:
         here = self._paths.get(id(node), "")
         for i, item in enumerate(node.value):
             self._mark(item, f"{here}[{i}]")
         return super().construct_sequence(node, deep=deep)
 
-    def _mark(self, node, path: str) -> None:
+    def _mark(self, node: yaml.Node, path: str) -> None:
         if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
             self._paths[id(node)] = path
 
 
-def _join(parent: str, key) -> str:
+def _join(parent: str, key: str | None) -> str:
     if not parent:
         return str(key)
     return f"{parent}.{key}"
@@ -158,8 +159,8 @@ def parse(raw: dict[str, Any], secret_keys: Iterable[str] | None = None) -> Stac
     leaks = _secret_literals(data)
     errors += leaks
     env = data.get("environment") if data.get("environment") in ("dev", "staging", "prod") else None
-    models = data.get("models") if isinstance(data.get("models"), list) else []
-    images = data.get("images") if isinstance(data.get("images"), dict) else {}
+    models = data["models"] if isinstance(data.get("models"), list) else []
+    images = data["images"] if isinstance(data.get("images"), dict) else {}
     context = {"environment": env, "catalog": catalog.load(), "platform": data.get("platform", "ec2"),
                "runtimes": {m.get("runtime", "vllm") for m in models if isinstance(m, dict)},
                "image_overrides": {k for k, v in images.items() if v}}
@@ -167,7 +168,7 @@ def parse(raw: dict[str, Any], secret_keys: Iterable[str] | None = None) -> Stac
         config = StackConfig.model_validate(data, context=context)
     except ValidationError as exc:
         leaked = {e.path for e in leaks}   # a leaked credential is the one thing to say about that key
-        listed: set = set()                # parents whose known keys were already listed once
+        listed: set[_Listed] = set()       # parents whose known keys were already listed once
         errors += [e for e in (_error(err, listed) for err in exc.errors()) if e.path not in leaked]
         config = None
     # checked here, with everything else, rather than when the program creates the cache rules
@@ -177,6 +178,7 @@ def parse(raw: dict[str, Any], secret_keys: Iterable[str] | None = None) -> Stac
         errors.append(ConfigError(f"{NAMESPACE}:images.docker_hub_credential_arn", problem))
     if errors:
         raise ConfigErrors(name_models(errors, models))
+    assert config is not None    # a ValidationError always adds to errors
     return config
 
 
@@ -187,7 +189,7 @@ def read_and_parse(path: str | Path) -> tuple[dict[str, Any], StackConfig]:
         raw = read_stack_file(path)
     except ConfigErrors as exc:
         errors = list(exc.errors)
-        if getattr(exc, "raw", None) is not None:
+        if exc.raw is not None:
             try:
                 parse(exc.raw)
             except ConfigErrors as more:
@@ -201,9 +203,9 @@ def load_stack(path: str | Path) -> StackConfig:
 
 
 def _secret_literals(data: dict[str, Any]) -> list[ConfigError]:
-    found = []
+    found: list[ConfigError] = []
 
-    def walk(value, loc):
+    def walk(value: Any, loc: tuple[str | int, ...]) -> None:
         if isinstance(value, dict):
             for k, v in value.items():
                 walk(v, loc + (k,))
@@ -222,7 +224,11 @@ def _secret_literals(data: dict[str, Any]) -> list[ConfigError]:
     return found
 
 
-def _error(err: dict, listed: set) -> ConfigError:
+# a mapping whose known keys an error already listed: its model class and its key path without list indexes
+_Listed = tuple[type[BaseModel] | None, tuple[str, ...]]
+
+
+def _error(err: ErrorDetails, listed: set[_Listed]) -> ConfigError:
     loc, message = tuple(err["loc"]), _message(err, listed)
     if message.startswith("@"):           # raised for a sibling key: see schema.at()
         key, _, message = message[1:].partition(" ")
@@ -230,7 +236,7 @@ def _error(err: dict, listed: set) -> ConfigError:
     return ConfigError(key_path(loc), message)
 
 
-def _message(err: dict, listed: set) -> str:
+def _message(err: ErrorDetails, listed: set[_Listed]) -> str:
     loc, kind, msg = err["loc"], err["type"], err["msg"]
     if kind == "value_error":
         return msg.removeprefix("Value error, ")
@@ -258,7 +264,7 @@ def _message(err: dict, listed: set) -> str:
     return f"{msg}{got}" + (f"; {field}: {hint}" if hint else "")
 
 
-def _schema_at(loc: tuple) -> type[BaseModel] | None:
+def _schema_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
     """The pydantic model class that holds the last key of `loc`, or None."""
     cls: Any = StackConfig
     for part in loc:
@@ -270,7 +276,7 @@ def _schema_at(loc: tuple) -> type[BaseModel] | None:
     return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
 
 
-def _model_in(annotation) -> Any:
+def _model_in(annotation: object) -> Any:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in typing.get_args(annotation):

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Literal, Optional, Union
+from typing import TYPE_CHECKING, Literal, Optional, Union, cast
 
 from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, ValidationInfo, field_validator)
 
 from llm_platform.catalog.architecture import Architecture
 from llm_platform.catalog.checkpoint import QuantizationSpec
+
+if TYPE_CHECKING:
+    from llm_platform.catalog import Catalog, ModelInfo
 
 DNS_LABEL = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 FLOATING_REFS = {"main", "master", "latest", "head", "dev", "stable"}
@@ -35,8 +38,8 @@ def _env(info: ValidationInfo) -> Optional[str]:
     return (info.context or {}).get("environment")
 
 
-def _catalog(info: ValidationInfo):
-    return (info.context or {})["catalog"]
+def _catalog(info: ValidationInfo) -> Catalog:
+    return cast("Catalog", (info.context or {})["catalog"])
 
 
 def _cidr(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -351,13 +354,13 @@ class ModelSpec(_Strict):
         return v
 
 
-def _registry_entry(info: ValidationInfo):
+def _registry_entry(info: ValidationInfo) -> ModelInfo | None:
     model = info.data.get("model")
     return _catalog(info).models.get(model) if model and info.data.get("architecture") is None else None
 
 
 def _context_window(info: ValidationInfo) -> Optional[int]:
-    arch = info.data.get("architecture")
+    arch: Architecture | None = info.data.get("architecture")
     if arch is not None:
         return arch.max_position_embeddings
     entry = _registry_entry(info)
@@ -394,7 +397,7 @@ class NetworkSpec(_Strict):
 
     @field_validator("availability_zones")
     @classmethod
-    def _azs(cls, v, info: ValidationInfo):
+    def _azs(cls, v: int | list[str], info: ValidationInfo) -> int | list[str]:
         count = v if isinstance(v, int) else len(v)
         if isinstance(v, list) and len(set(v)) != len(v):
             raise ValueError("availability zone names repeat: list each once")

@@ -29,7 +29,17 @@ from llm_platform.settings.errors import ConfigError
 from llm_platform.settings.schema import ModelSpec, StackConfig
 
 from . import performance as perf
-from .memory import GIB, Layout, Memory, Workload, estimate, max_context, max_sequences, weight_bytes
+from .memory import (
+    GIB,
+    Layout,
+    Memory,
+    Workload,
+    estimate,
+    kv_bytes_per_token_per_layer,
+    max_context,
+    max_sequences,
+    weight_bytes,
+)
 from .params import active_parameter_count, parameter_count
 
 HOURS_PER_MONTH = 730
@@ -415,7 +425,8 @@ def kv_choices(spec: ModelSpec, cat: Catalog) -> tuple[tuple[str, ...], str]:
     if "kv_cache_dtype" in spec.model_fields_set:
         return (spec.kv_cache_dtype,), "stated"
     fp8 = cat.kv_dtypes.get("fp8")
-    if fp8 is not None and spec.runtime in fp8.runtimes and cat.precisions[spec.precision].kind in AUTO_FP8_KV_KINDS:
+    if (fp8 is not None and spec.runtime in fp8.runtimes and cat.precisions[spec.precision].kind in AUTO_FP8_KV_KINDS
+            and architecture_of(spec, cat).task == "generate"):      # an embedder keeps no KV cache
         return ("auto", "fp8"), "chosen"
     return (spec.kv_cache_dtype,), "default"
 
@@ -434,6 +445,18 @@ def _pool(stack: StackConfig | None, cat: Catalog, platform: str, forced: str | 
 
 def _distinct(instances: list[InstanceType], stack: StackConfig | None) -> list[InstanceType]:
     """The cheapest instance type of every GPU configuration (memory depends on GPU model and count only)."""
+    pricing = None if stack is None else (stack.pricing.discount_percent,
+                                          tuple(sorted(stack.pricing.hourly_usd.items())))
+    key = (tuple((i.name, i.gpu, i.gpu_count) for i in instances), pricing)
+    if key not in _DISTINCT:
+        _DISTINCT[key] = _distinct_uncached(instances, stack)
+    return _DISTINCT[key]
+
+
+_DISTINCT: dict[tuple, list[InstanceType]] = {}
+
+
+def _distinct_uncached(instances: list[InstanceType], stack: StackConfig | None) -> list[InstanceType]:
     out, seen = [], set()
     for inst in sorted(instances, key=lambda i: (hourly_price(i, stack), i.gpu_count, i.name)):
         key = (inst.gpu, inst.gpu_memory_mib, inst.gpu_count, inst.interconnect)
@@ -475,10 +498,15 @@ def explore(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig
     weights_gib = weight_bytes(arch, w.precision) / GIB
     fixed = concurrency if concurrency is not None else (
         w.concurrency if load is None or arch.task != "generate" else None)
-    variants = []                   # (kv dtype, its workload, the workload memory is probed with)
+    variants = []       # (kv dtype, its workload, the workload memory is probed with, a floor of its GiB)
     for kv_dtype in kv or (w.kv_cache_dtype,):
         base = _replace(w, kv_cache_dtype=kv_dtype)
-        variants.append((kv_dtype, base, _replace(base, concurrency=fixed if fixed is not None else 1)))
+        probe = _replace(base, concurrency=fixed if fixed is not None else 1)
+        # weights and KV pool of the whole replica: no layout puts less than 1/GPUs of them on a GPU (Ollama keeps
+        # the token embeddings in host memory, so it gets no floor)
+        kv_gib = (probe.concurrency * probe.max_model_len * arch.num_hidden_layers
+                  * kv_bytes_per_token_per_layer(arch, cat.kv_dtypes[kv_dtype].bytes) / GIB)
+        variants.append((kv_dtype, base, probe, 0.0 if w.runtime == "ollama" else weights_gib + kv_gib))
     for inst in (instances if presorted else _distinct(instances, stack)):
         floor = hourly_price(inst, stack) * nodes * fewest * HOURS_PER_MONTH
         third = sorted(best_per_type.values())[2] if len(best_per_type) >= 3 else None
@@ -490,14 +518,17 @@ def explore(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig
         if weights_gib > inst.gpu_count * nodes * gpu.memory_gib * w.gpu_memory_utilization:
             continue            # the weights alone exceed all its GPUs: no layout can fit
         price = hourly_price(inst, stack) * nodes
-        hw = perf.hardware_of(inst, cat) if load is not None or arch.task == "generate" else None
+        hw = _hardware(inst, cat) if load is not None else None
         before = len(options)
         layouts = _layouts(arch, w, inst, nodes)
         if w.runtime == "ollama":
             layouts = layouts[::-1]     # Ollama keeps a model on one GPU when it fits, else splits over all
-        for kv_dtype, base, probe in variants:
+        usable = gpu.memory_gib * w.gpu_memory_utilization
+        for kv_dtype, base, probe, floor_gib in variants:
             kv_bytes = cat.kv_dtypes[kv_dtype].bytes
             for layout in layouts:
+                if floor_gib / layout.gpus > usable:
+                    continue                # cannot fit, whatever the overheads: skip the full estimate
                 if fixed is not None:
                     mem = _estimate(arch, probe, layout, gpu.memory_gib)
                     if not mem.fits:
@@ -519,7 +550,8 @@ def explore(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig
                 replicas = _replicas_for(spec, need, ha) if bounded else (max(need, ha) if need else 1)
                 if replicas is None:
                     continue
-                mem = _estimate(arch, _replace(base, concurrency=conc), layout, gpu.memory_gib)
+                mem = _estimate(arch, probe if conc == probe.concurrency else _replace(base, concurrency=conc),
+                                layout, gpu.memory_gib)
                 cand = Candidate(inst, layout, mem, price)
                 if op is not None:
                     tpot = op.tpot_s
@@ -547,11 +579,10 @@ def _with_rates(o: Option, arch: Architecture, w: Workload, cat: Catalog) -> Opt
     if o.operating is not None or arch.task != "generate" or o.tpot_seconds is not None:
         return o
     c = o.candidate
-    r = perf.rates(arch, o.precision, cat.kv_dtypes[o.kv_cache_dtype].bytes, c.layout,
-                   perf.hardware_of(c.instance, cat), w.max_model_len, o.concurrency, w.max_num_batched_tokens,
-                   w.quant_layout)
-    return dataclasses.replace(o, tpot_seconds=o.concurrency / r.decode_tokens_per_s_full,
-                               usd_per_million_output_tokens=c.hourly_usd / (r.decode_tokens_per_s_full * 3600) * 1e6)
+    step = perf.decode_step(arch, o.precision, cat.kv_dtypes[o.kv_cache_dtype].bytes, c.layout,
+                            _hardware(c.instance, cat), o.concurrency, w.max_model_len, w.quant_layout).seconds
+    return dataclasses.replace(o, tpot_seconds=step,
+                               usd_per_million_output_tokens=c.hourly_usd * step / (o.concurrency * 3600) * 1e6)
 
 
 def _nodes_needed(arch: Architecture, w: Workload, platform: str, stack: StackConfig, cat: Catalog,
@@ -606,7 +637,8 @@ def choose(spec: ModelSpec, index: int, arch: Architecture, w: Workload, stack: 
         runner_up = next((o for o in options[1:] if (o.candidate.layout, o.kv_cache_dtype, o.concurrency)
                           != (chosen.candidate.layout, chosen.kv_cache_dtype, chosen.concurrency)), None)
     advice = () if local or multi else tuple(_advice(spec, arch, w, stack, cat, pool, kv, fixed, chosen))
-    priced = lambda o: _with_rates(o, arch, w, cat)  # noqa: E731
+    done: dict[int, Option] = {}
+    priced = lambda o: done.setdefault(id(o), _with_rates(o, arch, w, cat))  # noqa: E731
     alternatives = tuple(map(priced, alternatives))
     runner_up = None if runner_up is None else priced(runner_up)
     advice = tuple(_with_rates(o, arch, w if o.precision == w.precision else
@@ -669,7 +701,8 @@ def _advice(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig
                            presorted=True)
             if free:
                 consider(free, f"concurrency: {free[0].concurrency} (or remove it: the planner then chooses)")
-        elif spec.load is None:
+        elif spec.load is None and chosen.candidate.memory.per_gpu_kv_cache_gib > \
+                chosen.candidate.memory.per_gpu_weights_gib:     # the KV cache decides the instance
             lower = _lower_concurrency(spec, arch, w, stack, cat, pool, kv, chosen)
             if lower is not None:
                 consider([lower], f"concurrency: {lower.concurrency}")
@@ -697,13 +730,18 @@ def _lower_concurrency(spec: ModelSpec, arch: Architecture, w: Workload, stack: 
     """Without a load, the KV cache can dominate: the cheaper type that holds at least half the sequences,
     and the most sequences it holds."""
     best = None
+    one = _replace(w, concurrency=1, kv_cache_dtype=kv[0])
+    weights_gib = weight_bytes(arch, w.precision) / GIB
     for inst in pool:
         if hourly_price(inst, stack) >= chosen.candidate.hourly_usd:
             break
-        c = evaluate(arch, _replace(w, concurrency=1, kv_cache_dtype=kv[0]), inst, 1, stack, cat)
-        if c is None:
+        gpu = cat.gpu_of(inst)
+        if (gpu.compute_capability < cat.precisions[w.precision].min_compute_capability
+                or weights_gib > inst.gpu_count * gpu.memory_gib * w.gpu_memory_utilization):
             continue
-        seqs = max_sequences(arch, _replace(w, kv_cache_dtype=kv[0]), c.layout, cat.gpu_of(inst).memory_gib, cat)
+        # the largest TP that holds a sequence (as evaluate picks it), and how many it holds there
+        seqs = next((n for n in (_max_sequences(arch, one, lay, gpu.memory_gib) for lay in _layouts(arch, w, inst, 1))
+                     if n > 0), 0)
         if seqs >= max(1, math.ceil(w.concurrency / 2)) and seqs < w.concurrency:
             if best is None or seqs > best[0]:
                 best = (seqs, inst)
@@ -1050,6 +1088,17 @@ def _bits(cat: Catalog, precision: str) -> float:
 def _replace(w: Workload, **changes) -> Workload:
     # dataclasses.replace, not asdict: asdict would turn a nested QuantLayout into an (unhashable) dict
     return dataclasses.replace(w, **changes)
+
+
+def _hardware(instance: InstanceType, cat: Catalog) -> perf.Hardware:
+    key = (instance.name, instance.gpu, instance.gpu_count, instance.interconnect)
+    hw = _HARDWARE.get(key)
+    if hw is None:
+        hw = _HARDWARE[key] = perf.hardware_of(instance, cat)
+    return hw
+
+
+_HARDWARE: dict[tuple, perf.Hardware] = {}
 
 
 @lru_cache(maxsize=8192)
