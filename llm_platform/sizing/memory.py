@@ -24,10 +24,11 @@ GiB = 2**30 bytes.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import yaml
 
@@ -43,9 +44,10 @@ GIB = float(2 ** 30)
 
 
 @lru_cache(maxsize=1)
-def calibration() -> dict:
+def calibration() -> dict[str, Any]:
     with open(Path(__file__).parent.parent / "catalog" / "overheads.yaml", encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+        data: dict[str, Any] = yaml.safe_load(fh)
+        return data
 
 
 @dataclass(frozen=True)
@@ -129,9 +131,11 @@ def _fp8_scale_bytes(t: Tensor, q: Optional[QuantLayout]) -> float:
 
 def _tensor_bytes(t: Tensor, p: Precision, ggml_type: str | None, cat: Catalog, q: Optional[QuantLayout]) -> float:
     if p.kind == "gguf":
+        assert ggml_type is not None   # tensor_bytes gives every tensor of a GGUF precision its GGML type
         block, size = cat.ggml_bytes_per_block[ggml_type]
         return t.numel / block * size
     if p.kind == "float":
+        assert p.bits is not None
         return t.numel * p.bits / 8
     head_quantized = q is not None and q.lm_head_quantized
     if t.role != "linear" or (t.name == "output" and not head_quantized):
@@ -144,6 +148,7 @@ def _tensor_bytes(t: Tensor, p: Precision, ggml_type: str | None, cat: Catalog, 
     # int4_group: AWQ / GPTQ. Groups run along the input dimension.
     group = (q.group_size if q is not None and q.group_size else p.group_size)
     group = t.in_features if group == -1 else group
+    assert group is not None and p.bits is not None   # int4_group precisions give bits and group_size
     groups = math.ceil(t.in_features / group) * t.out_features * t.count
     return (t.numel * p.bits / 8 + groups * (p.scale_bits + p.zero_bits) / 8
             + t.in_features * t.count * p.index_bits / 8)
@@ -155,8 +160,11 @@ def tensor_bytes(arch: Architecture, precision: str, quant: Optional[QuantLayout
     cat = catalog.load()
     p = cat.precisions[precision]
     ts = tensors(arch)
-    types = (gguf.tensor_types(arch, ts, precision, p.default, {k: v[0] for k, v in cat.ggml_bytes_per_block.items()})
-             if p.kind == "gguf" else [None] * len(ts))
+    types: Sequence[str | None] = [None] * len(ts)
+    if p.kind == "gguf":
+        assert p.default is not None   # catalog/quantization.yaml: every GGUF file type names its base GGML type
+        types = gguf.tensor_types(arch, ts, precision, p.default,
+                                  {k: v[0] for k, v in cat.ggml_bytes_per_block.items()})
     return tuple(_tensor_bytes(t, p, g, cat, quant) for t, g in zip(ts, types, strict=True))
 
 
@@ -169,7 +177,8 @@ _KV_PROJ = {"attn_k", "attn_v", "attn_k_bias", "attn_v_bias"}
 
 
 @lru_cache(maxsize=4096)
-def _per_rank_split(arch: Architecture, precision: str, tp: int, quant: Optional[QuantLayout] = None):
+def _per_rank_split(arch: Architecture, precision: str, tp: int,
+                    quant: Optional[QuantLayout] = None) -> tuple[tuple[float, ...], float, float]:
     """Per-TP-rank bytes: (per-layer list, bytes before the first layer, bytes after the last)."""
     kv = arch.kv_heads
     kv_share = math.ceil(kv / tp) / kv   # with TP > KV heads, each rank keeps a whole replicated head
@@ -216,6 +225,7 @@ def kv_bytes_per_token_per_layer(arch: Architecture, dtype_bytes: float, tp: int
     if arch.task == "embed":
         return 0.0                      # encoder-only: attention over the input, no cache kept
     if arch.is_mla:
+        assert arch.kv_lora_rank is not None and arch.qk_rope_head_dim is not None   # is_mla: Architecture._consistent
         latent = (arch.kv_lora_rank + arch.qk_rope_head_dim) * dtype_bytes
         if arch.index_head_dim is None:
             return latent
@@ -230,7 +240,7 @@ def kv_bytes_per_token_per_layer(arch: Architecture, dtype_bytes: float, tp: int
 
 def block_size(arch: Architecture) -> int:
     """Tokens per KV page: vLLM's default 16, 64 for the MLA backends (FlashMLA needs 64-token pages)."""
-    c = calibration()["vllm"]
+    c: dict[str, int] = calibration()["vllm"]
     return c["mla_block_size"] if arch.is_mla else c["block_size"]
 
 
@@ -242,13 +252,13 @@ def sequence_tokens(arch: Architecture, max_model_len: int, runtime: str = "vllm
     --kv-cache-memory-bytes then holds `concurrency` sequences whichever backend vLLM selects."""
     if runtime == "ollama":
         return max_model_len
-    b = max(block_size(arch), calibration()["vllm"]["page_align_tokens"])
+    b: int = max(block_size(arch), calibration()["vllm"]["page_align_tokens"])
     return math.ceil(max_model_len / b) * b
 
 
 # ----------------------------------------------------------------------------- overheads
 
-def _activation_bytes(arch: Architecture, w: Workload, tp: int, c: dict) -> float:
+def _activation_bytes(arch: Architecture, w: Workload, tp: int, c: dict[str, float]) -> float:
     """Peak of vLLM's profile run (gpu_model_runner.profile_run): a dummy forward pass over
     max_num_batched_tokens tokens, then the sampler over min(max_num_seqs, max_num_batched_tokens) rows.
 
@@ -262,6 +272,8 @@ def _activation_bytes(arch: Architecture, w: Workload, tp: int, c: dict) -> floa
     h = arch.hidden_size
     tokens = w.max_num_batched_tokens
     if arch.is_mla:
+        assert (arch.qk_nope_head_dim is not None and arch.qk_rope_head_dim is not None
+                and arch.v_head_dim is not None)   # is_mla: Architecture._consistent
         heads = arch.num_attention_heads / tp
         attn = heads * (2 * (arch.qk_nope_head_dim + arch.qk_rope_head_dim) + arch.v_head_dim)
     else:
@@ -271,6 +283,7 @@ def _activation_bytes(arch: Architecture, w: Workload, tp: int, c: dict) -> floa
     moe = 0.0
     if arch.is_moe:
         k, n = arch.num_experts_per_tok, arch.expert_intermediate
+        assert k is not None   # is_moe: Architecture._consistent
         moe = k * (3 * n / tp + h) + per_mlp * n * arch.num_shared_experts / tp
     forward = tokens * 2 * (c["residual_copies"] * h + max(attn, dense, moe))
     rows = min(w.concurrency, w.max_num_batched_tokens)
@@ -304,7 +317,7 @@ def _vllm_overhead(arch: Architecture, w: Workload, layout: Layout, stage_layers
 
 
 def _ollama_graph_bytes(arch: Architecture, w: Workload, split: bool) -> float:
-    c = calibration()["ollama"]
+    c: dict[str, int] = calibration()["ollama"]
     b = min(c["batch"], w.max_model_len)
     e, h, v = arch.hidden_size, arch.num_attention_heads, arch.vocab_size
     ctx = w.max_model_len * w.concurrency      # Ollama multiplies num_ctx by OLLAMA_NUM_PARALLEL
@@ -365,7 +378,7 @@ def kv_capacity_sequences(arch: Architecture, w: Workload, layout: Layout, gpu_t
 def max_sequences(arch: Architecture, w: Workload, layout: Layout, gpu_total_gib: float, cat: Catalog) -> int:
     """Sequences of max_model_len the layout could hold at once (0 if even one does not fit)."""
     lo, hi = 0, 1
-    probe = lambda n: estimate(arch, _with(w, concurrency=n), layout, gpu_total_gib, cat).fits  # noqa: E731
+    probe: Callable[[int], bool] = lambda n: estimate(arch, _with(w, concurrency=n), layout, gpu_total_gib, cat).fits  # noqa: E731
     if not probe(1):
         return 0
     while probe(hi * 2) and hi < 1 << 20:
@@ -379,7 +392,7 @@ def max_sequences(arch: Architecture, w: Workload, layout: Layout, gpu_total_gib
 
 def max_context(arch: Architecture, w: Workload, layout: Layout, gpu_total_gib: float, cat: Catalog) -> int:
     """Longest max_model_len (multiple of 256) that fits at the workload's concurrency; 0 if none."""
-    probe = lambda n: estimate(arch, _with(w, max_model_len=n), layout, gpu_total_gib, cat).fits  # noqa: E731
+    probe: Callable[[int], bool] = lambda n: estimate(arch, _with(w, max_model_len=n), layout, gpu_total_gib, cat).fits  # noqa: E731
     lo, hi = 0, max(1, w.max_model_len // 256)
     if not probe(256):
         return 0
@@ -390,5 +403,5 @@ def max_context(arch: Architecture, w: Workload, layout: Layout, gpu_total_gib: 
     return lo * 256
 
 
-def _with(w: Workload, **changes) -> Workload:
+def _with(w: Workload, **changes: Any) -> Workload:
     return Workload(**{**w.__dict__, **changes})

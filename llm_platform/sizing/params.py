@@ -34,14 +34,15 @@ class Tensor:
         return self.in_features * self.out_features * self.count
 
 
-def _linear(name, layer, fin, fout, *, count=1, sharded=True, bias=False) -> list[Tensor]:
+def _linear(name: str, layer: int, fin: int, fout: int, *, count: int = 1, sharded: bool = True,
+            bias: bool = False) -> list[Tensor]:
     out = [Tensor(name, layer, fin, fout, count, "linear", sharded)]
     if bias:
         out.append(Tensor(name + "_bias", layer, 1, fout, count, "vector", sharded))
     return out
 
 
-def _norm(name, layer, width, arch: Architecture) -> list[Tensor]:
+def _norm(name: str, layer: int, width: int, arch: Architecture) -> list[Tensor]:
     n = 2 if arch.norm == "layernorm" else 1   # LayerNorm has a bias, RMSNorm only a weight
     return [Tensor(name, layer, 1, width * n, 1, "vector", False)]
 
@@ -51,6 +52,9 @@ def _attention(arch: Architecture, i: int) -> list[Tensor]:
     qkv_bias = arch.attention_bias in ("qkv", "all")
     o_bias = arch.attention_bias == "all"
     if arch.is_mla:
+        # Architecture._consistent: the MLA fields come all together (is_mla) or not at all
+        assert (arch.kv_lora_rank is not None and arch.qk_nope_head_dim is not None
+                and arch.qk_rope_head_dim is not None and arch.v_head_dim is not None)
         heads = arch.num_attention_heads
         qk_head = arch.qk_nope_head_dim + arch.qk_rope_head_dim
         t: list[Tensor] = []
@@ -84,6 +88,7 @@ def _mlp(arch: Architecture, i: int, width: int, *, suffix: str = "", count: int
 def _feed_forward(arch: Architecture, i: int) -> list[Tensor]:
     if not arch.is_moe or i < arch.first_dense_layers:
         return _mlp(arch, i, arch.intermediate_size)
+    assert arch.num_experts is not None   # is_moe
     w = arch.expert_intermediate
     t = [Tensor("ffn_gate_inp", i, arch.hidden_size, arch.num_experts, 1, "vector", False)]  # the router
     t += _mlp(arch, i, w, suffix="_exps", count=arch.num_experts)
@@ -127,7 +132,7 @@ def active_parameter_count(arch: Architecture) -> int:
     """Parameters one token touches: routed experts count num_experts_per_tok times, not num_experts."""
     total = 0
     for t in tensors(arch):
-        if t.count > 1 and arch.is_moe:
+        if t.count > 1 and arch.num_experts_per_tok is not None:   # is_moe (Architecture._consistent)
             total += t.numel // t.count * arch.num_experts_per_tok
         else:
             total += t.numel

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional
@@ -83,6 +84,7 @@ def hardware_of(instance: InstanceType, cat: Catalog) -> Hardware:
     column: 'NVSwitch 900 GB/s' (bidirectional per GPU; half each way) or 'PCIe' (the GPU's x16 link)."""
     gpu = cat.gpu_of(instance)
     c = cat.performance
+    assert c is not None   # catalog.load() always reads catalog/performance.yaml
     text = instance.interconnect or ""
     m = re.search(r"([\d.]+)\s*GB/s", text)
     if "NV" in text and m:
@@ -117,7 +119,8 @@ def _shape(arch: Architecture, precision: str, tp: int, quant: Optional[QuantLay
     kv_share = math.ceil(arch.kv_heads / tp) / arch.kv_heads
     dense = expert = head = 0.0
     decode_params = head_params = 0.0
-    k_over_e = (arch.num_experts_per_tok / arch.num_experts) if arch.is_moe else 1.0
+    k_over_e = ((arch.num_experts_per_tok / arch.num_experts)   # is_moe (Architecture._consistent: both or neither)
+                if arch.num_experts_per_tok is not None and arch.num_experts is not None else 1.0)
     for t, b in zip(tensors(arch), tensor_bytes(arch, precision, quant), strict=True):
         share = 1.0 if not t.sharded else (kv_share if t.name in _KV_PROJ and not arch.is_mla else 1.0 / tp)
         is_head = t.name == "output" or (t.name == "token_embd" and arch.tie_word_embeddings
@@ -142,6 +145,7 @@ def experts_touched(arch: Architecture, tokens: int) -> float:
     if not arch.is_moe:
         return 1.0
     k, e = arch.num_experts_per_tok, arch.num_experts
+    assert k is not None and e is not None   # is_moe: Architecture._consistent
     return 1.0 - (1.0 - k / e) ** max(tokens, 1)
 
 
@@ -149,6 +153,8 @@ def _attention_width(arch: Architecture, tp: int) -> float:
     """Query heads x (QK dim + V dim) on one rank: the per-token, per-context-token attention FLOPs / 2."""
     heads = arch.num_attention_heads / tp
     if arch.is_mla:
+        assert (arch.qk_nope_head_dim is not None and arch.qk_rope_head_dim is not None
+                and arch.v_head_dim is not None)   # is_mla: Architecture._consistent
         return heads * (arch.qk_nope_head_dim + arch.qk_rope_head_dim + arch.v_head_dim)
     return heads * 2 * arch.head_size
 
@@ -156,6 +162,7 @@ def _attention_width(arch: Architecture, tp: int) -> float:
 def _linear_tflops(gpu: Gpu, precision: str) -> float:
     if precision == "fp8" and gpu.compute_capability >= 8.9 and gpu.fp8_dense_tflops:
         return gpu.fp8_dense_tflops
+    assert gpu.tensor_16bit_tflops is not None   # tests/test_performance.py: every catalog GPU states it
     return gpu.tensor_16bit_tflops
 
 
@@ -197,6 +204,8 @@ def decode_step(arch: Architecture, precision: str, kv_dtype_bytes: float, layou
     weights = s.dense_bytes + s.expert_bytes * experts_touched(arch, batch)
     kv = batch * context * kv_bytes_per_token_per_layer(arch, kv_dtype_bytes, tp) * arch.num_hidden_layers
     gpu = hw.gpu
+    # tests/test_performance.py: every catalog GPU states its bandwidth and 16-bit tensor throughput
+    assert gpu.memory_bandwidth_gbps is not None and gpu.tensor_16bit_tflops is not None
     bw = gpu.memory_bandwidth_gbps * 1e9
     # paged attention streams each sequence's KV pages; short contexts are a few pages per sequence and
     # leave the kernel latency-bound, long ones approach its large-read fraction
@@ -224,6 +233,7 @@ def prefill_chunk(arch: Architecture, precision: str, layout: Layout, hw: Hardwa
     tp = layout.tensor_parallel
     s = _shape(arch, precision, tp, quant)
     gpu = hw.gpu
+    assert gpu.memory_bandwidth_gbps is not None and gpu.tensor_16bit_tflops is not None   # as in decode_step
     params = s.prefill_params if arch.task == "generate" else s.decode_params
     span = context + (tokens / 2 if arch.task == "generate" else tokens)
     linear_flops = 2 * params * tokens + (2 * s.head_params if arch.task == "generate" else 0.0)
@@ -296,6 +306,7 @@ def operating_point(arch: Architecture, precision: str, kv_dtype_bytes: float, l
         t = prefill_chunk(arch, precision, layout, hw, per_chunk * prompt, quant=quant).seconds
         return Operating(per_chunk, utilization * per_chunk / t, None,
                          prefill_chunk(arch, precision, layout, hw, prompt, quant=quant).seconds, None)
+    assert output is not None   # a generating model's load states its output tokens
     t_prefill = prefill_seconds(arch, precision, layout, hw, prompt, chunk, quant)
     t_step = decode_step(arch, precision, kv_dtype_bytes, layout, hw, batch, prompt + output // 2, quant).seconds
     capacity = batch / (output * t_step + batch * t_prefill)          # requests/s at 100 %
@@ -316,8 +327,8 @@ def best_operating_point(arch: Architecture, precision: str, kv_dtype_bytes: flo
         return ((tpot_target is None or op.tpot_s is None or op.tpot_s <= tpot_target)
                 and (ttft_target is None or op.ttft_s <= ttft_target))
 
-    point = lambda b: operating_point(arch, precision, kv_dtype_bytes, layout, hw, b, prompt, output,  # noqa: E731
-                                      chunk, utilization, quant)
+    point: Callable[[int], Operating] = lambda b: operating_point(  # noqa: E731
+        arch, precision, kv_dtype_bytes, layout, hw, b, prompt, output, chunk, utilization, quant)
     if arch.task != "generate":
         op = point(1)
         return op if ok(op) else None

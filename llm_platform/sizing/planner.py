@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any, TypedDict
 
 from llm_platform import catalog
 from llm_platform.catalog import Catalog, InstanceType
@@ -60,6 +62,49 @@ TARGET_UTILIZATION = 0.8
 BURST_FACTOR = 2.0
 
 
+class ThroughputDict(TypedDict):
+    """Throughput.as_dict: the `throughput` object of plan.py --json."""
+    decode_tokens_per_s_single: float | None
+    decode_tokens_per_s_full: float | None
+    prefill_tokens_per_s: float | None
+    ttft_seconds: float | None
+    tpot_seconds: float | None
+    batch_for_load: int | None
+    requests_per_s_per_replica: float | None
+    replicas_for_load: int | None
+    usd_per_million_output_tokens: float | None
+
+
+class OptionDict(TypedDict):
+    """Option.as_dict: one entry of a plan's `alternatives` and `advice`, and the choice's `runner_up`."""
+    instance_type: str
+    precision: str
+    kv_cache_dtype: str
+    tensor_parallel_size: int
+    pipeline_parallel_size: int
+    concurrency: int
+    replicas: int
+    replicas_for_load: int | None
+    hourly_cost_per_replica_usd: float
+    monthly_cost_usd: float
+    usd_per_million_output_tokens: float | None
+    tpot_seconds: float | None
+    change: str | None
+
+
+class ChoiceDict(TypedDict):
+    """DeploymentPlan.choice: how the planner chose (see plan_model)."""
+    reason: str
+    concurrency: str              # stated | chosen | default
+    kv_cache_dtype: str           # stated | chosen | default
+    replicas: str                 # stated | load | default
+    runner_up: OptionDict | None
+
+
+def _round(x: float | None, n: int) -> float | None:
+    return None if x is None else round(x, n)
+
+
 @dataclass(frozen=True)
 class Throughput:
     """The `throughput` object of a deployment (plan.py --json). Load-dependent fields are None
@@ -74,8 +119,8 @@ class Throughput:
     replicas_for_load: int | None = None
     usd_per_million_output_tokens: float | None = None
 
-    def as_dict(self) -> dict:
-        r = lambda x, n: None if x is None else round(x, n)  # noqa: E731
+    def as_dict(self) -> ThroughputDict:
+        r = _round
         return {"decode_tokens_per_s_single": r(self.decode_tokens_per_s_single, 1),
                 "decode_tokens_per_s_full": r(self.decode_tokens_per_s_full, 1),
                 "prefill_tokens_per_s": r(self.prefill_tokens_per_s, 0),
@@ -121,10 +166,10 @@ class DeploymentPlan:
     throughput: Throughput | None = None
     # how the planner chose (reason, what was stated or chosen, the runner-up), the three cheapest options,
     # cheaper options one config change away, and what a prod reviewer checks: provenance and the manifest digest
-    choice: dict | None = None
-    alternatives: tuple[dict, ...] = ()
-    advice: tuple[dict, ...] = ()
-    provenance: dict | None = None
+    choice: ChoiceDict | None = None
+    alternatives: tuple[OptionDict, ...] = ()
+    advice: tuple[OptionDict, ...] = ()
+    provenance: dict[str, Any] | None = None
     checksums_sha256: str | None = None
 
     @property
@@ -133,7 +178,7 @@ class DeploymentPlan:
         return self.memory.kv_cache_memory_bytes if self.task == "generate" and self.runtime != "ollama" else 0
 
     @property
-    def runtime_memory(self) -> dict:
+    def runtime_memory(self) -> dict[str, Any]:
         """How the plan's memory maps onto the runtime's own flags, and the margin it keeps (issue #12)."""
         m = self.memory
         if self.runtime == "ollama":
@@ -176,7 +221,7 @@ class DeploymentPlan:
     def monthly_cost_max_usd(self) -> float:
         return round(self.hourly_cost_usd * self.replicas_max * HOURS_PER_MONTH, 2)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         m = self.memory
         return {
             "name": self.name, "model": self.model, "task": self.task, "runtime": self.runtime,
@@ -247,6 +292,7 @@ def architecture_of(spec: ModelSpec, cat: Catalog) -> Architecture:
 
 
 def workload_of(spec: ModelSpec, cat: Catalog | None = None) -> Workload:
+    assert spec.precision is not None and spec.max_model_len is not None   # ModelSpec's validators fill them in
     quant = spec.quantization
     if quant is None and spec.architecture is None:
         entry = (cat or catalog.load()).models.get(spec.model)
@@ -265,6 +311,7 @@ LOCAL = "local"     # the instance name of a workstation (platform docker)
 def local_instance(stack: StackConfig, cat: Catalog) -> InstanceType:
     """The workstation of `platform: docker` as an instance type: the catalog GPU `local.gpu`, `local.gpu_count`
     of them, no price (it is already paid for). Sizing then runs exactly as for a cloud instance."""
+    assert stack.local is not None   # StackConfig requires `local` on platform docker
     gpu = cat.gpus[stack.local.gpu]
     n = stack.local.gpu_count
     return InstanceType.model_construct(
@@ -322,13 +369,13 @@ def _search(arch: Architecture, w: Workload, instances: list[InstanceType], node
     """The cheapest feasible candidate: instances in price order, the first that fits wins (ties:
     fewer GPUs). Memory depends only on the GPU model and count, so each pair is sized once."""
     order = sorted(instances, key=lambda i: (hourly_price(i, stack), i.gpu_count, i.name))
-    sized: dict[tuple[str, int], Candidate | None] = {}
+    sized: dict[tuple[str, int, int], Candidate | None] = {}
     for inst in order:
         key = (inst.gpu, inst.gpu_memory_mib, inst.gpu_count)
         if key not in sized:
             sized[key] = evaluate(arch, w, inst, nodes, stack, cat)
-        if sized[key] is not None:
-            c = sized[key]
+        c = sized[key]
+        if c is not None:
             return Candidate(inst, c.layout, c.memory, hourly_price(inst, stack) * nodes)
     return None
 
@@ -387,14 +434,14 @@ class Option:
     def instance_type(self) -> str:
         return self.candidate.instance.name
 
-    def key(self) -> tuple:
+    def key(self) -> tuple[float, float, int, int, float, str]:
         """Cheapest first; at equal cost the most requests carried, then fewer GPUs, larger TP, the name."""
         carried = self.operating.requests_per_s * self.replicas if self.operating else 0.0
         return (self.monthly_usd, -round(carried, 6), self.candidate.instance.gpu_count,
                 -self.candidate.layout.tensor_parallel, self.candidate.hourly_usd, self.instance_type)
 
-    def as_dict(self) -> dict:
-        r = lambda x, n: None if x is None else round(x, n)  # noqa: E731
+    def as_dict(self) -> OptionDict:
+        r = _round
         return {"instance_type": self.instance_type, "precision": self.precision,
                 "kv_cache_dtype": self.kv_cache_dtype,
                 "tensor_parallel_size": self.candidate.layout.tensor_parallel,
@@ -424,6 +471,7 @@ def kv_choices(spec: ModelSpec, cat: Catalog) -> tuple[tuple[str, ...], str]:
     """The KV-cache dtypes the planner may choose from for this entry, and whether they were stated."""
     if "kv_cache_dtype" in spec.model_fields_set:
         return (spec.kv_cache_dtype,), "stated"
+    assert spec.precision is not None   # ModelSpec's validator fills it in
     fp8 = cat.kv_dtypes.get("fp8")
     if (fp8 is not None and spec.runtime in fp8.runtimes and cat.precisions[spec.precision].kind in AUTO_FP8_KV_KINDS
             and architecture_of(spec, cat).task == "generate"):      # an embedder keeps no KV cache
@@ -453,7 +501,9 @@ def _distinct(instances: list[InstanceType], stack: StackConfig | None) -> list[
     return _DISTINCT[key]
 
 
-_DISTINCT: dict[tuple, list[InstanceType]] = {}
+# (the instances' (name, GPU, count), the stack's (discount, price overrides) or None) -> the distinct types
+_DISTINCT: dict[tuple[tuple[tuple[str, str, int], ...], tuple[float, tuple[tuple[str, float], ...]] | None],
+                list[InstanceType]] = {}
 
 
 def _distinct_uncached(instances: list[InstanceType], stack: StackConfig | None) -> list[InstanceType]:
@@ -540,13 +590,19 @@ def explore(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig
                         continue
                 op = None
                 if load is not None:
+                    assert hw is not None   # sized above whenever there is a load
                     op = perf.best_operating_point(arch, w.precision, kv_bytes, layout, hw, cmax, load.prompt_tokens,
                                                    load.output_tokens, w.max_num_batched_tokens, TARGET_UTILIZATION,
                                                    load.ttft_p99_seconds, load.tpot_p99_seconds, w.quant_layout)
                     if op is None:
                         continue
-                conc = fixed if fixed is not None else op.batch
-                need = None if op is None else max(1, math.ceil(load.requests_per_second / op.requests_per_s - 1e-9))
+                if fixed is not None:
+                    conc = fixed
+                else:
+                    assert op is not None   # no fixed concurrency only with a load: op was found above
+                    conc = op.batch
+                need = (None if op is None or load is None    # op is None without a load
+                        else max(1, math.ceil(load.requests_per_second / op.requests_per_s - 1e-9)))
                 replicas = _replicas_for(spec, need, ha) if bounded else (max(need, ha) if need else 1)
                 if replicas is None:
                     continue
@@ -554,6 +610,7 @@ def explore(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig
                                 layout, gpu.memory_gib)
                 cand = Candidate(inst, layout, mem, price)
                 if op is not None:
+                    assert load is not None   # op is the load's operating point
                     tpot = op.tpot_s
                     usd = (None if not load.output_tokens else
                            replicas * price / (load.requests_per_second * load.output_tokens * 3600) * 1e6)
@@ -638,7 +695,7 @@ def choose(spec: ModelSpec, index: int, arch: Architecture, w: Workload, stack: 
                           != (chosen.candidate.layout, chosen.kv_cache_dtype, chosen.concurrency)), None)
     advice = () if local or multi else tuple(_advice(spec, arch, w, stack, cat, pool, kv, fixed, chosen))
     done: dict[int, Option] = {}
-    priced = lambda o: done.setdefault(id(o), _with_rates(o, arch, w, cat))  # noqa: E731
+    priced: Callable[[Option], Option] = lambda o: done.setdefault(id(o), _with_rates(o, arch, w, cat))  # noqa: E731
     alternatives = tuple(map(priced, alternatives))
     runner_up = None if runner_up is None else priced(runner_up)
     advice = tuple(_with_rates(o, arch, w if o.precision == w.precision else
@@ -648,6 +705,7 @@ def choose(spec: ModelSpec, index: int, arch: Architecture, w: Workload, stack: 
 
 def _bounds_error(spec: ModelSpec, index: int, best: Option) -> ConfigError:
     base = f"llm-platform:models[{index}]"
+    assert best.operating is not None and spec.load is not None   # called only for options sized for a load
     need, per = best.replicas_for_load, best.operating.requests_per_s
     why = (f"{spec.load.requests_per_second:g} req/s at {per:.3g} req/s per replica (batch {best.operating.batch}, "
            f"{TARGET_UTILIZATION:.0%} utilization) needs {need} replicas on {best.instance_type}")
@@ -687,7 +745,7 @@ def _advice(spec: ModelSpec, arch: Architecture, w: Workload, stack: StackConfig
     out: list[Option] = []
     limit = chosen.monthly_usd * (1 - ADVICE_MIN_SAVING)
 
-    def consider(options: list[Option], change: str):
+    def consider(options: list[Option], change: str) -> None:
         if options and options[0].monthly_usd <= limit:
             out.append(dataclasses.replace(options[0], change=change))
 
@@ -755,6 +813,7 @@ def _lower_concurrency(spec: ModelSpec, arch: Architecture, w: Workload, stack: 
 
 def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Catalog | None = None) -> DeploymentPlan:
     cat = cat or catalog.load()
+    assert spec.precision is not None and spec.max_model_len is not None   # ModelSpec's validators fill them in
     arch = architecture_of(spec, cat)
     w = workload_of(spec, cat)
     nodes: int | None = 1
@@ -805,6 +864,7 @@ def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Catalog | N
                    w.quant_layout)
     throughput = Throughput(r.decode_tokens_per_s_single, r.decode_tokens_per_s_full, r.prefill_tokens_per_s)
     if best.operating is not None:
+        assert best.replicas_for_load is not None   # set with the operating point
         fleet = Fleet(best.candidate, best.operating, best.replicas_for_load)
         replicas_min, replicas_max, more = _replicas(spec, index, fleet, _ha_minimum(stack))
         notes += more
@@ -888,6 +948,7 @@ LOCAL_SHARED_UTILIZATION = 0.95
 
 
 def share_local_gpus(plans: list[DeploymentPlan], stack: StackConfig, cat: Catalog) -> list[DeploymentPlan]:
+    assert stack.local is not None   # StackConfig requires `local` on platform docker
     gpu = cat.gpus[stack.local.gpu]
     total = gpu.memory_gib
     needs = [p.memory.per_gpu_required_gib for p in plans]
@@ -941,6 +1002,7 @@ def _ha_minimum(stack: StackConfig) -> int:
 def _replicas(spec: ModelSpec, index: int, fleet: Fleet, ha: int) -> tuple[int, int, list[str]]:
     """(min, max, notes): derived from the load, or the stated ones (already checked to carry it)."""
     need = fleet.replicas
+    assert spec.load is not None   # a fleet is sized for the load
     rps = spec.load.requests_per_second
     per = fleet.operating.requests_per_s
     why = (f"{rps:g} req/s at {per:.3g} req/s per replica (batch {fleet.operating.batch}, "
@@ -962,6 +1024,7 @@ def latency_errors(spec: ModelSpec, index: int, arch: Architecture, w: Workload,
                    cat: Catalog) -> list[ConfigError]:
     """Why no instance meets the latency targets, and what each target could be, on which instance."""
     load, base = spec.load, f"llm-platform:models[{index}].load"
+    assert load is not None   # latency targets come with a load
     kv = cat.kv_dtypes[w.kv_cache_dtype].bytes
     points = []
     for c in pool:
@@ -971,7 +1034,7 @@ def latency_errors(spec: ModelSpec, index: int, arch: Architecture, w: Workload,
         points.append((c, op))
     first = points[0]
     errors = []
-    where = lambda c: (f"{c.instance.name} ({c.layout.gpus} x {cat.gpu_of(c.instance).name}"  # noqa: E731
+    where: Callable[[Candidate], str] = lambda c: (f"{c.instance.name} ({c.layout.gpus} x {cat.gpu_of(c.instance).name}"  # noqa: E731
                        + (f", TP {c.layout.tensor_parallel}" if w.runtime != "ollama" else "")
                        + f", ${c.hourly_usd:.2f}/h)")
     if load.ttft_p99_seconds is not None and min(op.ttft_s for _, op in points) > load.ttft_p99_seconds:
@@ -982,8 +1045,9 @@ def latency_errors(spec: ModelSpec, index: int, arch: Architecture, w: Workload,
             f"on {where(c)}: raise ttft_p99_seconds to at least {_ceil3(op.ttft_s)}"
             + ("" if spec.instance_type is None else ", or remove instance_type") + ", or shorten prompts")))
     if (load.tpot_p99_seconds is not None and first[1].tpot_s is not None
-            and min(op.tpot_s for _, op in points) > load.tpot_p99_seconds):
-        c, op = min(points, key=lambda p: p[1].tpot_s)
+            and min(op.tpot_s for _, op in points if op.tpot_s is not None) > load.tpot_p99_seconds):
+        c, op = min(points, key=lambda p: p[1].tpot_s or math.inf)   # all set: the model generates
+        assert op.tpot_s is not None
         errors.append(ConfigError(f"{base}.tpot_p99_seconds", model=spec.name, message=(
             f"{load.tpot_p99_seconds:g} s per token cannot be met at {w.precision}: one sequence decodes at "
             f"{first[1].tpot_s * 1e3:.3g} ms per token on {where(first[0])}; the fastest is {op.tpot_s * 1e3:.3g} ms "
@@ -992,6 +1056,7 @@ def latency_errors(spec: ModelSpec, index: int, arch: Architecture, w: Workload,
             + ", or choose a lower precision (fewer bytes per token)")))
     if not errors:   # each target is reachable alone, but no batch meets both at once on one type
         c, op = min(points, key=lambda p: (p[1].tpot_s or 0) + p[1].ttft_s)
+        assert op.tpot_s is not None   # both targets stated: a generating model
         errors.append(ConfigError(base, model=spec.name, message=(
             f"no instance meets ttft_p99_seconds {load.ttft_p99_seconds:g} and tpot_p99_seconds "
             f"{load.tpot_p99_seconds:g} together; closest: {where(c)} at TTFT {op.ttft_s:.3g} s, "
@@ -1000,7 +1065,7 @@ def latency_errors(spec: ModelSpec, index: int, arch: Architecture, w: Workload,
 
 
 def _ceil3(x: float, digits: int = 3) -> float:
-    f = 10 ** digits
+    f: int = 10 ** digits
     return math.ceil(x * f) / f
 
 
@@ -1080,12 +1145,14 @@ def infeasible_message(spec: ModelSpec, arch: Architecture, w: Workload, stack: 
 def _bits(cat: Catalog, precision: str) -> float:
     p = cat.precisions[precision]
     if p.kind == "gguf":
+        assert p.default is not None   # catalog/quantization.yaml: every GGUF file type names its base GGML type
         block, size = cat.ggml_bytes_per_block[p.default]
         return 8 * size / block
+    assert p.bits is not None   # catalog/quantization.yaml: every other precision states its bits
     return float(p.bits)
 
 
-def _replace(w: Workload, **changes) -> Workload:
+def _replace(w: Workload, **changes: Any) -> Workload:
     # dataclasses.replace, not asdict: asdict would turn a nested QuantLayout into an (unhashable) dict
     return dataclasses.replace(w, **changes)
 
@@ -1098,7 +1165,7 @@ def _hardware(instance: InstanceType, cat: Catalog) -> perf.Hardware:
     return hw
 
 
-_HARDWARE: dict[tuple, perf.Hardware] = {}
+_HARDWARE: dict[tuple[str, str, int, str], perf.Hardware] = {}   # (name, GPU, count, interconnect)
 
 
 @lru_cache(maxsize=8192)
