@@ -4,6 +4,7 @@ typed outputs as attributes (exactly those registered with register_outputs) and
 stack config (llm_platform/program maps our stack config to these Args)."""
 from .deployment import Ec2Serving, ModelDeployment, ModelDeploymentArgs
 from .eks import GpuCluster, GpuClusterArgs
+from .gate import DeployGate, DeployGateArgs
 from .gpu_fleet import GpuInstanceGroup, GpuInstanceGroupArgs
 from .images import ImageCache, ImageCacheArgs
 from .k8s_serving import KubernetesServing, KubernetesServingArgs
@@ -33,7 +34,7 @@ from .platforms import (
 
 __all__ = [
     "AlarmArgs", "ApiOptions", "DashboardPanel", "DockerHost", "DockerHostArgs", "DockerPlatform",
-    "DockerPlatformArgs", "DockerServingArgs", "Ec2Platform", "Ec2PlatformArgs", "Ec2Serving", "EksOptions",
+    "DockerPlatformArgs", "DockerServingArgs", "DeployGate", "DeployGateArgs", "Ec2Platform", "Ec2PlatformArgs", "Ec2Serving", "EksOptions",
     "EksPlatform", "EksPlatformArgs", "GpuCluster", "GpuClusterArgs", "GpuInstanceGroup", "GpuInstanceGroupArgs",
     "GpuNodeProvisioner", "GpuNodeProvisionerArgs", "NodeModelCache", "NodeModelCacheArgs",
     "ImageCache", "ImageCacheArgs", "ImageOptions", "InternalLoadBalancer", "InternalLoadBalancerArgs",

@@ -80,7 +80,8 @@ class InternalLoadBalancerArgs:
 
 
 class InternalLoadBalancer(pulumi.ComponentResource):
-    """Outputs: dns_name, zone_id, arn_suffix, web_acl_arn, instance_security_group_id, target_group_arns and
+    """Outputs: dns_name, zone_id, arn_suffix, web_acl_arn, instance_security_group_id, alb_security_group_id (to
+    admit further in-VPC clients, e.g. the deploy gate), target_group_arns and
     target_group_arn_suffixes (deployment -> value), endpoints (deployment -> https URL), ca_cert_pem (None with
     a certificate_arn)."""
 
@@ -89,6 +90,7 @@ class InternalLoadBalancer(pulumi.ComponentResource):
     arn_suffix: pulumi.Output[str]
     web_acl_arn: pulumi.Output[str]
     instance_security_group_id: pulumi.Output[str]
+    alb_security_group_id: pulumi.Output[str]
     target_group_arns: dict[str, pulumi.Output[str]]
     target_group_arn_suffixes: dict[str, pulumi.Output[str]]
     endpoints: dict[str, str]
@@ -221,12 +223,14 @@ class InternalLoadBalancer(pulumi.ComponentResource):
         self.dns_name, self.zone_id, self.arn_suffix = alb.dns_name, alb.zone_id, alb.arn_suffix
         self.web_acl_arn = web_acl.arn
         self.instance_security_group_id = instance_sg.id
+        self.alb_security_group_id = alb_sg.id
         self.target_group_arns = {d: tg.arn for d, tg in target_groups.items()}
         self.target_group_arn_suffixes = {d: tg.arn_suffix for d, tg in target_groups.items()}
         self.endpoints = {d: f"https://{d}.{domain}/v1" for d in args.deployments}
         self.register_outputs({"dns_name": self.dns_name, "zone_id": self.zone_id, "arn_suffix": self.arn_suffix,
                                "web_acl_arn": self.web_acl_arn,
                                "instance_security_group_id": self.instance_security_group_id,
+                               "alb_security_group_id": self.alb_security_group_id,
                                "target_group_arns": self.target_group_arns,
                                "target_group_arn_suffixes": self.target_group_arn_suffixes,
                                "endpoints": self.endpoints, "ca_cert_pem": self.ca_cert_pem})

@@ -25,10 +25,12 @@ import pulumi
 import pulumi_aws as aws
 
 from llm_platform.sizing.planner import DeploymentPlan
+from llm_platform.verify.jobs import GATE_CLIENT
 
 from .deployment import Ec2Serving, ModelDeployment, ModelDeploymentArgs
 from .fleet_capacity import CapacityOptions, ReservationOptions
 from .eks import GpuCluster, GpuClusterArgs
+from .gate import DeployGate, DeployGateArgs
 from .gpu_fleet import GpuInstanceGroupArgs
 from .images import ImageCache, ImageCacheArgs, needed_upstreams
 from .k8s_serving import KubernetesServingArgs
@@ -55,6 +57,7 @@ class ModelSource:
     manifest_sha256: str | None = None          # the manifest's own pinned digest
     provenance: Mapping[str, str] | None = None
     capacity: CapacityOptions | None = None            # fallbacks, warm pool, reservations, model snapshot (ec2)
+    load: Mapping[str, Any] | None = None          # the model entry's `load`: what the deploy gate drives
 
 
 @dataclass(frozen=True)
@@ -168,7 +171,7 @@ class _AwsPlatform(Platform):
                     extra_log_groups: Sequence[str] = (), extra_images: Sequence[str] = ()) -> None:
         net, mon = args.network, args.monitoring
         self._keys = PlatformKeys(f"{name}-keys", PlatformKeysArgs(
-            stack=args.stack, clients=args.api.clients, hf_token=args.hf_token, protect=args.protect,
+            stack=args.stack, clients=_with_gate_client(args.api.clients), hf_token=args.hf_token, protect=args.protect,
             extra_log_groups=extra_log_groups), self._child("keys"))
         self._network = PrivateNetwork(f"{name}-network", PrivateNetworkArgs(
             stack=args.stack, kms_key_arn=self._keys.key_arn, cidr=net.cidr,
@@ -199,6 +202,25 @@ class _AwsPlatform(Platform):
         self.exports["model_bucket"] = self._store.bucket_name
         self.exports["model_prefixes"] = {d.plan.name: model_prefix(d.plan.name, d.plan.revision)
                                           for d in args.deployments}
+
+
+    def _gate(self, name: str, args: Ec2PlatformArgs, ec2: Mapping[str, Any] | None = None,
+              eks: Mapping[str, Any] | None = None, after: Sequence[pulumi.Resource] = ()) -> dict:
+        """The deploy gate's standing pieces (components/gate.py); its exports, for the deploy workflow."""
+        specs = [{"stack": args.stack, "deployment": d.plan.as_dict(), "load": dict(d.load) if d.load else None}
+                 for d in args.deployments]
+        gate = DeployGate(f"{name}-gate", DeployGateArgs(
+            stack=args.stack, platform="eks" if eks else "ec2", specs=specs,
+            client_secret_arn=self._keys.client_secret_arns[GATE_CLIENT], kms_key_arn=self._keys.key_arn,
+            bucket_name=self._store.bucket_name, bucket_arn=self._store.bucket_arn,
+            log_retention_days=args.monitoring.log_retention_days, protect=args.protect, **(ec2 or eks or {})),
+            pulumi.ResourceOptions(parent=self, depends_on=list(after)))
+        return gate.exports
+
+
+def _with_gate_client(clients: Sequence[str]) -> tuple[str, ...]:
+    """The stack's clients and the deploy gate's own (its key tells gate traffic apart in the audit log)."""
+    return tuple(clients) if GATE_CLIENT in clients else (*clients, GATE_CLIENT)
 
 
 class Ec2Platform(_AwsPlatform):
@@ -248,6 +270,10 @@ class Ec2Platform(_AwsPlatform):
         self.ca_cert_pem = lb.ca_cert_pem
         self.exports["dashboard_url"] = monitoring.dashboard(panels, region)
         self.exports["load_balancer_dns"] = lb.dns_name
+        self.exports["gate"] = self._gate(name, args, ec2=dict(
+            endpoints=self.endpoints, vpc_id=self._network.vpc_id, vpc_cidr=net.cidr,
+            subnet_ids=self._network.private_subnet_ids, alb_security_group_id=lb.alb_security_group_id,
+            s3_prefix_list_id=self._network.s3_prefix_list_id, ca_cert_pem=lb.ca_cert_pem))
         if self.ca_cert_pem is not None:
             self.exports["internal_ca_certificate_pem"] = self.ca_cert_pem
         self._done()
@@ -305,6 +331,9 @@ class EksPlatform(_AwsPlatform):
             aws.route53.Record(f"{name}-api-{plan.name}", zone_id=zone.zone_id, name=f"{plan.name}.{api.domain}",
                                type="CNAME", ttl=60, records=[dep.hostname], opts=self._child(f"api-{plan.name}"))
         self.exports["cluster_name"] = cluster.cluster_name
+        self.exports["gate"] = self._gate(name, args, eks=dict(k8s_provider=cluster.provider,
+                                                              cluster_name=cluster.cluster_name, vpc_cidr=net.cidr),
+                                          after=list(self.deployments.values()))
         if self.ca_cert_pem is not None:
             self.exports["internal_ca_certificate_pem"] = self.ca_cert_pem
         self._done()

@@ -269,7 +269,7 @@ def test_kms_key_rotates_and_secrets_logs_topic_use_it(prod):
 
 
 def test_one_generated_key_per_client(prod, prod_raw):
-    clients = prod_raw["llm-platform:api"]["clients"]
+    clients = prod_raw["llm-platform:api"]["clients"] + ["deploy-gate"]     # the deploy gate's own key
     secrets = [s for s in prod.of_type("aws:secretsmanager/secret:Secret") if "/clients/" in s.inputs["name"]]
     assert sorted(s.inputs["name"].rsplit("/", 1)[-1] for s in secrets) == sorted(clients)
     passwords = prod.of_type("random:index/randomPassword:RandomPassword")
@@ -330,7 +330,7 @@ def test_no_secret_appears_in_plaintext_in_any_recorded_input(prod_raw):
     found = {r.name: r.raw_inputs for r in rec.resources}
     generated = [v["secretString"] for n, v in found.items() if "secretString" in v]
     keys = [v["privateKey"] for v in found.values() if "privateKey" in v]
-    assert len(generated) == len(prod_raw["llm-platform:api"]["clients"]) + 1 and keys
+    assert len(generated) == len(prod_raw["llm-platform:api"]["clients"]) + 2 and keys   # + the deploy gate's key
     assert "MOCKSECRET-config-hfToken" in generated
     everything = json.dumps([r.as_dict() for r in rec.resources])
     decoded = "".join(decode_user_data(r.inputs["userData"]) for r in rec.of_type("aws:ec2/launchTemplate:LaunchTemplate"))
@@ -477,3 +477,47 @@ def test_flow_log_role_describes_log_groups_on_star(prod):
     describe = [s for s in policy["Statement"] if "logs:DescribeLogGroups" in s["Action"]]
     assert describe and describe[0]["Resource"] == "*"
     assert _parliament(policy) == []
+
+
+# ----------------------------------------------------------------------------- the deploy gate (components/gate.py)
+
+def test_the_deploy_gate_task_has_its_plan_and_least_privilege_roles(prod, prod_raw):
+    """ec2: a Fargate task definition that carries every model's gate spec and gets only the gate's key; its
+    execution role pulls one image, writes one log group, reads one secret; its task role writes one prefix and
+    one metrics namespace."""
+    td = prod.named("llm-prod-gate-task", "aws:ecs/taskDefinition:TaskDefinition")
+    assert td.inputs["requiresCompatibilities"] == ["FARGATE"] and td.inputs["networkMode"] == "awsvpc"
+    (c,) = json.loads(td.inputs["containerDefinitions"])
+    (secret,) = c["secrets"]
+    assert re.search(r":secret:llm-platform/prod/clients/deploy-gate-\w+$", secret["valueFrom"])
+    env = {e["name"]: e["value"] for e in c["environment"]}
+    specs = {s["deployment"]["name"]: s for s in json.loads(env["LLM_GATE_SPECS"])["deployments"]}
+    stated = {m["name"]: m.get("load") for m in prod_raw["llm-platform:models"]}
+    assert {n: s["load"] and {k: v for k, v in s["load"].items() if v is not None} for n, s in specs.items()} == stated
+    assert specs["llama-70b"]["deployment"]["throughput"]["tpot_seconds"]     # the plan it is judged against
+    assert env["LLM_GATE_CA_PEM"].startswith("-----BEGIN CERTIFICATE-----")    # the internal CA the ALB uses
+    assert c["readonlyRootFilesystem"] and c["user"] == "10001:10001"
+    # pinned by the digest ECR lists for this version's content tag (the mocks answer as after the workflow's push)
+    assert re.fullmatch(r"\d+\.dkr\.ecr\.us-east-1\.amazonaws\.com/llm-platform/prod/deploy-gate@sha256:[0-9a-f]{64}",
+                        c["image"]) and not c["image"].endswith("0" * 64)
+
+    def statements(name):
+        return json.loads(prod.named(name, "aws:iam/rolePolicy:RolePolicy").inputs["policy"])["Statement"]
+    exe, task = statements("llm-prod-gate-execution"), statements("llm-prod-gate-task")
+    reads = [s for s in exe if "secretsmanager:GetSecretValue" in s["Action"]]
+    assert [s["Resource"] for s in reads] == [secret["valueFrom"]]
+    assert not any("secretsmanager:GetSecretValue" in s["Action"] for s in task)
+    assert {a for s in task for a in s["Action"]} == {"cloudwatch:PutMetricData"}
+    for role in ("llm-prod-gate-execution", "llm-prod-gate-task"):
+        trust = json.loads(prod.named(role, "aws:iam/role:Role").inputs["assumeRolePolicy"])["Statement"]
+        assert [s["Principal"] for s in trust] == [{"Service": "ecs-tasks.amazonaws.com"}]
+        assert trust[0]["Condition"]["StringEquals"]["aws:SourceAccount"]
+    # network: HTTPS inside the VPC and to S3 only; the ALB admits the gate's group
+    egress = [r.inputs for r in prod.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+              if r.name.startswith("llm-prod-gate-")]
+    assert {(e["fromPort"], e["toPort"]) for e in egress} == {(443, 443)}
+    assert {e.get("cidrIpv4") or e.get("prefixListId") for e in egress} - {None} and \
+        all(e.get("cidrIpv4") in (None, prod_raw["llm-platform:network"]["cidr"]) for e in egress)
+    assert prod.named("llm-prod-gate-alb-from-gate").inputs["fromPort"] == 443
+    repo = prod.named("llm-prod-gate-image", "aws:ecr/repository:Repository").inputs
+    assert repo["imageTagMutability"] == "IMMUTABLE" and repo["imageScanningConfiguration"] == {"scanOnPush": True}

@@ -464,3 +464,52 @@ def test_node_role_and_load_balancer_controller_policies_pass_parliament(eks):
         # tags only at creation (CreateAction) or on what already carries the controller's tag, or listeners
         assert "CreateAction" in cond or "aws:ResourceTag/elbv2.k8s.aws/cluster" in cond or \
             all(":listener" in r for r in s["Resource"]), s
+
+
+# ----------------------------------------------------------------------------- the deploy gate on eks
+
+def test_the_eks_plan_can_create_the_deploy_gate_job_of_every_model(eks, eks_plans, eks_raw):
+    """Per model, in its namespace: the gate's service account bound by Pod Identity, and a ConfigMap with the
+    gate spec and the Job, which Kubernetes' own schema accepts and which points at objects the plan creates."""
+    import kubernetes_validate
+    version = eks_raw["llm-platform:eks"]["kubernetes_version"]
+    role = eks.named("llm-eks-gate-pod", "aws:iam/role:Role")
+    policy = json.loads(eks.named("llm-eks-gate-pod", "aws:iam/rolePolicy:RolePolicy").inputs["policy"])["Statement"]
+    (read,) = [s for s in policy if s["Action"] == ["secretsmanager:GetSecretValue"]]
+    assert "/clients/deploy-gate-" in read["Resource"]
+    assert "pods.eks.amazonaws.com" in role.inputs["assumeRolePolicy"]
+    for name in eks_plans:
+        ns = f"llm-{name}"
+        cm = eks.named(f"llm-eks-gate-{name}-spec", "kubernetes:core/v1:ConfigMap").inputs
+        job = json.loads(cm["data"]["job.json"])
+        assert kubernetes_validate.validate(job, version, strict=True) == version
+        assert job["metadata"]["namespace"] == cm["metadata"]["namespace"] == ns
+        spec = json.loads(cm["data"][f"{name}.json"])["deployments"][0]
+        assert spec["deployment"] == eks_plans[name].as_dict()
+        pod = job["spec"]["template"]["spec"]
+        sa = eks.named(f"llm-eks-gate-{name}-sa", "kubernetes:core/v1:ServiceAccount").inputs
+        assert pod["serviceAccountName"] == sa["metadata"]["name"] and sa["metadata"]["namespace"] == ns
+        assoc = eks.named(f"llm-eks-gate-{name}", "aws:eks/podIdentityAssociation:PodIdentityAssociation").inputs
+        assert (assoc["namespace"], assoc["serviceAccount"]) == (ns, "deploy-gate")
+        # what the Job mounts and calls exists in that namespace: the proxy's TLS secret and the Service
+        secrets = {(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"])
+                   for r in eks.of_type("kubernetes:core/v1:Secret")}
+        assert (ns, "proxy-tls") in secrets
+        services = {(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"])
+                    for r in eks.of_type("kubernetes:core/v1:Service")}
+        (c,) = pod["containers"]
+        assert "/llm-platform/eks/deploy-gate@sha256:" in c["image"]
+        endpoint = c["args"][c["args"].index("--endpoint") + 1]
+        assert endpoint == f"https://{name}.{ns}.svc/v1" and (ns, name) in services
+        # its own NetworkPolicy: selected by the Job's labels, nothing in, out only to what the gate needs
+        netpol = eks.named(f"llm-eks-gate-{name}-network-policy",
+                           "kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs
+        assert all(r.get("to") for r in netpol["spec"]["egress"])             # every rule names where
+        blocks = [p["ipBlock"]["cidr"] for r in netpol["spec"]["egress"] for p in r["to"] if "ipBlock" in p]
+        assert set(blocks) == {eks_raw["llm-platform:network"]["cidr"], "169.254.170.23/32"}
+        selector = netpol["spec"]["podSelector"]["matchLabels"]
+        assert selector.items() <= job["spec"]["template"]["metadata"]["labels"].items()
+        assert netpol["spec"]["ingress"] == [] and netpol["metadata"]["namespace"] == ns
+        assert kubernetes_validate.validate({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                                             "metadata": {"name": "deploy-gate", "namespace": ns},
+                                             "spec": netpol["spec"]}, version, strict=True)

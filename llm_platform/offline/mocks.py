@@ -113,6 +113,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
             # alphanumeric like the platform's API keys (RandomPassword, special=False): the proxy refuses others
             return {"secretId": a.get("secretId"), "secretString": f"MOCKSECRET{_hex(str(a.get('secretId')), 40)}",
                     "arn": a.get("secretId"), "versionId": "v1", "versionStage": "AWSCURRENT", "id": "v1"}
+        if token == "aws:ecr/getImages:getImages":
+            # the deploy workflow pushes this commit's gate image before `pulumi up` (.github/scripts/deploy-gate.sh)
+            from llm_platform.verify.jobs import image_tag
+            tag = image_tag()
+            digest = "sha256:" + _hex(f"{a.get('repositoryName')}:{tag}", 64)
+            return {"repositoryName": a.get("repositoryName"), "id": a.get("repositoryName"),
+                    "imageIds": [{"imageTag": tag, "imageDigest": digest}]}
         raise NotImplementedError(f"the mocks harness has no answer for invoke {token}: "
                                   "add one in llm_platform/offline/mocks.py")
 

@@ -32,7 +32,8 @@ def model_sources(config: StackConfig, plans: list[DeploymentPlan]) -> list[Mode
         out.append(ModelSource(plan=plan, manifest=spec.checksums.manifest if spec.checksums else None,
                                manifest_sha256=spec.checksums.sha256 if spec.checksums else None,
                                provenance=spec.provenance.model_dump() if spec.provenance else None,
-                               capacity=capacity_options(spec.capacity)))
+                               capacity=capacity_options(spec.capacity),
+                               load=spec.load.model_dump() if spec.load else None))
     return out
 
 
