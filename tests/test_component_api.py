@@ -175,9 +175,9 @@ def test_every_child_is_named_after_its_parent(recordings, stack):
 
 EXPORTS = {
     "ec2": {"endpoints", "client_key_secret_arns", "model_bucket", "model_prefixes", "dashboard_url",
-            "load_balancer_dns", "deployments", "monthly_cost_usd"},
+            "load_balancer_dns", "deployments", "monthly_cost_usd", "gate"},
     "eks": {"endpoints", "client_key_secret_arns", "model_bucket", "model_prefixes", "cluster_name", "deployments",
-            "monthly_cost_usd"},
+            "monthly_cost_usd", "gate"},
     "docker": {"endpoints", "client_keys", "proxy_certificate_pem", "deployments", "monthly_cost_usd"},
 }
 
@@ -185,7 +185,7 @@ EXPORTS = {
 @pytest.mark.parametrize("stack", STACKS)
 def test_stack_outputs_are_the_platforms_exports(recordings, stack):
     """What `pulumi stack output` shows stays what it was before the redesign, per platform (the internal CA only
-    where no certificate_arn is configured)."""
+    where no certificate_arn is configured), plus `gate` (issue 15: what the deploy workflow runs the gate with)."""
     platform = read_stack_file(ROOT / f"Pulumi.{stack}.yaml").get("llm-platform:platform", "ec2")
     outputs = set(recordings[stack].exports)
     assert outputs - {"internal_ca_certificate_pem"} == EXPORTS[platform]
