@@ -20,9 +20,8 @@ Pure mappings from the DeploymentPlan (sizing/fallbacks.py did the arithmetic) t
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from llm_platform.sizing.fallbacks import UNITS_PER_REPLICA, capacity_units
 from llm_platform.sizing.planner import DeploymentPlan

@@ -28,8 +28,8 @@ from llm_platform.sizing.planner import DeploymentPlan
 from llm_platform.verify.jobs import GATE_CLIENT
 
 from .deployment import Ec2Serving, ModelDeployment, ModelDeploymentArgs
-from .fleet_capacity import CapacityOptions, ReservationOptions
 from .eks import GpuCluster, GpuClusterArgs
+from .fleet_capacity import CapacityOptions
 from .gate import DeployGate, DeployGateArgs
 from .gpu_fleet import GpuInstanceGroupArgs
 from .images import ImageCache, ImageCacheArgs, needed_upstreams

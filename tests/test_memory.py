@@ -3,11 +3,18 @@ import math
 
 import pytest
 import yaml
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llm_platform.catalog.architecture import Architecture
-from llm_platform.sizing.memory import (Layout, Workload, estimate, kv_bytes_per_token_per_layer, max_sequences,
-                                       weight_bytes)
+from llm_platform.sizing.memory import (
+    Layout,
+    Workload,
+    estimate,
+    kv_bytes_per_token_per_layer,
+    max_sequences,
+    weight_bytes,
+)
 from llm_platform.sizing.params import parameter_count
 from tests.conftest import ROOT
 

@@ -5,7 +5,8 @@ import re
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from llm_platform.sizing import performance as perf
 from llm_platform.sizing.memory import Layout, Workload, max_sequences, weight_bytes

@@ -1,14 +1,23 @@
 """Instance choice, parallelism and advice: the planner's promises, as properties and examples."""
+import copy
+
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from llm_platform.settings import parse
 from llm_platform.sizing.memory import Layout, Workload, estimate
-from llm_platform.sizing.planner import (PlanningError, architecture_of, cheapest, evaluate, plan_model, plan_stack,
-                            tensor_parallel_options, workload_of)
+from llm_platform.sizing.planner import (
+    PlanningError,
+    architecture_of,
+    cheapest,
+    evaluate,
+    plan_model,
+    plan_stack,
+    tensor_parallel_options,
+    workload_of,
+)
 from tests.conftest import MINIMAL
-
-import copy
 
 GENERATORS = ["meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-Coder-7B-Instruct", "Qwen/Qwen2.5-Coder-32B-Instruct",
               "codellama/CodeLlama-34b-Instruct-hf", "mistralai/Mistral-Nemo-Instruct-2407",

@@ -2,7 +2,6 @@
 carry the plan (GPU limits, flags, replicas), the hardening, the probes and the network rules."""
 import copy
 import json
-import math
 import re
 
 import pytest
@@ -10,9 +9,9 @@ import pytest
 from llm_platform.offline.mocks import SECRET, computed_outputs, run_program
 from llm_platform.serving.verify import render_verify_function
 from llm_platform.settings import parse, read_stack_file
+from llm_platform.sizing.fallbacks import replicas_max_any_type
 from llm_platform.sizing.planner import plan_stack
 from tests.conftest import ROOT
-from llm_platform.sizing.fallbacks import replicas_max_any_type
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 LWS = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"

@@ -6,7 +6,6 @@ import pytest
 from llm_platform.settings import ConfigErrors, load_stack, parse, read_stack_file
 from tests.conftest import ROOT, STACKS, prod_config
 
-
 TGI_IMAGE = "registry.example.com/tgi@sha256:" + "0" * 64
 
 
@@ -321,6 +320,7 @@ def test_eks_api_access_is_from_listed_networks_and_roles_only(minimal):
 
 def test_project_config_defaults_match_the_schema():
     import yaml
+
     from llm_platform.settings.schema import StackConfig
     declared = yaml.safe_load(open(ROOT / "Pulumi.yaml"))["config"]
     for key, spec in declared.items():

@@ -43,14 +43,14 @@ class ModelInfo(_Fact):
     task: Literal["generate", "embed"]
     license: str
     context_window: PositiveInt
-    ollama_tag: Optional[str]
+    ollama_tag: str | None
     trust_remote_code: bool
     config_source: str
     remote_code: tuple[RemoteCodePin, ...] = ()
     published_parameters: PositiveInt
     published_parameters_source: str
     architecture: Architecture
-    quantization: Optional[QuantizationSpec] = None   # a pre-quantised checkpoint's quantization_config
+    quantization: QuantizationSpec | None = None   # a pre-quantised checkpoint's quantization_config
 
 
 class InstanceType(_Fact):
@@ -81,19 +81,19 @@ class Gpu(_Fact):
     cuda_total_mib: PositiveInt     # what CUDA reports as total: the base of gpu_memory_utilization
     estimated: bool = False
     compute_capability: float
-    memory_bandwidth_gbps: Optional[PositiveFloat] = None
-    bf16_dense_tflops: Optional[PositiveFloat] = None
-    fp8_dense_tflops: Optional[PositiveFloat] = None
-    fp16_dense_tflops: Optional[PositiveFloat] = None   # only where there is no BF16 (T4)
+    memory_bandwidth_gbps: PositiveFloat | None = None
+    bf16_dense_tflops: PositiveFloat | None = None
+    fp8_dense_tflops: PositiveFloat | None = None
+    fp16_dense_tflops: PositiveFloat | None = None   # only where there is no BF16 (T4)
     tensor_source: Literal["datasheet", "measured", "derived", "estimated"] = "datasheet"
-    pcie_gbps: Optional[PositiveFloat] = None           # one direction of the x16 link
+    pcie_gbps: PositiveFloat | None = None           # one direction of the x16 link
 
     @property
     def memory_gib(self) -> float:
         return self.cuda_total_mib / 1024
 
     @property
-    def tensor_16bit_tflops(self) -> Optional[float]:
+    def tensor_16bit_tflops(self) -> float | None:
         """Dense 16-bit matrix throughput: BF16 where the GPU has it, else FP16."""
         return self.bf16_dense_tflops or self.fp16_dense_tflops
 
@@ -103,9 +103,9 @@ class Precision(_Fact):
     kind: Literal["float", "fp8", "int4_group", "gguf"]
     runtimes: tuple[str, ...]
     min_compute_capability: float
-    bits: Optional[int] = None
-    default: Optional[str] = None      # gguf: the file type's base GGML type
-    group_size: Optional[int] = None
+    bits: int | None = None
+    default: str | None = None      # gguf: the file type's base GGML type
+    group_size: int | None = None
     scale_bits: int = 0
     zero_bits: int = 0
     index_bits: int = 0
@@ -127,9 +127,9 @@ class PerformanceCalibration(_Fact):
     memory_fraction: PositiveFloat
     step_overhead_ms: float = Field(ge=0)
     per_sequence_us: float = Field(0.0, ge=0)          # step time that grows with the batch (scheduler, sampler)
-    attention_fraction: Optional[PositiveFloat] = None  # bandwidth fraction of paged-attention KV reads
+    attention_fraction: PositiveFloat | None = None  # bandwidth fraction of paged-attention KV reads
     attention_half_context: float = Field(0.0, ge=0)    # context at which paged attention reaches half of it
-    decode_compute_fraction: Optional[PositiveFloat] = None  # tensor-core fraction of skinny decode GEMMs
+    decode_compute_fraction: PositiveFloat | None = None  # tensor-core fraction of skinny decode GEMMs
     compute_fraction: PositiveFloat
     nvlink: Communication
     pcie: Communication
@@ -149,7 +149,7 @@ class Catalog(_Fact):
     prices_source: str
     images: dict[str, dict[str, Any]] = Field(default_factory=dict, description="catalog/images.yaml: pinned container images")
     image_upstreams: dict[str, Any] = Field(default_factory=dict)
-    performance: Optional[PerformanceCalibration] = None
+    performance: PerformanceCalibration | None = None
 
     def ggml_block(self, t: str) -> int:
         return self.ggml_bytes_per_block[t][0]

@@ -6,7 +6,7 @@ registry one once its `architecture` block is given.
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
@@ -23,9 +23,9 @@ class Architecture(BaseModel):
     hidden_size: PositiveInt
     intermediate_size: PositiveInt
     num_attention_heads: PositiveInt
-    num_key_value_heads: Optional[PositiveInt] = Field(
+    num_key_value_heads: PositiveInt | None = Field(
         None, description="GQA/MQA key-value heads; default: num_attention_heads (plain multi-head attention)")
-    head_dim: Optional[PositiveInt] = Field(None, description="default: hidden_size / num_attention_heads")
+    head_dim: PositiveInt | None = Field(None, description="default: hidden_size / num_attention_heads")
     vocab_size: PositiveInt
     tie_word_embeddings: bool = False
     max_position_embeddings: PositiveInt
@@ -36,18 +36,18 @@ class Architecture(BaseModel):
     position_embedding: Literal["rope", "absolute"] = "rope"
     task: Literal["generate", "embed"] = "generate"
     # Mixture of experts
-    num_experts: Optional[PositiveInt] = None
-    num_experts_per_tok: Optional[PositiveInt] = None
-    moe_intermediate_size: Optional[PositiveInt] = None
+    num_experts: PositiveInt | None = None
+    num_experts_per_tok: PositiveInt | None = None
+    moe_intermediate_size: PositiveInt | None = None
     num_shared_experts: int = Field(0, ge=0)
     first_dense_layers: int = Field(0, ge=0, description="leading layers with a dense MLP (DeepSeek first_k_dense_replace)")
     # Multi-head latent attention (DeepSeek-V2/V3)
-    q_lora_rank: Optional[PositiveInt] = None
-    kv_lora_rank: Optional[PositiveInt] = None
-    qk_nope_head_dim: Optional[PositiveInt] = None
-    qk_rope_head_dim: Optional[PositiveInt] = None
-    v_head_dim: Optional[PositiveInt] = None
-    index_head_dim: Optional[PositiveInt] = Field(
+    q_lora_rank: PositiveInt | None = None
+    kv_lora_rank: PositiveInt | None = None
+    qk_nope_head_dim: PositiveInt | None = None
+    qk_rope_head_dim: PositiveInt | None = None
+    v_head_dim: PositiveInt | None = None
+    index_head_dim: PositiveInt | None = Field(
         None, description="DeepSeek sparse attention (V3.2): the lightning indexer's key width; it keeps its own "
                           "per-token key cache beside the MLA latent")
     # Encoders (BERT-like embedders)
@@ -71,7 +71,7 @@ class Architecture(BaseModel):
                                        "(layer_types 'sliding_attention'); the others keep the whole context")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Architecture":
+    def _consistent(self) -> Architecture:
         kv = self.kv_heads
         if self.num_attention_heads % kv:
             raise ValueError(

@@ -43,6 +43,7 @@ import ipaddress
 import re
 
 from llm_platform.sizing.planner import DeploymentPlan
+
 from .runtime import PORTS, container_spec
 
 TARGET_PORT = 8443

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Optional
 
 from llm_platform import catalog
 from llm_platform.sizing.planner import DeploymentPlan
@@ -47,10 +46,10 @@ DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 @dataclass(frozen=True)
 class ImageRef:
     pinned: str            # what runs: <repository>@sha256:<digest>
-    warm: Optional[str]    # pulled first by tag to fill the ECR pull-through cache; None for overrides
+    warm: str | None    # pulled first by tag to fill the ECR pull-through cache; None for overrides
 
 
-def image_ref(key: str, registry: str, override: Optional[str] = None) -> ImageRef:
+def image_ref(key: str, registry: str, override: str | None = None) -> ImageRef:
     """Through the stack's ECR pull-through cache, pinned by digest; or the stack's own override."""
     if override:
         return ImageRef(pinned=override, warm=None)

@@ -19,6 +19,7 @@ import json
 from typing import Any
 
 from llm_platform.sizing.planner import DeploymentPlan
+
 from .proxy import AUDIT_LOG
 from .runtime import PORTS, container_spec
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import shlex
 from dataclasses import dataclass, field
-from typing import Optional
 
 from llm_platform.sizing.planner import DeploymentPlan
 
@@ -46,8 +45,8 @@ class BootConfig:
     proxy_image: ImageRef
     model_bucket: str
     model_prefix: str                     # models/<name>/<revision>
-    manifest: Optional[str]               # file name of the SHA256SUMS manifest; None: unverified (dev only)
-    manifest_sha256: Optional[str]
+    manifest: str | None               # file name of the SHA256SUMS manifest; None: unverified (dev only)
+    manifest_sha256: str | None
     client_secrets: dict[str, str] = field(default_factory=dict)   # client name -> Secrets Manager ARN
     nginx_conf: str = ""
     cwagent_parameter: str = ""           # SSM parameter holding the CloudWatch agent config
@@ -57,7 +56,7 @@ class BootConfig:
     # capacity (components/gpu_fleet.py): the Auto Scaling lifecycle hook that holds a launch until the instance
     # is ready (warm-pool preparation or serving), and an EBS snapshot of the verified model directory
     lifecycle_hook: str = ""
-    model_snapshot_id: Optional[str] = None
+    model_snapshot_id: str | None = None
 
 
 def client_hash(name: str) -> str:
@@ -115,7 +114,7 @@ def render_user_data(boot: BootConfig) -> str:
 
     fetch_secrets = "#!/bin/bash\n# Client keys from Secrets Manager, through the instance role. Written to tmpfs only.\n" \
         "set -euo pipefail\n. /etc/llm/deployment.env\numask 077\nmkdir -p /run/llm\n" \
-        f"tmp=$(mktemp /run/llm/keys.XXXXXX)\n"
+        "tmp=$(mktemp /run/llm/keys.XXXXXX)\n"
     # one case-sensitive regex entry per key (proxy.key_map_entry); a key that is not plain
     # alphanumerics could carry regex syntax into the map: refuse it rather than escape it
     for name, arn in sorted(boot.client_secrets.items()):

@@ -10,10 +10,18 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Optional, Union, cast
+from typing import TYPE_CHECKING, Literal, cast
 
-from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from llm_platform.catalog import hf_config
 from llm_platform.catalog.architecture import Architecture
@@ -37,7 +45,7 @@ def at(key: str, message: str) -> ValueError:
     return ValueError(f"@{key} {message}")
 
 
-def _env(info: ValidationInfo) -> Optional[str]:
+def _env(info: ValidationInfo) -> str | None:
     return (info.context or {}).get("environment")
 
 
@@ -90,10 +98,10 @@ class Load(_Strict):
     requests_per_second: float = Field(gt=0, le=1_000_000, description="sustained requests per second, all "
                                        "clients together (at peak)")
     prompt_tokens: PositiveInt = Field(description="typical prompt length in tokens")
-    output_tokens: Optional[PositiveInt] = Field(None, description="typical completion length in tokens; "
+    output_tokens: PositiveInt | None = Field(None, description="typical completion length in tokens; "
                                                  "required for generation models, absent for embedders")
-    ttft_p99_seconds: Optional[float] = Field(None, gt=0, le=600, description="time-to-first-token target (p99)")
-    tpot_p99_seconds: Optional[float] = Field(None, gt=0, le=60, description="time-per-output-token target (p99); "
+    ttft_p99_seconds: float | None = Field(None, gt=0, le=600, description="time-to-first-token target (p99)")
+    tpot_p99_seconds: float | None = Field(None, gt=0, le=60, description="time-per-output-token target (p99); "
                                               "generation models only")
 
 
@@ -133,10 +141,10 @@ class Capacity(_Strict):
     fallbacks: bool = Field(True, description="let the group launch the plan's checked fallback types when the "
                             "chosen type has no capacity")
     max_fallbacks: int = Field(3, ge=1, le=10, description="at most this many fallback types, cheapest first")
-    warm_pool: Optional[bool] = Field(None, validate_default=True, description="ec2: keep Stopped instances with "
+    warm_pool: bool | None = Field(None, validate_default=True, description="ec2: keep Stopped instances with "
                                       "the image pulled and the weights verified (default: on in prod)")
-    reservations: Optional[Reservations] = Field(None, description="ec2: capacity reservations to launch into")
-    model_snapshot_id: Optional[str] = Field(None, pattern=r"^snap-[0-9a-f]{8,17}$",
+    reservations: Reservations | None = Field(None, description="ec2: capacity reservations to launch into")
+    model_snapshot_id: str | None = Field(None, pattern=r"^snap-[0-9a-f]{8,17}$",
                                              description="ec2: an encrypted EBS snapshot of the verified model "
                                              "directory (with its SHA256SUMS) that new instances attach")
     fast_snapshot_restore: bool = Field(False, description="ec2: enable EBS Fast Snapshot Restore for "
@@ -145,7 +153,7 @@ class Capacity(_Strict):
 
     @field_validator("warm_pool")
     @classmethod
-    def _warm(cls, v: Optional[bool], info: ValidationInfo) -> bool:
+    def _warm(cls, v: bool | None, info: ValidationInfo) -> bool:
         platform = (info.context or {}).get("platform", "ec2")
         if v and platform != "ec2":
             raise ValueError(f"warm pools are an EC2 Auto Scaling feature (platform is {platform}): remove "
@@ -175,37 +183,37 @@ class ModelSpec(_Strict):
                       "digits and '-', at most 63 characters, e.g. llama-70b")
     architecture_file: str | None = Field(None, min_length=1, description="path to the model's config.json "
                                              "(or its directory), relative to the stack file")
-    architecture: Optional[Architecture] = Field(None, validate_default=True, description="for a model the "
+    architecture: Architecture | None = Field(None, validate_default=True, description="for a model the "
                                                  "registry lacks: its config.json verbatim, or our fields of it")
     model: str = Field(min_length=1, description="Hugging Face repository id, e.g. meta-llama/Llama-3.1-8B-Instruct")
     runtime: Literal["vllm", "ollama", "tgi"] = Field("vllm", validate_default=True, description="inference server")
-    precision: Optional[str] = Field(None, validate_default=True, description="weight format: bf16, fp16, fp8, awq, "
+    precision: str | None = Field(None, validate_default=True, description="weight format: bf16, fp16, fp8, awq, "
                                      "gptq, or a GGUF type for ollama (q4_k_m, q5_k_m, q6_k, q8_0, ...)")
     kv_cache_dtype: str = Field("auto", validate_default=True, description="auto (the model's 16-bit type), fp8 "
                                 "(vllm, tgi) or q8_0/q4_0 (ollama)")
-    max_model_len: Optional[PositiveInt] = Field(None, validate_default=True, description="longest prompt + "
+    max_model_len: PositiveInt | None = Field(None, validate_default=True, description="longest prompt + "
                                                  "completion in tokens; default min(8192, the model's context window)")
     concurrency: PositiveInt = Field(8, le=4096, description="sequences at full max_model_len the KV cache holds at once")
     max_num_batched_tokens: PositiveInt = Field(8192, ge=256, le=262144, description="tokens per prefill chunk")
     gpu_memory_utilization: float = Field(0.90, gt=0.5, le=0.95, description="fraction of each GPU's memory the "
                                           "runtime may use; the guide allows at most 0.95")
-    load: Optional[Load] = Field(None, validate_default=True, description="expected traffic and latency "
+    load: Load | None = Field(None, validate_default=True, description="expected traffic and latency "
                                  "targets; replicas and autoscaling then follow from it")
-    replicas: Optional[PositiveInt] = Field(None, description="fixed number of replicas (default 1); prod needs >= 2")
-    autoscaling: Optional[Autoscaling] = Field(None, validate_default=True, description="{min, max} instead of replicas")
-    instance_type: Optional[str] = Field(None, description="force an instance type; the plan checks that it fits")
-    revision: Optional[str] = Field(None, validate_default=True, description="pinned revision: a 40-hex Hugging Face "
+    replicas: PositiveInt | None = Field(None, description="fixed number of replicas (default 1); prod needs >= 2")
+    autoscaling: Autoscaling | None = Field(None, validate_default=True, description="{min, max} instead of replicas")
+    instance_type: str | None = Field(None, description="force an instance type; the plan checks that it fits")
+    revision: str | None = Field(None, validate_default=True, description="pinned revision: a 40-hex Hugging Face "
                                     "commit or an sha256:<64 hex> digest; required in prod")
-    checksums: Optional[Checksums] = Field(None, validate_default=True, description="SHA-256 manifest; required in prod")
-    provenance: Optional[Provenance] = Field(None, validate_default=True, description="origin and approval; required in prod")
+    checksums: Checksums | None = Field(None, validate_default=True, description="SHA-256 manifest; required in prod")
+    provenance: Provenance | None = Field(None, validate_default=True, description="origin and approval; required in prod")
     trust_remote_code: bool = Field(False, description="let the runtime run the repository's Python code")
-    quantization: Optional[QuantizationSpec] = Field(None, validate_default=True, description="a pre-quantised "
+    quantization: QuantizationSpec | None = Field(None, validate_default=True, description="a pre-quantised "
                                                      "checkpoint's quantization_config (quant_method, ignored_layers"
                                                      " / modules_to_not_convert, weight_block_size, group_size): "
                                                      "weights are sized tensor by tensor from it")
-    tensor_parallel_size: Optional[int] = Field(None, description="force the tensor-parallel size (1, 2, 4 or 8); "
+    tensor_parallel_size: int | None = Field(None, description="force the tensor-parallel size (1, 2, 4 or 8); "
                                                 "the plan checks that it fits, like instance_type")
-    capacity: Optional[Capacity] = Field(None, validate_default=True, description="fallback types, warm pool, "
+    capacity: Capacity | None = Field(None, validate_default=True, description="fallback types, warm pool, "
                                          "reservations and model snapshot (defaults: fallbacks on, warm pool in prod)")
 
     # what the model's config.json said beyond the Architecture (torch_dtype, quantization_config, auto_map)
@@ -280,7 +288,7 @@ class ModelSpec(_Strict):
 
     @field_validator("precision")
     @classmethod
-    def _precision(cls, v: Optional[str], info: ValidationInfo) -> Optional[str]:
+    def _precision(cls, v: str | None, info: ValidationInfo) -> str | None:
         runtime = info.data.get("runtime")
         info_model = _registry_entry(info)
         hf: hf_config.HfModel | None = (info.context or {}).get("hf_model") \
@@ -325,7 +333,7 @@ class ModelSpec(_Strict):
 
     @field_validator("max_model_len")
     @classmethod
-    def _context(cls, v: Optional[int], info: ValidationInfo) -> Optional[int]:
+    def _context(cls, v: int | None, info: ValidationInfo) -> int | None:
         window = _context_window(info)
         if window is None:
             return v
@@ -350,7 +358,7 @@ class ModelSpec(_Strict):
 
     @field_validator("load")
     @classmethod
-    def _load(cls, v: Optional[Load], info: ValidationInfo) -> Optional[Load]:
+    def _load(cls, v: Load | None, info: ValidationInfo) -> Load | None:
         if v is None:
             return v
         entry = _registry_entry(info)
@@ -373,7 +381,7 @@ class ModelSpec(_Strict):
 
     @field_validator("autoscaling")
     @classmethod
-    def _scale(cls, v: Optional[Autoscaling], info: ValidationInfo) -> Optional[Autoscaling]:
+    def _scale(cls, v: Autoscaling | None, info: ValidationInfo) -> Autoscaling | None:
         replicas = info.data.get("replicas")
         if v is not None and replicas is not None:
             raise ValueError("Only one of replicas and autoscaling can be specified: remove one")
@@ -388,14 +396,14 @@ class ModelSpec(_Strict):
 
     @field_validator("instance_type")
     @classmethod
-    def _instance(cls, v: Optional[str], info: ValidationInfo) -> Optional[str]:
+    def _instance(cls, v: str | None, info: ValidationInfo) -> str | None:
         if v is not None and v not in _catalog(info).instances:
             raise ValueError(f"{v!r} is not in the GPU instance catalog: run `python plan.py --catalog` for the list")
         return v
 
     @field_validator("revision")
     @classmethod
-    def _revision(cls, v: Optional[str], info: ValidationInfo) -> Optional[str]:
+    def _revision(cls, v: str | None, info: ValidationInfo) -> str | None:
         if v is None:
             if _env(info) == "prod":
                 raise ValueError("prod models need a pinned revision (the 40-hex commit of the weights on "
@@ -409,14 +417,14 @@ class ModelSpec(_Strict):
 
     @field_validator("checksums")
     @classmethod
-    def _checksums(cls, v: Optional[Checksums], info: ValidationInfo) -> Optional[Checksums]:
+    def _checksums(cls, v: Checksums | None, info: ValidationInfo) -> Checksums | None:
         if v is None and _env(info) == "prod":
             raise ValueError("prod models need a SHA-256 manifest: add checksums {manifest, sha256}")
         return v
 
     @field_validator("provenance")
     @classmethod
-    def _provenance(cls, v: Optional[Provenance], info: ValidationInfo) -> Optional[Provenance]:
+    def _provenance(cls, v: Provenance | None, info: ValidationInfo) -> Provenance | None:
         if _env(info) == "prod":
             if v is None:
                 raise ValueError("prod models need provenance {source, license, approved_by, review_status}")
@@ -439,14 +447,14 @@ class ModelSpec(_Strict):
 
     @field_validator("capacity")
     @classmethod
-    def _capacity(cls, v: Optional[Capacity], info: ValidationInfo) -> Capacity:
+    def _capacity(cls, v: Capacity | None, info: ValidationInfo) -> Capacity:
         return v if v is not None else Capacity.model_validate({}, context=info.context)
 
 
 
     @field_validator("quantization")
     @classmethod
-    def _quantization(cls, v: Optional[QuantizationSpec], info: ValidationInfo) -> Optional[QuantizationSpec]:
+    def _quantization(cls, v: QuantizationSpec | None, info: ValidationInfo) -> QuantizationSpec | None:
         if v is None:
             v = _checkpoint_quantization(info)
         entry = _registry_entry(info)
@@ -466,7 +474,7 @@ class ModelSpec(_Strict):
 
     @field_validator("tensor_parallel_size")
     @classmethod
-    def _tensor_parallel(cls, v: Optional[int], info: ValidationInfo) -> Optional[int]:
+    def _tensor_parallel(cls, v: int | None, info: ValidationInfo) -> int | None:
         if v is None:
             return v
         model = info.data.get("model")
@@ -513,7 +521,7 @@ def _registry_entry(info: ValidationInfo) -> ModelInfo | None:
     return _catalog(info).models.get(model) if model and info.data.get("architecture") is None else None
 
 
-def _context_window(info: ValidationInfo) -> Optional[int]:
+def _context_window(info: ValidationInfo) -> int | None:
     arch: Architecture | None = info.data.get("architecture")
     if arch is not None:
         return arch.max_position_embeddings
@@ -524,7 +532,7 @@ def _context_window(info: ValidationInfo) -> Optional[int]:
 class NetworkSpec(_Strict):
     """The private network the inference fleet lives in."""
     cidr: str = Field("10.40.0.0/16", description="VPC CIDR, private (RFC 1918), /16 to /22")
-    availability_zones: Union[PositiveInt, list[str]] = Field(
+    availability_zones: PositiveInt | list[str] = Field(
         2, validate_default=True, description="how many AZs (a number) or which ones (names); prod needs >= 2")
     allowed_client_cidrs: list[str] = Field(
         min_length=1, description="CIDRs allowed to call the API: your application networks, outside the VPC")
@@ -589,7 +597,7 @@ class ApiSpec(_Strict):
     """The API the load balancer serves."""
     domain: str = Field("llm.internal", pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
                         description="DNS name clients use, in a private hosted zone")
-    certificate_arn: Optional[str] = Field(None, pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+$",
+    certificate_arn: str | None = Field(None, pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+$",
                                            description="ACM certificate for the domain; default: an internal CA")
     max_prompt_bytes: PositiveInt = Field(131072, ge=1024, le=10485760, description="largest request body accepted")
     max_tokens: PositiveInt = Field(4096, le=131072, description="largest completion a request may ask for")
@@ -609,7 +617,7 @@ class ApiSpec(_Strict):
 
 
 class MonitoringSpec(_Strict):
-    alarm_email: Optional[str] = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="alarm recipient")
+    alarm_email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="alarm recipient")
     log_retention_days: int = Field(90, description="CloudWatch Logs retention; the guide's default is 90")
     latency_p99_seconds: float = Field(5.0, gt=0, le=600, description="p99 latency alarm threshold")
     gpu_memory_alarm_percent: float = Field(95.0, ge=50, le=100, description="GPU memory alarm threshold")
@@ -642,21 +650,21 @@ IMAGE_REF = r"^[a-z0-9][a-z0-9.\-/_:]*@sha256:[0-9a-f]{64}$"
 
 class ImagesSpec(_Strict):
     """Container images: pull-through cache credentials and per-image overrides (pinned by digest)."""
-    docker_hub_credential_arn: Optional[str] = Field(
+    docker_hub_credential_arn: str | None = Field(
         None, pattern=r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:ecr-pullthroughcache/.+$",
         description="Secrets Manager secret (name starting ecr-pullthroughcache/, keys username and "
                     "accessToken) for the ECR pull-through cache of Docker Hub images; or give "
                     "docker_hub_username and the secret config dockerHubToken")
-    docker_hub_username: Optional[str] = Field(
+    docker_hub_username: str | None = Field(
         None, pattern=r"^[a-z0-9][a-z0-9._-]{1,63}$",
         description="Docker Hub user of the read-only token set with `pulumi config set --secret dockerHubToken`")
     create_cache_rules: bool = Field(
         True, description="make the ECR pull-through cache rules; they are account- and region-wide, so set "
                           "false in every stack but one that shares an account and region")
-    vllm: Optional[str] = Field(None, pattern=IMAGE_REF, description="vLLM image, <repository>@sha256:<digest>")
-    ollama: Optional[str] = Field(None, pattern=IMAGE_REF, description="Ollama image, <repository>@sha256:<digest>")
-    tgi: Optional[str] = Field(None, pattern=IMAGE_REF, description="TGI image, <repository>@sha256:<digest>")
-    proxy: Optional[str] = Field(None, pattern=IMAGE_REF, description="nginx proxy image, <repository>@sha256:<digest>")
+    vllm: str | None = Field(None, pattern=IMAGE_REF, description="vLLM image, <repository>@sha256:<digest>")
+    ollama: str | None = Field(None, pattern=IMAGE_REF, description="Ollama image, <repository>@sha256:<digest>")
+    tgi: str | None = Field(None, pattern=IMAGE_REF, description="TGI image, <repository>@sha256:<digest>")
+    proxy: str | None = Field(None, pattern=IMAGE_REF, description="nginx proxy image, <repository>@sha256:<digest>")
 
 
 class EksSpec(_Strict):
@@ -725,10 +733,10 @@ class StackConfig(_Strict):
                                        description="alarms and logs; prod needs alarm_email")
     models: list[ModelSpec] = Field(min_length=1, description="the model deployments")
     pricing: PricingSpec = Field(default_factory=PricingSpec)
-    images: Optional[ImagesSpec] = Field(None, validate_default=True,
+    images: ImagesSpec | None = Field(None, validate_default=True,
                                          description="image overrides and the Docker Hub cache credential")
-    eks: Optional[EksSpec] = Field(None, validate_default=True, description="platform eks: cluster settings")
-    local: Optional[LocalSpec] = Field(None, validate_default=True,
+    eks: EksSpec | None = Field(None, validate_default=True, description="platform eks: cluster settings")
+    local: LocalSpec | None = Field(None, validate_default=True,
                                        description="platform docker: the workstation GPU to size against")
     hf_token: bool = Field(False, description="whether llm-platform:hfToken is set (as a secret)")
     docker_hub_token: bool = Field(False, description="whether llm-platform:dockerHubToken is set (as a secret)")
@@ -744,12 +752,12 @@ class StackConfig(_Strict):
 
     @field_validator("images")
     @classmethod
-    def _images(cls, v: Optional[ImagesSpec], info: ValidationInfo) -> ImagesSpec:
+    def _images(cls, v: ImagesSpec | None, info: ValidationInfo) -> ImagesSpec:
         return v or ImagesSpec()
 
     @field_validator("eks")
     @classmethod
-    def _eks(cls, v: Optional[EksSpec], info: ValidationInfo) -> Optional[EksSpec]:
+    def _eks(cls, v: EksSpec | None, info: ValidationInfo) -> EksSpec | None:
         platform = info.data.get("platform")
         if v is not None and platform != "eks":
             raise ValueError(f"the eks block applies to platform eks only (platform is {platform}): remove it")
@@ -757,7 +765,7 @@ class StackConfig(_Strict):
 
     @field_validator("local")
     @classmethod
-    def _local(cls, v: Optional[LocalSpec], info: ValidationInfo) -> Optional[LocalSpec]:
+    def _local(cls, v: LocalSpec | None, info: ValidationInfo) -> LocalSpec | None:
         platform = info.data.get("platform")
         if v is not None and platform != "docker":
             raise ValueError(f"the local block applies to platform docker only (platform is {platform}): remove it")

@@ -8,6 +8,7 @@ that the file types in catalog/quantization.yaml reach, for non-Falcon architect
 from __future__ import annotations
 
 from llm_platform.catalog.architecture import Architecture
+
 from .params import Tensor
 
 

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
@@ -60,8 +60,8 @@ class Workload:
     concurrency: int
     max_num_batched_tokens: int
     gpu_memory_utilization: float
-    quant_layout: Optional[QuantLayout] = None    # a pre-quantised checkpoint's layout; None: the precision's default
-    tensor_parallel: Optional[int] = None         # a forced TP size (model entry tensor_parallel_size); None: free
+    quant_layout: QuantLayout | None = None    # a pre-quantised checkpoint's layout; None: the precision's default
+    tensor_parallel: int | None = None         # a forced TP size (model entry tensor_parallel_size); None: free
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ class Memory:
 
 # ----------------------------------------------------------------------------- weights
 
-def _fp8_scale_bytes(t: Tensor, q: Optional[QuantLayout]) -> float:
+def _fp8_scale_bytes(t: Tensor, q: QuantLayout | None) -> float:
     """fp32 scales of one FP8 linear: per tensor, per output channel, or per [rows, cols] block."""
     if q is not None and q.weight_block_size:
         bn, bk = q.weight_block_size
@@ -129,7 +129,7 @@ def _fp8_scale_bytes(t: Tensor, q: Optional[QuantLayout]) -> float:
     return 4 * t.count
 
 
-def _tensor_bytes(t: Tensor, p: Precision, ggml_type: str | None, cat: Catalog, q: Optional[QuantLayout]) -> float:
+def _tensor_bytes(t: Tensor, p: Precision, ggml_type: str | None, cat: Catalog, q: QuantLayout | None) -> float:
     if p.kind == "gguf":
         assert ggml_type is not None   # tensor_bytes gives every tensor of a GGUF precision its GGML type
         block, size = cat.ggml_bytes_per_block[ggml_type]
@@ -155,7 +155,7 @@ def _tensor_bytes(t: Tensor, p: Precision, ggml_type: str | None, cat: Catalog, 
 
 
 @lru_cache(maxsize=512)
-def tensor_bytes(arch: Architecture, precision: str, quant: Optional[QuantLayout] = None) -> tuple[float, ...]:
+def tensor_bytes(arch: Architecture, precision: str, quant: QuantLayout | None = None) -> tuple[float, ...]:
     """Bytes of every tensor of `tensors(arch)` stored in `precision` (refined by a checkpoint's layout)."""
     cat = catalog.load()
     p = cat.precisions[precision]
@@ -169,7 +169,7 @@ def tensor_bytes(arch: Architecture, precision: str, quant: Optional[QuantLayout
 
 
 @lru_cache(maxsize=512)
-def weight_bytes(arch: Architecture, precision: str, quant: Optional[QuantLayout] = None) -> float:
+def weight_bytes(arch: Architecture, precision: str, quant: QuantLayout | None = None) -> float:
     return sum(tensor_bytes(arch, precision, quant))
 
 
@@ -178,7 +178,7 @@ _KV_PROJ = {"attn_k", "attn_v", "attn_k_bias", "attn_v_bias"}
 
 @lru_cache(maxsize=4096)
 def _per_rank_split(arch: Architecture, precision: str, tp: int,
-                    quant: Optional[QuantLayout] = None) -> tuple[tuple[float, ...], float, float]:
+                    quant: QuantLayout | None = None) -> tuple[tuple[float, ...], float, float]:
     """Per-TP-rank bytes: (per-layer list, bytes before the first layer, bytes after the last)."""
     kv = arch.kv_heads
     kv_share = math.ceil(kv / tp) / kv   # with TP > KV heads, each rank keeps a whole replicated head

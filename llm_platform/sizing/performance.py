@@ -44,7 +44,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Optional
 
 from llm_platform.catalog import Catalog, Gpu, InstanceType
 from llm_platform.catalog.architecture import Architecture
@@ -75,7 +74,7 @@ class Hardware:
     attention_fraction: float = 0.0  # bandwidth fraction reached reading the paged KV cache (0: memory_fraction)
     attention_half_context: float = 0.0  # context at which paged attention reaches half that fraction
 
-    def with_bandwidth(self, gbps: float) -> "Hardware":
+    def with_bandwidth(self, gbps: float) -> Hardware:
         return Hardware(**{**self.__dict__, "gpu": self.gpu.model_copy(update={"memory_bandwidth_gbps": gbps})})
 
 
@@ -115,7 +114,7 @@ class _Shape:
 
 
 @lru_cache(maxsize=1024)
-def _shape(arch: Architecture, precision: str, tp: int, quant: Optional[QuantLayout] = None) -> _Shape:
+def _shape(arch: Architecture, precision: str, tp: int, quant: QuantLayout | None = None) -> _Shape:
     kv_share = math.ceil(arch.kv_heads / tp) / arch.kv_heads
     dense = expert = head = 0.0
     decode_params = head_params = 0.0
@@ -195,7 +194,7 @@ class Step:
 
 
 def decode_step(arch: Architecture, precision: str, kv_dtype_bytes: float, layout: Layout, hw: Hardware,
-                batch: int, context: int, quant: Optional[QuantLayout] = None) -> Step:
+                batch: int, context: int, quant: QuantLayout | None = None) -> Step:
     """One decode step: `batch` sequences each emit a token with `context` tokens already cached."""
     if arch.task != "generate":
         raise ValueError("encoder-only models do not decode")
@@ -228,7 +227,7 @@ def decode_step(arch: Architecture, precision: str, kv_dtype_bytes: float, layou
 
 
 def prefill_chunk(arch: Architecture, precision: str, layout: Layout, hw: Hardware, tokens: int,
-                  context: int = 0, quant: Optional[QuantLayout] = None) -> Step:
+                  context: int = 0, quant: QuantLayout | None = None) -> Step:
     """One prefill chunk of `tokens` prompt tokens after `context` cached ones (0: a fresh prompt).
     Encoders attend both ways, so their attention costs the full tokens^2, not half."""
     tp = layout.tensor_parallel
@@ -248,7 +247,7 @@ def prefill_chunk(arch: Architecture, precision: str, layout: Layout, hw: Hardwa
 
 
 def prefill_seconds(arch: Architecture, precision: str, layout: Layout, hw: Hardware, prompt: int,
-                    chunk: int, quant: Optional[QuantLayout] = None) -> float:
+                    chunk: int, quant: QuantLayout | None = None) -> float:
     """A whole prompt, in chunks of at most `chunk` tokens, each attending to the chunks before it."""
     total, done = 0.0, 0
     while done < prompt:
@@ -263,14 +262,14 @@ def prefill_seconds(arch: Architecture, precision: str, layout: Layout, hw: Hard
 @dataclass(frozen=True)
 class Rates:
     """Throughput of one replica with no load stated (the throughput object's load-free half)."""
-    decode_tokens_per_s_single: Optional[float]   # one sequence at max_model_len context
-    decode_tokens_per_s_full: Optional[float]     # `concurrency` sequences at max_model_len, aggregate
+    decode_tokens_per_s_single: float | None   # one sequence at max_model_len context
+    decode_tokens_per_s_full: float | None     # `concurrency` sequences at max_model_len, aggregate
     prefill_tokens_per_s: float                   # one chunk: min(max_num_batched_tokens, max_model_len) tokens
                                                   # of one fresh prompt
 
 
 def rates(arch: Architecture, precision: str, kv_dtype_bytes: float, layout: Layout, hw: Hardware,
-          max_model_len: int, concurrency: int, chunk: int, quant: Optional[QuantLayout] = None) -> Rates:
+          max_model_len: int, concurrency: int, chunk: int, quant: QuantLayout | None = None) -> Rates:
     tokens = min(chunk, max_model_len) if arch.task == "generate" else chunk
     prefill = tokens / prefill_chunk(arch, precision, layout, hw, tokens, quant=quant).seconds
     if arch.task != "generate":
@@ -286,14 +285,14 @@ class Operating:
     """One replica serving a stated load at a given decode batch, at `utilization` of what it can carry."""
     batch: int                       # sequences decoding together
     requests_per_s: float            # what one replica carries at that batch and utilization
-    tpot_s: Optional[float]          # time per output token, prefill stalls included
+    tpot_s: float | None          # time per output token, prefill stalls included
     ttft_s: float                    # prompt prefill + joining the running batch
-    step_s: Optional[float]
+    step_s: float | None
 
 
 def operating_point(arch: Architecture, precision: str, kv_dtype_bytes: float, layout: Layout, hw: Hardware,
-                    batch: int, prompt: int, output: Optional[int], chunk: int, utilization: float,
-                    quant: Optional[QuantLayout] = None) -> Operating:
+                    batch: int, prompt: int, output: int | None, chunk: int, utilization: float,
+                    quant: QuantLayout | None = None) -> Operating:
     """Steady state of one replica running `batch` sequences, each with `prompt` + `output` tokens.
 
     Per request the replica spends t_prefill on its prompt and `output` decode steps of t_step shared
@@ -317,9 +316,9 @@ def operating_point(arch: Architecture, precision: str, kv_dtype_bytes: float, l
 
 
 def best_operating_point(arch: Architecture, precision: str, kv_dtype_bytes: float, layout: Layout, hw: Hardware,
-                         max_batch: int, prompt: int, output: Optional[int], chunk: int, utilization: float,
-                         ttft_target: Optional[float], tpot_target: Optional[float],
-                         quant: Optional[QuantLayout] = None) -> Optional[Operating]:
+                         max_batch: int, prompt: int, output: int | None, chunk: int, utilization: float,
+                         ttft_target: float | None, tpot_target: float | None,
+                         quant: QuantLayout | None = None) -> Operating | None:
     """The largest batch (most requests per replica) that meets both latency targets, or None.
 
     TPOT grows with the batch; aggregate throughput does too, so the answer is the largest batch

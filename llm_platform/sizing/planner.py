@@ -22,9 +22,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, TypedDict
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from llm_platform import catalog
 from llm_platform.catalog import Catalog, InstanceType
@@ -918,7 +916,7 @@ def plan_model(spec: ModelSpec, index: int, stack: StackConfig, cat: Catalog | N
         provenance=(spec.provenance.model_dump() if spec.provenance else None),
         checksums_sha256=(spec.checksums.sha256 if spec.checksums else None),
     )
-    from .fallbacks import attach   # the capacity module builds on this one's evaluate(); imported late
+    from .fallbacks import attach  # the capacity module builds on this one's evaluate(); imported late
     return attach(plan, spec, stack, cat)
 
 
