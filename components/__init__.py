@@ -34,7 +34,8 @@ from .platforms import (
 
 __all__ = [
     "AlarmArgs", "ApiOptions", "DashboardPanel", "DockerHost", "DockerHostArgs", "DockerPlatform",
-    "DockerPlatformArgs", "DockerServingArgs", "DeployGate", "DeployGateArgs", "Ec2Platform", "Ec2PlatformArgs", "Ec2Serving", "EksOptions",
+    "DockerPlatformArgs", "DockerServingArgs", "DeployGate", "DeployGateArgs", "Ec2Platform", "Ec2PlatformArgs",
+    "Ec2Serving", "EksOptions",
     "EksPlatform", "EksPlatformArgs", "GpuCluster", "GpuClusterArgs", "GpuInstanceGroup", "GpuInstanceGroupArgs",
     "GpuNodeProvisioner", "GpuNodeProvisionerArgs", "NodeModelCache", "NodeModelCacheArgs",
     "ImageCache", "ImageCacheArgs", "ImageOptions", "InternalLoadBalancer", "InternalLoadBalancerArgs",

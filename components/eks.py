@@ -117,20 +117,22 @@ class GpuCluster(pulumi.ComponentResource):
         tags = {"llm-platform:stack": stack}
         cluster_name = f"llm-{stack}"
 
-        cluster_role = aws.iam.Role(f"{name}-cluster", assume_role_policy=_assume("eks.amazonaws.com",
-                                                                                   ("sts:AssumeRole", "sts:TagSession")),
+        cluster_role = aws.iam.Role(f"{name}-cluster",
+                                    assume_role_policy=_assume("eks.amazonaws.com",
+                                                               ("sts:AssumeRole", "sts:TagSession")),
                                     tags=tags, opts=child)
         aws.iam.RolePolicyAttachment(f"{name}-cluster", role=cluster_role.name,
                                      policy_arn="arn:aws:iam::aws:policy/AmazonEKSClusterPolicy", opts=child)
         # created first so that it carries the CMK and the retention (EKS would make one without either)
         log_group = aws.cloudwatch.LogGroup(f"{name}-control-plane", name=f"/aws/eks/{cluster_name}/cluster",
-                                            retention_in_days=args.log_retention_days, kms_key_id=kms_key_arn, tags=tags,
-                                            opts=child)
+                                            retention_in_days=args.log_retention_days, kms_key_id=kms_key_arn,
+                                            tags=tags, opts=child)
         security_group = aws.ec2.SecurityGroup(
             f"{name}-api", vpc_id=vpc_id, description="EKS API: HTTPS from inside the VPC only",
             ingress=[{"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": [vpc_cidr],
                       "description": "kubectl / pulumi from the VPC (runners in the VPC, SSM port forward)"}]
-                    + ([{"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": list(args.api_access_cidrs),
+                    + ([{"protocol": "tcp", "from_port": 443, "to_port": 443,
+                         "cidr_blocks": list(args.api_access_cidrs),
                          "description": "kubectl / pulumi from eks.api_access_cidrs (VPN, CI)"}]
                        if args.api_access_cidrs else []),
             egress=[{"protocol": "-1", "from_port": 0, "to_port": 0, "cidr_blocks": [vpc_cidr],

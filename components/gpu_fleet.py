@@ -70,7 +70,7 @@ class GpuInstanceGroupArgs:
     monitoring_cidrs: Sequence[str] = ()
     domain: str = "llm.internal"
     image_overrides: Mapping[str, str] = field(default_factory=dict)   # catalog key -> <repo>@sha256:...
-    capacity: CapacityOptions | None = None                   # warm pool, reservations, model snapshot (the model's config)
+    capacity: CapacityOptions | None = None   # warm pool, reservations, model snapshot (the model's config)
 
 
 class GpuInstanceGroup(pulumi.ComponentResource):

@@ -193,7 +193,8 @@ class KubernetesServing(pulumi.ComponentResource):
                                                      opts=child)
 
         # --- secrets: client keys (the proxy's key map) and the proxy's TLS key pair
-        keys = [aws.secretsmanager.get_secret_version_output(secret_id=arn, opts=pulumi.InvokeOutputOptions(parent=self))
+        keys = [aws.secretsmanager.get_secret_version_output(secret_id=arn,
+                                                             opts=pulumi.InvokeOutputOptions(parent=self))
                 .secret_string for _, arn in sorted(client_secrets.items())]
         names = sorted(client_secrets)
         keys_map = pulumi.Output.secret(pulumi.Output.all(*keys).apply(lambda vals: "".join(
@@ -270,7 +271,8 @@ class KubernetesServing(pulumi.ComponentResource):
                      k8s.core.v1.VolumeArgs(name="model", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
                          size_limit=f"{plan.volume_gib}Gi")))
             v = [model,
-                 k8s.core.v1.VolumeArgs(name="cache", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="20Gi")),
+                 k8s.core.v1.VolumeArgs(name="cache",
+                                        empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="20Gi")),
                  k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="8Gi")),
                  k8s.core.v1.VolumeArgs(name="shm", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
                      medium="Memory", size_limit="16Gi"))]
@@ -314,8 +316,10 @@ class KubernetesServing(pulumi.ComponentResource):
         def runtime_container(command=None, args=None, probes=True, extra_env=()):
             return k8s.core.v1.ContainerArgs(
                 name="runtime", image=pinned(runtime_img), command=command, args=args,
-                env=runtime_env + list(extra_env) + ([k8s.core.v1.EnvVarArgs(name="VLLM_HOST_IP", value_from=k8s.core.v1.EnvVarSourceArgs(
-                    field_ref=k8s.core.v1.ObjectFieldSelectorArgs(field_path="status.podIP")))] if multi_node else []),
+                env=runtime_env + list(extra_env) + ([k8s.core.v1.EnvVarArgs(
+                    name="VLLM_HOST_IP", value_from=k8s.core.v1.EnvVarSourceArgs(
+                        field_ref=k8s.core.v1.ObjectFieldSelectorArgs(field_path="status.podIP")))]
+                    if multi_node else []),
                 resources=k8s.core.v1.ResourceRequirementsArgs(limits={**gpu_limits, **host.limits()},
                                                                requests={**gpu_limits, **host.requests()}),
                 security_context=hardened(RUNTIME_UID), volume_mounts=runtime_mounts,
@@ -324,7 +328,8 @@ class KubernetesServing(pulumi.ComponentResource):
                 liveness_probe=https_probe(period_seconds=30, failure_threshold=4) if probes else None)
 
         proxy = k8s.core.v1.ContainerArgs(
-            name="proxy", image=pinned(proxy_img), args=["nginx", "-c", "/etc/llm-proxy/nginx.conf", "-g", "daemon off;"],
+            name="proxy", image=pinned(proxy_img),
+            args=["nginx", "-c", "/etc/llm-proxy/nginx.conf", "-g", "daemon off;"],
             ports=[k8s.core.v1.ContainerPortArgs(name="https", container_port=TARGET_PORT),
                    k8s.core.v1.ContainerPortArgs(name="metrics", container_port=METRICS_PORT),
                    k8s.core.v1.ContainerPortArgs(name="cluster-metrics", container_port=CLUSTER_METRICS_PORT)],
@@ -368,8 +373,9 @@ class KubernetesServing(pulumi.ComponentResource):
                 spec=k8s.apps.v1.DeploymentSpecArgs(
                     replicas=plan.replicas_min,
                     selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
-                    strategy=k8s.apps.v1.DeploymentStrategyArgs(type="RollingUpdate", rolling_update=k8s.apps.v1.
-                                                                RollingUpdateDeploymentArgs(max_surge=0, max_unavailable=1)),
+                    strategy=k8s.apps.v1.DeploymentStrategyArgs(
+                        type="RollingUpdate",
+                        rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_surge=0, max_unavailable=1)),
                     progress_deadline_seconds=plan.startup_seconds + 600,
                     template=pod([runtime_container(command=list(spec.command) or None, args=self._runtime_args),
                                   proxy], {})),
@@ -423,7 +429,8 @@ class KubernetesServing(pulumi.ComponentResource):
                                             target_port=CLUSTER_METRICS_PORT)]),
             opts=kopts)
         self.hostname = service.status.apply(
-            lambda s: s.load_balancer.ingress[0].hostname if s and s.load_balancer and s.load_balancer.ingress else None)
+            lambda s: (s.load_balancer.ingress[0].hostname
+                       if s and s.load_balancer and s.load_balancer.ingress else None))
 
         # --- network policy: default deny, then exactly what serving needs. Egress stays inside the VPC (the
         # interface endpoints, S3's included; DNS to kube-dns) plus the Pod Identity agent: no internet, whatever
@@ -528,7 +535,8 @@ class KubernetesServing(pulumi.ComponentResource):
             opts=kopts)
 
 
-def alert_rules(plan: DeploymentPlan, ns: str, latency_p99: float, gpu_memory_percent: float, queue_target: int) -> list:
+def alert_rules(plan: DeploymentPlan, ns: str, latency_p99: float, gpu_memory_percent: float,
+                queue_target: int) -> list:
     sel = f'namespace="{ns}"'
     rules = [
         {"alert": "LlmPodRestarts", "expr": f"increase(kube_pod_container_status_restarts_total{{{sel}}}[30m]) > 2",
@@ -543,7 +551,8 @@ def alert_rules(plan: DeploymentPlan, ns: str, latency_p99: float, gpu_memory_pe
     if plan.runtime == "vllm":
         rules += [
             {"alert": "LlmLatencyP99High",
-             "expr": f"histogram_quantile(0.99, sum by (le) (rate(vllm:e2e_request_latency_seconds_bucket{{{sel}}}[5m])))"
+             "expr": "histogram_quantile(0.99, sum by (le) "
+                     f"(rate(vllm:e2e_request_latency_seconds_bucket{{{sel}}}[5m])))"
                      f" > {latency_p99:g}",
              "for": "10m", "labels": {"severity": "critical", "deployment": plan.name},
              "annotations": {"summary": f"{plan.name}: p99 latency above {latency_p99:g} s"}},

@@ -91,7 +91,8 @@ def key_policy(account: str, region: str, log_group_prefix: str, extra_log_group
     asg_role = f"arn:aws:iam::{account}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
     use = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]
     return {"Version": "2012-10-17", "Statement": [
-        {"Sid": "AccountIamPolicies", "Effect": "Allow", "Principal": {"AWS": root}, "Action": "kms:*", "Resource": "*"},
+        {"Sid": "AccountIamPolicies", "Effect": "Allow", "Principal": {"AWS": root}, "Action": "kms:*",
+         "Resource": "*"},
         {"Sid": "CloudWatchLogsForThisStack", "Effect": "Allow",
          "Principal": {"Service": f"logs.{region}.amazonaws.com"}, "Action": use, "Resource": "*",
          "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
@@ -117,7 +118,8 @@ def key_policy(account: str, region: str, log_group_prefix: str, extra_log_group
          "Condition": {"ArnEquals": {"aws:PrincipalArn": f"arn:aws:iam::{account}:role/aws-service-role/"
                                      "pullthroughcache.ecr.amazonaws.com/AWSServiceRoleForECRPullThroughCache"},
                        "StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}}},
-        {"Sid": "CloudWatchAlarmsToEncryptedTopic", "Effect": "Allow", "Principal": {"Service": "cloudwatch.amazonaws.com"},
+        {"Sid": "CloudWatchAlarmsToEncryptedTopic", "Effect": "Allow",
+         "Principal": {"Service": "cloudwatch.amazonaws.com"},
          "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*",
          "Condition": {"StringEquals": {"aws:SourceAccount": account}}},
     ]}

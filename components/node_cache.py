@@ -4,9 +4,9 @@ Karpenter's EC2NodeClass puts the instance store in RAID0 (nodeadm mounts it at 
 CACHE_ROOT each verified model lives in a directory named by its manifest's SHA-256, read-only, with a
 `.verified` marker. A pod's fetch init container (cached_fetch_script) reuses that directory when the marker
 and the manifest in it still match the pinned digest, else downloads into a private temporary directory,
-verifies every file with the one verification script (serving/verify.py, as on EC2 and Docker) and renames it into place; the runtime
-mounts only `<digest>/` read-only. A restarted pod or a second replica on the node starts from the verified
-copy without downloading or hashing the weights again.
+verifies every file with the one verification script (serving/verify.py, as on EC2 and Docker) and renames it
+into place; the runtime mounts only `<digest>/` read-only. A restarted pod or a second replica on the node
+starts from the verified copy without downloading or hashing the weights again.
 
 How pods reach the node's directory while their namespace enforces the `restricted` Pod Security level (which
 admits no hostPath volume): through a PersistentVolumeClaim bound to a hostPath PersistentVolume without node

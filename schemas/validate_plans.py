@@ -55,7 +55,8 @@ def check() -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         broken = Path(tmp) / "Pulumi.broken.yaml"
         broken.write_text("config:\n  llm-platform:environment: prod\n  llm-platform:models:\n"
-                          "    - name: Not A Dns Name\n      model: no-such-org/no-such-model\n      max_model_len: -5\n")
+                          "    - name: Not A Dns Name\n      model: no-such-org/no-such-model\n"
+                          "      max_model_len: -5\n")
         code, body, err = plan("--config", str(broken))
     if code != 2:
         problems.append(f"a broken config must exit 2, got {code}")

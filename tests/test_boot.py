@@ -420,7 +420,8 @@ def test_audit_log_has_a_client_hash_and_never_the_prompt_or_key(proxy):
 
 @pytest.mark.parametrize("runtime,allowed,refused", [
     ("vllm", ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models"],
-     ["/metrics", "/v1/load_lora_adapter", "/collective_rpc", "/reset_prefix_cache", "/sleep", "/v1/chat/completions/x"]),
+     ["/metrics", "/v1/load_lora_adapter", "/collective_rpc", "/reset_prefix_cache", "/sleep",
+      "/v1/chat/completions/x"]),
     # Ollama: OpenAI-compatible routes only; the native API takes per-request options (num_ctx)
     ("ollama", ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models"],
      ["/api/pull", "/api/push", "/api/create", "/api/delete", "/api/copy", "/api/blobs/sha256:abc",

@@ -109,7 +109,7 @@ def test_load_balancer_is_internal_https_only_with_a_tls13_policy(prod):
     assert alb.inputs["enableDeletionProtection"] is True                  # prod
     assert alb.inputs["accessLogs"]["enabled"] is True
     listeners = prod.of_type("aws:lb/listener:Listener")
-    assert [(l.inputs["protocol"], l.inputs["port"]) for l in listeners] == [("HTTPS", 443)]
+    assert [(li.inputs["protocol"], li.inputs["port"]) for li in listeners] == [("HTTPS", 443)]
     assert listeners[0].inputs["sslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
     for tg in prod.of_type("aws:lb/targetGroup:TargetGroup"):
         assert tg.inputs["protocol"] == "HTTPS" and tg.inputs["healthCheck"]["protocol"] == "HTTPS"
@@ -249,7 +249,8 @@ def test_proxy_authenticates_streams_and_caps_bodies(prod, prod_raw):
 
 
 def test_instance_role_reads_only_its_own_model_and_the_client_keys(prod):
-    policy = json.loads(prod.named("llm-prod-llama-8b-fleet-instance", "aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    policy = json.loads(prod.named("llm-prod-llama-8b-fleet-instance",
+                                   "aws:iam/rolePolicy:RolePolicy").inputs["policy"])
     stmts = {s["Sid"]: s for s in policy["Statement"]}
     assert stmts["ReadThisModel"]["Resource"].endswith("/models/llama-8b/0e9e39f249a16976918f6564b8830bc894c89659/*")
     assert all(":secret:llm-platform/prod/clients/" in a for a in stmts["ReadClientKeys"]["Resource"])
@@ -275,7 +276,8 @@ def test_one_generated_key_per_client(prod, prod_raw):
     passwords = prod.of_type("random:index/randomPassword:RandomPassword")
     assert len(passwords) == len(clients) and all(p.inputs["length"] >= 32 and p.inputs["special"] is False
                                                   for p in passwords)
-    assert all(v.inputs["secretString"] == SECRET for v in prod.of_type("aws:secretsmanager/secretVersion:SecretVersion"))
+    assert all(v.inputs["secretString"] == SECRET
+               for v in prod.of_type("aws:secretsmanager/secretVersion:SecretVersion"))
 
 
 def test_model_store_is_private_versioned_encrypted_and_tls_only(prod):
@@ -285,8 +287,8 @@ def test_model_store_is_private_versioned_encrypted_and_tls_only(prod):
     enc = prod.named("llm-prod-model-store-bucket",
                      "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
     assert enc.inputs["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms"
-    policy = json.loads([r for r in prod.of_type("aws:s3/bucketPolicy:BucketPolicy") if r.name == "llm-prod-model-store-policy"][0]
-                        .inputs["policy"])
+    policy = json.loads([r for r in prod.of_type("aws:s3/bucketPolicy:BucketPolicy")
+                         if r.name == "llm-prod-model-store-policy"][0].inputs["policy"])
     sids = {s["Sid"]: s for s in policy["Statement"]}
     assert sids["DenyPlainHttp"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert sids["ReadsOnlyThroughTheVpcEndpoint"]["Condition"]["StringNotEquals"]["aws:SourceVpce"].startswith("vpce-")
@@ -333,7 +335,8 @@ def test_no_secret_appears_in_plaintext_in_any_recorded_input(prod_raw):
     assert len(generated) == len(prod_raw["llm-platform:api"]["clients"]) + 2 and keys   # + the deploy gate's key
     assert "MOCKSECRET-config-hfToken" in generated
     everything = json.dumps([r.as_dict() for r in rec.resources])
-    decoded = "".join(decode_user_data(r.inputs["userData"]) for r in rec.of_type("aws:ec2/launchTemplate:LaunchTemplate"))
+    decoded = "".join(decode_user_data(r.inputs["userData"])
+                      for r in rec.of_type("aws:ec2/launchTemplate:LaunchTemplate"))
     for secret in generated + keys:
         assert secret not in everything and secret not in decoded
 
@@ -374,7 +377,8 @@ def test_a_docker_hub_token_becomes_an_encrypted_secret_the_cache_rule_waits_for
     raw["llm-platform:dockerHubToken"] = {"secure": "v1:ciphertext"}
     rec = run_program(raw, stack="prod", program=ROOT)
     secret = rec.named("llm-prod-images-docker-hub", "aws:secretsmanager/secret:Secret")
-    assert secret.inputs["name"].startswith("ecr-pullthroughcache/") and secret.inputs["kmsKeyId"].startswith("arn:aws:kms")
+    assert secret.inputs["name"].startswith("ecr-pullthroughcache/")
+    assert secret.inputs["kmsKeyId"].startswith("arn:aws:kms")
     version = rec.named("llm-prod-images-docker-hub", "aws:secretsmanager/secretVersion:SecretVersion")
     assert version.inputs["secretString"] == SECRET
     assert "MOCKSECRET-config-dockerHubToken" in version.raw_inputs["secretString"]
@@ -408,7 +412,8 @@ def _parliament(doc: dict, endpoint_policy: bool = False) -> list[str]:
 def test_every_vpc_endpoint_has_a_policy_bounded_to_this_account(stack, dev, prod):
     rec = {"dev": dev, "prod": prod}[stack]
     endpoints = rec.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
-    policies = {p.name: json.loads(p.inputs["policy"]) for p in rec.of_type("aws:ec2/vpcEndpointPolicy:VpcEndpointPolicy")}
+    policies = {p.name: json.loads(p.inputs["policy"])
+                for p in rec.of_type("aws:ec2/vpcEndpointPolicy:VpcEndpointPolicy")}
     assert len(endpoints) >= 13
     for ep in endpoints:
         if ep.inputs["vpcEndpointType"] == "Interface":
@@ -432,8 +437,9 @@ def test_egress_none_has_a_dns_firewall_that_blocks_all_but_the_endpoints(stack,
              for d in rec.of_type("aws:route53/resolverFirewallDomainList:ResolverFirewallDomainList")}
     assert lists["everything"] == ["*"]
     domain = {"dev": "llm.dev.internal", "prod": "llm.internal.example.com"}[stack]
-    assert {"secretsmanager.us-east-1.amazonaws.com", "*.dkr.ecr.us-east-1.amazonaws.com", "api.ecr.us-east-1.amazonaws.com",
-            "*.s3.us-east-1.amazonaws.com", domain, f"*.{domain}"} <= set(lists["allowed"])
+    assert {"secretsmanager.us-east-1.amazonaws.com", "*.dkr.ecr.us-east-1.amazonaws.com",
+            "api.ecr.us-east-1.amazonaws.com", "*.s3.us-east-1.amazonaws.com", domain,
+            f"*.{domain}"} <= set(lists["allowed"])
     rules = {r.inputs["action"]: r.inputs for r in rec.of_type("aws:route53/resolverFirewallRule:ResolverFirewallRule")}
     assert rules["ALLOW"]["priority"] < rules["BLOCK"]["priority"] and rules["BLOCK"]["blockResponse"] == "NXDOMAIN"
     (assoc,) = rec.of_type("aws:route53/resolverFirewallRuleGroupAssociation:ResolverFirewallRuleGroupAssociation")

@@ -101,7 +101,8 @@ def _workload(runtime="vllm", precision="bf16", mml=8192, conc=16, mnbt=8192, ut
     return Workload(runtime, precision, kv, mml, conc, mnbt, util)
 
 
-@pytest.mark.parametrize("case", MEASURED["vllm"], ids=lambda c: f"{c['model'].split('/')[1]}-{c['gpu']}-tp{c['tensor_parallel']}")
+@pytest.mark.parametrize("case", MEASURED["vllm"],
+                         ids=lambda c: f"{c['model'].split('/')[1]}-{c['gpu']}-tp{c['tensor_parallel']}")
 def test_vllm_estimate_is_never_below_a_measured_footprint_and_not_far_above(cat, case):
     arch = cat.models[case["model"]].architecture
     w = _workload(mml=case["max_model_len"], conc=case["max_num_seqs"], mnbt=case["max_num_batched_tokens"])

@@ -154,7 +154,8 @@ def test_more_bandwidth_is_never_slower(cat, s, factor):
 @given(st.sampled_from(GENERATORS[:4] + GENERATORS[5:6]), st.sampled_from(["g6e.xlarge", "g7e.2xlarge", "p5.4xlarge",
                                                                         "p5.48xlarge", "g6e.12xlarge"]),
        st.sampled_from([2048, 8192]), st.sampled_from(["bf16", "fp8", "awq"]))
-def test_a_larger_batch_never_lowers_aggregate_throughput_up_to_the_memory_limit(cat, model, instance, context, precision):
+def test_a_larger_batch_never_lowers_aggregate_throughput_up_to_the_memory_limit(cat, model, instance, context,
+                                                                                  precision):
     arch = _arch(cat, model)
     inst = cat.instances[instance]
     layout = _layout(cat, instance, arch)
@@ -228,8 +229,8 @@ def test_llama_8b_on_an_h100_at_the_issues_reference_points(cat):
     b128 = 128 / perf.decode_step(arch, "bf16", 2, Layout(), hw, 128, 2048).seconds
     chunk = 8192 / perf.prefill_chunk(arch, "bf16", Layout(), hw, 8192).seconds
     # 128 sequences at 2k context: the weights once, 34 GB of KV at the paged-attention rate (0.72 of the
-    # bandwidth at 2k), and 20 us of scheduling/sampling per sequence (issue #12: the batch-free model promised ~6,500 tok/s here, 1.6x
-    # what a public 256-sequence vLLM run shows; tests/data/published/ holds that run)
+    # bandwidth at 2k), and 20 us of scheduling/sampling per sequence (issue #12: the batch-free model promised
+    # ~6,500 tok/s here, 1.6x what a public 256-sequence vLLM run shows; tests/data/published/ holds that run)
     assert 140 < b1 < 170 and 4500 < b128 < 6500 and 30_000 < chunk < 45_000
     assert math.isclose(b128 / b1, 36.0, rel_tol=0.1)             # batching: 128 x the work at ~3.5x the step time
 

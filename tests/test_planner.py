@@ -212,7 +212,8 @@ def test_startup_time_and_volume_follow_the_weights():
 def test_every_model_of_a_stack_is_reported_when_several_cannot_be_planned():
     raw = copy.deepcopy(MINIMAL)
     raw["llm-platform:models"] = [
-        {"name": "a", "model": "meta-llama/Llama-3.1-70B-Instruct", "instance_type": "g4dn.xlarge", "precision": "fp16"},
+        {"name": "a", "model": "meta-llama/Llama-3.1-70B-Instruct", "instance_type": "g4dn.xlarge",
+         "precision": "fp16"},
         {"name": "b", "model": "meta-llama/Llama-3.1-8B-Instruct"},
         {"name": "c", "model": "meta-llama/Llama-3.1-405B-Instruct", "max_model_len": 131072, "concurrency": 64},
     ]

@@ -80,7 +80,8 @@ def test_gpu_nodes_come_from_one_karpenter_pool_per_deployment(eks, eks_plans):
     assert all(t["metadataOptions"]["httpTokens"] == "required" and t["metadataOptions"]["httpPutResponseHopLimit"] == 1
                for t in lts)
     assert all(t["blockDeviceMappings"][0]["ebs"]["encrypted"] == "true" for t in lts)
-    charts = {r.inputs["chart"].rsplit("/", 1)[-1]: r.inputs["version"] for r in eks.of_type("kubernetes:helm.sh/v3:Release")}
+    charts = {r.inputs["chart"].rsplit("/", 1)[-1]: r.inputs["version"]
+              for r in eks.of_type("kubernetes:helm.sh/v3:Release")}
     assert set(charts) == {"nvidia-device-plugin", "lws", "keda", "aws-load-balancer-controller", "karpenter",
                            "karpenter-crd"}
 
@@ -106,7 +107,8 @@ def test_deployment_carries_the_plan(eks, eks_plans, name):
     startup = rt["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= plan.startup_seconds
     assert rt["readinessProbe"]["httpGet"]["scheme"] == "HTTPS" and rt["livenessProbe"]
-    scaler = [s.inputs for s in eks.of_type("kubernetes:keda.sh/v1alpha1:ScaledObject") if s.name == f"llm-eks-{name}-k8s-scaler"]
+    scaler = [s.inputs for s in eks.of_type("kubernetes:keda.sh/v1alpha1:ScaledObject")
+              if s.name == f"llm-eks-{name}-k8s-scaler"]
     assert scaler and scaler[0]["spec"]["minReplicaCount"] == plan.replicas_min
     assert scaler[0]["spec"]["maxReplicaCount"] == replicas_max_any_type(plan) >= plan.replicas_max
     assert "vllm:num_requests_waiting" in scaler[0]["spec"]["triggers"][0]["metadata"]["query"]
@@ -168,7 +170,8 @@ def test_service_is_an_internal_tls_nlb_limited_to_client_cidrs(eks, eks_raw):
     ann = svc["metadata"]["annotations"]
     assert ann["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
     assert ann["service.beta.kubernetes.io/aws-load-balancer-ssl-cert"].startswith("arn:aws:acm:")
-    assert ann["service.beta.kubernetes.io/aws-load-balancer-ssl-negotiation-policy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    assert (ann["service.beta.kubernetes.io/aws-load-balancer-ssl-negotiation-policy"]
+            == "ELBSecurityPolicy-TLS13-1-2-2021-06")
     assert svc["spec"]["loadBalancerSourceRanges"] == eks_raw["llm-platform:network"]["allowed_client_cidrs"]
     assert svc["spec"]["ports"][0]["targetPort"] == 8443
 
@@ -178,7 +181,8 @@ def test_client_keys_secret_is_secret_and_alerts_exist(eks):
     assert keys["stringData"] == SECRET or keys["stringData"]["keys.map"] == SECRET
     assert '"~^(?i:bearer) MOCKSECRET' in keys_raw(eks, "llama-70b")      # case-sensitive regex entries
     rules = eks.named("llm-eks-llama-70b-k8s-alerts").inputs["spec"]["groups"][0]["rules"]
-    assert {r["alert"] for r in rules} == {"LlmPodRestarts", "LlmGpuMemoryHigh", "LlmLatencyP99High", "LlmQueueDepthHigh"}
+    assert {r["alert"] for r in rules} == {"LlmPodRestarts", "LlmGpuMemoryHigh", "LlmLatencyP99High",
+                                          "LlmQueueDepthHigh"}
     assert eks.named("llm-eks-llama-70b-k8s-servicemonitor").inputs["spec"]["endpoints"][0]["scheme"] == "https"
     assert eks.named("llm-eks-llama-70b-k8s-pdb").inputs["spec"]["maxUnavailable"] == 1
 
@@ -392,12 +396,14 @@ def test_405b_leader_worker_set_starts_with_flags_the_pinned_vllm_accepts(eks, e
         assert c["command"] == ["vllm", "serve"]
         # what the kubelet does with $(VAR) before vLLM sees its argv
         env = {"LWS_LEADER_ADDRESS": "llama-405b-0.llama-405b.llm-llama-405b", "LLM_NODE_RANK": str(rank)}
-        args = [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], a) for a in c["args"]]
+        args = [re.sub(r"\$\((\w+)\)", lambda m, env=env: env[m.group(1)], a) for a in c["args"]]
         ns = vllm_cli.parse(args)
         assert (ns.nnodes, ns.node_rank, ns.headless) == (plan.nodes_per_replica, rank, rank > 0)
         assert ns.tensor_parallel_size * ns.pipeline_parallel_size == plan.gpus_per_replica
-    rank_env = next(e for e in container(lws["workerTemplate"]["spec"], "runtime")["env"] if e["name"] == "LLM_NODE_RANK")
-    assert rank_env["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['leaderworkerset.sigs.k8s.io/worker-index']"
+    rank_env = next(e for e in container(lws["workerTemplate"]["spec"], "runtime")["env"]
+                    if e["name"] == "LLM_NODE_RANK")
+    assert (rank_env["valueFrom"]["fieldRef"]["fieldPath"]
+            == "metadata.labels['leaderworkerset.sigs.k8s.io/worker-index']")
 
 
 def test_serving_containers_request_cpu_and_memory_from_the_plan(eks, eks_plans):

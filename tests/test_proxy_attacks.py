@@ -399,7 +399,8 @@ def test_every_rendered_variant_passes_nginx_t(base_plan, tmp_path):
                 # `nginx -t` resolves upstream names at load: the container name exists only on the instance
                 conf = conf.replace(" resolve;", ";").replace("server llm-runtime:", "server localhost:")
             conf = (conf.replace("http2 on;", "").replace("/run/llm", str(tmp_path / "run"))
-                    .replace("/var/log/llm-proxy", str(tmp_path)).replace("pid /tmp/nginx.pid;", f"pid {tmp_path}/x.pid;")
+                    .replace("/var/log/llm-proxy", str(tmp_path))
+                    .replace("pid /tmp/nginx.pid;", f"pid {tmp_path}/x.pid;")
                     .replace("_temp_path /tmp/", f"_temp_path {tmp_path}/"))
             (tmp_path / "nginx.conf").write_text(conf)
             proc = subprocess.run(["nginx", "-t", "-c", str(tmp_path / "nginx.conf"), "-e", str(tmp_path / "e.log")],

@@ -88,7 +88,8 @@ def test_valid_precisions_pass(minimal, runtime, precision):
 
 
 def test_kv_cache_dtype_must_suit_the_runtime(minimal):
-    assert "not available with vllm" in errors_of(model(minimal, kv_cache_dtype="q8_0"))["llm-platform:models[0].kv_cache_dtype"]
+    assert ("not available with vllm"
+            in errors_of(model(minimal, kv_cache_dtype="q8_0"))["llm-platform:models[0].kv_cache_dtype"])
     assert parse(model(minimal, kv_cache_dtype="fp8")).models[0].kv_cache_dtype == "fp8"
 
 
@@ -211,7 +212,8 @@ def test_strict_types_refuse_strings_for_numbers(minimal):
 
 
 def test_instance_type_must_be_in_the_catalog(minimal):
-    assert "plan.py --catalog" in errors_of(model(minimal, instance_type="p9.huge"))["llm-platform:models[0].instance_type"]
+    assert ("plan.py --catalog"
+            in errors_of(model(minimal, instance_type="p9.huge"))["llm-platform:models[0].instance_type"])
 
 
 def test_pricing_overrides_name_catalog_types(minimal):
@@ -277,7 +279,8 @@ def test_image_overrides_are_pinned_by_digest(minimal, ref):
 
 
 def test_docker_hub_credential_must_be_a_pull_through_cache_secret(minimal):
-    minimal["llm-platform:images"] = {"docker_hub_credential_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:hub"}
+    minimal["llm-platform:images"] = {
+        "docker_hub_credential_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:hub"}
     assert "llm-platform:images.docker_hub_credential_arn" in errors_of(minimal)
 
 

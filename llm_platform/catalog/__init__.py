@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
@@ -147,7 +147,8 @@ class Catalog(_Fact):
     prices_as_of: str
     prices_region: str
     prices_source: str
-    images: dict[str, dict[str, Any]] = Field(default_factory=dict, description="catalog/images.yaml: pinned container images")
+    images: dict[str, dict[str, Any]] = Field(default_factory=dict,
+                                              description="catalog/images.yaml: pinned container images")
     image_upstreams: dict[str, Any] = Field(default_factory=dict)
     performance: PerformanceCalibration | None = None
 

@@ -40,7 +40,8 @@ class Architecture(BaseModel):
     num_experts_per_tok: PositiveInt | None = None
     moe_intermediate_size: PositiveInt | None = None
     num_shared_experts: int = Field(0, ge=0)
-    first_dense_layers: int = Field(0, ge=0, description="leading layers with a dense MLP (DeepSeek first_k_dense_replace)")
+    first_dense_layers: int = Field(0, ge=0,
+                                    description="leading layers with a dense MLP (DeepSeek first_k_dense_replace)")
     # Multi-head latent attention (DeepSeek-V2/V3)
     q_lora_rank: PositiveInt | None = None
     kv_lora_rank: PositiveInt | None = None
@@ -80,7 +81,8 @@ class Architecture(BaseModel):
         if self.head_dim is None and not self.is_mla and self.hidden_size % self.num_attention_heads:
             raise ValueError("hidden_size is not divisible by num_attention_heads: give head_dim explicitly")
         if (self.num_experts is None) != (self.num_experts_per_tok is None):
-            raise ValueError("num_experts and num_experts_per_tok go together: give both for a mixture of experts, or neither")
+            raise ValueError("num_experts and num_experts_per_tok go together: "
+                             "give both for a mixture of experts, or neither")
         if (self.num_experts is not None and self.num_experts_per_tok is not None
                 and self.num_experts_per_tok > self.num_experts):
             raise ValueError("num_experts_per_tok cannot exceed num_experts")

@@ -20,7 +20,8 @@ def raw_config() -> tuple[dict[str, Any], list[str]]:
             except json.JSONDecodeError:
                 pass    # left as the string; the schema reports its type
         out[key] = value
-    secret = set(runtime_config.get_config_secret_keys_env()) | {k for k in merged if runtime_config.is_config_secret(k)}
+    secret = (set(runtime_config.get_config_secret_keys_env())
+              | {k for k in merged if runtime_config.is_config_secret(k)})
     return out, sorted(secret)
 
 

@@ -114,7 +114,8 @@ def render_nginx_conf(plan: DeploymentPlan, max_prompt_bytes: int, monitoring_ci
         # `resolve` (nginx >= 1.27.3) follows the container's address across restarts
         server = f"zone llm_runtime 64k;\n        server {upstream_host}:{port} resolve;"
         resolver = f"    resolver {DOCKER_DNS} valid=10s ipv6=off;\n"
-    allow = "\n".join(f"            allow {c};" for c in monitoring_cidrs) or "            # no monitoring_cidrs configured"
+    allow = ("\n".join(f"            allow {c};" for c in monitoring_cidrs)
+             or "            # no monitoring_cidrs configured")
     # Ollama checks the Host header against its bind address (DNS-rebinding guard): send a loopback one
     host = f"127.0.0.1:{port}"
     metrics = (f"proxy_pass http://llm_runtime{spec.metrics_path};" if spec.metrics_path

@@ -85,7 +85,8 @@ class ContainerSpec:
 
 COMMON_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1"}
 CACHE_ENV = {"HOME": "/cache", "USER": "llm", "LOGNAME": "llm", "XDG_CACHE_HOME": "/cache",
-             "HF_HOME": "/cache/huggingface", "VLLM_CACHE_ROOT": "/cache/vllm", "VLLM_CONFIG_ROOT": "/cache/vllm-config",
+             "HF_HOME": "/cache/huggingface", "VLLM_CACHE_ROOT": "/cache/vllm",
+             "VLLM_CONFIG_ROOT": "/cache/vllm-config",
              "TRITON_CACHE_DIR": "/cache/triton", "TORCHINDUCTOR_CACHE_DIR": "/cache/inductor"}
 HARDENING = ("--security-opt", "no-new-privileges", "--cap-drop", "ALL", "--read-only", "--tmpfs", "/tmp:rw,size=4g",
              "--restart", "no", "--log-driver", "journald")

@@ -112,13 +112,15 @@ def render_user_data(boot: BootConfig) -> str:
     }
     env_file = "\n".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + "\n"
 
-    fetch_secrets = "#!/bin/bash\n# Client keys from Secrets Manager, through the instance role. Written to tmpfs only.\n" \
+    fetch_secrets = "#!/bin/bash\n" \
+        "# Client keys from Secrets Manager, through the instance role. Written to tmpfs only.\n" \
         "set -euo pipefail\n. /etc/llm/deployment.env\numask 077\nmkdir -p /run/llm\n" \
         "tmp=$(mktemp /run/llm/keys.XXXXXX)\n"
     # one case-sensitive regex entry per key (proxy.key_map_entry); a key that is not plain
     # alphanumerics could carry regex syntax into the map: refuse it rather than escape it
     for name, arn in sorted(boot.client_secrets.items()):
-        fetch_secrets += (f"key=$(aws secretsmanager get-secret-value --region \"$AWS_REGION\" --secret-id {shlex.quote(arn)} "
+        fetch_secrets += ("key=$(aws secretsmanager get-secret-value --region \"$AWS_REGION\" "
+                          f"--secret-id {shlex.quote(arn)} "
                           f"--query SecretString --output text)\n"
                           f"[[ \"$key\" =~ ^[A-Za-z0-9]{{32,}}$ ]] || "
                           f"{{ echo \"API key of client {name} is not 32+ letters and digits\" >&2; exit 1; }}\n"
@@ -126,7 +128,8 @@ def render_user_data(boot: BootConfig) -> str:
     fetch_secrets += (f"chown root:{PROXY_UID} \"$tmp\" && chmod 0440 \"$tmp\" && mv \"$tmp\" {KEYS_MAP}\n"
                       f"mkdir -p {TLS_DIR}\n"
                       f"openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 825 "
-                      f"-subj \"/CN={plan.name}.{boot.domain}\" -keyout {TLS_DIR}/key.pem -out {TLS_DIR}/cert.pem 2>/dev/null\n"
+                      f"-subj \"/CN={plan.name}.{boot.domain}\" "
+                      f"-keyout {TLS_DIR}/key.pem -out {TLS_DIR}/cert.pem 2>/dev/null\n"
                       f"chown -R root:{PROXY_UID} {TLS_DIR} && chmod 0750 {TLS_DIR} && chmod 0440 {TLS_DIR}/*.pem\n")
 
     fetch_model = f"""#!/bin/bash
@@ -208,7 +211,8 @@ aws autoscaling set-instance-health --region "$AWS_REGION" --instance-id "$id" -
         # the agent ships with the Deep Learning Base AMI (an RPM); its config lives in SSM
         "llm-cwagent": _unit("llm-platform: CloudWatch agent (GPU and runtime metrics, audit log)",
                              "EnvironmentFile=/etc/llm/deployment.env\n"
-                             "ExecStart=/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config "
+                             "ExecStart=/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl "
+                             "-a fetch-config "
                              "-m ec2 -s -c ssm:${CWAGENT_PARAMETER}",
                              after="network-online.target", oneshot=True),
     }
@@ -239,7 +243,8 @@ aws autoscaling set-instance-health --region "$AWS_REGION" --instance-id "$id" -
     unhealthy = ("[Unit]\nDescription=llm-platform: mark this instance Unhealthy\n\n"
                  "[Service]\nType=oneshot\nExecStart=/usr/local/sbin/llm-mark-unhealthy\n")
 
-    out = "#cloud-config\n# llm-platform user data: " + f"{plan.name} ({plan.model}, {plan.runtime} {plan.precision}, " \
+    out = "#cloud-config\n# llm-platform user data: " + \
+          f"{plan.name} ({plan.model}, {plan.runtime} {plan.precision}, " \
           f"TP {plan.tensor_parallel_size} x PP {plan.pipeline_parallel_size})\n"
     out += "write_files:\n"
     out += _file("/etc/llm/deployment.env", env_file)
@@ -258,7 +263,8 @@ aws autoscaling set-instance-health --region "$AWS_REGION" --instance-id "$id" -
     for name, text in units.items():
         out += _file(f"/etc/systemd/system/{name}.service", text)
     out += ("runcmd:\n"
-            "  - [sh, -c, 'command -v docker >/dev/null || dnf install -y docker']   # AL2023 repos via the S3 endpoint\n"
+            "  - [sh, -c, 'command -v docker >/dev/null || dnf install -y docker']"
+            "   # AL2023 repos via the S3 endpoint\n"
             "  - [nvidia-ctk, runtime, configure, --runtime=docker]\n"
             "  - [systemctl, enable, --now, docker.service]\n"
             f"  - [install, -d, -o, '{PROXY_UID}', -g, '{PROXY_UID}', -m, '0750', /var/log/llm-proxy]\n"

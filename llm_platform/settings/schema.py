@@ -164,7 +164,8 @@ class Capacity(_Strict):
     @classmethod
     def _fsr(cls, v: bool, info: ValidationInfo) -> bool:
         if v and not info.data.get("model_snapshot_id"):
-            raise ValueError("Fast Snapshot Restore applies to model_snapshot_id, which is not set: set it or remove this")
+            raise ValueError("Fast Snapshot Restore applies to model_snapshot_id, which is not set: "
+                             "set it or remove this")
         return v
 
     @field_validator("reservations", "model_snapshot_id")
@@ -193,7 +194,8 @@ class ModelSpec(_Strict):
                                 "(vllm, tgi) or q8_0/q4_0 (ollama)")
     max_model_len: PositiveInt | None = Field(None, validate_default=True, description="longest prompt + "
                                                  "completion in tokens; default min(8192, the model's context window)")
-    concurrency: PositiveInt = Field(8, le=4096, description="sequences at full max_model_len the KV cache holds at once")
+    concurrency: PositiveInt = Field(8, le=4096,
+                                     description="sequences at full max_model_len the KV cache holds at once")
     max_num_batched_tokens: PositiveInt = Field(8192, ge=256, le=262144, description="tokens per prefill chunk")
     gpu_memory_utilization: float = Field(0.90, gt=0.5, le=0.95, description="fraction of each GPU's memory the "
                                           "runtime may use; the guide allows at most 0.95")
@@ -205,7 +207,8 @@ class ModelSpec(_Strict):
     revision: str | None = Field(None, validate_default=True, description="pinned revision: a 40-hex Hugging Face "
                                     "commit or an sha256:<64 hex> digest; required in prod")
     checksums: Checksums | None = Field(None, validate_default=True, description="SHA-256 manifest; required in prod")
-    provenance: Provenance | None = Field(None, validate_default=True, description="origin and approval; required in prod")
+    provenance: Provenance | None = Field(None, validate_default=True,
+                                          description="origin and approval; required in prod")
     trust_remote_code: bool = Field(False, description="let the runtime run the repository's Python code")
     quantization: QuantizationSpec | None = Field(None, validate_default=True, description="a pre-quantised "
                                                      "checkpoint's quantization_config (quant_method, ignored_layers"
@@ -587,7 +590,8 @@ class NetworkSpec(_Strict):
             if net.prefixlen == 0:
                 problems.append(f"[{i}] {item} admits the whole internet: list your networks instead")
             elif vpc is not None and net.version == vpc.version and net.overlaps(vpc):
-                problems.append(f"[{i}] {item} overlaps the VPC CIDR {vpc}: clients and scrapers must be outside the VPC")
+                problems.append(f"[{i}] {item} overlaps the VPC CIDR {vpc}: "
+                                "clients and scrapers must be outside the VPC")
         if problems:
             raise ValueError("; ".join(problems))
         return v
@@ -631,8 +635,10 @@ class MonitoringSpec(_Strict):
 
 
 class PricingSpec(_Strict):
-    hourly_usd: dict[str, float] = Field(default_factory=dict, description="price per instance type, overriding the catalog")
-    discount_percent: float = Field(0.0, ge=0, lt=100, description="applied to every catalog price (EDP, savings plans)")
+    hourly_usd: dict[str, float] = Field(default_factory=dict,
+                                         description="price per instance type, overriding the catalog")
+    discount_percent: float = Field(0.0, ge=0, lt=100,
+                                    description="applied to every catalog price (EDP, savings plans)")
 
     @field_validator("hourly_usd")
     @classmethod
