@@ -1,8 +1,13 @@
+import contextlib
 import copy
+import io
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import llm_platform.offline.mocks as mocks
 from llm_platform import catalog
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +37,36 @@ def cat():
     return catalog.load()
 
 
+# One run per distinct program input per session. Many tests (and plan.main, which imports run_program when it
+# runs) record the same shipped stack; a program under the mocks is deterministic in its inputs, so the suite runs
+# each distinct (program, stack, config) once. Installed here, before any test module imports run_program by name.
+# Recordings are shared: tests read them, never mutate them.
+_run_program_uncached = mocks.run_program
+_RUNS: dict[tuple[str, str, str, bool, str | None], Any] = {}
+
+
+def _run_program_once(raw_config: dict, stack: str = "test", *, program=".", project=None, preview=False):
+    key = (str(Path(program).resolve()), stack, json.dumps(raw_config, sort_keys=True, default=str), preview, project)
+    if key not in _RUNS:
+        _RUNS[key] = _run_program_uncached(raw_config, stack, program=program, project=project, preview=preview)
+    return _RUNS[key]
+
+
+mocks.run_program = _run_program_once
+
+
+def plan_output(*argv: str) -> tuple[int, str, str]:
+    """plan.py in-process (exit code, stdout, stderr), once per argument list per session."""
+    if argv not in _PLANS:
+        import plan
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = plan.main(list(argv))
+        _PLANS[argv] = (code, out.getvalue(), err.getvalue())
+    return _PLANS[argv]
+
+
+_PLANS: dict[tuple[str, ...], tuple[int, str, str]] = {}
 _SHIPPED: dict = {}
 
 

@@ -2,14 +2,12 @@
 targets that cannot be met (exit 2 with what is achievable where), and the `throughput` object."""
 import copy
 import json
-import subprocess
-import sys
 
 import pytest
 
 from llm_platform.settings import ConfigErrors, parse
 from llm_platform.sizing.planner import PlanningError, plan_model
-from tests.conftest import MINIMAL, ROOT, prod_config
+from tests.conftest import MINIMAL, plan_output, prod_config
 
 LOAD = {"requests_per_second": 3, "prompt_tokens": 1000, "output_tokens": 200,
         "ttft_p99_seconds": 0.5, "tpot_p99_seconds": 0.03}
@@ -152,15 +150,13 @@ def test_usd_per_million_output_tokens_is_the_fleet_price_over_the_served_tokens
 
 
 def test_the_prod_stack_states_a_load_and_its_plan_shows_throughput_and_replicas_from_it():
-    out = subprocess.run([sys.executable, "plan.py", "--stack", "prod", "--json"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    body = json.loads(out.stdout)
+    code, out, err = plan_output("--stack", "prod", "--json")
+    assert code == 0, err
+    body = json.loads(out)
     for d in body["deployments"]:
         t = d["throughput"]
         assert KEYS <= t.keys(), d["name"]
         assert t["replicas_for_load"] >= 1 and t["ttft_seconds"] is not None, d["name"]
         assert d["replicas"]["min"] == max(2, t["replicas_for_load"]), d["name"]
-    text = subprocess.run([sys.executable, "plan.py", "--stack", "prod"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120).stdout
+    text = plan_output("--stack", "prod")[1]
     assert "### Throughput" in text and "replicas from load" in text

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import plan
-from tests.conftest import ROOT
+from tests.conftest import ROOT, plan_output
 from tests.test_plan_cli import validate
 
 LINE_BUDGET = 90
@@ -15,10 +15,9 @@ LINE_BUDGET = 90
 
 @pytest.fixture(scope="module")
 def prod_text():
-    proc = subprocess.run([sys.executable, str(ROOT / "plan.py"), "--stack", "prod"], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    code, out, err = plan_output("--stack", "prod")
+    assert code == 0, err
+    return out
 
 
 def outside_details(text: str) -> list[str]:
