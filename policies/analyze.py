@@ -25,20 +25,7 @@ EXIT_OK, EXIT_VIOLATIONS, EXIT_UNREADABLE = 0, 1, 2
 
 
 def _read_json(path: str, what: str) -> Any:
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ExportError(f"{what} {path}: no such file") from None
-    except IsADirectoryError:
-        raise ExportError(f"{what} {path}: is a directory") from None
-    except PermissionError:
-        raise ExportError(f"{what} {path}: permission denied") from None
-    except UnicodeDecodeError:
-        raise ExportError(f"{what} {path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise ExportError(f"{what} {path}: {exc.strerror or exc}") from None
-    if not text.strip():
-        raise ExportError(f"{what} {path}: empty file")
+    text = _read_text(path, what)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
