@@ -133,6 +133,7 @@ def find(spec: ModelSpec, plan: planner.DeploymentPlan, stack: StackConfig,
                   key=lambda i: (planner.hourly_price(i, stack), i.gpu_count, i.name))
     picked: set[tuple[str, int, int]] = set()
     found: list[Fallback] = []
+    layouts: dict[str, tuple[Layout, float]] = {}
     fit_but_slow: list[str] = []
     for inst in pool:
         key = (inst.gpu, inst.gpu_memory_mib, inst.gpu_count)
@@ -156,20 +157,23 @@ def find(spec: ModelSpec, plan: planner.DeploymentPlan, stack: StackConfig,
             continue
         picked.add(key)
         gpu = cat.gpu_of(inst)
+        layouts[inst.name] = (c.layout, gpu.memory_gib)
         found.append(Fallback(
             instance_type=inst.name, gpu_name=gpu.name, gpu_count=inst.gpu_count, gpu_memory_gib=gpu.memory_gib,
             tensor_parallel_size=c.layout.tensor_parallel, pipeline_parallel_size=c.layout.pipeline_parallel,
             gpus_per_replica=c.layout.tensor_parallel * c.layout.layer_split * c.layout.pipeline_parallel,
             memory=c.memory, hourly_cost_usd=c.hourly_usd,
-            max_concurrency_at_full_context=(max_sequences(arch, w, c.layout, gpu.memory_gib, cat)
-                                             if not embed else None),
+            max_concurrency_at_full_context=None,       # filled in below for the kept ones (a search each)
             relative_throughput=rel, weighted_capacity=weight,
             requests_per_s_per_replica=op.requests_per_s if op else None, batch_for_load=op.batch if op else None,
             ttft_seconds=op.ttft_s if op else None, tpot_seconds=op.tpot_s if op else None,
             replicas_for_load=best.replicas_for_load))
     found.sort(key=lambda f: (f.usd_per_unit_hour, f.hourly_cost_usd, f.instance_type))
     limit = spec.capacity.max_fallbacks if spec.capacity is not None else 3
-    found = found[:limit]
+    found = [f if embed else dataclasses.replace(
+        f, max_concurrency_at_full_context=max_sequences(arch, w, layouts[f.instance_type][0],
+                                                         layouts[f.instance_type][1], cat))
+        for f in found[:limit]]
     if found:
         return tuple(found), None
     if fit_but_slow:
