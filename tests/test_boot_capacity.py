@@ -17,6 +17,7 @@ from llm_platform.serving.userdata import BootConfig, render_user_data
 from llm_platform.settings import parse, read_stack_file
 from llm_platform.sizing.planner import plan_stack
 from tests.conftest import ROOT
+from tests.test_boot import AWS_STUB
 
 SNAP = "snap-0123456789abcdef0"
 VOL = "vol-0aaaabbbbccccdddd"
@@ -41,25 +42,11 @@ def _manifest(files: dict) -> str:
 
 STUBS = {
     # s3 cp/sync from $FAKE_S3, ec2 describe-volumes prints $FAKE_VOLUME, autoscaling calls are logged
-    "aws": """#!/bin/bash
-set -euo pipefail
+    "aws": AWS_STUB.replace("set -euo pipefail\n", """set -euo pipefail
 echo "aws $*" >> "$STUB_LOG"
 if [ "$1" = ec2 ]; then echo "$FAKE_VOLUME"; exit 0; fi
 if [ "$1" = autoscaling ]; then exit 0; fi
-args=("$@"); src=""; dst=""; excl=""
-for ((i=0; i<${#args[@]}; i++)); do
-  case "${args[$i]}" in
-    s3://*) src="$FAKE_S3/${args[$i]#s3://}";;
-    --exclude) excl="${args[$((i+1))]}"; i=$((i+1));;
-    --region) i=$((i+1));;
-    --*) ;;
-    cp|sync|s3) ;;
-    *) dst="${args[$i]}";;
-  esac
-done
-if [ "$2" = "cp" ]; then cp "$src" "$dst"; exit 0; fi
-mkdir -p "$dst"; (cd "$src" && find . -type f ! -name "$excl" -exec cp --parents {} "$dst" \\;)
-""",
+""", 1),
     # IMDS: token, instance id, the target lifecycle state, the group name tag
     "curl": """#!/bin/bash
 url=""; for a in "$@"; do case "$a" in http*) url="$a";; esac; done
